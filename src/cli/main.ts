@@ -1,0 +1,62 @@
+/** `metaguard` command line: dispatches to a command, maps errors to one line and an exit code. */
+import { isMetaguardError } from '../errors.js';
+import { version } from '../version.js';
+
+/** Exit codes of SPEC §4. */
+export const EXIT = { ADOPT: 0, REJECT: 1, ERROR: 2, CONFIG: 78 } as const;
+
+const usage = `metaguard ${version}: may a candidate implementation replace a baseline?
+
+Usage: metaguard <command> [options]
+
+Commands:
+  evaluate   run baseline and candidate on generated cases and decide (exit 0 adopt, 1 reject, 2 error)
+  demo       run the built-in example evaluations on the embedded in-process queue
+  worker     run a worker daemon that takes cases from a queue
+  queue      inspect and operate a queue: stats, dlq list|retry|purge
+  bench      measure the codec and the end-to-end throughput per batch size
+
+Run 'metaguard <command> --help' for a command's options.`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const commands: Record<string, () => Promise<Command>> = {
+  evaluate: async () => (await import('./evaluate.js')).evaluateCommand,
+  demo: async () => (await import('./demo.js')).demoCommand,
+  worker: async () => (await import('./worker.js')).workerCommand,
+  queue: async () => (await import('./queue.js')).queueCommand,
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage + '\n');
+    return name === undefined ? EXIT.ERROR : 0;
+  }
+  if (name === '--version' || name === '-v') {
+    process.stdout.write(version + '\n');
+    return 0;
+  }
+  const load = commands[name];
+  if (!load) {
+    process.stderr.write(`metaguard: unknown command ${JSON.stringify(name)} (commands: ${Object.keys(commands).join(', ')})\n`);
+    return EXIT.ERROR;
+  }
+  const command = await load();
+  try {
+    return await command(rest);
+  } catch (err) {
+    return reportError(err, name === 'worker' ? EXIT.CONFIG : EXIT.ERROR);
+  }
+}
+
+/** Prints one line for an error and returns the exit code. Errors without a code print their stack. */
+export function reportError(err: unknown, codeForBadInput: number): number {
+  if (isMetaguardError(err)) {
+    process.stderr.write(`metaguard: ${err.message}\n`);
+    const badInput = err.code === 'MG_ERR_INVALID_OPTION' || err.code === 'MG_ERR_UNKNOWN_OPTION';
+    return badInput ? codeForBadInput : EXIT.ERROR;
+  }
+  process.stderr.write(`metaguard: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return EXIT.ERROR;
+}

@@ -1,0 +1,53 @@
+/** `metaguard worker`: the long-running daemon. Bad configuration exits 78 (EX_CONFIG). */
+import { workerSchema, type WorkerCliOptions } from '../options/worker.js';
+import { describeOptions, resolveOptions } from '../options/schema.js';
+import { validateQueueConfig } from '../queue/config.js';
+import { createLogger } from '../observe/log.js';
+import { startWorker } from '../worker/daemon.js';
+import { parseFlags } from './args.js';
+
+export const workerHelp = `Usage: metaguard worker [options]
+
+Runs a worker daemon: claims batches of cases from the queue, runs each case in a thread under time and
+memory limits, publishes results. SIGTERM/SIGINT drain (stop claiming, finish or hand back in-flight
+batches within --shutdown-timeout-s) and exit 0. Bad configuration exits 78.
+
+Options (flags override METAGUARD_* variables, which override defaults):
+${describeOptions(workerSchema)}`;
+
+export async function workerCommand(argv: string[]): Promise<number> {
+  const { flags, help } = parseFlags(argv, workerSchema);
+  if (help) {
+    process.stdout.write(workerHelp + '\n');
+    return 0;
+  }
+  const options = resolveOptions<WorkerCliOptions>(workerSchema, { flags, env: process.env });
+  const config = validateQueueConfig(options.queueConfig ?? {}, options.backend ? { backend: options.backend } : {});
+  const logger = createLogger({ json: options.logJson, file: options.logFile, verbose: true });
+  const worker = await startWorker({
+    config,
+    threads: options.threads,
+    pollIntervalS: options.pollInterval,
+    defaultTimeoutS: options.defaultTimeoutS,
+    defaultMemMb: options.defaultMemMb,
+    shutdownTimeoutS: options.shutdownTimeoutS,
+    logger,
+    ...(options.workerId ? { workerId: options.workerId } : {}),
+    ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+  });
+  let exitCode = 0;
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info('worker_draining', { worker: worker.workerId, signal });
+      worker.close().then(resolve, resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    worker.once('stalled', () => {
+      // A stuck consume loop: exit non-zero so the supervisor restarts the daemon.
+      exitCode = 1;
+      worker.destroy().then(resolve, resolve);
+    });
+  });
+  return exitCode;
+}

@@ -1,0 +1,54 @@
+/** The local dispatcher: cases run in this process's case pool, in chunks, both roles interleaved. */
+import { CasePool } from '../execution/pool.js';
+import type { CaseResult } from '../execution/protocol.js';
+import { roles, type DispatchEvents, type Dispatcher, type JobSpec, type Role } from './types.js';
+
+export interface LocalDispatcherOptions {
+  threads: number;
+  /** Cases per `pool.run`. @defaultValue about four chunks per thread and role, 1..256 */
+  chunkSize?: number;
+}
+
+export function defaultChunkSize(n: number, threads: number): number {
+  return Math.max(1, Math.min(256, Math.ceil(n / (threads * 4))));
+}
+
+export class LocalDispatcher implements Dispatcher {
+  readonly #options: LocalDispatcherOptions;
+  #pool: CasePool | undefined;
+
+  constructor(options: LocalDispatcherOptions) {
+    this.#options = options;
+  }
+
+  async run(job: JobSpec, events: DispatchEvents = {}): Promise<Record<Role, CaseResult[]>> {
+    const pool = (this.#pool ??= new CasePool({ threads: this.#options.threads, timeoutMs: job.timeoutMs, memMb: job.memMb }));
+    const n = job.cases.length;
+    const size = this.#options.chunkSize ?? defaultChunkSize(n, this.#options.threads);
+    const out: Record<Role, CaseResult[]> = { baseline: new Array(n), candidate: new Array(n) };
+    const work: Promise<void>[] = [];
+    for (let start = 0; start < n; start += size) {
+      const cases = job.cases.slice(start, start + size).map((args, i) => ({ index: start + i, args }));
+      for (const role of roles) {
+        work.push(
+          pool
+            .runChunk(
+              { taskUrl: job.taskUrl, implUrl: job.implUrls[role], seed: job.seed, cases },
+              { onResult: (r) => events.onResult?.(role, r) },
+            )
+            .then((results) => {
+              for (const r of results) out[role][r.index] = r;
+            }),
+        );
+      }
+      // Backpressure: keep the pool's queue short instead of queueing every chunk up front.
+      if (pool.needsDrain) await new Promise((resolve) => pool.once('drain', resolve));
+    }
+    await Promise.all(work);
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await this.#pool?.close();
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * The queue dispatcher (coordinator side). It publishes the job's code as content-addressed artifacts
+ * and its manifest, then feeds batches to the backend progressively — keeping a window of batches
+ * outstanding, sized by the adaptive batch controller — while it reads the job's result stream.
+ *
+ * Accounting: every (role, case index) is recorded once. Results of a batch delivered twice are
+ * dropped the second time; a batch dead-lettered before all its cases have results records the rest
+ * as E_DELIVERY, so an evaluation never waits for cases that cannot come.
+ */
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { CaseResult } from '../execution/protocol.js';
+import { createCodec } from '../codec/index.js';
+import { isMetaguardError } from '../errors.js';
+import { silentLogger, type Logger } from '../observe/log.js';
+import type { EvaluateOptions } from '../options/evaluate.js';
+import { publishArtifact } from '../queue/artifacts.js';
+import { AdaptiveBatchSize } from '../queue/batching.js';
+import { validateQueueConfig, type QueueConfig } from '../queue/config.js';
+import { createBackend } from '../queue/index.js';
+import { decodeResults, encodeCases, signBatch } from '../queue/messages.js';
+import type { Backend, BatchMessage, JobManifest } from '../queue/types.js';
+import { roles, type DispatchEvents, type Dispatcher, type JobSpec, type Role } from './types.js';
+
+export interface QueueDispatcherOptions {
+  config: QueueConfig;
+  logger?: Logger;
+  /** Use this backend instead of creating one from the config (tests, bench). */
+  backend?: Backend;
+  /** Called when the batch size changes (metrics). */
+  onBatchSize?(size: number): void;
+}
+
+interface Outstanding {
+  role: Role;
+  indices: number[];
+  size: number;
+}
+
+export class QueueDispatcher implements Dispatcher {
+  readonly #config: QueueConfig;
+  readonly #logger: Logger;
+  readonly #options: QueueDispatcherOptions;
+  #backend: Backend | undefined;
+  #localWorkers: { close(): Promise<void> }[] = [];
+  /** Duplicate results dropped (redeliveries); exposed for tests and metrics. */
+  duplicatesDropped = 0;
+
+  constructor(options: QueueDispatcherOptions) {
+    this.#options = options;
+    this.#config = options.config;
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  async #withRetry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    // The coordinator rides out backend outages (a Redis restart): retry with capped backoff.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!isMetaguardError(err) || err.code !== 'MG_ERR_BACKEND') throw err;
+        this.#logger.warn('backend_error', { during: what, attempt, message: err.message });
+        await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
+      }
+    }
+  }
+
+  async run(job: JobSpec, events: DispatchEvents = {}): Promise<Record<Role, CaseResult[]>> {
+    const config = this.#config;
+    const backend = (this.#backend ??= this.#options.backend ?? (await createBackend(config)));
+    await backend.connect();
+    const codec = createCodec({ compress: config.compress });
+    const jobId = randomUUID();
+    const [task, baseline, candidate] = await this.#withRetry('publish artifacts', () =>
+      Promise.all([publishArtifact(backend, job.taskUrl), publishArtifact(backend, job.implUrls.baseline), publishArtifact(backend, job.implUrls.candidate)]),
+    );
+    const manifest: JobManifest = { jobId, task, implementations: { baseline, candidate }, seed: job.seed, timeoutMs: job.timeoutMs, memMb: job.memMb, createdAt: await backend.now() };
+    await this.#withRetry('publish job', () => backend.putJob(manifest));
+
+    if (config.backend === 'memory' && config.spawn_local_workers > 0) {
+      const { startWorker } = await import('../worker/daemon.js');
+      for (let i = 0; i < config.spawn_local_workers; i++) {
+        this.#localWorkers.push(await startWorker({ backend, config, threads: 1, pollIntervalS: 0.02, logger: this.#logger, workerId: `local-${i}-${jobId.slice(0, 8)}` }));
+      }
+    }
+
+    const n = job.cases.length;
+    const out: Record<Role, CaseResult[]> = { baseline: new Array(n), candidate: new Array(n) };
+    const recorded: Record<Role, Uint8Array> = { baseline: new Uint8Array(n), candidate: new Uint8Array(n) };
+    let remaining = 2 * n;
+    const record = (role: Role, r: CaseResult) => {
+      if (r.index < 0 || r.index >= n || recorded[role][r.index]) {
+        this.duplicatesDropped++;
+        return;
+      }
+      recorded[role][r.index] = 1;
+      out[role][r.index] = r;
+      remaining--;
+      events.onResult?.(role, r);
+    };
+
+    const batcher = new AdaptiveBatchSize({
+      initial: config.batch_size ?? config.initial_batch_size,
+      min: config.batch_size ?? config.min_batch_size,
+      max: config.batch_size ?? config.max_batch_size,
+      adaptive: config.adaptive_batching && config.batch_size === undefined,
+      ...(this.#options.onBatchSize ? { onChange: this.#options.onBatchSize } : {}),
+    });
+    const outstanding = new Map<string, Outstanding>();
+    const next: Record<Role, number> = { baseline: 0, candidate: 0 };
+    let turn = 0;
+    let slots = 1;
+
+    const publishMore = async () => {
+      const target = 2 * slots + 2;
+      const batch: BatchMessage[] = [];
+      while (outstanding.size + batch.length < target && (next.baseline < n || next.candidate < n)) {
+        const role = roles[turn++ % 2];
+        if (next[role] >= n) continue;
+        const start = next[role];
+        const end = Math.min(n, start + batcher.size);
+        next[role] = end;
+        const cases = [];
+        for (let i = start; i < end; i++) cases.push({ index: i, args: job.cases[i] });
+        const msg: BatchMessage = { id: `${jobId}:${role}:${start}`, jobId, role, priority: config.priority, payload: encodeCases(codec, cases) };
+        if (config.hmac_key) msg.mac = signBatch(config.hmac_key, msg);
+        batch.push(msg);
+        outstanding.set(msg.id, { role, indices: cases.map((c) => c.index), size: cases.length });
+      }
+      if (batch.length) {
+        await this.#withRetry('enqueue', () => backend.enqueue(batch));
+        this.#logger.info('queue_dispatched', { job: jobId, batches: batch.length, cases: batch.reduce((s, b) => s + outstanding.get(b.id)!.size, 0) });
+      }
+    };
+
+    let cursor = '0';
+    let lastTick = 0;
+    const tickMs = config.heartbeat_check_interval * 1000;
+    try {
+      while (remaining > 0) {
+        await publishMore();
+        const read = await this.#withRetry('read results', () => backend.readResults(jobId, cursor, Math.min(250, tickMs)));
+        cursor = read.cursor;
+        for (const entry of read.entries) {
+          const batch = outstanding.get(entry.batchId);
+          if (entry.kind === 'results') {
+            let results: CaseResult[];
+            try {
+              results = decodeResults(codec, entry.frame);
+            } catch (err) {
+              this.#logger.warn('batch_rejected', { job: jobId, batch: entry.batchId, message: (err as Error).message });
+              continue;
+            }
+            for (const r of results) record(entry.role, r);
+            if (batch) {
+              outstanding.delete(entry.batchId);
+              batcher.record(batch.size);
+              this.#logger.info('queue_completed', { job: jobId, batch: entry.batchId, worker: entry.workerId, cases: batch.size });
+            }
+          } else {
+            this.#logger.warn('dead_lettered', { job: jobId, batch: entry.batchId, reason: entry.reason });
+            if (batch) {
+              outstanding.delete(entry.batchId);
+              for (const index of batch.indices) {
+                if (!recorded[batch.role][index]) {
+                  record(batch.role, { index, passed: false, durationMs: 0, error: { code: 'E_DELIVERY', message: `batch dead-lettered: ${entry.reason}` } });
+                }
+              }
+            }
+          }
+        }
+        const now = Date.now();
+        if (now - lastTick >= tickMs) {
+          lastTick = now;
+          // Reclaim here too: dead-lettering must not depend on a live worker to notice.
+          const reclaimed = await this.#withRetry('reclaim', () => backend.reclaimExpired());
+          if (reclaimed.requeued.length) this.#logger.warn('queue_requeued', { job: jobId, batches: reclaimed.requeued.length });
+          const workers = await this.#withRetry('active workers', () => backend.activeWorkers());
+          slots = Math.max(1, workers.reduce((s, w) => s + w.threads, 0));
+          if (workers.length === 0) this.#logger.warn('heartbeat_timeout', { job: jobId, message: 'no active workers; cases wait in the queue', outstanding_batches: outstanding.size });
+        }
+      }
+    } finally {
+      await backend.deleteJob(jobId).catch(() => {});
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#localWorkers.map((w) => w.close()));
+    this.#localWorkers = [];
+    await this.#backend?.close();
+  }
+}
+
+/** The CLI's and evaluate()'s factory for `--dispatcher queue`. */
+export function createQueueDispatcher(options: Pick<EvaluateOptions, 'queueConfig'>, logger?: Logger): QueueDispatcher {
+  const config = validateQueueConfig(options.queueConfig ?? {});
+  return new QueueDispatcher({ config, ...(logger ? { logger } : {}) });
+}

@@ -1,0 +1,72 @@
+/**
+ * Every error metaguard raises carries a stable `code`. Callers branch on the code, never on the
+ * message text. Errors cross thread and wire boundaries as plain `{ code, message }` objects
+ * (see `toErrorInfo`), because classes do not survive structured clone.
+ */
+
+/** Outcome codes of a single case: a case that fails this way is a result, not a redelivery. */
+export const CaseErrorCodes = {
+  E_TIMEOUT: 'the case exceeded its time limit',
+  E_OOM: 'the case exhausted its memory limit',
+  E_THROW: 'the implementation threw',
+  E_CRASH: 'the implementation exited its thread or failed at import',
+  E_DELIVERY: 'the case could not be delivered to a worker within its attempts',
+} as const;
+export type CaseErrorCode = keyof typeof CaseErrorCodes;
+
+/** Codes of errors raised by metaguard itself (bad input, backend faults, codec faults). */
+export const ErrorCodes = {
+  MG_ERR_INVALID_OPTION: 'an option, flag, environment variable or config key is invalid',
+  MG_ERR_UNKNOWN_OPTION: 'an option or config key is not known',
+  MG_ERR_FILE_NOT_FOUND: 'a file named on the command line does not exist',
+  MG_ERR_INVALID_TASK: 'a task module does not export a valid spec',
+  MG_ERR_INVALID_IMPLEMENTATION: 'an implementation module does not export solve',
+  MG_ERR_MODULE_LOAD: 'a task or implementation module failed to load',
+  MG_ERR_INVALID_POLICY: 'a policy file is malformed',
+  MG_ERR_TASK_GEN: 'the task generator failed or returned malformed cases',
+  MG_ERR_BACKEND: 'the queue backend failed',
+  MG_ERR_BACKEND_CLOSED: 'the queue backend is closed',
+  MG_ERR_ARTIFACT: 'an artifact is missing or does not match its hash',
+  MG_ERR_CODEC: 'a frame could not be decoded',
+  MG_ERR_HMAC: 'a message failed its HMAC check',
+  MG_ERR_POOL_CLOSED: 'the case pool is closed',
+  MG_ERR_NATIVE: 'the native module could not be used',
+} as const;
+export type MetaguardErrorCode = keyof typeof ErrorCodes;
+
+export class MetaguardError extends Error {
+  readonly code: MetaguardErrorCode;
+  /** Field (flag, env variable, config key) the error is about, when there is one. */
+  readonly field?: string;
+
+  constructor(code: MetaguardErrorCode, message: string, options: { field?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'MetaguardError';
+    this.code = code;
+    if (options.field !== undefined) this.field = options.field;
+  }
+}
+
+export function invalidOption(field: string, reason: string): MetaguardError {
+  return new MetaguardError('MG_ERR_INVALID_OPTION', `${field}: ${reason}`, { field });
+}
+
+/** The shape an error takes when it crosses a thread or a wire. */
+export interface ErrorInfo {
+  code: string;
+  message: string;
+}
+
+export function toErrorInfo(err: unknown, fallbackCode = 'E_THROW'): ErrorInfo {
+  if (err !== null && typeof err === 'object') {
+    const e = err as { code?: unknown; message?: unknown; name?: unknown };
+    const message = typeof e.message === 'string' ? e.message : String(err);
+    const code = typeof e.code === 'string' && /^(E_|MG_ERR_)/.test(e.code) ? e.code : fallbackCode;
+    return { code, message: typeof e.name === 'string' && e.name !== 'Error' ? `${e.name}: ${message}` : message };
+  }
+  return { code: fallbackCode, message: String(err) };
+}
+
+export function isMetaguardError(err: unknown): err is MetaguardError {
+  return err instanceof MetaguardError;
+}

@@ -1,0 +1,225 @@
+/**
+ * One evaluation, start to finish: resolve options, load the task, generate cases, run both
+ * implementations through a dispatcher, compute statistics, apply the gate, write the reports.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+import { MetaguardError, invalidOption } from './errors.js';
+import { resolveOptions, type Sources } from './options/schema.js';
+import { evaluateSchema, type EvaluateOptions } from './options/evaluate.js';
+import { loadPolicy } from './gate/policy.js';
+import { decide } from './gate/index.js';
+import { builtinTask } from './spec/builtin.js';
+import { loadTask, moduleUrl } from './spec/load.js';
+import { CasePool } from './execution/pool.js';
+import type { CaseResult } from './execution/protocol.js';
+import { LocalDispatcher } from './dispatch/local.js';
+import { roles, type Dispatcher, type JobSpec, type Role } from './dispatch/types.js';
+import { collectViolations, summarizeRole, violatingCases } from './reports/build.js';
+import { writeJsonReport, writeTextFile } from './reports/write.js';
+import { renderHtml } from './reports/html.js';
+import { renderJunit } from './reports/junit.js';
+import type { Report } from './reports/types.js';
+import { computeInterval, mcnemarTest, pairedPower } from './statistics/index.js';
+import { silentLogger, type Logger } from './observe/log.js';
+import { version } from './version.js';
+
+export type EvaluateInput = Partial<EvaluateOptions> & { task: string };
+
+/** Resolves options from their sources; a policy (file or preset) ranks between env and flags. */
+export function resolveEvaluateOptions(sources: Sources): Readonly<EvaluateOptions> {
+  const first = resolveOptions<EvaluateOptions>(evaluateSchema, sources);
+  if (first.task === undefined) throw invalidOption('--task', 'is required (a task module path or a built-in task name)');
+  if (first.policy === undefined) return first;
+  return resolveOptions<EvaluateOptions>(evaluateSchema, { ...sources, file: loadPolicy(first.policy), fileName: `policy ${first.policy}` });
+}
+
+interface ResolvedModules {
+  taskUrl: string;
+  implUrls: Record<Role, string>;
+}
+
+function resolveModules(options: EvaluateOptions): ResolvedModules {
+  const builtin = existsSync(options.task) ? undefined : builtinTask(options.task);
+  const taskPath = builtin ? builtin.task : options.task;
+  const pick = (role: Role): string => {
+    const given = options[role];
+    if (given !== undefined) return moduleUrl(given, role);
+    if (builtin) return moduleUrl(builtin[role], role);
+    throw invalidOption(`--${role}`, 'is required when --task is a file (built-in tasks have example implementations)');
+  };
+  return { taskUrl: moduleUrl(taskPath, 'task'), implUrls: { baseline: pick('baseline'), candidate: pick('candidate') } };
+}
+
+export function sha256File(url: string): string {
+  return createHash('sha256').update(readFileSync(fileURLToPath(url))).digest('hex');
+}
+
+function generateCases(gen: (n: number, seed: number) => unknown[][], n: number, seed: number, task: string): unknown[][] {
+  let cases: unknown;
+  try {
+    cases = gen(n, seed);
+  } catch (err) {
+    throw new MetaguardError('MG_ERR_TASK_GEN', `task ${task}: gen(${n}, ${seed}) threw: ${(err as Error).message ?? err}`, { cause: err });
+  }
+  if (!Array.isArray(cases) || cases.length !== n) {
+    throw new MetaguardError('MG_ERR_TASK_GEN', `task ${task}: gen(${n}, ${seed}) must return an array of ${n} argument lists, got ${Array.isArray(cases) ? `${cases.length} items` : typeof cases}`);
+  }
+  cases.forEach((c, i) => {
+    if (!Array.isArray(c)) throw new MetaguardError('MG_ERR_TASK_GEN', `task ${task}: case ${i} is not an argument list (an array)`);
+  });
+  return cases as unknown[][];
+}
+
+/** Fails with exit-2 errors for implementations that load but are unusable; load-time crashes are case results. */
+async function checkImplementations(modules: ResolvedModules, options: EvaluateOptions): Promise<void> {
+  const pool = new CasePool({ threads: 1, timeoutMs: options.timeoutS * 1000, memMb: options.memMb });
+  try {
+    const checks = await Promise.all(roles.map((role) => pool.checkModules(modules.taskUrl, modules.implUrls[role])));
+    for (const info of checks) {
+      if (info && info.code.startsWith('MG_ERR_')) throw new MetaguardError(info.code as 'MG_ERR_INVALID_IMPLEMENTATION', info.message);
+    }
+  } finally {
+    await pool.destroy();
+  }
+}
+
+export interface EvaluationHooks {
+  logger?: Logger;
+  /** Called as cases finish: (done, total) over both roles. */
+  onProgress?(done: number, total: number): void;
+  /** Supplies the queue dispatcher for `--dispatcher queue`. */
+  createDispatcher?(options: EvaluateOptions): Promise<Dispatcher> | Dispatcher;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface EvaluationOutcome {
+  report: Report;
+  reportPath: string;
+  htmlPath?: string;
+  junitPath?: string;
+}
+
+export async function runEvaluation(options: Readonly<EvaluateOptions>, hooks: EvaluationHooks = {}): Promise<EvaluationOutcome> {
+  const logger = hooks.logger ?? silentLogger;
+  const started = new Date();
+  const modules = resolveModules(options);
+  const task = await loadTask(modules.taskUrl);
+  const cases = generateCases(task.gen.bind(task), options.n, options.seed, task.name);
+  await checkImplementations(modules, options);
+
+  const job: JobSpec = { ...modules, seed: options.seed, timeoutMs: Math.round(options.timeoutS * 1000), memMb: options.memMb, cases };
+  let dispatcher: Dispatcher;
+  if (options.dispatcher === 'local') dispatcher = new LocalDispatcher({ threads: options.parallel });
+  else if (hooks.createDispatcher) dispatcher = await hooks.createDispatcher(options);
+  else throw invalidOption('--dispatcher', 'queue needs a queue dispatcher (use the CLI or evaluate() from the package)');
+
+  logger.info('evaluation_started', { task: task.name, n: options.n, seed: options.seed, dispatcher: options.dispatcher });
+  let done = 0;
+  const total = cases.length * 2;
+  // Case faults are logged as they happen, the first few of each kind per role; the report has every count.
+  const logged = new Map<string, number>();
+  const caseEvents = { E_TIMEOUT: 'case_timeout', E_OOM: 'case_oom', E_CRASH: 'case_crash' } as const;
+  let results: Record<Role, CaseResult[]>;
+  try {
+    results = await dispatcher.run(job, {
+      onResult: (role, r) => {
+        done++;
+        const event = r.error && caseEvents[r.error.code as keyof typeof caseEvents];
+        if (event) {
+          const key = `${role}:${event}`;
+          const count = (logged.get(key) ?? 0) + 1;
+          logged.set(key, count);
+          if (count <= 3) logger.warn(event, { role, case_index: r.index, message: r.error!.message, ...(count === 3 ? { note: 'further ones are counted in the report' } : {}) });
+        }
+        hooks.onProgress?.(done, total);
+      },
+    });
+  } finally {
+    await dispatcher.close();
+  }
+
+  const report = buildReport(options, task.name, modules, cases, results, started);
+  logger.info('evaluation_finished', { task: task.name, adopt: report.decision.adopt, reason: report.decision.reason, delta_pass_rate: report.delta_pass_rate });
+  const outcome: EvaluationOutcome = { report, reportPath: writeJsonReport(report, options.reportDir) };
+  if (options.htmlReport) outcome.htmlPath = writeTextFile(options.htmlReport, renderHtml(report));
+  if (options.junitReport) outcome.junitPath = writeTextFile(options.junitReport, renderJunit(report));
+  return outcome;
+}
+
+function buildReport(
+  options: EvaluateOptions,
+  taskName: string,
+  modules: ResolvedModules,
+  cases: unknown[][],
+  results: Record<Role, CaseResult[]>,
+  started: Date,
+): Report {
+  const n = cases.length;
+  const pass = (rs: CaseResult[]) => Uint8Array.from(rs, (r) => (r.passed ? 1 : 0));
+  const b = pass(results.baseline);
+  const c = pass(results.candidate);
+  let both = 0, candOnly = 0, baseOnly = 0, neither = 0;
+  for (let i = 0; i < n; i++) {
+    if (b[i] && c[i]) both++;
+    else if (c[i]) candOnly++;
+    else if (b[i]) baseOnly++;
+    else neither++;
+  }
+  const baseline = summarizeRole(results.baseline);
+  const candidate = summarizeRole(results.candidate);
+  const deltaCi = computeInterval(options.ciMethod, b, c, { alpha: options.alpha, samples: options.bootstrapSamples, seed: options.seed });
+  const decision = decide(
+    { candidateViolations: violatingCases(results.candidate), candidatePassRate: candidate.pass_rate, deltaCi },
+    { violationCap: options.violationCap, minPassRate: options.minPassRate, minDelta: options.minDelta },
+  );
+  const violations = collectViolations(results, cases);
+  const finished = new Date();
+  return {
+    task: taskName,
+    n,
+    seed: options.seed,
+    config: {
+      timeout_s: options.timeoutS,
+      mem_mb: options.memMb,
+      alpha: options.alpha,
+      min_delta: options.minDelta,
+      min_pass_rate: options.minPassRate,
+      violation_cap: options.violationCap,
+      ci_method: options.ciMethod,
+      bootstrap_samples: options.bootstrapSamples,
+      dispatcher: options.dispatcher,
+      ...(options.dispatcher === 'local' ? { parallel: options.parallel } : {}),
+      ...(options.policy ? { policy: options.policy } : {}),
+    },
+    hashes: { task: sha256File(modules.taskUrl), baseline: sha256File(modules.implUrls.baseline), candidate: sha256File(modules.implUrls.candidate) },
+    baseline,
+    candidate,
+    delta_pass_rate: candidate.pass_rate - baseline.pass_rate,
+    delta_ci: deltaCi,
+    ci_method: options.ciMethod,
+    decision,
+    statistics: {
+      paired: { both_pass: both, candidate_only: candOnly, baseline_only: baseOnly, neither },
+      mcnemar: mcnemarTest(candOnly, baseOnly),
+      power: pairedPower({ n, b: candOnly, c: baseOnly, minDelta: options.minDelta, alpha: options.alpha }),
+      alpha: options.alpha,
+      ...(options.ciMethod.startsWith('bootstrap') ? { bootstrap_samples: options.bootstrapSamples } : {}),
+    },
+    violations: violations.list,
+    violations_total: violations.total,
+    started_at: started.toISOString(),
+    finished_at: finished.toISOString(),
+    duration_seconds: (finished.getTime() - started.getTime()) / 1000,
+    dispatcher: options.dispatcher,
+    metaguard_version: version,
+  };
+}
+
+/** Programmatic API (SPEC §9): runs an evaluation and returns its report. */
+export async function evaluate(input: EvaluateInput, hooks: EvaluationHooks = {}): Promise<Report> {
+  const options = resolveEvaluateOptions({ values: input as Record<string, unknown>, env: hooks.env ?? {} });
+  return (await runEvaluation(options, hooks)).report;
+}

@@ -1,0 +1,220 @@
+/**
+ * The case pool: a piscina pool of case threads with limits enforced from the parent.
+ *
+ * - Time: the thread posts each result as the case finishes; the parent re-arms one timer per result.
+ *   When it fires (limit + slack) the chunk's task is aborted, which makes piscina terminate the thread
+ *   (a busy loop cannot be interrupted any other way) and start a fresh one.
+ * - Memory: the thread runs with `resourceLimits.maxOldGenerationSizeMb`; V8 kills it on a heap
+ *   blow-up and the run rejects with ERR_WORKER_OUT_OF_MEMORY.
+ * - Anything else that ends the thread (process.exit, a fatal error) is E_CRASH.
+ *
+ * In each case the running case — the first one of the chunk without a result — takes the error,
+ * the cases that finished keep their results, and only the rest are run again.
+ */
+import { EventEmitter } from 'node:events';
+import { MessageChannel } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import { MetaguardError, type ErrorInfo } from '../errors.js';
+import { runningFromSource } from '../util/paths.js';
+import type { CaseInput, CaseResult, ChunkRequest, ThreadMessage } from './protocol.js';
+
+export interface CasePoolOptions {
+  /** Number of threads. @defaultValue available parallelism */
+  threads?: number;
+  /** Per-case time limit in milliseconds. @defaultValue 2000 */
+  timeoutMs?: number;
+  /** Heap limit of each thread (old generation), in MiB. @defaultValue 512 */
+  memMb?: number;
+}
+
+export interface ChunkSpec {
+  taskUrl: string;
+  implUrl: string;
+  seed: number;
+  cases: CaseInput[];
+}
+
+/** What a chunk's run observed, for metrics. */
+export interface ChunkEvents {
+  onResult?(result: CaseResult): void;
+  onRestart?(reason: 'timeout' | 'oom' | 'crash'): void;
+  onHeap?(bytes: number): void;
+}
+
+const threadFile = fileURLToPath(new URL(`../../workers/case-thread.${runningFromSource ? 'ts' : 'js'}`, import.meta.url));
+
+/** Extra time past the limit before the thread is terminated: message latency and timer jitter. */
+export function timeoutSlackMs(timeoutMs: number): number {
+  return Math.max(50, Math.min(500, timeoutMs * 0.05));
+}
+
+/** How long a thread may take to import a task and an implementation before the chunk is failed. */
+const importBudgetMs = (timeoutMs: number) => Math.max(10_000, timeoutMs * 2);
+
+interface AttemptOutcome {
+  results: CaseResult[];
+  /** Set when the thread was cut short; the first case without a result takes this error. */
+  fault?: ErrorInfo & { beforeBegin: boolean; reason: 'timeout' | 'oom' | 'crash' };
+}
+
+export class CasePool extends EventEmitter {
+  readonly threads: number;
+  readonly timeoutMs: number;
+  readonly memMb: number;
+  readonly #pool: Piscina<ChunkRequest, number>;
+  #closed = false;
+
+  constructor(options: CasePoolOptions = {}) {
+    super();
+    this.threads = options.threads ?? availableParallelism();
+    this.timeoutMs = options.timeoutMs ?? 2000;
+    this.memMb = options.memMb ?? 512;
+    this.#pool = new Piscina<ChunkRequest, number>({
+      filename: threadFile,
+      minThreads: this.threads,
+      maxThreads: this.threads,
+      idleTimeout: 60_000,
+      // Young generation is kept small so the old-generation limit is what a heap hog hits.
+      resourceLimits: { maxOldGenerationSizeMb: this.memMb, maxYoungGenerationSizeMb: Math.min(64, Math.max(8, this.memMb / 8)) },
+      // Threads inherit --import tsx when running from source, so .ts entries and modules load.
+      execArgv: process.execArgv,
+    });
+    // piscina emits 'error' for a thread that dies with no task; the chunk runner already handles
+    // deaths during tasks, so an idle death only needs the pool to replace the thread.
+    this.#pool.on('error', () => {});
+    this.#pool.on('drain', () => this.emit('drain'));
+  }
+
+  /** True while every thread is busy and further chunks would queue. */
+  get needsDrain(): boolean {
+    return this.#pool.needsDrain;
+  }
+
+  get utilization(): number {
+    return this.#pool.utilization;
+  }
+
+  /** Runs a chunk of cases; never rejects for a case's fault (those are results). */
+  async runChunk(spec: ChunkSpec, events: ChunkEvents = {}): Promise<CaseResult[]> {
+    if (this.#closed) throw new MetaguardError('MG_ERR_POOL_CLOSED', 'the case pool is closed');
+    const done: CaseResult[] = [];
+    let remaining = spec.cases;
+    while (remaining.length > 0) {
+      const outcome = await this.#attempt(spec, remaining, events);
+      // A pool destroyed mid-chunk (a worker handing its batches back) has no trustworthy outcome.
+      if (this.#closed) throw new MetaguardError('MG_ERR_POOL_CLOSED', 'the case pool was closed while the chunk ran');
+      done.push(...outcome.results);
+      if (!outcome.fault) break;
+      events.onRestart?.(outcome.fault.reason);
+      const finished = new Set(outcome.results.map((r) => r.index));
+      const unfinished = remaining.filter((c) => !finished.has(c.index));
+      const error = { code: outcome.fault.code, message: outcome.fault.message };
+      // Before 'begin' the thread died loading modules: no case ran, every case of the chunk fails alike.
+      const victims = outcome.fault.beforeBegin ? unfinished : unfinished.slice(0, 1);
+      for (const c of victims) {
+        const r: CaseResult = { index: c.index, passed: false, durationMs: outcome.fault.code === 'E_TIMEOUT' ? this.timeoutMs : 0, error };
+        done.push(r);
+        events.onResult?.(r);
+      }
+      remaining = unfinished.slice(victims.length);
+    }
+    return done;
+  }
+
+  #attempt(spec: ChunkSpec, cases: CaseInput[], events: ChunkEvents): Promise<AttemptOutcome> {
+    const { port1, port2 } = new MessageChannel();
+    const abort = new AbortController();
+    const results: CaseResult[] = [];
+    const limitMs = this.timeoutMs + timeoutSlackMs(this.timeoutMs);
+    let begun = false;
+    let timedOut = false;
+    let expected = -1;
+    let settle: (() => void) | undefined;
+
+    const onLimit = () => {
+      timedOut = true;
+      abort.abort();
+    };
+    let timer = setTimeout(onLimit, importBudgetMs(this.timeoutMs));
+
+    port1.on('message', (m: ThreadMessage) => {
+      if (m.t === 'result') {
+        results.push(m.result);
+        events.onResult?.(m.result);
+        timer.refresh();
+      } else if (m.t === 'begin') {
+        begun = true;
+        // From here on each case has the case limit (the import budget no longer applies).
+        clearTimeout(timer);
+        timer = setTimeout(onLimit, limitMs);
+      } else if (m.t === 'end') {
+        expected = m.count;
+        events.onHeap?.(m.heapUsed);
+      }
+      if (expected >= 0 && results.length >= expected) settle?.();
+    });
+
+    const request: ChunkRequest = { taskUrl: spec.taskUrl, implUrl: spec.implUrl, seed: spec.seed, timeoutMs: this.timeoutMs, cases, port: port2 };
+    const finish = (fault?: AttemptOutcome['fault']): AttemptOutcome => {
+      clearTimeout(timer);
+      port1.close();
+      return fault ? { results, fault } : { results };
+    };
+    return this.#pool.run(request, { transferList: [port2], signal: abort.signal }).then(
+      (count) =>
+        new Promise<AttemptOutcome>((resolve) => {
+          // Results travel on their own port: wait until all `count` of them have arrived.
+          expected = count;
+          settle = () => resolve(finish());
+          if (results.length >= count) settle();
+        }),
+      (err: unknown) =>
+        new Promise<AttemptOutcome>((resolve) => {
+          // Let results the thread posted before it died arrive before deciding which case failed.
+          setImmediate(() => resolve(finish(this.#classify(err, timedOut, begun))));
+        }),
+    );
+  }
+
+  #classify(err: unknown, timedOut: boolean, begun: boolean): NonNullable<AttemptOutcome['fault']> {
+    if (timedOut) {
+      return begun
+        ? { code: 'E_TIMEOUT', message: `case exceeded its ${this.timeoutMs} ms limit`, beforeBegin: false, reason: 'timeout' }
+        : { code: 'E_TIMEOUT', message: `module import exceeded ${importBudgetMs(this.timeoutMs)} ms`, beforeBegin: true, reason: 'timeout' };
+    }
+    const e = err as { code?: string; message?: string };
+    if (e?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
+      return { code: 'E_OOM', message: `case exhausted the ${this.memMb} MiB heap limit`, beforeBegin: !begun, reason: 'oom' };
+    }
+    const detail = e?.message ?? String(err);
+    return { code: 'E_CRASH', message: begun ? `thread exited: ${detail}` : `failed at import: ${detail}`, beforeBegin: !begun, reason: 'crash' };
+  }
+
+  /**
+   * Loads a task and an implementation in a thread and returns what failed, or null. A module that
+   * does not finish loading within the import budget is reported as E_TIMEOUT.
+   */
+  async checkModules(taskUrl: string, implUrl: string): Promise<ErrorInfo | null> {
+    const signal = AbortSignal.timeout(importBudgetMs(this.timeoutMs));
+    try {
+      return (await this.#pool.run({ taskUrl, implUrl } as unknown as ChunkRequest, { name: 'checkModules', signal })) as unknown as ErrorInfo | null;
+    } catch (err) {
+      return this.#classify(err, signal.aborted, false);
+    }
+  }
+
+  /** Waits for running chunks, then stops the threads. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#pool.close();
+  }
+
+  /** Stops the threads now; running chunks are abandoned. Idempotent. */
+  async destroy(): Promise<void> {
+    this.#closed = true;
+    await this.#pool.destroy();
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * Messages between the case pool (parent) and a case thread (`workers/case-thread`). Everything here
+ * crosses a structured clone, so errors travel as `{ code, message }` objects.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import type { ErrorInfo } from '../errors.js';
+
+export interface CaseInput {
+  /** Index of the case within its evaluation: results are keyed by (job, role, index). */
+  index: number;
+  args: unknown[];
+}
+
+export interface CaseResult {
+  index: number;
+  /** The implementation returned within its limits, every hard property and every relation held. */
+  passed: boolean;
+  /** Set when the case did not produce an output to check (E_TIMEOUT, E_OOM, E_THROW, E_CRASH, E_DELIVERY). */
+  error?: ErrorInfo;
+  durationMs: number;
+  /** Names of hard properties that failed. */
+  propViolations?: string[];
+  /** Names of soft properties that failed (reported, never gating). */
+  softViolations?: string[];
+  /** Names of relations that failed. */
+  mrViolations?: string[];
+  /** Short JSON preview of the output, present only on failing cases. */
+  output?: string;
+}
+
+/** One chunk of cases handed to a thread with a single `pool.run`. */
+export interface ChunkRequest {
+  taskUrl: string;
+  implUrl: string;
+  seed: number;
+  timeoutMs: number;
+  cases: CaseInput[];
+  /** Results stream back here one by one, so a chunk cut short keeps what already finished. */
+  port: MessagePort;
+}
+
+export type ThreadMessage =
+  | { t: 'begin' }
+  | { t: 'result'; result: CaseResult }
+  | { t: 'end'; count: number; heapUsed: number };

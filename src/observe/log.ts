@@ -1,0 +1,73 @@
+/**
+ * Structured logs. With `json` every line is `{"timestamp","level","event",...context}` on stderr;
+ * `file` appends the same lines to a file; otherwise warnings and errors print as short text lines
+ * (journald adds its own timestamps), and info lines only when `verbose`.
+ */
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export type Level = 'debug' | 'info' | 'warn' | 'error';
+
+/** Events of SPEC §8, plus metaguard's own. */
+export type LogEvent =
+  | 'queue_dispatched'
+  | 'queue_completed'
+  | 'queue_requeued'
+  | 'heartbeat_timeout'
+  | 'worker_started'
+  | 'worker_draining'
+  | 'worker_stopped'
+  | 'case_timeout'
+  | 'case_oom'
+  | 'case_crash'
+  | 'dead_lettered'
+  | 'evaluation_started'
+  | 'evaluation_finished'
+  | 'backend_error'
+  | 'backend_reconnected'
+  | 'batch_rejected'
+  | 'watchdog_stalled'
+  | 'native_unavailable';
+
+export interface LoggerOptions {
+  json?: boolean;
+  file?: string;
+  verbose?: boolean;
+  stream?: NodeJS.WritableStream;
+}
+
+export interface Logger {
+  log(level: Level, event: LogEvent, context?: Record<string, unknown>): void;
+  info(event: LogEvent, context?: Record<string, unknown>): void;
+  warn(event: LogEvent, context?: Record<string, unknown>): void;
+  error(event: LogEvent, context?: Record<string, unknown>): void;
+  child(context: Record<string, unknown>): Logger;
+}
+
+export function createLogger(options: LoggerOptions = {}, base: Record<string, unknown> = {}): Logger {
+  const stream = options.stream ?? process.stderr;
+  if (options.file) mkdirSync(dirname(options.file), { recursive: true });
+  const log = (level: Level, event: LogEvent, context: Record<string, unknown> = {}) => {
+    const record = { timestamp: new Date().toISOString(), level, event, ...base, ...context };
+    let line: string | undefined;
+    const json = () => (line ??= JSON.stringify(record, (_k, v) => (v instanceof Error ? { message: v.message, code: (v as { code?: string }).code } : v)) + '\n');
+    if (options.file) appendFileSync(options.file, json());
+    if (options.json) stream.write(json());
+    else if (level === 'warn' || level === 'error' || options.verbose) {
+      const ctx = Object.entries({ ...base, ...context })
+        .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+        .join(' ');
+      stream.write(`metaguard ${level} ${event}${ctx ? ' ' + ctx : ''}\n`);
+    }
+  };
+  return {
+    log,
+    info: (e, c) => log('info', e, c),
+    warn: (e, c) => log('warn', e, c),
+    error: (e, c) => log('error', e, c),
+    child: (context) => createLogger(options, { ...base, ...context }),
+  };
+}
+
+/** A logger that drops everything (programmatic use without logging options). */
+export const silentLogger: Logger = createLogger({ stream: { write: () => true } as unknown as NodeJS.WritableStream });

@@ -1,0 +1,66 @@
+import { availableParallelism } from 'node:os';
+import { ciMethods } from '../reports/types.js';
+import type { CiMethod } from '../reports/types.js';
+import type { Schema } from './schema.js';
+
+/** `metaguard evaluate` and `evaluate(options)`: SPEC §4. */
+export const evaluateSchema = {
+  task: { type: 'string', description: 'task module (.mjs, .js, .ts) or built-in task name', placeholder: 'PATH|NAME' },
+  baseline: { type: 'string', description: 'baseline implementation module (defaults to the built-in example)', placeholder: 'PATH' },
+  candidate: { type: 'string', description: 'candidate implementation module (defaults to the built-in example)', placeholder: 'PATH' },
+  n: { type: 'int', min: 1, max: 10_000_000, default: 400, description: 'number of cases' },
+  seed: { type: 'int', min: 0, max: 2 ** 32 - 1, default: 42, description: 'seed of the generator and of every rng' },
+  timeoutS: { type: 'number', min: 0, exclusiveMin: true, max: 86_400, default: 2, description: 'time limit of one case, seconds' },
+  memMb: { type: 'int', min: 16, max: 65_536, default: 512, description: 'heap limit of each case thread, MiB' },
+  alpha: { type: 'number', min: 0, exclusiveMin: true, max: 0.5, default: 0.05, description: 'significance level (CI coverage 1 - alpha)' },
+  minDelta: { type: 'number', min: -1, max: 1, default: 0.02, description: 'least lower CI bound on candidate - baseline to adopt' },
+  minPassRate: { type: 'number', min: 0, max: 1, default: 0.8, description: 'least candidate pass rate to adopt' },
+  violationCap: { type: 'int', min: 0, default: 0, description: 'most candidate cases with violations (0: any rejects)' },
+  ciMethod: { type: 'enum', values: ciMethods, default: 'bootstrap', description: 'confidence interval method' },
+  bootstrapSamples: { type: 'int', min: 100, max: 1_000_000, default: 1000, description: 'bootstrap resamples' },
+  policy: { type: 'string', description: 'gating policy: a TOML file with [gating], or superiority:margin=X / noninferiority:margin=X', placeholder: 'FILE|PRESET' },
+  dispatcher: { type: 'enum', values: ['local', 'queue'], default: 'local', description: 'run cases in-process or through a queue' },
+  queueConfig: { type: 'json', description: 'queue configuration (SPEC §5) for --dispatcher queue' },
+  parallel: { type: 'int', min: 1, max: 256, default: Math.max(1, availableParallelism()), description: 'threads of the local dispatcher' },
+  reportDir: { type: 'string', default: 'reports', description: 'folder of the JSON report', placeholder: 'DIR' },
+  htmlReport: { type: 'string', description: 'also write a self-contained HTML report', placeholder: 'FILE' },
+  junitReport: { type: 'string', description: 'also write a JUnit XML report', placeholder: 'FILE' },
+  json: { type: 'bool', default: false, noEnv: true, description: 'print the report as JSON on stdout' },
+  logJson: { type: 'bool', default: false, description: 'log JSON lines to stderr' },
+  logFile: { type: 'string', description: 'append JSON log lines to FILE', placeholder: 'FILE' },
+  metrics: { type: 'bool', default: false, description: 'serve Prometheus metrics' },
+  metricsPort: { type: 'int', min: 0, max: 65_535, default: 9464, description: 'metrics port' },
+  metricsHost: { type: 'string', default: '127.0.0.1', description: 'metrics bind address' },
+} satisfies Schema;
+
+export interface EvaluateOptions {
+  task: string;
+  baseline?: string;
+  candidate?: string;
+  n: number;
+  seed: number;
+  timeoutS: number;
+  memMb: number;
+  alpha: number;
+  minDelta: number;
+  minPassRate: number;
+  violationCap: number;
+  ciMethod: CiMethod;
+  bootstrapSamples: number;
+  policy?: string;
+  dispatcher: 'local' | 'queue';
+  queueConfig?: Record<string, unknown>;
+  parallel: number;
+  reportDir: string;
+  htmlReport?: string;
+  junitReport?: string;
+  json: boolean;
+  logJson: boolean;
+  logFile?: string;
+  metrics: boolean;
+  metricsPort: number;
+  metricsHost: string;
+}
+
+/** The gate's keys: also the keys of a policy file's [gating] table. */
+export const gatingKeys = ['minDelta', 'minPassRate', 'violationCap', 'alpha', 'ciMethod', 'bootstrapSamples'] as const;

@@ -1,0 +1,115 @@
+/**
+ * One schema per command: every option's type, default, bounds and description in one place. Values
+ * come from flags, then `METAGUARD_*` environment variables, then defaults (flags win); they are
+ * validated once and frozen. Messages name the field as the user wrote it (`--n`, `METAGUARD_N`).
+ */
+import { invalidOption, MetaguardError } from '../errors.js';
+
+export type FieldType = 'int' | 'number' | 'string' | 'bool' | 'enum' | 'json';
+
+export interface Field {
+  type: FieldType;
+  description: string;
+  default?: unknown;
+  min?: number;
+  max?: number;
+  /** Lower bound excluded (e.g. a time limit must be > 0). */
+  exclusiveMin?: boolean;
+  values?: readonly string[];
+  /** Leave out of the environment (e.g. `--json` of evaluate). */
+  noEnv?: boolean;
+  /** Short help placeholder, e.g. FILE. */
+  placeholder?: string;
+}
+
+export type Schema = Record<string, Field>;
+
+/** `timeoutS` → `timeout-s`. */
+export const flagName = (key: string) => key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+/** `timeoutS` → `METAGUARD_TIMEOUT_S`. */
+export const envName = (key: string) => 'METAGUARD_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+
+/** Coerces and checks one value; `field` is how the user named it. */
+export function coerce(field: string, spec: Field, raw: unknown): unknown {
+  const fail = (reason: string) => invalidOption(field, reason);
+  switch (spec.type) {
+    case 'bool': {
+      if (typeof raw === 'boolean') return raw;
+      const s = String(raw).trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(s)) return true;
+      if (['0', 'false', 'no', 'off', ''].includes(s)) return false;
+      throw fail(`must be true or false, got ${JSON.stringify(raw)}`);
+    }
+    case 'int':
+    case 'number': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+      if (!Number.isFinite(n)) throw fail(`must be a number, got ${JSON.stringify(raw)}`);
+      if (spec.type === 'int' && !Number.isInteger(n)) throw fail(`must be an integer, got ${JSON.stringify(raw)}`);
+      if (spec.min !== undefined && (spec.exclusiveMin ? n <= spec.min : n < spec.min)) {
+        throw fail(`must be ${spec.exclusiveMin ? 'greater than' : 'at least'} ${spec.min}, got ${n}`);
+      }
+      if (spec.max !== undefined && n > spec.max) throw fail(`must be at most ${spec.max}, got ${n}`);
+      return n;
+    }
+    case 'enum': {
+      const s = String(raw);
+      if (!spec.values!.includes(s)) throw fail(`must be one of ${spec.values!.join(', ')}; got ${JSON.stringify(raw)}`);
+      return s;
+    }
+    case 'json': {
+      if (typeof raw !== 'string') return raw;
+      try {
+        return JSON.parse(raw);
+      } catch (err) {
+        throw fail(`is not valid JSON (${(err as Error).message})`);
+      }
+    }
+    case 'string': {
+      if (typeof raw !== 'string' || raw.length === 0) throw fail('must be a non-empty string');
+      return raw;
+    }
+  }
+}
+
+export interface Sources {
+  /** Values from flags, keyed by schema key. */
+  flags?: Record<string, unknown>;
+  /** Values given programmatically, keyed by schema key (rank like flags). */
+  values?: Record<string, unknown>;
+  env?: NodeJS.ProcessEnv;
+  /** Values from a config file (e.g. a policy), ranked between the environment and flags. */
+  file?: Record<string, unknown>;
+  fileName?: string;
+}
+
+/** Resolves every field of `schema` from its sources; unknown keys in `values` are an error. */
+export function resolveOptions<T>(schema: Schema, sources: Sources): Readonly<T> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(sources.values ?? {})) {
+    if (!(key in schema)) throw new MetaguardError('MG_ERR_UNKNOWN_OPTION', `${key}: unknown option`, { field: key });
+  }
+  for (const [key, spec] of Object.entries(schema)) {
+    let value: unknown = spec.default;
+    const env = spec.noEnv ? undefined : sources.env?.[envName(key)];
+    if (env !== undefined && env !== '') value = coerce(envName(key), spec, env);
+    const fromFile = sources.file?.[key];
+    if (fromFile !== undefined) value = coerce(`${sources.fileName ?? 'config'}: ${key}`, spec, fromFile);
+    const flag = sources.flags?.[key];
+    if (flag !== undefined) value = coerce(`--${flagName(key)}`, spec, flag);
+    const given = sources.values?.[key];
+    if (given !== undefined) value = coerce(key, spec, given);
+    if (value !== undefined) out[key] = value;
+  }
+  return Object.freeze(out) as Readonly<T>;
+}
+
+/** Help text for a schema, one option a line. */
+export function describeOptions(schema: Schema): string {
+  const rows = Object.entries(schema).map(([key, f]) => {
+    const arg = f.type === 'bool' ? '' : ` ${f.placeholder ?? (f.type === 'enum' ? f.values!.join('|') : f.type === 'json' ? 'JSON' : f.type.toUpperCase())}`;
+    const def = f.default !== undefined && f.type !== 'bool' ? ` (default ${typeof f.default === 'object' ? JSON.stringify(f.default) : String(f.default)})` : '';
+    return [`  --${flagName(key)}${arg}`, `${f.description}${def}${f.noEnv ? '' : ` [${envName(key)}]`}`];
+  });
+  const width = Math.min(40, Math.max(...rows.map((r) => r[0].length)) + 2);
+  return rows.map(([l, r]) => (l.length >= width ? `${l}\n${' '.repeat(width)}${r}` : l.padEnd(width) + r)).join('\n');
+}

@@ -1,0 +1,38 @@
+import { availableParallelism } from 'node:os';
+import { backends } from '../queue/config.js';
+import type { Schema } from './schema.js';
+
+/** `metaguard worker` (SPEC §4). Every option also reads from METAGUARD_<NAME>. */
+export const workerSchema = {
+  backend: { type: 'enum', values: backends, description: 'queue backend (overrides queue-config.backend)' },
+  queueConfig: { type: 'json', description: 'queue configuration JSON (SPEC §5)' },
+  threads: { type: 'int', min: 1, max: 256, default: Math.max(1, availableParallelism()), description: 'case threads' },
+  pollInterval: { type: 'number', min: 0.01, max: 60, default: 1.0, description: 'seconds between claims when the queue is empty' },
+  defaultTimeoutS: { type: 'number', min: 0, exclusiveMin: true, default: 2.0, description: 'case time limit when a job has none, seconds' },
+  defaultMemMb: { type: 'int', min: 16, max: 65_536, default: 512, description: 'thread heap limit when a job has none, MiB' },
+  shutdownTimeoutS: { type: 'number', min: 0, max: 3600, default: 30, description: 'drain deadline on SIGTERM/SIGINT, seconds' },
+  workerId: { type: 'string', description: 'worker id (default host:pid:random)' },
+  cacheDir: { type: 'string', description: 'artifact cache folder (default $CACHE_DIRECTORY or ~/.cache/metaguard)', placeholder: 'DIR' },
+  logFile: { type: 'string', description: 'append JSON log lines to FILE', placeholder: 'FILE' },
+  logJson: { type: 'bool', default: false, description: 'log JSON lines to stderr' },
+  metrics: { type: 'bool', default: false, description: 'serve Prometheus metrics' },
+  metricsPort: { type: 'int', min: 0, max: 65_535, default: 9464, description: 'metrics port' },
+  metricsHost: { type: 'string', default: '127.0.0.1', description: 'metrics bind address' },
+} satisfies Schema;
+
+export interface WorkerCliOptions {
+  backend?: (typeof backends)[number];
+  queueConfig?: Record<string, unknown>;
+  threads: number;
+  pollInterval: number;
+  defaultTimeoutS: number;
+  defaultMemMb: number;
+  shutdownTimeoutS: number;
+  workerId?: string;
+  cacheDir?: string;
+  logFile?: string;
+  logJson: boolean;
+  metrics: boolean;
+  metricsPort: number;
+  metricsHost: string;
+}

@@ -1,0 +1,68 @@
+/**
+ * Content-addressed code shipping. The coordinator publishes the task and implementation sources as
+ * artifacts named by their sha256; workers fetch them, verify the hash, and cache them on disk. A
+ * worker never loads a path named in a message: it loads only files it wrote under its own cache,
+ * named by the hash it verified.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { extname, join, basename } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { MetaguardError } from '../errors.js';
+import type { ArtifactRef, Backend } from './types.js';
+
+export const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+const ALLOWED_EXT = new Set(['.mjs', '.js', '.cjs', '.ts', '.mts', '.cts']);
+
+/** Reads a module file and publishes it; returns its reference for the job manifest. */
+export async function publishArtifact(backend: Backend, url: string): Promise<ArtifactRef> {
+  const path = fileURLToPath(url);
+  const bytes = readFileSync(path);
+  const ref: ArtifactRef = { sha256: sha256(bytes), ext: extname(path) || '.mjs', name: basename(path) };
+  await backend.putArtifact(ref.sha256, bytes);
+  return ref;
+}
+
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  // systemd's CacheDirectory= sets CACHE_DIRECTORY.
+  return env.METAGUARD_CACHE_DIR || env.CACHE_DIRECTORY || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'metaguard');
+}
+
+export class ArtifactCache {
+  readonly #dir: string;
+  readonly #verified = new Map<string, string>();
+
+  constructor(dir: string) {
+    this.#dir = join(dir, 'artifacts');
+    mkdirSync(this.#dir, { recursive: true });
+    // Artifacts are ES modules (SPEC §3); without this, Node and tsx would treat .js/.ts here as CommonJS.
+    const pkg = join(this.#dir, 'package.json');
+    if (!existsSync(pkg)) writeFileSync(pkg, '{ "type": "module", "private": true }\n');
+  }
+
+  /** Returns a file URL of the verified artifact, fetching it from the backend when not cached. */
+  async resolve(backend: Backend, ref: ArtifactRef): Promise<string> {
+    if (!/^[0-9a-f]{64}$/.test(ref.sha256)) throw new MetaguardError('MG_ERR_ARTIFACT', `artifact ${ref.name}: malformed sha256`);
+    if (!ALLOWED_EXT.has(ref.ext)) throw new MetaguardError('MG_ERR_ARTIFACT', `artifact ${ref.name}: extension ${JSON.stringify(ref.ext)} is not a module extension`);
+    const key = ref.sha256 + ref.ext;
+    const known = this.#verified.get(key);
+    if (known) return known;
+    const file = join(this.#dir, key);
+    if (existsSync(file) && sha256(readFileSync(file)) === ref.sha256) return this.#remember(key, file);
+    const bytes = await backend.getArtifact(ref.sha256);
+    if (!bytes) throw new MetaguardError('MG_ERR_ARTIFACT', `artifact ${ref.name} (${ref.sha256.slice(0, 12)}) is not on the backend (expired or never published)`);
+    if (sha256(bytes) !== ref.sha256) throw new MetaguardError('MG_ERR_ARTIFACT', `artifact ${ref.name} does not match its sha256 (tampered or corrupt)`);
+    const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+    writeFileSync(tmp, bytes, { mode: 0o640 });
+    renameSync(tmp, file);
+    return this.#remember(key, file);
+  }
+
+  #remember(key: string, file: string): string {
+    const url = pathToFileURL(file).href;
+    this.#verified.set(key, url);
+    return url;
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * Queue config (SPEC §5): the keys the Metamorphic Guard queue guide documents plus metaguard's own.
+ * One schema with defaults, validated once; unknown keys and keys of another backend are errors.
+ */
+import { coerce, type Field } from '../options/schema.js';
+import { invalidOption, MetaguardError } from '../errors.js';
+import { priorities, type Priority } from './types.js';
+
+export const backends = ['memory', 'redis', 'kafka', 'rabbitmq', 'sqs'] as const;
+export type BackendName = (typeof backends)[number];
+
+type QField = Field & { backends?: readonly BackendName[] };
+
+const common = {
+  backend: { type: 'enum', values: backends, default: 'memory', description: 'queue backend' },
+  queue: { type: 'string', default: 'metaguard', description: 'queue name (Redis key prefix, Kafka topic prefix)' },
+  lease_seconds: { type: 'number', min: 0, exclusiveMin: true, default: 60, description: 'lease of a claimed batch, renewed while it runs' },
+  heartbeat_timeout: { type: 'number', min: 0, exclusiveMin: true, default: 30, description: 'a worker without a heartbeat this long is inactive' },
+  heartbeat_check_interval: { type: 'number', min: 0, exclusiveMin: true, default: 5, description: 'seconds between heartbeats, lease renewals and reclaim sweeps' },
+  circuit_breaker_threshold: { type: 'int', min: 1, default: 3, description: 'lost leases after which a worker may not claim for heartbeat_timeout' },
+  enable_requeue: { type: 'bool', default: true, description: 'requeue batches whose lease expired' },
+  max_requeue_attempts: { type: 'int', min: 0, default: 3, description: 'requeues before a batch is dead-lettered' },
+  compress: { type: 'bool', default: true, description: 'LZ4-compress batch frames when it helps' },
+  adaptive_batching: { type: 'bool', default: true, description: 'tune the batch size from measured throughput' },
+  batch_size: { type: 'int', min: 1, max: 100_000, description: 'fixed batch size (turns adaptive batching off)' },
+  initial_batch_size: { type: 'int', min: 1, max: 100_000, default: 10, description: 'first batch size of adaptive batching' },
+  min_batch_size: { type: 'int', min: 1, max: 100_000, default: 1, description: 'smallest adaptive batch' },
+  max_batch_size: { type: 'int', min: 1, max: 100_000, default: 100, description: 'largest adaptive batch' },
+  priority: { type: 'enum', values: priorities, default: 'normal', description: 'priority of this evaluation\'s batches' },
+  queue_weights: { type: 'json', description: 'weights of weighted priority claiming', default: { critical: 6, high: 3, normal: 2, low: 1 } },
+  strict_priority: { type: 'bool', default: false, description: 'always claim the highest non-empty priority first' },
+  hmac_key: { type: 'string', description: 'sign every batch and result with HMAC-SHA256' },
+  result_ttl_seconds: { type: 'int', min: 1, default: 86_400, description: 'retention of results, manifests, artifacts and dead letters' },
+  retry_base_ms: { type: 'int', min: 0, default: 200, description: 'base of exponential retry backoff' },
+  retry_max_ms: { type: 'int', min: 0, default: 30_000, description: 'cap of retry backoff' },
+  spawn_local_workers: { type: 'int', min: 0, max: 64, default: 0, description: 'in-process workers the coordinator starts (memory backend)', backends: ['memory'] },
+  connection: { type: 'json', description: 'redis connection {host, port, db, password, ssl} or {url}', backends: ['redis'] },
+  url: { type: 'string', description: 'redis:// or amqp:// URL', backends: ['redis', 'rabbitmq'] },
+  bootstrap_servers: { type: 'string', description: 'kafka bootstrap servers, host:port[,host:port]', backends: ['kafka'] },
+  topic: { type: 'string', description: 'kafka topic of batches', backends: ['kafka'] },
+  consumer_group: { type: 'string', description: 'kafka consumer group of workers', backends: ['kafka'] },
+  exchange: { type: 'string', description: 'rabbitmq exchange', backends: ['rabbitmq'] },
+  routing_key: { type: 'string', description: 'rabbitmq routing key', backends: ['rabbitmq'] },
+  durable: { type: 'bool', description: 'rabbitmq durable queue', backends: ['rabbitmq'] },
+  prefetch_count: { type: 'int', min: 1, description: 'rabbitmq prefetch', backends: ['rabbitmq'] },
+  queue_url: { type: 'string', description: 'sqs queue URL', backends: ['sqs'] },
+  region: { type: 'string', description: 'sqs region', backends: ['sqs'] },
+  visibility_timeout: { type: 'int', min: 0, description: 'sqs visibility timeout', backends: ['sqs'] },
+} satisfies Record<string, QField>;
+
+export const queueConfigSchema: Record<string, QField> = common;
+
+export interface RedisConnection {
+  host: string;
+  port: number;
+  db: number;
+  password?: string;
+  ssl: boolean;
+  url?: string;
+}
+
+export interface QueueConfig {
+  backend: BackendName;
+  queue: string;
+  lease_seconds: number;
+  heartbeat_timeout: number;
+  heartbeat_check_interval: number;
+  circuit_breaker_threshold: number;
+  enable_requeue: boolean;
+  max_requeue_attempts: number;
+  compress: boolean;
+  adaptive_batching: boolean;
+  batch_size?: number;
+  initial_batch_size: number;
+  min_batch_size: number;
+  max_batch_size: number;
+  priority: Priority;
+  queue_weights: Record<Priority, number>;
+  strict_priority: boolean;
+  hmac_key?: string;
+  result_ttl_seconds: number;
+  retry_base_ms: number;
+  retry_max_ms: number;
+  spawn_local_workers: number;
+  connection?: RedisConnection;
+  url?: string;
+  bootstrap_servers?: string;
+  topic?: string;
+  consumer_group?: string;
+  exchange?: string;
+  routing_key?: string;
+  durable?: boolean;
+  prefetch_count?: number;
+  queue_url?: string;
+  region?: string;
+  visibility_timeout?: number;
+}
+
+const field = (key: string) => `queue-config.${key}`;
+
+function validateConnection(raw: unknown): RedisConnection {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalidOption(field('connection'), 'must be an object {host, port, db, password, ssl} or {url}');
+  const allowed = new Set(['host', 'port', 'db', 'password', 'ssl', 'url']);
+  const c = raw as Record<string, unknown>;
+  for (const key of Object.keys(c)) if (!allowed.has(key)) throw new MetaguardError('MG_ERR_UNKNOWN_OPTION', `${field('connection.' + key)}: unknown key (known: ${[...allowed].join(', ')})`, { field: field('connection.' + key) });
+  const out: RedisConnection = {
+    host: c.host === undefined ? '127.0.0.1' : (coerce(field('connection.host'), { type: 'string', description: '' }, c.host) as string),
+    port: c.port === undefined ? 6379 : (coerce(field('connection.port'), { type: 'int', min: 1, max: 65535, description: '' }, c.port) as number),
+    db: c.db === undefined ? 0 : (coerce(field('connection.db'), { type: 'int', min: 0, max: 15, description: '' }, c.db) as number),
+    ssl: c.ssl === undefined ? false : (coerce(field('connection.ssl'), { type: 'bool', description: '' }, c.ssl) as boolean),
+  };
+  if (c.password !== undefined) out.password = coerce(field('connection.password'), { type: 'string', description: '' }, c.password) as string;
+  if (c.url !== undefined) out.url = coerce(field('connection.url'), { type: 'string', description: '' }, c.url) as string;
+  return out;
+}
+
+/** Validates a queue config (an object, or a JSON string) once and freezes it. */
+export function validateQueueConfig(input: unknown, overrides: Partial<QueueConfig> = {}): Readonly<QueueConfig> {
+  let raw = input ?? {};
+  if (typeof raw === 'string') {
+    try {
+      raw = JSON.parse(raw);
+    } catch (err) {
+      throw invalidOption('queue-config', `is not valid JSON (${(err as Error).message})`);
+    }
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalidOption('queue-config', 'must be a JSON object');
+  const given: Record<string, unknown> = { ...(raw as Record<string, unknown>), ...overrides };
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(given)) {
+    if (!(key in queueConfigSchema)) {
+      throw new MetaguardError('MG_ERR_UNKNOWN_OPTION', `${field(key)}: unknown key (known: ${Object.keys(queueConfigSchema).join(', ')})`, { field: field(key) });
+    }
+  }
+  const backend = coerce(field('backend'), queueConfigSchema.backend, given.backend ?? 'memory') as BackendName;
+  for (const [key, spec] of Object.entries(queueConfigSchema)) {
+    const value = given[key];
+    if (value === undefined) {
+      if (spec.default !== undefined) out[key] = spec.default;
+      continue;
+    }
+    if (spec.backends && !spec.backends.includes(backend)) {
+      throw invalidOption(field(key), `is a ${spec.backends.join('/')} key, but backend is ${backend}`);
+    }
+    out[key] = key === 'connection' ? validateConnection(value) : coerce(field(key), spec, value);
+  }
+  const weights = out.queue_weights as Record<string, unknown>;
+  if (weights === null || typeof weights !== 'object' || Array.isArray(weights)) throw invalidOption(field('queue_weights'), 'must be an object like {"critical":6,"high":3,"normal":2,"low":1}');
+  const filled: Record<string, number> = { critical: 6, high: 3, normal: 2, low: 1 };
+  for (const [p, w] of Object.entries(weights)) {
+    if (!priorities.includes(p as Priority)) throw invalidOption(field(`queue_weights.${p}`), `unknown priority (known: ${priorities.join(', ')})`);
+    filled[p] = coerce(field(`queue_weights.${p}`), { type: 'number', min: 0, description: '' }, w) as number;
+  }
+  out.queue_weights = filled;
+  if ((out.min_batch_size as number) > (out.max_batch_size as number)) {
+    throw invalidOption(field('min_batch_size'), `must not exceed max_batch_size (${out.min_batch_size} > ${out.max_batch_size})`);
+  }
+  if (backend === 'redis' && out.connection === undefined) out.connection = validateConnection(out.url !== undefined ? { url: out.url } : {});
+  if (backend === 'kafka' && out.bootstrap_servers === undefined) throw invalidOption(field('bootstrap_servers'), 'is required for backend kafka');
+  if (!/^[A-Za-z0-9_.:-]{1,100}$/.test(out.queue as string)) throw invalidOption(field('queue'), 'must be 1-100 characters of letters, digits, _ . : -');
+  return Object.freeze(out) as unknown as Readonly<QueueConfig>;
+}

@@ -1,0 +1,19 @@
+/** Backend factory: the only place that maps a queue config's `backend` to an implementation. */
+import { invalidOption } from '../errors.js';
+import type { QueueConfig } from './config.js';
+import type { Backend } from './types.js';
+
+export async function createBackend(config: QueueConfig): Promise<Backend> {
+  switch (config.backend) {
+    case 'memory': {
+      const { MemoryBackend } = await import('./memory.js');
+      return new MemoryBackend(config);
+    }
+    case 'redis': {
+      const { RedisBackend } = await import('./redis.js');
+      return new RedisBackend(config);
+    }
+    default:
+      throw invalidOption('queue-config.backend', `${config.backend} is not available in this version (available: memory, redis)`);
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * What travels inside batch frames, and batch signing. Cases and results are serialized with V8's
+ * structured-clone format: the same format worker threads use, so a case reaches a thread on a worker
+ * daemon exactly as it would in-process (undefined, NaN, Map, typed arrays survive).
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { deserialize, serialize } from 'node:v8';
+import { MetaguardError } from '../errors.js';
+import type { Codec } from '../codec/types.js';
+import type { CaseInput, CaseResult } from '../execution/protocol.js';
+import type { BatchMessage } from './types.js';
+
+function decodeEach<T>(codec: Codec, frame: Uint8Array, check: (v: unknown) => v is T, what: string): T[] {
+  const payloads = codec.decode(frame);
+  return payloads.map((p, i) => {
+    let value: unknown;
+    try {
+      value = deserialize(p);
+    } catch (err) {
+      throw new MetaguardError('MG_ERR_CODEC', `${what} ${i}: cannot deserialize (${(err as Error).message})`);
+    }
+    if (!check(value)) throw new MetaguardError('MG_ERR_CODEC', `${what} ${i}: not a well-formed ${what}`);
+    return value;
+  });
+}
+
+const isCase = (v: unknown): v is CaseInput =>
+  v !== null && typeof v === 'object' && Number.isInteger((v as CaseInput).index) && (v as CaseInput).index >= 0 && Array.isArray((v as CaseInput).args);
+
+const isResult = (v: unknown): v is CaseResult =>
+  v !== null && typeof v === 'object' && Number.isInteger((v as CaseResult).index) && typeof (v as CaseResult).passed === 'boolean' && typeof (v as CaseResult).durationMs === 'number';
+
+export const encodeCases = (codec: Codec, cases: CaseInput[]): Uint8Array => codec.encode(cases.map((c) => serialize(c)));
+export const decodeCases = (codec: Codec, frame: Uint8Array): CaseInput[] => decodeEach(codec, frame, isCase, 'case');
+export const encodeResults = (codec: Codec, results: CaseResult[]): Uint8Array => codec.encode(results.map((r) => serialize(r)));
+export const decodeResults = (codec: Codec, frame: Uint8Array): CaseResult[] => decodeEach(codec, frame, isResult, 'result');
+
+function mac(key: string, batch: Pick<BatchMessage, 'id' | 'jobId' | 'role' | 'payload'>): Buffer {
+  return createHmac('sha256', key).update(`${batch.id}\n${batch.jobId}\n${batch.role}\n`).update(batch.payload).digest();
+}
+
+export function signBatch(key: string, batch: Pick<BatchMessage, 'id' | 'jobId' | 'role' | 'payload'>): string {
+  return mac(key, batch).toString('hex');
+}
+
+/** Throws MG_ERR_HMAC when the batch is unsigned or its signature does not match. */
+export function verifyBatch(key: string, batch: BatchMessage): void {
+  if (!batch.mac || !/^[0-9a-f]{64}$/.test(batch.mac)) throw new MetaguardError('MG_ERR_HMAC', 'batch is not signed (hmac_key is set)');
+  if (!timingSafeEqual(Buffer.from(batch.mac, 'hex'), mac(key, batch))) throw new MetaguardError('MG_ERR_HMAC', 'batch signature does not match (tampered or wrong hmac_key)');
+}

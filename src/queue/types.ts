@@ -1,0 +1,150 @@
+/**
+ * The one seam between metaguard and a queue: the coordinator (`dispatch/queue`) and the worker loop
+ * (`worker/daemon`) know only this interface. Memory, Redis, Kafka, … implement it, and one
+ * conformance suite (`test/backend-conformance.test.ts`) runs against every one.
+ *
+ * Delivery is at-least-once: a batch is claimed under a lease measured on the backend's clock, renewed
+ * by the worker while it runs, and reclaimed when the lease expires. Results are published with the
+ * batch id so the coordinator can account each (job, role, case index) exactly once.
+ */
+import type { Role } from '../dispatch/types.js';
+
+export type Priority = 'critical' | 'high' | 'normal' | 'low';
+export const priorities: readonly Priority[] = ['critical', 'high', 'normal', 'low'];
+
+/** A content-addressed module shipped with a job: workers fetch, verify and cache it. */
+export interface ArtifactRef {
+  sha256: string;
+  /** File extension the module needs to load with (`.mjs`, `.js`, `.ts`, …). */
+  ext: string;
+  /** Original file name, for messages only: never a path a worker loads. */
+  name: string;
+}
+
+export interface JobManifest {
+  jobId: string;
+  task: ArtifactRef;
+  implementations: Record<Role, ArtifactRef>;
+  seed: number;
+  timeoutMs: number;
+  memMb: number;
+  /** Backend clock, ms. */
+  createdAt: number;
+}
+
+/** A batch as it travels on the queue. `payload` is a codec frame of serialized cases. */
+export interface BatchMessage {
+  id: string;
+  jobId: string;
+  role: Role;
+  priority: Priority;
+  payload: Uint8Array;
+  /** Hex HMAC-SHA256 over id, job, role and payload, when the queue has an `hmac_key`. */
+  mac?: string;
+}
+
+export interface ClaimedBatch extends BatchMessage {
+  /** 1 on first delivery, incremented by each reclaim or counted retry. */
+  attempt: number;
+}
+
+/** What a claim returns: a batch, or an entry that is not a well-formed batch (to dead-letter). */
+export type Claim = { ok: true; batch: ClaimedBatch } | { ok: false; id: string; reason: string };
+
+export type ResultEntry =
+  | { kind: 'results'; batchId: string; role: Role; workerId: string; frame: Uint8Array }
+  | { kind: 'dead'; batchId: string; reason: string };
+
+export interface WorkerInfo {
+  workerId: string;
+  host: string;
+  pid: number;
+  threads: number;
+  startedAt: number;
+  /** Backend clock of the last heartbeat, ms (filled in by the backend). */
+  lastHeartbeat?: number;
+  casesCompleted?: number;
+  state?: 'running' | 'draining';
+}
+
+export interface DeadEntry {
+  id: string;
+  jobId?: string;
+  role?: Role;
+  reason: string;
+  attempts: number;
+  /** Backend clock, ms. */
+  deadAt: number;
+}
+
+export interface QueueStats {
+  pending: Record<Priority, number>;
+  inflight: number;
+  delayed: number;
+  dead: number;
+  completed: number;
+  dispatched: number;
+  requeued: number;
+  workers: WorkerInfo[];
+}
+
+export interface ReclaimOutcome {
+  requeued: string[];
+  deadLettered: string[];
+}
+
+export interface Backend {
+  readonly kind: string;
+  connect(): Promise<void>;
+  /** Idempotent; pending blocking reads return. */
+  close(): Promise<void>;
+  /** The backend's clock in ms (Redis TIME for Redis): leases and heartbeats are measured on it. */
+  now(): Promise<number>;
+
+  putArtifact(sha256: string, bytes: Uint8Array): Promise<void>;
+  getArtifact(sha256: string): Promise<Uint8Array | null>;
+  putJob(manifest: JobManifest): Promise<void>;
+  getJob(jobId: string): Promise<JobManifest | null>;
+  /** Drops the job's manifest and result stream (artifacts are shared and expire on their own). */
+  deleteJob(jobId: string): Promise<void>;
+
+  /** Adds batches to the pending queue of their priority. */
+  enqueue(batches: BatchMessage[]): Promise<void>;
+  /**
+   * Claims up to `max` batches for `workerId` under a lease of `leaseMs` on the backend clock, in
+   * priority order (weighted or strict, from the queue config). Batches whose retry delay has passed
+   * become pending first. Returns [] when nothing is pending or the worker's circuit is open.
+   */
+  claimBatches(workerId: string, max: number, leaseMs: number): Promise<Claim[]>;
+  /** Extends the leases of `ids` held by `workerId` in one round trip; returns the ids it no longer holds. */
+  renewLeases(workerId: string, ids: string[], leaseMs: number): Promise<string[]>;
+  /**
+   * Publishes a batch's results on its job's result stream and removes the batch, atomically.
+   * Returns false when the worker no longer held the lease (results are still published; the
+   * coordinator drops duplicates).
+   */
+  completeBatch(workerId: string, batch: Pick<BatchMessage, 'id' | 'jobId' | 'role'>, results: Uint8Array): Promise<boolean>;
+  /**
+   * Gives a claimed batch back. `countAttempt: false` hands it back at once (drain); `true` is a retry
+   * after `delayMs` that counts against `max_requeue_attempts` (dead-lettered past it).
+   */
+  releaseBatch(workerId: string, id: string, options: { delayMs: number; countAttempt: boolean; reason: string }): Promise<void>;
+  /** Moves a claimed entry to the dead-letter store with its reason, and tells its job (if known). */
+  deadLetter(workerId: string, id: string, reason: string): Promise<void>;
+  /** Requeues batches whose lease expired, dead-lettering those past `max_requeue_attempts`. */
+  reclaimExpired(): Promise<ReclaimOutcome>;
+
+  /** Reads a job's result stream after `cursor` ('0' = start), waiting up to `blockMs` for entries. */
+  readResults(jobId: string, cursor: string, blockMs: number): Promise<{ cursor: string; entries: ResultEntry[] }>;
+
+  heartbeat(info: WorkerInfo): Promise<void>;
+  removeWorker(workerId: string): Promise<void>;
+  /** Workers whose last heartbeat is within `heartbeat_timeout`. */
+  activeWorkers(): Promise<WorkerInfo[]>;
+
+  stats(): Promise<QueueStats>;
+  listDead(limit?: number): Promise<DeadEntry[]>;
+  /** Moves dead-lettered batches back to pending with fresh attempts; returns how many. */
+  retryDead(id?: string): Promise<number>;
+  purgeDead(): Promise<number>;
+}

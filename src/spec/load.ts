@@ -1,0 +1,94 @@
+import { existsSync, statSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
+import { pathToFileURL, fileURLToPath } from 'node:url';
+import { isMainThread } from 'node:worker_threads';
+import { MetaguardError } from '../errors.js';
+import type { Solve, TaskSpec } from './types.js';
+
+const TS_EXTENSIONS = /\.(c|m)?tsx?(\?.*)?$/;
+/**
+ * Whether TypeScript modules already load in this thread. `node --import tsx` registers its hooks in
+ * the main thread only (worker threads do not get them), and the built CLI runs without tsx at all.
+ */
+let tsLoads = isMainThread && process.execArgv.some((a, i, all) => a === 'tsx' && all[i - 1] === '--import');
+
+/**
+ * Imports a task or implementation module. `.mjs`/`.js` load natively; for `.ts` we register tsx's ESM
+ * loader once, lazily, before the first import (not after a failure: Node caches a failed import).
+ */
+export async function importModule(url: string): Promise<Record<string, unknown>> {
+  if (!tsLoads && TS_EXTENSIONS.test(url)) {
+    const { register } = await import('tsx/esm/api');
+    register();
+    tsLoads = true;
+  }
+  return (await import(url)) as Record<string, unknown>;
+}
+
+/** Resolves a path given on the command line to a file URL, or fails naming the path. */
+export function moduleUrl(path: string, what: string): string {
+  if (path.startsWith('file://')) path = fileURLToPath(path);
+  const abs = resolvePath(path);
+  if (!existsSync(abs) || !statSync(abs).isFile()) {
+    throw new MetaguardError('MG_ERR_FILE_NOT_FOUND', `${what} file not found: ${path}`, { field: what });
+  }
+  return pathToFileURL(abs).href;
+}
+
+function describe(url: string): string {
+  return url.startsWith('file://') ? fileURLToPath(url) : url;
+}
+
+async function importOrExplain(url: string, what: string): Promise<Record<string, unknown>> {
+  try {
+    return await importModule(url);
+  } catch (err) {
+    const message = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new MetaguardError('MG_ERR_MODULE_LOAD', `${what} ${describe(url)} failed to load: ${message}`, { cause: err });
+  }
+}
+
+/** Checks the shape of a task spec and fills defaults; `where` names the file in messages. */
+export function validateTask(value: unknown, where: string): TaskSpec {
+  const fail = (reason: string) => new MetaguardError('MG_ERR_INVALID_TASK', `task ${where}: ${reason}`);
+  if (value === null || typeof value !== 'object') throw fail('must default-export a task spec object');
+  const spec = value as Partial<TaskSpec>;
+  if (typeof spec.name !== 'string' || spec.name.length === 0) throw fail('missing `name` (a non-empty string)');
+  if (typeof spec.gen !== 'function') throw fail('missing `gen(n, seed)` (a function)');
+  const properties = spec.properties ?? [];
+  const relations = spec.relations ?? [];
+  if (!Array.isArray(properties)) throw fail('`properties` must be an array');
+  if (!Array.isArray(relations)) throw fail('`relations` must be an array');
+  properties.forEach((p, i) => {
+    if (!p || typeof p.name !== 'string') throw fail(`properties[${i}] needs a \`name\``);
+    if (typeof p.check !== 'function') throw fail(`property ${p.name} needs a \`check(output, ...args)\` function`);
+    if (p.mode !== undefined && p.mode !== 'hard' && p.mode !== 'soft') throw fail(`property ${p.name}: mode must be 'hard' or 'soft'`);
+  });
+  relations.forEach((r, i) => {
+    if (!r || typeof r.name !== 'string') throw fail(`relations[${i}] needs a \`name\``);
+    if (typeof r.transform !== 'function') throw fail(`relation ${r.name} needs a \`transform(args, rng)\` function`);
+    if (r.expect !== undefined && !['equal', 'not_equal', 'properties_hold'].includes(r.expect)) {
+      throw fail(`relation ${r.name}: expect must be 'equal', 'not_equal' or 'properties_hold'`);
+    }
+  });
+  if (spec.equivalence !== undefined && typeof spec.equivalence !== 'function') throw fail('`equivalence` must be a function');
+  return { ...spec, properties, relations } as TaskSpec;
+}
+
+export function validateImplementation(mod: Record<string, unknown>, where: string): Solve {
+  if (typeof mod.solve === 'function') return mod.solve as Solve;
+  if (typeof mod.default === 'function') return mod.default as Solve;
+  const def = mod.default as { solve?: unknown } | undefined;
+  if (def && typeof def.solve === 'function') return def.solve.bind(def) as Solve;
+  throw new MetaguardError('MG_ERR_INVALID_IMPLEMENTATION', `implementation ${where}: must export \`solve\` (a named export or a default-exported function)`);
+}
+
+export async function loadTask(url: string): Promise<TaskSpec> {
+  const mod = await importOrExplain(url, 'task');
+  return validateTask(mod.default ?? mod.task, describe(url));
+}
+
+export async function loadImplementation(url: string): Promise<Solve> {
+  const mod = await importOrExplain(url, 'implementation');
+  return validateImplementation(mod, describe(url));
+}

@@ -1,0 +1,420 @@
+/**
+ * The worker daemon's loop: claim batches when the pool can start them soon, run them in the case
+ * pool, publish results, renew leases and heartbeat from the main thread on every tick.
+ *
+ * Faults it rides out: a backend outage (retry with capped backoff, log, go on), a poison or tampered
+ * message (dead-letter with the reason, go on), a case that hangs, blows its heap or kills its thread
+ * (a result from the pool; the thread is replaced). A progress watchdog stops heartbeats and reports
+ * `stalled` if the consume loop stops turning, so a stuck worker never looks alive.
+ */
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createCodec } from '../codec/index.js';
+import type { Codec } from '../codec/types.js';
+import { isMetaguardError, MetaguardError } from '../errors.js';
+import { CasePool } from '../execution/pool.js';
+import type { CaseInput, CaseResult } from '../execution/protocol.js';
+import { silentLogger, type Logger } from '../observe/log.js';
+import { ArtifactCache, defaultCacheDir } from '../queue/artifacts.js';
+import type { QueueConfig } from '../queue/config.js';
+import { createBackend } from '../queue/index.js';
+import { decodeCases, encodeResults, verifyBatch } from '../queue/messages.js';
+import type { Backend, ClaimedBatch, JobManifest } from '../queue/types.js';
+
+export interface WorkerOptions {
+  config: QueueConfig;
+  /** Share an existing backend (in-process workers); otherwise one is created from `config`. */
+  backend?: Backend;
+  threads?: number;
+  /** Seconds between claims when the queue is empty. @defaultValue 1 */
+  pollIntervalS?: number;
+  /** Limits for a job that does not carry its own. @defaultValue 2 s, 512 MiB */
+  defaultTimeoutS?: number;
+  defaultMemMb?: number;
+  /** Drain deadline on close(): in-flight batches not finished by then are handed back. @defaultValue 30 */
+  shutdownTimeoutS?: number;
+  workerId?: string;
+  cacheDir?: string;
+  logger?: Logger;
+}
+
+export interface WorkerEvents {
+  /** A case finished on this worker. */
+  case: [result: CaseResult, role: string];
+  /** A thread was replaced after a timeout, an OOM or a crash. */
+  restart: [reason: 'timeout' | 'oom' | 'crash'];
+  batch: [info: { id: string; cases: number; seconds: number }];
+  /** The consume loop stopped making progress; heartbeats have stopped. */
+  stalled: [info: { sinceMs: number }];
+  heap: [bytes: number];
+  ready: [];
+}
+
+interface Held {
+  batch: ClaimedBatch;
+  abandoned: boolean;
+  leaseLost: boolean;
+  done: Promise<void>;
+}
+
+export class WorkerHandle extends EventEmitter<WorkerEvents> {
+  readonly workerId: string;
+  readonly threads: number;
+  readonly #config: QueueConfig;
+  readonly #options: WorkerOptions;
+  readonly #logger: Logger;
+  readonly #ownsBackend: boolean;
+  readonly #backend: Backend;
+  readonly #codec: Codec;
+  readonly #cache: ArtifactCache;
+  readonly #pools = new Map<string, CasePool>();
+  readonly #held = new Map<string, Held>();
+  readonly #jobs = new Map<string, Promise<JobManifest | null>>();
+  #state: 'starting' | 'running' | 'draining' | 'stopped' = 'starting';
+  #wake: (() => void) | undefined;
+  #tick: NodeJS.Timeout | undefined;
+  #loop: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+  #lastProgress = Date.now();
+  #stalled = false;
+  #backendDown = false;
+  casesCompleted = 0;
+  batchesCompleted = 0;
+
+  constructor(options: WorkerOptions, backend: Backend, ownsBackend: boolean) {
+    super();
+    this.#options = options;
+    this.#config = options.config;
+    this.#logger = options.logger ?? silentLogger;
+    this.#backend = backend;
+    this.#ownsBackend = ownsBackend;
+    this.threads = options.threads ?? 1;
+    this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    this.#codec = createCodec({ compress: this.#config.compress });
+    this.#cache = new ArtifactCache(options.cacheDir ?? defaultCacheDir());
+  }
+
+  get state() {
+    return this.#state;
+  }
+
+  /** Leases held right now (batch ids). */
+  get heldBatches(): string[] {
+    return [...this.#held.keys()];
+  }
+
+  get backendConnected(): boolean {
+    return !this.#backendDown && this.#state !== 'stopped';
+  }
+
+  /** True while the consume loop keeps turning. */
+  get progressing(): boolean {
+    return !this.#stalled && this.#state === 'running';
+  }
+
+  get utilization(): number {
+    let u = 0;
+    for (const pool of this.#pools.values()) u = Math.max(u, pool.utilization);
+    return u;
+  }
+
+  async start(): Promise<void> {
+    await this.#backend.connect();
+    // One pool up front for the default limits, so a worker is ready before its first batch.
+    this.#pool(Math.round((this.#options.defaultTimeoutS ?? 2) * 1000), this.#options.defaultMemMb ?? 512);
+    this.#state = 'running';
+    await this.#heartbeat();
+    const tickMs = Math.max(50, Math.min(this.#config.lease_seconds * 1000 / 3, this.#config.heartbeat_check_interval * 1000));
+    this.#tick = setInterval(() => void this.#onTick(), tickMs);
+    this.#loop = this.#consume();
+    this.#logger.info('worker_started', { worker: this.workerId, threads: this.threads, backend: this.#backend.kind });
+    this.emit('ready');
+  }
+
+  #pool(timeoutMs: number, memMb: number): CasePool {
+    const key = `${timeoutMs}:${memMb}`;
+    let pool = this.#pools.get(key);
+    if (!pool) {
+      pool = new CasePool({ threads: this.threads, timeoutMs, memMb });
+      pool.on('drain', () => this.#wake?.());
+      this.#pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  #progress(): void {
+    this.#lastProgress = Date.now();
+    if (this.#stalled) {
+      this.#stalled = false;
+      this.#logger.info('backend_reconnected', { worker: this.workerId, message: 'consume loop progressing again' });
+    }
+  }
+
+  async #heartbeat(): Promise<void> {
+    await this.#backend.heartbeat({
+      workerId: this.workerId,
+      host: hostname(),
+      pid: process.pid,
+      threads: this.threads,
+      startedAt: Date.now(),
+      casesCompleted: this.casesCompleted,
+      state: this.#state === 'draining' ? 'draining' : 'running',
+    });
+  }
+
+  async #onTick(): Promise<void> {
+    if (this.#state === 'stopped') return;
+    const stallMs = Math.max(this.#config.lease_seconds * 1000, (this.#options.pollIntervalS ?? 1) * 1000 * 5, 10_000);
+    const idleFor = Date.now() - this.#lastProgress;
+    if (this.#state === 'running' && idleFor > stallMs && !this.#stalled) {
+      this.#stalled = true;
+      this.#logger.error('watchdog_stalled', { worker: this.workerId, since_ms: idleFor });
+      this.emit('stalled', { sinceMs: idleFor });
+    }
+    try {
+      const ids = [...this.#held.keys()];
+      if (ids.length) {
+        const lost = await this.#backend.renewLeases(this.workerId, ids, this.#config.lease_seconds * 1000);
+        for (const id of lost) {
+          const h = this.#held.get(id);
+          if (h && !h.leaseLost) {
+            h.leaseLost = true;
+            this.#logger.warn('queue_requeued', { worker: this.workerId, batch: id, message: 'lease lost; results will still be published and deduplicated' });
+          }
+        }
+      }
+      // A stalled worker stops heartbeating, so the registry stops counting it as alive.
+      if (!this.#stalled) await this.#heartbeat();
+      await this.#backend.reclaimExpired();
+      if (this.#backendDown) {
+        this.#backendDown = false;
+        this.#logger.info('backend_reconnected', { worker: this.workerId });
+      }
+    } catch (err) {
+      this.#backendFault('tick', err);
+    }
+  }
+
+  #backendFault(during: string, err: unknown): void {
+    if (!this.#backendDown) this.#logger.error('backend_error', { worker: this.workerId, during, message: (err as Error).message, code: (err as { code?: string }).code });
+    this.#backendDown = true;
+  }
+
+  #capacityFull(): boolean {
+    if (this.#held.size >= this.threads + 1) return true;
+    for (const pool of this.#pools.values()) if (pool.needsDrain) return true;
+    return false;
+  }
+
+  async #sleep(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.#wake = done;
+    });
+    this.#wake = undefined;
+  }
+
+  async #consume(): Promise<void> {
+    const pollMs = (this.#options.pollIntervalS ?? 1) * 1000;
+    let backoff = 100;
+    while (this.#state === 'running') {
+      this.#progress();
+      if (this.#capacityFull()) {
+        // Backpressure: claim only what the pool can start soon.
+        await this.#sleep(pollMs);
+        continue;
+      }
+      let claims;
+      try {
+        claims = await this.#backend.claimBatches(this.workerId, 1, this.#config.lease_seconds * 1000);
+        backoff = 100;
+        if (this.#backendDown) {
+          this.#backendDown = false;
+          this.#logger.info('backend_reconnected', { worker: this.workerId });
+        }
+      } catch (err) {
+        if (this.#state !== 'running') break;
+        this.#backendFault('claim', err);
+        await this.#sleep(backoff);
+        backoff = Math.min(5000, backoff * 2);
+        continue;
+      }
+      if (this.#state !== 'running') {
+        // Closed while claiming: hand back at once.
+        for (const c of claims) if (c.ok) await this.#release(c.batch.id, 'worker draining');
+        break;
+      }
+      if (claims.length === 0) {
+        await this.#sleep(pollMs);
+        continue;
+      }
+      for (const claim of claims) {
+        if (!claim.ok) {
+          await this.#deadLetter(claim.id, claim.reason);
+          continue;
+        }
+        const held: Held = { batch: claim.batch, abandoned: false, leaseLost: false, done: Promise.resolve() };
+        this.#held.set(claim.batch.id, held);
+        held.done = this.#runBatch(held).finally(() => {
+          this.#held.delete(claim.batch.id);
+          this.#wake?.();
+        });
+      }
+    }
+  }
+
+  async #deadLetter(id: string, reason: string): Promise<void> {
+    this.#logger.warn('dead_lettered', { worker: this.workerId, batch: id, reason });
+    try {
+      await this.#backend.deadLetter(this.workerId, id, reason);
+    } catch (err) {
+      this.#backendFault('dead-letter', err);
+    }
+  }
+
+  async #release(id: string, reason: string): Promise<void> {
+    try {
+      await this.#backend.releaseBatch(this.workerId, id, { delayMs: 0, countAttempt: false, reason });
+      this.#logger.info('queue_requeued', { worker: this.workerId, batch: id, reason });
+    } catch (err) {
+      this.#backendFault('release', err);
+    }
+  }
+
+  #manifest(jobId: string): Promise<JobManifest | null> {
+    let p = this.#jobs.get(jobId);
+    if (!p) {
+      p = this.#backend.getJob(jobId);
+      this.#jobs.set(jobId, p);
+      p.then((m) => (m ? undefined : this.#jobs.delete(jobId)), () => this.#jobs.delete(jobId));
+      if (this.#jobs.size > 64) this.#jobs.delete(this.#jobs.keys().next().value!);
+    }
+    return p;
+  }
+
+  async #runBatch(held: Held): Promise<void> {
+    const { batch } = held;
+    const started = performance.now();
+    let cases: CaseInput[];
+    let manifest: JobManifest | null;
+    let urls: { task: string; impl: string };
+    try {
+      if (this.#config.hmac_key) verifyBatch(this.#config.hmac_key, batch);
+      cases = decodeCases(this.#codec, batch.payload);
+      manifest = await this.#manifest(batch.jobId);
+      if (!manifest) throw new MetaguardError('MG_ERR_ARTIFACT', `job ${batch.jobId} not found (finished, expired, or never published)`);
+      const impl = manifest.implementations[batch.role];
+      if (!impl) throw new MetaguardError('MG_ERR_CODEC', `batch role ${JSON.stringify(batch.role)} is not baseline or candidate`);
+      urls = { task: await this.#cache.resolve(this.#backend, manifest.task), impl: await this.#cache.resolve(this.#backend, impl) };
+    } catch (err) {
+      if (isMetaguardError(err) && ['MG_ERR_CODEC', 'MG_ERR_HMAC', 'MG_ERR_ARTIFACT'].includes(err.code)) {
+        await this.#deadLetter(batch.id, `${err.code}: ${err.message}`);
+      } else {
+        // A backend fault while preparing: give the batch back so it is not left to lease expiry.
+        this.#backendFault('prepare', err);
+        await this.#release(batch.id, 'backend error while preparing');
+      }
+      return;
+    }
+    const pool = this.#pool(manifest.timeoutMs || Math.round((this.#options.defaultTimeoutS ?? 2) * 1000), manifest.memMb || (this.#options.defaultMemMb ?? 512));
+    const chunks = Math.max(1, Math.min(this.threads, cases.length));
+    const per = Math.ceil(cases.length / chunks);
+    let results: CaseResult[];
+    try {
+      const parts = await Promise.all(
+        Array.from({ length: chunks }, (_, i) =>
+          pool.runChunk(
+            { taskUrl: urls.task, implUrl: urls.impl, seed: manifest!.seed, cases: cases.slice(i * per, (i + 1) * per) },
+            {
+              onResult: (r) => {
+                this.#progress();
+                this.emit('case', r, batch.role);
+              },
+              onRestart: (reason) => this.emit('restart', reason),
+              onHeap: (bytes) => this.emit('heap', bytes),
+            },
+          ),
+        ),
+      );
+      results = parts.flat();
+    } catch (err) {
+      if (held.abandoned || (isMetaguardError(err) && err.code === 'MG_ERR_POOL_CLOSED')) return;
+      throw err;
+    }
+    if (held.abandoned) return;
+    const frame = encodeResults(this.#codec, results);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#backend.completeBatch(this.workerId, batch, frame);
+        break;
+      } catch (err) {
+        // Keep trying through a backend outage; the lease may expire meanwhile, and a redelivery's
+        // results are deduplicated by the coordinator either way.
+        this.#backendFault('complete', err);
+        if (this.#state === 'stopped' || held.abandoned) return;
+        await sleep(Math.min(5000, 100 * 2 ** Math.min(attempt, 6)));
+      }
+    }
+    this.casesCompleted += results.length;
+    this.batchesCompleted++;
+    const seconds = (performance.now() - started) / 1000;
+    this.emit('batch', { id: batch.id, cases: results.length, seconds });
+    this.#logger.info('queue_completed', { worker: this.workerId, batch: batch.id, cases: results.length, seconds: Number(seconds.toFixed(3)) });
+  }
+
+  /**
+   * Drains: stops claiming, lets in-flight batches finish until the shutdown deadline, hands the rest
+   * back at once (never to lease expiry), stops the threads. Idempotent.
+   */
+  close(): Promise<void> {
+    return (this.#closing ??= this.#shutdown((this.#options.shutdownTimeoutS ?? 30) * 1000));
+  }
+
+  /** Stops now: hands every in-flight batch back without waiting. */
+  destroy(): Promise<void> {
+    return (this.#closing ??= this.#shutdown(0));
+  }
+
+  async #shutdown(deadlineMs: number): Promise<void> {
+    if (this.#state === 'starting') this.#state = 'stopped';
+    if (this.#state === 'stopped' && !this.#loop) return;
+    this.#state = 'draining';
+    this.#logger.info('worker_draining', { worker: this.workerId, in_flight: this.#held.size, deadline_s: deadlineMs / 1000 });
+    this.#wake?.();
+    await this.#loop;
+    const all = Promise.all([...this.#held.values()].map((h) => h.done));
+    if (deadlineMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([all, new Promise((r) => (timer = setTimeout(r, deadlineMs)))]);
+      clearTimeout(timer);
+    }
+    const leftovers = [...this.#held.values()];
+    for (const h of leftovers) h.abandoned = true;
+    await Promise.all(leftovers.map((h) => this.#release(h.batch.id, 'worker draining')));
+    clearInterval(this.#tick);
+    this.#state = 'stopped';
+    await Promise.all([...this.#pools.values()].map((p) => (leftovers.length ? p.destroy() : p.close())));
+    await all.catch(() => {});
+    try {
+      await this.#backend.removeWorker(this.workerId);
+    } catch {
+      // The registry entry expires on its own.
+    }
+    if (this.#ownsBackend) await this.#backend.close();
+    this.#logger.info('worker_stopped', { worker: this.workerId, cases_completed: this.casesCompleted, handed_back: leftovers.length });
+  }
+}
+
+/** Starts a worker daemon (SPEC §9): claims and runs batches until `close()`. */
+export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
+  const backend = options.backend ?? (await createBackend(options.config));
+  const handle = new WorkerHandle(options, backend, options.backend === undefined);
+  await handle.start();
+  return handle;
+}
