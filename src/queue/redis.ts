@@ -1,0 +1,722 @@
+/**
+ * Redis implementation of the queue `Backend`.
+ *
+ * Every key of a queue lives under `mg:{<queue>}:` — one hash tag, so one Redis Cluster slot holds
+ * the whole queue and the Lua scripts below may touch any of its keys. Every multi-step state change
+ * is one script, and every lease deadline and heartbeat is measured with `redis.call('TIME')`, never
+ * with a client clock.
+ *
+ * Keys (after the prefix):
+ *   pending:<priority>  LIST of batch ids (FIFO: RPUSH on enqueue, LPOP on claim, LPUSH on hand-back)
+ *   batch:<id>          HASH job, role, priority, payload (binary), mac, attempts (deliveries so far)
+ *   inflight            ZSET id -> lease deadline (server ms)
+ *   owner               HASH id -> workerId holding the lease
+ *   delayed             ZSET id -> ready time (retry backoff); claims move due ones to pending first
+ *   dead                HASH id -> JSON DeadEntry; the batch hash is kept so `retryDead` can requeue it
+ *   deadidx             ZSET id -> deadAt (order, retention)
+ *   strikes             HASH workerId -> leases lost since the last circuit break
+ *   blocked:<worker>    STRING, PX heartbeat_timeout: the worker's circuit is open
+ *   results:<jobId>     STREAM kind=results|dead, batch, role, worker, frame | reason
+ *   job:<jobId>         STRING JSON manifest (EX result_ttl_seconds)
+ *   artifact:<sha256>   STRING binary (EX result_ttl_seconds, refreshed on put)
+ *   workers             ZSET workerId -> last heartbeat (server ms)
+ *   worker:<id>         STRING JSON WorkerInfo (PX 2 x heartbeat_timeout)
+ *   counters            HASH dispatched, completed, requeued, dead
+ */
+import { Redis, type RedisOptions } from 'ioredis';
+import { MetaguardError } from '../errors.js';
+import type { Role } from '../dispatch/types.js';
+import type { QueueConfig } from './config.js';
+import {
+  priorities,
+  type Backend,
+  type BatchMessage,
+  type Claim,
+  type DeadEntry,
+  type JobManifest,
+  type Priority,
+  type QueueStats,
+  type ReclaimOutcome,
+  type ResultEntry,
+  type WorkerInfo,
+} from './types.js';
+
+/** Keys every script receives, in this order (declared so Cluster routes by them). */
+const STATIC_KEYS = ['inflight', 'owner', 'delayed', 'counters', 'dead', 'deadidx', 'strikes', 'workers', 'pending:critical', 'pending:high', 'pending:normal', 'pending:low'] as const;
+
+/** Shared prologue of every script. ARGV[1] is the key prefix; dynamic keys derive from it. */
+const PROLOGUE = `
+local P = ARGV[1]
+local INFLIGHT, OWNER, DELAYED, COUNTERS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local DEAD, DEADIDX, STRIKES, WORKERS = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local PRIOS = {'critical', 'high', 'normal', 'low'}
+local PENDING = {critical = KEYS[9], high = KEYS[10], normal = KEYS[11], low = KEYS[12]}
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function fmt(n) return string.format('%d', n) end
+local function prio_of(p) if p and PENDING[p] then return p end return 'normal' end
+local function dead_letter(id, reason, now, ttl)
+  local h = redis.call('HMGET', P .. 'batch:' .. id, 'job', 'role', 'attempts')
+  local e = {id = id, reason = reason, attempts = tonumber(h[3]) or 0, deadAt = now}
+  if h[1] then e.jobId = h[1] end
+  if h[2] then e.role = h[2] end
+  redis.call('HSET', DEAD, id, cjson.encode(e))
+  redis.call('ZADD', DEADIDX, fmt(now), id)
+  redis.call('HINCRBY', COUNTERS, 'dead', 1)
+  if h[1] then
+    local s = P .. 'results:' .. h[1]
+    if h[2] then
+      redis.call('XADD', s, '*', 'kind', 'dead', 'batch', id, 'role', h[2], 'reason', reason)
+    else
+      redis.call('XADD', s, '*', 'kind', 'dead', 'batch', id, 'reason', reason)
+    end
+    redis.call('PEXPIRE', s, ttl)
+  end
+end
+`;
+
+const SCRIPTS = {
+  /** ARGV: P, then groups of 6 (id, job, role, priority, payload, mac|''). */
+  mgEnqueue: `
+local n = 0
+for i = 2, #ARGV, 6 do
+  local id = ARGV[i]
+  local bk = P .. 'batch:' .. id
+  redis.call('DEL', bk)
+  redis.call('HSET', bk, 'job', ARGV[i + 1], 'role', ARGV[i + 2], 'priority', ARGV[i + 3], 'payload', ARGV[i + 4], 'attempts', 0)
+  if ARGV[i + 5] ~= '' then redis.call('HSET', bk, 'mac', ARGV[i + 5]) end
+  redis.call('HDEL', DEAD, id)
+  redis.call('ZREM', DEADIDX, id)
+  redis.call('RPUSH', PENDING[prio_of(ARGV[i + 3])], id)
+  n = n + 1
+end
+redis.call('HINCRBY', COUNTERS, 'dispatched', n)
+return n
+`,
+  /** ARGV: P, worker, max, leaseMs, strict (1|0), weights critical/high/normal/low, random[1..max] in [0,1). */
+  mgClaim: `
+local worker, max, lease, strict = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
+local weights = {tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])}
+local now = now_ms()
+local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', fmt(now), 'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  redis.call('ZREM', DELAYED, id)
+  redis.call('RPUSH', PENDING[prio_of(redis.call('HGET', P .. 'batch:' .. id, 'priority'))], id)
+end
+if redis.call('EXISTS', P .. 'blocked:' .. worker) == 1 then return {} end
+local out = {}
+local deadline = fmt(now + lease)
+for i = 1, max do
+  local first, total, cands = nil, 0, {}
+  for k, pr in ipairs(PRIOS) do
+    if redis.call('LLEN', PENDING[pr]) > 0 then
+      if not first then first = pr end
+      if weights[k] > 0 then
+        total = total + weights[k]
+        cands[#cands + 1] = k
+      end
+    end
+  end
+  if not first then break end
+  local chosen = first
+  if not strict and total > 0 then
+    local r = (tonumber(ARGV[9 + i]) or 0) * total
+    for _, k in ipairs(cands) do
+      chosen = PRIOS[k]
+      if r < weights[k] then break end
+      r = r - weights[k]
+    end
+  end
+  local id = redis.call('LPOP', PENDING[chosen])
+  local bk = P .. 'batch:' .. id
+  redis.call('ZADD', INFLIGHT, deadline, id)
+  redis.call('HSET', OWNER, id, worker)
+  local h = redis.call('HMGET', bk, 'job', 'role', 'priority', 'payload', 'mac')
+  if redis.call('EXISTS', bk) == 0 then
+    out[#out + 1] = {0, id, 'unknown batch id'}
+  elseif not h[4] then
+    out[#out + 1] = {0, id, 'malformed batch: no payload'}
+  elseif not h[1] then
+    out[#out + 1] = {0, id, 'malformed batch: no job'}
+  elseif h[2] ~= 'baseline' and h[2] ~= 'candidate' then
+    out[#out + 1] = {0, id, 'malformed batch: bad role'}
+  else
+    local attempt = redis.call('HINCRBY', bk, 'attempts', 1)
+    out[#out + 1] = {1, id, h[1], h[2], prio_of(h[3]), h[4], h[5] or '', attempt}
+  end
+end
+return out
+`,
+  /** ARGV: P, worker, leaseMs, ids... Returns the ids the worker no longer holds. */
+  mgRenew: `
+local worker = ARGV[2]
+local deadline = fmt(now_ms() + tonumber(ARGV[3]))
+local lost = {}
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  if redis.call('HGET', OWNER, id) == worker and redis.call('ZSCORE', INFLIGHT, id) then
+    redis.call('ZADD', INFLIGHT, 'XX', deadline, id)
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost
+`,
+  /** ARGV: P, worker, id, job, role, frame, ttlMs. Returns 1 when the worker still held the lease. */
+  mgComplete: `
+local worker, id = ARGV[2], ARGV[3]
+local s = P .. 'results:' .. ARGV[4]
+redis.call('XADD', s, '*', 'kind', 'results', 'batch', id, 'role', ARGV[5], 'worker', worker, 'frame', ARGV[6])
+redis.call('PEXPIRE', s, ARGV[7])
+if redis.call('HGET', OWNER, id) == worker then
+  redis.call('ZREM', INFLIGHT, id)
+  redis.call('HDEL', OWNER, id)
+  redis.call('DEL', P .. 'batch:' .. id)
+  redis.call('HINCRBY', COUNTERS, 'completed', 1)
+  return 1
+end
+return 0
+`,
+  /** ARGV: P, worker, id, delayMs, countAttempt (1|0), reason, maxRequeue, ttlMs. 0 not owned, 1 requeued, 2 dead. */
+  mgRelease: `
+local worker, id, ttl = ARGV[2], ARGV[3], ARGV[8]
+if redis.call('HGET', OWNER, id) ~= worker then return 0 end
+local now = now_ms()
+redis.call('ZREM', INFLIGHT, id)
+redis.call('HDEL', OWNER, id)
+local bk = P .. 'batch:' .. id
+if redis.call('HEXISTS', bk, 'payload') == 0 then
+  dead_letter(id, ARGV[6], now, ttl)
+  return 2
+end
+local attempts = tonumber(redis.call('HGET', bk, 'attempts')) or 0
+if ARGV[5] == '1' then
+  if attempts >= tonumber(ARGV[7]) + 1 then
+    dead_letter(id, ARGV[6] .. ' (gave up after ' .. attempts .. ' attempts)', now, ttl)
+    return 2
+  end
+  redis.call('ZADD', DELAYED, fmt(now + math.max(0, tonumber(ARGV[4]))), id)
+  redis.call('HINCRBY', COUNTERS, 'requeued', 1)
+else
+  if attempts > 0 then redis.call('HSET', bk, 'attempts', attempts - 1) end
+  redis.call('LPUSH', PENDING[prio_of(redis.call('HGET', bk, 'priority'))], id)
+end
+return 1
+`,
+  /** ARGV: P, worker, id, reason, ttlMs. A no-op unless the worker holds the entry. */
+  mgDeadLetter: `
+local worker, id = ARGV[2], ARGV[3]
+if redis.call('HGET', OWNER, id) ~= worker then return 0 end
+redis.call('ZREM', INFLIGHT, id)
+redis.call('HDEL', OWNER, id)
+dead_letter(id, ARGV[4], now_ms(), ARGV[5])
+return 1
+`,
+  /** ARGV: P, enableRequeue (1|0), maxRequeue, breakerThreshold, blockMs, ttlMs. Returns {requeued, dead}. */
+  mgReclaim: `
+local enable, maxRequeue, threshold, blockMs, ttl = ARGV[2] == '1', tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local now = now_ms()
+local ids = redis.call('ZRANGEBYSCORE', INFLIGHT, '-inf', '(' .. fmt(now), 'LIMIT', 0, 1000)
+local requeued, dead = {}, {}
+for _, id in ipairs(ids) do
+  local owner = redis.call('HGET', OWNER, id)
+  redis.call('ZREM', INFLIGHT, id)
+  redis.call('HDEL', OWNER, id)
+  if owner then
+    local strikes = redis.call('HINCRBY', STRIKES, owner, 1)
+    if strikes >= threshold then
+      redis.call('SET', P .. 'blocked:' .. owner, '1', 'PX', blockMs)
+      redis.call('HDEL', STRIKES, owner)
+    end
+  end
+  local bk = P .. 'batch:' .. id
+  if redis.call('HEXISTS', bk, 'payload') == 0 then
+    dead_letter(id, 'unknown or malformed batch (lease expired)', now, ttl)
+    dead[#dead + 1] = id
+  else
+    local attempts = tonumber(redis.call('HGET', bk, 'attempts')) or 0
+    if (not enable) or attempts > maxRequeue then
+      dead_letter(id, 'lease expired after ' .. attempts .. ' attempts', now, ttl)
+      dead[#dead + 1] = id
+    else
+      redis.call('LPUSH', PENDING[prio_of(redis.call('HGET', bk, 'priority'))], id)
+      redis.call('HINCRBY', COUNTERS, 'requeued', 1)
+      requeued[#requeued + 1] = id
+    end
+  end
+end
+local old = redis.call('ZRANGEBYSCORE', DEADIDX, '-inf', '(' .. fmt(now - ttl), 'LIMIT', 0, 100)
+for _, id in ipairs(old) do
+  redis.call('HDEL', DEAD, id)
+  redis.call('ZREM', DEADIDX, id)
+  if not redis.call('HGET', OWNER, id) then redis.call('DEL', P .. 'batch:' .. id) end
+end
+return {requeued, dead}
+`,
+  /** ARGV: P, workerId, infoJson, pxMs. Returns the server time of the beat. */
+  mgHeartbeat: `
+local now = now_ms()
+local px = tonumber(ARGV[4])
+redis.call('ZADD', WORKERS, fmt(now), ARGV[2])
+redis.call('SET', P .. 'worker:' .. ARGV[2], ARGV[3], 'PX', px)
+redis.call('ZREMRANGEBYSCORE', WORKERS, '-inf', '(' .. fmt(now - 10 * px))
+return now
+`,
+  /** ARGV: P, timeoutMs. Returns flat {id, lastHeartbeat, infoJson|'', ...}. */
+  mgActiveWorkers: `
+local now = now_ms()
+local rows = redis.call('ZRANGEBYSCORE', WORKERS, fmt(now - tonumber(ARGV[2])), '+inf', 'WITHSCORES')
+local out = {}
+for i = 1, #rows, 2 do
+  out[#out + 1] = rows[i]
+  out[#out + 1] = rows[i + 1]
+  out[#out + 1] = redis.call('GET', P .. 'worker:' .. rows[i]) or ''
+end
+return out
+`,
+  /** ARGV: P, id|''. Requeues dead batches that still have their payload; returns how many. */
+  mgRetryDead: `
+local ids
+if ARGV[2] ~= '' then ids = {ARGV[2]} else ids = redis.call('ZRANGE', DEADIDX, 0, -1) end
+local n = 0
+for _, id in ipairs(ids) do
+  local bk = P .. 'batch:' .. id
+  if redis.call('HEXISTS', DEAD, id) == 1 and redis.call('HEXISTS', bk, 'payload') == 1 then
+    redis.call('HSET', bk, 'attempts', 0)
+    redis.call('RPUSH', PENDING[prio_of(redis.call('HGET', bk, 'priority'))], id)
+    redis.call('HDEL', DEAD, id)
+    redis.call('ZREM', DEADIDX, id)
+    n = n + 1
+  end
+end
+return n
+`,
+  /** ARGV: P. Drops every dead letter and its kept batch; returns how many. */
+  mgPurgeDead: `
+local ids = redis.call('HKEYS', DEAD)
+for _, id in ipairs(ids) do
+  if not redis.call('HGET', OWNER, id) then redis.call('DEL', P .. 'batch:' .. id) end
+end
+redis.call('DEL', DEAD, DEADIDX)
+return #ids
+`,
+  /** ARGV: P. Returns {llen x4, inflight, delayed, dead, dispatched, completed, requeued}. */
+  mgStats: `
+local c = redis.call('HMGET', COUNTERS, 'dispatched', 'completed', 'requeued')
+return {
+  redis.call('LLEN', PENDING.critical), redis.call('LLEN', PENDING.high), redis.call('LLEN', PENDING.normal), redis.call('LLEN', PENDING.low),
+  redis.call('ZCARD', INFLIGHT), redis.call('ZCARD', DELAYED), redis.call('HLEN', DEAD),
+  tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0,
+}
+`,
+} as const;
+
+type ScriptName = keyof typeof SCRIPTS;
+type ScriptFn = (...args: unknown[]) => Promise<unknown>;
+type Arg = string | number | Buffer;
+
+const ENQUEUE_CHUNK = 500;
+const MAX_CLAIM = 1000;
+const CONNECT_TIMEOUT_MS = 5000;
+const roleSet = new Set<string>(['baseline', 'candidate']);
+
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function str(v: unknown): string {
+  if (Buffer.isBuffer(v)) return v.toString('utf8');
+  if (v === null || v === undefined) return '';
+  return String(v);
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class RedisBackend implements Backend {
+  readonly kind = 'redis';
+  readonly #config: QueueConfig;
+  readonly #prefix: string;
+  readonly #keys: string[];
+  readonly #client: Redis;
+  readonly #clientName: string;
+  /** Idle connections for blocking reads, and the ones currently blocked. */
+  readonly #idleBlocking: Redis[] = [];
+  readonly #busyBlocking = new Set<Redis>();
+  #closed = false;
+  #connected = false;
+  #lastError: Error | undefined;
+
+  constructor(config: QueueConfig, options: { clientName?: string } = {}) {
+    this.#config = config;
+    this.#prefix = `mg:{${config.queue}}:`;
+    this.#keys = STATIC_KEYS.map((k) => this.#prefix + k);
+    this.#clientName = options.clientName ?? `metaguard:${config.queue}`;
+    this.#client = this.#createClient(this.#clientName);
+    for (const [name, lua] of Object.entries(SCRIPTS)) {
+      this.#client.defineCommand(name, { numberOfKeys: STATIC_KEYS.length, lua: PROLOGUE + lua });
+    }
+  }
+
+  /** Full key of `name` under this queue's prefix (for tests and tools that inspect Redis directly). */
+  key(name: string): string {
+    return this.#prefix + name;
+  }
+
+  #createClient(connectionName: string): Redis {
+    const conn = this.#config.connection;
+    const base: RedisOptions = {
+      lazyConnect: true,
+      enableOfflineQueue: true,
+      // A command survives ~30 s of reconnect attempts (a Redis restart), then fails with MG_ERR_BACKEND.
+      maxRetriesPerRequest: 20,
+      retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 10), 2000),
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      connectionName,
+    };
+    let client: Redis;
+    const url = conn?.url ?? this.#config.url;
+    if (url !== undefined) {
+      const opts: RedisOptions = { ...base };
+      if (conn?.password !== undefined) opts.password = conn.password;
+      if (conn?.ssl) opts.tls = {};
+      client = new Redis(url, opts);
+    } else {
+      const opts: RedisOptions = { ...base, host: conn?.host ?? '127.0.0.1', port: conn?.port ?? 6379, db: conn?.db ?? 0 };
+      if (conn?.password !== undefined) opts.password = conn.password;
+      if (conn?.ssl) opts.tls = {};
+      client = new Redis(opts);
+    }
+    client.on('error', (err: Error) => {
+      this.#lastError = err;
+    });
+    return client;
+  }
+
+  /** Blocking reads get their own connections so they never stall the main one. */
+  #newBlockingConnection(): Redis {
+    const conn = this.#client.duplicate({ connectionName: `${this.#clientName}:blocking` });
+    conn.on('error', (err: Error) => {
+      this.#lastError = err;
+    });
+    return conn;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new MetaguardError('MG_ERR_BACKEND_CLOSED', `redis backend for queue ${this.#config.queue} is closed`);
+  }
+
+  async #run<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    this.#checkOpen();
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof MetaguardError) throw err;
+      if (this.#closed) throw new MetaguardError('MG_ERR_BACKEND_CLOSED', `redis backend closed during ${op}`, { cause: err });
+      throw new MetaguardError('MG_ERR_BACKEND', `redis ${op} failed (queue ${this.#config.queue}): ${describe(err)}`, { cause: err });
+    }
+  }
+
+  #script(name: ScriptName, args: Arg[], buffer = false): Promise<unknown> {
+    const fn = (this.#client as unknown as Record<string, ScriptFn>)[buffer ? `${name}Buffer` : name];
+    return fn.call(this.#client, ...this.#keys, this.#prefix, ...args);
+  }
+
+  get #ttlMs(): number {
+    return this.#config.result_ttl_seconds * 1000;
+  }
+
+  async connect(): Promise<void> {
+    this.#checkOpen();
+    if (this.#connected && this.#client.status === 'ready') return;
+    const target = this.#config.connection?.url ?? this.#config.url ?? `${this.#config.connection?.host ?? '127.0.0.1'}:${this.#config.connection?.port ?? 6379}`;
+    const status = this.#client.status;
+    if (status === 'wait' || status === 'end' || status === 'close') {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          this.#client.connect(),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`no connection within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+          }),
+        ]);
+      } catch (err) {
+        // Stop ioredis from reconnecting in the background: the caller retries at a higher level.
+        this.#client.disconnect();
+        const detail = this.#lastError && this.#lastError !== err ? `${describe(err)}; ${describe(this.#lastError)}` : describe(err);
+        throw new MetaguardError('MG_ERR_BACKEND', `cannot connect to redis at ${target}: ${detail}`, { cause: err });
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    await this.#run('ping', () => this.#client.ping());
+    this.#connected = true;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const c of [...this.#idleBlocking, ...this.#busyBlocking]) c.disconnect();
+    this.#idleBlocking.length = 0;
+    this.#busyBlocking.clear();
+    if (this.#client.status === 'ready') {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.#client.quit().catch(() => undefined),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, 1000);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    this.#client.disconnect();
+  }
+
+  async now(): Promise<number> {
+    return this.#run('time', async () => {
+      const [sec, usec] = await this.#client.time();
+      return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+    });
+  }
+
+  async putArtifact(sha256: string, bytes: Uint8Array): Promise<void> {
+    await this.#run('put artifact', () => this.#client.set(this.key(`artifact:${sha256}`), toBuffer(bytes), 'EX', this.#config.result_ttl_seconds));
+  }
+
+  async getArtifact(sha256: string): Promise<Uint8Array | null> {
+    return this.#run('get artifact', () => this.#client.getBuffer(this.key(`artifact:${sha256}`)));
+  }
+
+  async putJob(manifest: JobManifest): Promise<void> {
+    await this.#run('put job', () => this.#client.set(this.key(`job:${manifest.jobId}`), JSON.stringify(manifest), 'EX', this.#config.result_ttl_seconds));
+  }
+
+  async getJob(jobId: string): Promise<JobManifest | null> {
+    const raw = await this.#run('get job', () => this.#client.get(this.key(`job:${jobId}`)));
+    if (raw === null) return null;
+    try {
+      return JSON.parse(raw) as JobManifest;
+    } catch (err) {
+      throw new MetaguardError('MG_ERR_BACKEND', `redis job manifest ${jobId} is not valid JSON`, { cause: err });
+    }
+  }
+
+  async deleteJob(jobId: string): Promise<void> {
+    await this.#run('delete job', () => this.#client.del(this.key(`job:${jobId}`), this.key(`results:${jobId}`)));
+  }
+
+  async enqueue(batches: BatchMessage[]): Promise<void> {
+    for (const b of batches) {
+      if (typeof b.id !== 'string' || b.id === '') throw new MetaguardError('MG_ERR_BACKEND', 'cannot enqueue a batch without an id');
+      if (!priorities.includes(b.priority)) throw new MetaguardError('MG_ERR_BACKEND', `batch ${b.id}: unknown priority ${String(b.priority)}`);
+      if (!roleSet.has(b.role)) throw new MetaguardError('MG_ERR_BACKEND', `batch ${b.id}: unknown role ${String(b.role)}`);
+    }
+    for (let i = 0; i < batches.length; i += ENQUEUE_CHUNK) {
+      const args: Arg[] = [];
+      for (const b of batches.slice(i, i + ENQUEUE_CHUNK)) args.push(b.id, b.jobId, b.role, b.priority, toBuffer(b.payload), b.mac ?? '');
+      await this.#run('enqueue', () => this.#script('mgEnqueue', args));
+    }
+  }
+
+  async claimBatches(workerId: string, max: number, leaseMs: number): Promise<Claim[]> {
+    const n = Math.min(MAX_CLAIM, Math.floor(max));
+    if (!(n >= 1)) return [];
+    const w = this.#config.queue_weights;
+    const args: Arg[] = [workerId, n, Math.max(1, Math.ceil(leaseMs)), this.#config.strict_priority ? 1 : 0, w.critical ?? 0, w.high ?? 0, w.normal ?? 0, w.low ?? 0];
+    for (let i = 0; i < n; i++) args.push(Math.random());
+    const rows = (await this.#run('claim', () => this.#script('mgClaim', args, true))) as unknown[][];
+    return rows.map((row): Claim => {
+      const id = str(row[1]);
+      if (Number(row[0]) !== 1) return { ok: false, id, reason: str(row[2]) };
+      const mac = str(row[6]);
+      return {
+        ok: true,
+        batch: {
+          id,
+          jobId: str(row[2]),
+          role: str(row[3]) as Role,
+          priority: str(row[4]) as Priority,
+          payload: row[5] as Buffer,
+          ...(mac === '' ? {} : { mac }),
+          attempt: Number(row[7]),
+        },
+      };
+    });
+  }
+
+  async renewLeases(workerId: string, ids: string[], leaseMs: number): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const lost = await this.#run('renew leases', () => this.#script('mgRenew', [workerId, Math.max(1, Math.ceil(leaseMs)), ...ids]));
+    return (lost as unknown[]).map(str);
+  }
+
+  async completeBatch(workerId: string, batch: Pick<BatchMessage, 'id' | 'jobId' | 'role'>, results: Uint8Array): Promise<boolean> {
+    const owned = await this.#run('complete batch', () => this.#script('mgComplete', [workerId, batch.id, batch.jobId, batch.role, toBuffer(results), this.#ttlMs]));
+    return Number(owned) === 1;
+  }
+
+  async releaseBatch(workerId: string, id: string, options: { delayMs: number; countAttempt: boolean; reason: string }): Promise<void> {
+    await this.#run('release batch', () =>
+      this.#script('mgRelease', [workerId, id, Math.max(0, Math.ceil(options.delayMs)), options.countAttempt ? 1 : 0, options.reason, this.#config.max_requeue_attempts, this.#ttlMs]),
+    );
+  }
+
+  async deadLetter(workerId: string, id: string, reason: string): Promise<void> {
+    await this.#run('dead-letter', () => this.#script('mgDeadLetter', [workerId, id, reason, this.#ttlMs]));
+  }
+
+  async reclaimExpired(): Promise<ReclaimOutcome> {
+    const c = this.#config;
+    const [requeued, dead] = (await this.#run('reclaim', () =>
+      this.#script('mgReclaim', [c.enable_requeue ? 1 : 0, c.max_requeue_attempts, c.circuit_breaker_threshold, Math.max(1, Math.ceil(c.heartbeat_timeout * 1000)), this.#ttlMs]),
+    )) as unknown[][];
+    return { requeued: requeued.map(str), deadLettered: dead.map(str) };
+  }
+
+  async readResults(jobId: string, cursor: string, blockMs: number): Promise<{ cursor: string; entries: ResultEntry[] }> {
+    this.#checkOpen();
+    const key = this.key(`results:${jobId}`);
+    const from = cursor === '' ? '0' : cursor;
+    const block = Math.floor(blockMs);
+    let reply: unknown;
+    if (block <= 0) {
+      // BLOCK 0 would wait forever: a non-positive wait is a plain read on the main connection.
+      reply = await this.#run('read results', () => this.#client.xreadBuffer('COUNT', 1000, 'STREAMS', key, from));
+    } else {
+      const conn = this.#idleBlocking.pop() ?? this.#newBlockingConnection();
+      this.#busyBlocking.add(conn);
+      try {
+        reply = await conn.xreadBuffer('COUNT', 1000, 'BLOCK', block, 'STREAMS', key, from);
+      } catch (err) {
+        // close() disconnects blocking connections so a pending read returns at once.
+        if (this.#closed) return { cursor: from, entries: [] };
+        conn.disconnect();
+        throw new MetaguardError('MG_ERR_BACKEND', `redis read results failed (queue ${this.#config.queue}): ${describe(err)}`, { cause: err });
+      } finally {
+        this.#busyBlocking.delete(conn);
+      }
+      if (this.#closed) conn.disconnect();
+      else if (conn.status === 'ready' || conn.status === 'connect' || conn.status === 'connecting' || conn.status === 'reconnecting') this.#idleBlocking.push(conn);
+    }
+    return decodeStreamReply(reply, from);
+  }
+
+  async heartbeat(info: WorkerInfo): Promise<void> {
+    const { lastHeartbeat: _ignored, ...rest } = info;
+    await this.#run('heartbeat', () =>
+      this.#script('mgHeartbeat', [info.workerId, JSON.stringify(rest), Math.max(1, Math.ceil(this.#config.heartbeat_timeout * 2000))]),
+    );
+  }
+
+  async removeWorker(workerId: string): Promise<void> {
+    await this.#run('remove worker', () =>
+      this.#client.multi().zrem(this.key('workers'), workerId).del(this.key(`worker:${workerId}`)).hdel(this.key('strikes'), workerId).exec(),
+    );
+  }
+
+  async activeWorkers(): Promise<WorkerInfo[]> {
+    const rows = (await this.#run('active workers', () => this.#script('mgActiveWorkers', [Math.ceil(this.#config.heartbeat_timeout * 1000)]))) as unknown[];
+    const out: WorkerInfo[] = [];
+    for (let i = 0; i + 2 < rows.length; i += 3) {
+      out.push(parseWorker(str(rows[i]), Number(str(rows[i + 1])), str(rows[i + 2])));
+    }
+    return out;
+  }
+
+  async stats(): Promise<QueueStats> {
+    const r = ((await this.#run('stats', () => this.#script('mgStats', []))) as unknown[]).map((v) => Number(v));
+    const workers = await this.activeWorkers();
+    return {
+      pending: { critical: r[0], high: r[1], normal: r[2], low: r[3] },
+      inflight: r[4],
+      delayed: r[5],
+      dead: r[6],
+      dispatched: r[7],
+      completed: r[8],
+      requeued: r[9],
+      workers,
+    };
+  }
+
+  async listDead(limit = 100): Promise<DeadEntry[]> {
+    const n = Math.floor(limit);
+    if (!(n >= 1)) return [];
+    return this.#run('list dead', async () => {
+      const ids = await this.#client.zrange(this.key('deadidx'), '0', String(n - 1));
+      if (ids.length === 0) return [];
+      const raw = await this.#client.hmget(this.key('dead'), ...ids);
+      const out: DeadEntry[] = [];
+      for (let i = 0; i < ids.length; i++) {
+        const json = raw[i];
+        if (json === null || json === undefined) continue;
+        try {
+          const e = JSON.parse(json) as Partial<DeadEntry>;
+          const entry: DeadEntry = { id: ids[i], reason: String(e.reason ?? ''), attempts: Number(e.attempts ?? 0), deadAt: Number(e.deadAt ?? 0) };
+          if (typeof e.jobId === 'string') entry.jobId = e.jobId;
+          if (typeof e.role === 'string' && roleSet.has(e.role)) entry.role = e.role;
+          out.push(entry);
+        } catch {
+          out.push({ id: ids[i], reason: 'unreadable dead-letter entry', attempts: 0, deadAt: 0 });
+        }
+      }
+      return out;
+    });
+  }
+
+  async retryDead(id?: string): Promise<number> {
+    return Number(await this.#run('retry dead', () => this.#script('mgRetryDead', [id ?? ''])));
+  }
+
+  async purgeDead(): Promise<number> {
+    return Number(await this.#run('purge dead', () => this.#script('mgPurgeDead', [])));
+  }
+}
+
+function parseWorker(workerId: string, lastHeartbeat: number, json: string): WorkerInfo {
+  let info: WorkerInfo = { workerId, host: '', pid: 0, threads: 0, startedAt: 0 };
+  if (json !== '') {
+    try {
+      info = { ...info, ...(JSON.parse(json) as Partial<WorkerInfo>) };
+    } catch {
+      // keep the minimal record: the heartbeat itself is what makes the worker active
+    }
+  }
+  info.workerId = workerId;
+  info.lastHeartbeat = lastHeartbeat;
+  return info;
+}
+
+/** Decodes an XREAD reply `[[key, [[id, [field, value, ...]], ...]]]` (buffers) into result entries. */
+function decodeStreamReply(reply: unknown, cursor: string): { cursor: string; entries: ResultEntry[] } {
+  const entries: ResultEntry[] = [];
+  let last = cursor;
+  if (!Array.isArray(reply)) return { cursor: last, entries };
+  for (const stream of reply as unknown[]) {
+    const items = Array.isArray(stream) ? (stream[1] as unknown[]) : [];
+    for (const item of items ?? []) {
+      const [rawId, rawFields] = item as [unknown, unknown[] | null];
+      last = str(rawId);
+      const fields = new Map<string, unknown>();
+      const list = rawFields ?? [];
+      for (let i = 0; i + 1 < list.length; i += 2) fields.set(str(list[i]), list[i + 1]);
+      const kind = str(fields.get('kind'));
+      const batchId = str(fields.get('batch'));
+      if (kind === 'results') {
+        const frame = fields.get('frame');
+        entries.push({
+          kind: 'results',
+          batchId,
+          role: str(fields.get('role')) as Role,
+          workerId: str(fields.get('worker')),
+          frame: Buffer.isBuffer(frame) ? frame : Buffer.from(str(frame)),
+        });
+      } else if (kind === 'dead') {
+        entries.push({ kind: 'dead', batchId, reason: str(fields.get('reason')) });
+      }
+    }
+  }
+  return { cursor: last, entries };
+}

@@ -1,0 +1,748 @@
+/**
+ * One contract, every backend: the `Backend` interface of `src/queue/types.ts` exercised through the
+ * interface only (the one exception is planting garbage on a pending list, which needs a hook).
+ *
+ * Run: node --import tsx --test test/backend-conformance.test.ts
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { validateQueueConfig, type QueueConfig } from '../src/queue/config.js';
+import type { Backend, BatchMessage, ClaimedBatch, Claim, JobManifest, Priority, ResultEntry } from '../src/queue/types.js';
+import { redisAvailable, startRedis, type RedisServer } from './helpers/redis-server.js';
+
+interface Harness {
+  name: 'memory' | 'redis';
+  /** A reason to skip the whole backend, or undefined. */
+  skipReason(): string | undefined;
+  setup(): Promise<void>;
+  teardown(): Promise<void>;
+  create(overrides: Record<string, unknown>): Promise<{ backend: Backend; config: QueueConfig }>;
+  /** Pushes a raw entry (not a batch id) onto a pending list, or undefined when the backend has no way. */
+  injectGarbage?(backend: Backend, config: QueueConfig, raw: string, priority: Priority): Promise<boolean>;
+}
+
+/** Short settings keep the suite fast: leases of a few hundred ms, heartbeats timing out in 1 s. */
+const fast = { lease_seconds: 0.3, heartbeat_timeout: 1, heartbeat_check_interval: 0.1, retry_base_ms: 10 };
+
+function queueName(): string {
+  return `t_${randomUUID()}`;
+}
+
+const memoryHarness: Harness = {
+  name: 'memory',
+  skipReason() {
+    return existsSync(new URL('../src/queue/memory.ts', import.meta.url)) ? undefined : 'src/queue/memory.ts is not there yet';
+  },
+  async setup() {},
+  async teardown() {},
+  async create(overrides) {
+    const { MemoryBackend } = await import('../src/queue/memory.js');
+    const config = validateQueueConfig({ backend: 'memory', queue: queueName(), ...fast, ...overrides });
+    const backend: Backend = new MemoryBackend(config);
+    await backend.connect();
+    return { backend, config };
+  },
+  async injectGarbage(backend, _config, raw, priority) {
+    const hook = (backend as unknown as { injectRaw?: (entry: string, priority: Priority) => void }).injectRaw;
+    if (typeof hook !== 'function') return false;
+    hook.call(backend, raw, priority);
+    return true;
+  },
+};
+
+let server: RedisServer | undefined;
+let raw: Redis | undefined;
+
+const redisHarness: Harness = {
+  name: 'redis',
+  skipReason() {
+    return redisAvailable() ? undefined : 'redis-server is not on PATH (install redis to run the redis conformance tests)';
+  },
+  async setup() {
+    server = await startRedis({ appendonly: true });
+    raw = new Redis({ port: server.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: null });
+    raw.on('error', () => {});
+    await raw.connect();
+  },
+  async teardown() {
+    raw?.disconnect();
+    await server?.stop();
+  },
+  async create(overrides) {
+    const { RedisBackend } = await import('../src/queue/redis.js');
+    const config = validateQueueConfig({ backend: 'redis', queue: queueName(), connection: { host: '127.0.0.1', port: server!.port }, ...fast, ...overrides });
+    const backend: Backend = new RedisBackend(config, { clientName: 'conformance' });
+    await backend.connect();
+    return { backend, config };
+  },
+  async injectGarbage(_backend, config, entry, priority) {
+    await raw!.lpush(`mg:{${config.queue}}:pending:${priority}`, entry);
+    return true;
+  },
+};
+
+// ---------------------------------------------------------------------------------------------------
+
+let seq = 0;
+function batch(jobId: string, overrides: Partial<BatchMessage> = {}): BatchMessage {
+  const n = seq++;
+  // Bytes that UTF-8 decoding would mangle: a lone 0xff, NULs, an invalid continuation byte.
+  const payload = Uint8Array.from([0xff, 0x00, 0xc3, 0x28, n & 0xff, (n >> 8) & 0xff, 0x80, 0x00]);
+  return { id: `b${n}-${randomUUID().slice(0, 8)}`, jobId, role: n % 2 ? 'candidate' : 'baseline', priority: 'normal', payload, ...overrides };
+}
+
+function bytes(u: Uint8Array): number[] {
+  return Array.from(u);
+}
+
+function oks(claims: Claim[]): ClaimedBatch[] {
+  return claims.map((c) => {
+    assert.ok(c.ok, `expected a batch, got ${JSON.stringify(c)}`);
+    return c.batch;
+  });
+}
+
+function manifest(jobId: string, createdAt: number): JobManifest {
+  const ref = (n: string) => ({ sha256: 'a'.repeat(64), ext: '.mjs', name: n });
+  return { jobId, task: ref('task.mjs'), implementations: { baseline: ref('base.mjs'), candidate: ref('cand.mjs') }, seed: 42, timeoutMs: 1000, memMb: 64, createdAt };
+}
+
+async function readAll(b: Backend, jobId: string): Promise<ResultEntry[]> {
+  return (await b.readResults(jobId, '0', 0)).entries;
+}
+
+function conformance(h: Harness): void {
+  const reason = h.skipReason();
+  describe(`backend conformance: ${h.name}`, { skip: reason ?? false }, () => {
+    before(() => h.setup());
+    after(() => h.teardown());
+
+    async function withBackend(overrides: Record<string, unknown>, fn: (b: Backend, c: QueueConfig) => Promise<void>): Promise<void> {
+      const { backend, config } = await h.create(overrides);
+      try {
+        await fn(backend, config);
+      } finally {
+        await backend.close();
+      }
+    }
+
+    it('has a kind and a clock close to this machine\'s', () =>
+      withBackend({}, async (b) => {
+        assert.equal(b.kind, h.name);
+        const t = await b.now();
+        assert.ok(Number.isFinite(t) && Math.abs(t - Date.now()) < 5000, `now() = ${t}`);
+      }));
+
+    it('enqueues, claims and completes binary batches (FIFO within a priority)', () =>
+      withBackend({}, async (b) => {
+        const job = `job-${randomUUID()}`;
+        const sent = [batch(job), batch(job, { mac: 'ab'.repeat(32) }), batch(job)];
+        await b.enqueue(sent);
+        const got = oks(await b.claimBatches('w1', 10, 5000));
+        assert.deepEqual(got.map((x) => x.id), sent.map((x) => x.id));
+        for (const [i, g] of got.entries()) {
+          assert.equal(g.jobId, job);
+          assert.equal(g.role, sent[i].role);
+          assert.equal(g.priority, 'normal');
+          assert.equal(g.attempt, 1);
+          assert.deepEqual(bytes(g.payload), bytes(sent[i].payload));
+          assert.equal(g.mac, sent[i].mac);
+        }
+        const frame = Uint8Array.from([0, 0xff, 0xfe, 0x80, 0x0a]);
+        for (const g of got) assert.equal(await b.completeBatch('w1', g, frame), true);
+        const entries = await readAll(b, job);
+        assert.equal(entries.length, 3);
+        for (const [i, e] of entries.entries()) {
+          assert.equal(e.kind, 'results');
+          if (e.kind !== 'results') continue;
+          assert.equal(e.batchId, sent[i].id);
+          assert.equal(e.role, sent[i].role);
+          assert.equal(e.workerId, 'w1');
+          assert.deepEqual(bytes(e.frame), bytes(frame));
+        }
+        assert.deepEqual(await b.claimBatches('w1', 10, 5000), []);
+        const s = await b.stats();
+        assert.equal(s.inflight, 0);
+        assert.equal(s.completed, 3);
+      }));
+
+    it('claims nothing from an empty queue (and nothing for max <= 0)', () =>
+      withBackend({}, async (b) => {
+        assert.deepEqual(await b.claimBatches('w1', 5, 1000), []);
+        await b.enqueue([batch('j')]);
+        assert.deepEqual(await b.claimBatches('w1', 0, 1000), []);
+        assert.equal((await b.stats()).pending.normal, 1);
+      }));
+
+    it('strict priority claims critical, high, normal, low in that order', () =>
+      withBackend({ strict_priority: true }, async (b) => {
+        const order: Priority[] = ['low', 'normal', 'high', 'critical', 'low', 'critical'];
+        const sent = order.map((priority) => batch('j', { priority }));
+        await b.enqueue(sent);
+        const one = oks(await b.claimBatches('w1', 1, 5000));
+        assert.equal(one[0].priority, 'critical');
+        const rest = oks(await b.claimBatches('w1', 10, 5000));
+        assert.deepEqual(rest.map((x) => x.priority), ['critical', 'high', 'normal', 'low', 'low']);
+        assert.deepEqual([one[0].id, ...rest.map((x) => x.id)], [sent[3], sent[5], sent[2], sent[1], sent[0], sent[4]].map((x) => x.id));
+      }));
+
+    it('weighted priority favours heavy non-empty priorities and never starves on an empty one', () =>
+      withBackend({ queue_weights: { critical: 100, low: 1 } }, async (b) => {
+        // Only low is non-empty: the heavy (empty) critical must not block it.
+        await b.enqueue([batch('j', { priority: 'low' })]);
+        assert.equal(oks(await b.claimBatches('w1', 1, 5000))[0].priority, 'low');
+        await b.enqueue([...Array.from({ length: 100 }, () => batch('j', { priority: 'critical' })), ...Array.from({ length: 100 }, () => batch('j', { priority: 'low' }))]);
+        let critical = 0;
+        for (let i = 0; i < 100; i++) if (oks(await b.claimBatches('w1', 1, 5000))[0].priority === 'critical') critical++;
+        assert.ok(critical >= 90, `critical claimed first in ${critical}/100 tries (weights 100:1)`);
+      }));
+
+    it('weighted priority is random, not strict, when weights are equal', () =>
+      withBackend({ queue_weights: { critical: 1, high: 1, normal: 1, low: 1 } }, async (b) => {
+        await b.enqueue([...Array.from({ length: 60 }, () => batch('j', { priority: 'critical' })), ...Array.from({ length: 60 }, () => batch('j', { priority: 'low' }))]);
+        const got = oks(await b.claimBatches('w1', 60, 5000));
+        assert.equal(got.length, 60);
+        const low = got.filter((x) => x.priority === 'low').length;
+        assert.ok(low >= 10 && low <= 50, `low claimed ${low}/60 times with equal weights`);
+      }));
+
+    it('concurrent claimers never receive the same batch', () =>
+      withBackend({}, async (b) => {
+        const sent = Array.from({ length: 60 }, () => batch('j'));
+        await b.enqueue(sent);
+        const seen: string[] = [];
+        await Promise.all(
+          Array.from({ length: 6 }, async (_, w) => {
+            for (;;) {
+              const got = oks(await b.claimBatches(`w${w}`, 4, 5000));
+              if (got.length === 0) return;
+              seen.push(...got.map((x) => x.id));
+            }
+          }),
+        );
+        assert.equal(seen.length, 60);
+        assert.equal(new Set(seen).size, 60);
+      }));
+
+    it('renewed leases survive past their original deadline', () =>
+      withBackend({}, async (b) => {
+        const sent = [batch('j'), batch('j')];
+        await b.enqueue(sent);
+        const ids = oks(await b.claimBatches('w1', 2, 250)).map((x) => x.id);
+        for (let i = 0; i < 6; i++) {
+          await sleep(100);
+          assert.deepEqual(await b.renewLeases('w1', ids, 250), []);
+        }
+        // 600 ms after the claim: well past the first 250 ms deadline.
+        assert.deepEqual(await b.reclaimExpired(), { requeued: [], deadLettered: [] });
+        assert.deepEqual(await b.claimBatches('w2', 5, 1000), []);
+        assert.equal((await b.stats()).inflight, 2);
+        // Ids the worker never held are reported lost; an empty list is a no-op.
+        assert.deepEqual(await b.renewLeases('w2', ids, 250), ids);
+        assert.deepEqual(await b.renewLeases('w1', [], 250), []);
+        // Stop renewing: now they expire.
+        await sleep(400);
+        const out = await b.reclaimExpired();
+        assert.deepEqual([...out.requeued].sort(), [...ids].sort());
+      }));
+
+    it('an unrenewed lease expires; reclaim requeues it with attempt + 1 for another worker', () =>
+      withBackend({}, async (b) => {
+        const sent = batch('j');
+        await b.enqueue([sent, batch('j')]);
+        const [first] = oks(await b.claimBatches('w1', 1, 150));
+        assert.equal(first.id, sent.id);
+        assert.deepEqual((await b.reclaimExpired()).requeued, [], 'not expired yet');
+        await sleep(300);
+        assert.deepEqual(await b.reclaimExpired(), { requeued: [sent.id], deadLettered: [] });
+        // Requeued at the front of its priority: claimed before the batch that was waiting.
+        const [again] = oks(await b.claimBatches('w2', 1, 5000));
+        assert.equal(again.id, sent.id);
+        assert.equal(again.attempt, 2);
+        assert.deepEqual(bytes(again.payload), bytes(sent.payload));
+        assert.deepEqual(await b.renewLeases('w1', [sent.id], 1000), [sent.id], 'w1 lost it');
+        assert.deepEqual(await b.renewLeases('w2', [sent.id], 1000), []);
+        assert.equal((await b.stats()).requeued, 1);
+      }));
+
+    it('completeBatch after a lost lease returns false, still publishes, and leaves the new owner alone', () =>
+      withBackend({}, async (b) => {
+        const job = `job-${randomUUID()}`;
+        const sent = batch(job);
+        await b.enqueue([sent]);
+        const [mine] = oks(await b.claimBatches('w1', 1, 150));
+        await sleep(300);
+        await b.reclaimExpired();
+        const [theirs] = oks(await b.claimBatches('w2', 1, 5000));
+        assert.equal(theirs.id, mine.id);
+        assert.equal(await b.completeBatch('w1', mine, Uint8Array.from([1])), false);
+        const first = await b.readResults(job, '0', 0);
+        assert.equal(first.entries.length, 1);
+        const e = first.entries[0];
+        assert.ok(e.kind === 'results' && e.workerId === 'w1' && e.batchId === sent.id);
+        assert.deepEqual(await b.renewLeases('w2', [sent.id], 5000), [], 'the new owner still holds it');
+        assert.equal((await b.stats()).inflight, 1);
+        assert.equal(await b.completeBatch('w2', theirs, Uint8Array.from([2])), true);
+        const second = await b.readResults(job, first.cursor, 0);
+        assert.equal(second.entries.length, 1);
+        assert.ok(second.entries[0].kind === 'results' && second.entries[0].workerId === 'w2');
+        const s = await b.stats();
+        assert.equal(s.inflight, 0);
+        assert.equal(s.completed, 1);
+      }));
+
+    it('dead-letters past max_requeue_attempts; listDead, retryDead and purgeDead manage the DLQ', () =>
+      withBackend({ max_requeue_attempts: 1 }, async (b) => {
+        const job = `job-${randomUUID()}`;
+        await b.putJob(manifest(job, await b.now()));
+        const sent = batch(job, { role: 'candidate' });
+        await b.enqueue([sent]);
+        const t0 = await b.now();
+        assert.equal(oks(await b.claimBatches('w1', 1, 100))[0].attempt, 1);
+        await sleep(200);
+        assert.deepEqual(await b.reclaimExpired(), { requeued: [sent.id], deadLettered: [] });
+        assert.equal(oks(await b.claimBatches('w2', 1, 100))[0].attempt, 2);
+        await sleep(200);
+        assert.deepEqual(await b.reclaimExpired(), { requeued: [], deadLettered: [sent.id] });
+
+        const dead = await b.listDead();
+        assert.equal(dead.length, 1);
+        assert.equal(dead[0].id, sent.id);
+        assert.equal(dead[0].jobId, job);
+        assert.equal(dead[0].role, 'candidate');
+        assert.equal(dead[0].attempts, 2);
+        assert.match(dead[0].reason, /lease expired/);
+        assert.ok(dead[0].deadAt >= t0 - 1000 && dead[0].deadAt <= (await b.now()) + 1000, `deadAt ${dead[0].deadAt}`);
+        const entries = await readAll(b, job);
+        assert.deepEqual(entries.map((e) => e.kind), ['dead']);
+        assert.equal(entries[0].batchId, sent.id);
+        assert.equal((await b.stats()).dead, 1);
+        assert.deepEqual(await b.claimBatches('w3', 1, 1000), []);
+
+        assert.equal(await b.retryDead('no-such-id'), 0);
+        assert.equal(await b.retryDead(sent.id), 1);
+        assert.deepEqual(await b.listDead(), []);
+        const [back] = oks(await b.claimBatches('w3', 1, 5000));
+        assert.equal(back.id, sent.id);
+        assert.equal(back.attempt, 1, 'attempts reset by retryDead');
+        assert.deepEqual(bytes(back.payload), bytes(sent.payload));
+
+        await b.deadLetter('w3', back.id, 'poison pill');
+        const again = await b.listDead();
+        assert.equal(again.length, 1);
+        assert.equal(again[0].reason, 'poison pill');
+        assert.equal((await b.stats()).inflight, 0);
+        const last = (await readAll(b, job)).at(-1)!;
+        assert.ok(last.kind === 'dead' && last.reason === 'poison pill');
+        assert.equal(await b.purgeDead(), 1);
+        assert.deepEqual(await b.listDead(), []);
+        assert.equal((await b.stats()).dead, 0);
+        assert.equal(await b.retryDead(), 0);
+      }));
+
+    it('retryDead() without an id requeues every dead batch; listDead honours its limit', () =>
+      withBackend({ max_requeue_attempts: 0 }, async (b) => {
+        const sent = [batch('j'), batch('j'), batch('j')];
+        await b.enqueue(sent);
+        for (const c of oks(await b.claimBatches('w1', 3, 5000))) await b.deadLetter('w1', c.id, 'bad');
+        assert.equal((await b.listDead()).length, 3);
+        assert.equal((await b.listDead(2)).length, 2);
+        assert.equal(await b.retryDead(), 3);
+        assert.equal((await b.stats()).pending.normal, 3);
+        assert.equal(await b.purgeDead(), 0);
+      }));
+
+    it('a stale deadLetter (from a worker whose lease was reclaimed) never loses the batch', () =>
+      withBackend({}, async (b) => {
+        const job = `job-${randomUUID()}`;
+        await b.putJob(manifest(job, await b.now()));
+        const a = batch(job);
+        await b.enqueue([a]);
+        oks(await b.claimBatches('w1', 1, 100));
+        await sleep(200);
+        assert.deepEqual((await b.reclaimExpired()).requeued, [a.id]);
+        // w1 wakes up after its lease was reclaimed and rejects the batch (say, a bad MAC).
+        await b.deadLetter('w1', a.id, 'stale verdict');
+        // Another worker drains the queue as the daemon does.
+        let completed = false;
+        for (const c of await b.claimBatches('w2', 5, 5000)) {
+          if (!c.ok) await b.deadLetter('w2', c.id, c.reason);
+          else {
+            assert.equal(c.batch.id, a.id);
+            completed = await b.completeBatch('w2', c.batch, Uint8Array.from([1]));
+          }
+        }
+        if (!completed) {
+          // The stale verdict won: the DLQ must then still hold the batch with its payload.
+          const dead = await b.listDead();
+          assert.deepEqual(dead.map((d) => d.id), [a.id]);
+          assert.equal(dead[0].jobId, job, `the dead-letter entry lost its batch: ${JSON.stringify(dead[0])}`);
+          assert.equal(await b.retryDead(a.id), 1, 'the dead-lettered batch kept its payload');
+          const [again] = oks(await b.claimBatches('w2', 1, 5000));
+          assert.deepEqual(bytes(again.payload), bytes(a.payload));
+        }
+      }));
+
+    it('enable_requeue: false dead-letters a batch on its first expired lease', () =>
+      withBackend({ enable_requeue: false }, async (b) => {
+        const sent = batch('j');
+        await b.enqueue([sent]);
+        oks(await b.claimBatches('w1', 1, 100));
+        await sleep(200);
+        assert.deepEqual(await b.reclaimExpired(), { requeued: [], deadLettered: [sent.id] });
+        assert.equal((await b.listDead())[0].id, sent.id);
+      }));
+
+    it('releaseBatch countAttempt:false hands back at once, at the front, without counting', () =>
+      withBackend({ max_requeue_attempts: 0 }, async (b) => {
+        const a = batch('j');
+        const c = batch('j');
+        await b.enqueue([a, c]);
+        const [got] = oks(await b.claimBatches('w1', 1, 5000));
+        assert.equal(got.id, a.id);
+        await b.releaseBatch('w1', a.id, { delayMs: 60_000, countAttempt: false, reason: 'draining' });
+        const [again] = oks(await b.claimBatches('w2', 1, 5000));
+        assert.equal(again.id, a.id, 'handed back to the front, ignoring delayMs');
+        assert.equal(again.attempt, 1, 'a hand-back does not count as an attempt');
+        // Releasing a batch one does not hold changes nothing.
+        await b.releaseBatch('w1', a.id, { delayMs: 0, countAttempt: false, reason: 'not mine' });
+        assert.deepEqual(await b.renewLeases('w2', [a.id], 5000), []);
+        const s = await b.stats();
+        assert.equal(s.inflight, 1);
+        assert.equal(s.pending.normal, 1);
+        assert.equal(s.dead, 0);
+      }));
+
+    it('releaseBatch countAttempt:true waits delayMs, then is claimable with attempt + 1', () =>
+      withBackend({}, async (b) => {
+        const a = batch('j');
+        await b.enqueue([a]);
+        oks(await b.claimBatches('w1', 1, 5000));
+        await b.releaseBatch('w1', a.id, { delayMs: 400, countAttempt: true, reason: 'retry' });
+        let s = await b.stats();
+        assert.equal(s.inflight, 0);
+        assert.equal(s.delayed, 1);
+        assert.equal(s.requeued, 1);
+        assert.deepEqual(await b.claimBatches('w1', 1, 5000), [], 'not before the delay');
+        await sleep(200);
+        assert.deepEqual(await b.claimBatches('w2', 1, 5000), [], 'still not before the delay');
+        await sleep(350);
+        const [again] = oks(await b.claimBatches('w2', 1, 5000));
+        assert.equal(again.id, a.id);
+        assert.equal(again.attempt, 2);
+        s = await b.stats();
+        assert.equal(s.delayed, 0);
+        assert.equal(s.inflight, 1);
+      }));
+
+    it('releaseBatch countAttempt:true past max_requeue_attempts dead-letters with the reason', () =>
+      withBackend({ max_requeue_attempts: 1 }, async (b) => {
+        const job = `job-${randomUUID()}`;
+        await b.putJob(manifest(job, await b.now()));
+        const a = batch(job);
+        await b.enqueue([a]);
+        oks(await b.claimBatches('w1', 1, 5000));
+        await b.releaseBatch('w1', a.id, { delayMs: 0, countAttempt: true, reason: 'worker crashed' });
+        const [second] = oks(await b.claimBatches('w1', 1, 5000));
+        assert.equal(second.attempt, 2);
+        await b.releaseBatch('w1', a.id, { delayMs: 0, countAttempt: true, reason: 'worker crashed' });
+        const dead = await b.listDead();
+        assert.equal(dead.length, 1);
+        assert.equal(dead[0].id, a.id);
+        assert.match(dead[0].reason, /worker crashed/);
+        const entries = await readAll(b, job);
+        assert.equal(entries.at(-1)?.kind, 'dead');
+        assert.deepEqual(await b.claimBatches('w1', 1, 5000), []);
+      }));
+
+    it('garbage on a pending list comes back as {ok:false} and deadLetter records it', () =>
+      withBackend({}, async (b, config) => {
+        const good = batch('j');
+        await b.enqueue([good]);
+        const planted = h.injectGarbage ? await h.injectGarbage(b, config, 'not-a-batch-id', 'normal') : false;
+        if (!planted) {
+          assert.ok(true, `${h.name} offers no way to plant garbage`);
+          return;
+        }
+        const claims = await b.claimBatches('w1', 5, 5000);
+        assert.equal(claims.length, 2);
+        const bad = claims.find((c) => !c.ok);
+        assert.ok(bad && !bad.ok);
+        assert.equal(bad.id, 'not-a-batch-id');
+        assert.ok(bad.reason.length > 0);
+        assert.ok(claims.some((c) => c.ok && c.batch.id === good.id));
+        await b.deadLetter('w1', bad.id, bad.reason);
+        const dead = await b.listDead();
+        assert.equal(dead.length, 1);
+        assert.equal(dead[0].id, 'not-a-batch-id');
+        assert.equal(dead[0].reason, bad.reason);
+        assert.equal(dead[0].jobId, undefined);
+        const s = await b.stats();
+        assert.equal(s.inflight, 1, 'only the good batch is in flight');
+        assert.equal(s.dead, 1);
+      }));
+
+    it('artifacts and job manifests round-trip byte-exact', () =>
+      withBackend({}, async (b) => {
+        const blob = Uint8Array.from({ length: 512 }, (_, i) => (i * 7 + 3) & 0xff);
+        await b.putArtifact('f'.repeat(64), blob);
+        await b.putArtifact('f'.repeat(64), blob); // a second put is harmless
+        const back = await b.getArtifact('f'.repeat(64));
+        assert.ok(back);
+        assert.deepEqual(bytes(back), bytes(blob));
+        assert.equal(await b.getArtifact('0'.repeat(64)), null);
+
+        const job = `job-${randomUUID()}`;
+        const m = manifest(job, await b.now());
+        await b.putJob(m);
+        assert.deepEqual(await b.getJob(job), m);
+        assert.equal(await b.getJob('nope'), null);
+        await b.enqueue([batch(job)]);
+        const [c] = oks(await b.claimBatches('w1', 1, 5000));
+        await b.completeBatch('w1', c, Uint8Array.from([9]));
+        assert.equal((await readAll(b, job)).length, 1);
+        await b.deleteJob(job);
+        assert.equal(await b.getJob(job), null);
+        assert.deepEqual(await readAll(b, job), [], 'deleteJob drops the result stream');
+      }));
+
+    it('readResults blocks up to blockMs, wakes on new entries, and resumes from its cursor', () =>
+      withBackend({}, async (b) => {
+        const job = `job-${randomUUID()}`;
+        let t = Date.now();
+        const empty = await b.readResults(job, '0', 300);
+        assert.deepEqual(empty.entries, []);
+        assert.equal(empty.cursor, '0');
+        assert.ok(Date.now() - t >= 250, `returned after ${Date.now() - t} ms, expected ~300`);
+
+        const sent = Array.from({ length: 5 }, () => batch(job));
+        await b.enqueue(sent);
+        const claimed = oks(await b.claimBatches('w1', 5, 5000));
+        t = Date.now();
+        const waiting = b.readResults(job, '0', 3000);
+        await sleep(100);
+        // The main connection is not stalled by the blocking read.
+        const t1 = Date.now();
+        await b.now();
+        await b.stats();
+        assert.ok(Date.now() - t1 < 500, 'other calls proceed during a blocking read');
+        await b.completeBatch('w1', claimed[0], Uint8Array.from([0]));
+        const woke = await waiting;
+        assert.ok(Date.now() - t < 1500, `woke after ${Date.now() - t} ms`);
+        assert.deepEqual(woke.entries.map((e) => e.batchId), [sent[0].id]);
+
+        for (const c of claimed.slice(1, 3)) await b.completeBatch('w1', c, Uint8Array.from([1]));
+        const mid = await b.readResults(job, woke.cursor, 0);
+        assert.deepEqual(mid.entries.map((e) => e.batchId), [sent[1].id, sent[2].id]);
+        for (const c of claimed.slice(3)) await b.completeBatch('w1', c, Uint8Array.from([2]));
+        const end = await b.readResults(job, mid.cursor, 200);
+        assert.deepEqual(end.entries.map((e) => e.batchId), [sent[3].id, sent[4].id]);
+        const none = await b.readResults(job, end.cursor, 0);
+        assert.deepEqual(none.entries, []);
+        assert.equal(none.cursor, end.cursor);
+        const all = await b.readResults(job, '0', 0);
+        assert.deepEqual(all.entries.map((e) => e.batchId), sent.map((x) => x.id));
+      }));
+
+    it('close() makes a pending blocking read return promptly', async () => {
+      const { backend } = await h.create({});
+      const t = Date.now();
+      const pending = backend.readResults(`job-${randomUUID()}`, '0', 5000);
+      await sleep(100);
+      await backend.close();
+      await backend.close(); // idempotent
+      const r = await pending;
+      assert.deepEqual(r.entries, []);
+      assert.ok(Date.now() - t < 1500, `returned after ${Date.now() - t} ms`);
+      await assert.rejects(backend.claimBatches('w1', 1, 1000), (err: { code?: string }) => typeof err.code === 'string' && err.code.startsWith('MG_ERR_BACKEND'));
+    });
+
+    it('heartbeats make workers active until heartbeat_timeout passes', () =>
+      withBackend({ heartbeat_timeout: 0.5 }, async (b) => {
+        const info = { workerId: 'w1', host: 'host-a', pid: 1234, threads: 4, startedAt: 1_700_000_000_000, state: 'running' as const };
+        await b.heartbeat(info);
+        await b.heartbeat({ ...info, workerId: 'w2', pid: 99 });
+        const now = await b.now();
+        let active = await b.activeWorkers();
+        assert.deepEqual(active.map((w) => w.workerId).sort(), ['w1', 'w2']);
+        const w1 = active.find((w) => w.workerId === 'w1')!;
+        assert.equal(w1.host, 'host-a');
+        assert.equal(w1.pid, 1234);
+        assert.equal(w1.threads, 4);
+        assert.equal(w1.startedAt, info.startedAt);
+        assert.equal(w1.state, 'running');
+        assert.ok(typeof w1.lastHeartbeat === 'number' && Math.abs(w1.lastHeartbeat - now) < 1000, `lastHeartbeat ${w1.lastHeartbeat} vs now ${now}`);
+        await b.removeWorker('w2');
+        assert.deepEqual((await b.activeWorkers()).map((w) => w.workerId), ['w1']);
+        assert.deepEqual((await b.stats()).workers.map((w) => w.workerId), ['w1']);
+        await sleep(300);
+        await b.heartbeat({ ...info, casesCompleted: 7, state: 'draining' });
+        await sleep(300);
+        active = await b.activeWorkers();
+        assert.equal(active.length, 1, 'the renewed heartbeat keeps w1 active');
+        assert.equal(active[0].casesCompleted, 7);
+        assert.equal(active[0].state, 'draining');
+        await sleep(600);
+        assert.deepEqual(await b.activeWorkers(), []);
+      }));
+
+    it('the circuit breaker stops a worker that lost circuit_breaker_threshold leases, for heartbeat_timeout', () =>
+      withBackend({ circuit_breaker_threshold: 2, heartbeat_timeout: 0.5 }, async (b) => {
+        await b.enqueue([batch('j'), batch('j'), batch('j')]);
+        assert.equal(oks(await b.claimBatches('w1', 1, 100)).length, 1);
+        await sleep(200);
+        assert.equal((await b.reclaimExpired()).requeued.length, 1);
+        // One strike: still allowed.
+        assert.equal(oks(await b.claimBatches('w1', 2, 100)).length, 2);
+        await sleep(200);
+        assert.equal((await b.reclaimExpired()).requeued.length, 2);
+        assert.deepEqual(await b.claimBatches('w1', 5, 5000), [], 'circuit open');
+        assert.equal(oks(await b.claimBatches('w2', 1, 5000)).length, 1, 'other workers still claim');
+        await sleep(650);
+        assert.equal(oks(await b.claimBatches('w1', 5, 5000)).length, 2, 'circuit closed after heartbeat_timeout');
+      }));
+
+    it('stats count pending per priority, in-flight, delayed, dead and the counters', () =>
+      withBackend({ strict_priority: true }, async (b) => {
+        const fresh = await b.stats();
+        assert.deepEqual(fresh.pending, { critical: 0, high: 0, normal: 0, low: 0 });
+        assert.deepEqual([fresh.inflight, fresh.delayed, fresh.dead, fresh.completed, fresh.dispatched, fresh.requeued], [0, 0, 0, 0, 0, 0]);
+        await b.enqueue([batch('j', { priority: 'high' }), batch('j', { priority: 'high' }), batch('j'), batch('j'), batch('j', { priority: 'low' })]);
+        let s = await b.stats();
+        assert.deepEqual(s.pending, { critical: 0, high: 2, normal: 2, low: 1 });
+        assert.equal(s.dispatched, 5);
+        const [x, y] = oks(await b.claimBatches('w1', 2, 5000));
+        s = await b.stats();
+        assert.equal(s.pending.high, 0);
+        assert.equal(s.inflight, 2);
+        await b.completeBatch('w1', x, Uint8Array.from([1]));
+        await b.releaseBatch('w1', y.id, { delayMs: 60_000, countAttempt: true, reason: 'retry later' });
+        const [z] = oks(await b.claimBatches('w1', 1, 5000));
+        await b.deadLetter('w1', z.id, 'bad');
+        s = await b.stats();
+        assert.deepEqual(s.pending, { critical: 0, high: 0, normal: 1, low: 1 });
+        assert.equal(s.inflight, 0);
+        assert.equal(s.delayed, 1);
+        assert.equal(s.dead, 1);
+        assert.equal(s.completed, 1);
+        assert.equal(s.requeued, 1);
+        assert.equal(s.dispatched, 5);
+      }));
+
+    if (h.name === 'redis') redisOnly();
+  });
+}
+
+/** What only Redis has: key layout, raw data, connection faults, restarts. */
+function redisOnly(): void {
+  async function make(overrides: Record<string, unknown> = {}): Promise<{ backend: Backend; config: QueueConfig }> {
+    return redisHarness.create(overrides);
+  }
+
+  it('redis: every key of a queue shares one hash tag', async () => {
+    const { backend: b, config } = await make({ max_requeue_attempts: 0 });
+    try {
+      const job = `job-${randomUUID()}`;
+      await b.putJob(manifest(job, await b.now()));
+      await b.putArtifact('c'.repeat(64), Uint8Array.from([1, 2]));
+      await b.enqueue([batch(job), batch(job, { priority: 'high' })]);
+      const [x, y] = oks(await b.claimBatches('w1', 2, 5000));
+      await b.completeBatch('w1', x, Uint8Array.from([1]));
+      await b.releaseBatch('w1', y.id, { delayMs: 0, countAttempt: true, reason: 'dead' });
+      await b.heartbeat({ workerId: 'w1', host: 'h', pid: 1, threads: 1, startedAt: 0 });
+      const keys = await raw!.keys(`*${config.queue}*`);
+      assert.ok(keys.length >= 6, `keys: ${keys.join(', ')}`);
+      for (const k of keys) assert.ok(k.startsWith(`mg:{${config.queue}}:`), `key ${k} lacks the hash tag`);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('redis: lease deadlines are measured on the Redis clock', async () => {
+    const { backend: b, config } = await make();
+    try {
+      await b.enqueue([batch('j')]);
+      const [c] = oks(await b.claimBatches('w1', 1, 10_000));
+      const [sec, usec] = await raw!.time();
+      const serverNow = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+      const deadline = Number(await raw!.zscore(`mg:{${config.queue}}:inflight`, c.id));
+      assert.ok(Math.abs(deadline - (serverNow + 10_000)) < 1000, `deadline ${deadline} vs server now ${serverNow}`);
+      assert.ok(Math.abs((await b.now()) - serverNow) < 1000);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('redis: a batch hash without payload comes back as {ok:false}', async () => {
+    const { backend: b, config } = await make();
+    try {
+      const p = `mg:{${config.queue}}:`;
+      await raw!.hset(`${p}batch:m1`, 'job', 'j', 'role', 'baseline', 'priority', 'normal', 'attempts', '0');
+      await raw!.rpush(`${p}pending:normal`, 'm1');
+      const claims = await b.claimBatches('w1', 1, 5000);
+      assert.equal(claims.length, 1);
+      assert.ok(!claims[0].ok);
+      assert.equal(claims[0].id, 'm1');
+      assert.match(claims[0].reason, /payload/);
+      await b.deadLetter('w1', 'm1', claims[0].reason);
+      assert.equal((await b.listDead())[0].id, 'm1');
+      // An abandoned garbage claim is dead-lettered when its lease expires, never lost.
+      await raw!.lpush(`${p}pending:normal`, 'junk');
+      assert.equal((await b.claimBatches('w1', 1, 100)).length, 1);
+      await sleep(200);
+      assert.deepEqual((await b.reclaimExpired()).deadLettered, ['junk']);
+      assert.equal((await b.stats()).dead, 2);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('redis: connect() fails fast with MG_ERR_BACKEND when Redis is unreachable', async () => {
+    const { RedisBackend } = await import('../src/queue/redis.js');
+    // A port nobody listens on: bind one, close it.
+    const net = await import('node:net');
+    const port = await new Promise<number>((resolve) => {
+      const s = net.createServer().listen(0, '127.0.0.1', () => {
+        const a = s.address();
+        s.close(() => resolve(typeof a === 'object' && a ? a.port : 1));
+      });
+    });
+    const config = validateQueueConfig({ backend: 'redis', queue: queueName(), connection: { host: '127.0.0.1', port } });
+    const b = new RedisBackend(config);
+    const t = Date.now();
+    await assert.rejects(b.connect(), (err: { code?: string; message?: string }) => err.code === 'MG_ERR_BACKEND' && /cannot connect/.test(err.message ?? ''));
+    assert.ok(Date.now() - t < 6000, `failed after ${Date.now() - t} ms`);
+    await b.close();
+  });
+
+  it('redis: survives a restart and a crash (AOF data kept, scripts reloaded, queued commands replayed)', async () => {
+    const { backend: b } = await make();
+    try {
+      const sent = [batch('j'), batch('j'), batch('j')];
+      await b.enqueue(sent);
+      oks(await b.claimBatches('w1', 1, 5000)); // loads the scripts on this server
+      await server!.restart();
+      const [second] = oks(await b.claimBatches('w1', 1, 5000));
+      assert.equal(second.id, sent[1].id, 'data survived a graceful restart');
+      await server!.kill9();
+      const during = b.claimBatches('w1', 1, 5000); // issued while Redis is down
+      await sleep(200);
+      await server!.restart();
+      const [third] = oks(await during);
+      assert.equal(third.id, sent[2].id, 'the command issued during the outage ran after the restart');
+      assert.equal((await b.stats()).inflight, 3);
+    } finally {
+      await b.close();
+    }
+  });
+}
+
+// The backends share nothing, so their suites run side by side (each one's tests run in order).
+describe('backend conformance', { concurrency: true }, () => {
+  conformance(memoryHarness);
+  conformance(redisHarness);
+});
