@@ -117,7 +117,7 @@ async function readAll(b: Backend, jobId: string): Promise<ResultEntry[]> {
 
 function conformance(h: Harness): void {
   const reason = h.skipReason();
-  describe(`backend conformance: ${h.name}`, { skip: reason ?? false }, () => {
+  describe(`backend conformance: ${h.name}`, { skip: reason ?? false, concurrency: 1 }, () => {
     before(() => h.setup());
     after(() => h.teardown());
 

@@ -1,12 +1,36 @@
 /**
- * `createCodec()`: the native codec when its binary loads and METAGUARD_NATIVE is not 0, else the
- * pure-JS one. Both read each other's frames.
+ * `createCodec()`: the native codec when its binary loads, `options.native` is not false and
+ * METAGUARD_NATIVE is not 0; else the pure-JS one. Both read each other's frames, so a fleet may mix
+ * them. A binary that does not load is never fatal: one MG_NATIVE_UNAVAILABLE warning per process
+ * (per thread) says why, and the JS codec is used.
  */
 import { createJsCodec } from './js.js';
+import { createNativeCodec, nativeLoadError, tryLoadNativeBinding, warnNativeUnavailable } from './native.js';
 import type { Codec, CodecOptions } from './types.js';
 
 export type { Codec, CodecOptions } from './types.js';
+export { nativeLoadError, sdNotify } from './native.js';
 
+/** Environment variable that turns the native codec off when set to 0 (or false). */
+export const NATIVE_ENV = 'METAGUARD_NATIVE';
+
+/** True when METAGUARD_NATIVE disables the native codec. */
+export function nativeDisabledByEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  const v = env[NATIVE_ENV]?.trim().toLowerCase();
+  return v === '0' || v === 'false';
+}
+
+/**
+ * No small-batch JS path: the native codec is not slower than the JS one even for a single tiny
+ * payload (one Node-API call per frame; see bench/codec.ts), unlike ws's masking where tiny inputs
+ * stay in JS.
+ */
 export function createCodec(options: CodecOptions = {}): Codec {
-  return createJsCodec(options);
+  if (options.native === false || nativeDisabledByEnv()) return createJsCodec(options);
+  const binding = tryLoadNativeBinding();
+  if (binding === undefined) {
+    warnNativeUnavailable(nativeLoadError()!);
+    return createJsCodec(options);
+  }
+  return createNativeCodec(options, binding);
 }

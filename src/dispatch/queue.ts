@@ -37,6 +37,18 @@ interface Outstanding {
   size: number;
 }
 
+/**
+ * How many batches to keep outstanding: at least four per worker thread (plus four), and at least
+ * `CASES_PER_SLOT` cases per thread, so that small batches of fast cases still keep a pipeline deep
+ * enough to cover the round trips between workers and this coordinator. Outstanding batches wait in
+ * the backend, not in worker memory: a worker holds only what its threads can start soon.
+ */
+export function outstandingTarget(slots: number, batchSize: number): number {
+  return Math.min(MAX_OUTSTANDING, Math.max(4 * slots + 4, Math.ceil((CASES_PER_SLOT * slots) / Math.max(1, batchSize))));
+}
+const CASES_PER_SLOT = 1000;
+const MAX_OUTSTANDING = 512;
+
 export class QueueDispatcher implements Dispatcher {
   readonly #config: QueueConfig;
   readonly #logger: Logger;
@@ -112,7 +124,7 @@ export class QueueDispatcher implements Dispatcher {
     let slots = 1;
 
     const publishMore = async () => {
-      const target = 2 * slots + 2;
+      const target = outstandingTarget(slots, batcher.size);
       const batch: BatchMessage[] = [];
       while (outstanding.size + batch.length < target && (next.baseline < n || next.candidate < n)) {
         const role = roles[turn++ % 2];

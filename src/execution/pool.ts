@@ -1,8 +1,8 @@
 /**
  * The case pool: a piscina pool of case threads with limits enforced from the parent.
  *
- * - Time: the thread posts each result as the case finishes; the parent re-arms one timer per result.
- *   When it fires (limit + slack) the chunk's task is aborted, which makes piscina terminate the thread
+ * - Time: the thread posts results as cases finish (grouped over at most a few ms); the parent re-arms
+ *   one timer per message. When it fires (limit + slack) the chunk's task is aborted, which makes piscina terminate the thread
  *   (a busy loop cannot be interrupted any other way) and start a fresh one.
  * - Memory: the thread runs with `resourceLimits.maxOldGenerationSizeMb`; V8 kills it on a heap
  *   blow-up and the run rejects with ERR_WORKER_OUT_OF_MEMORY.
@@ -140,9 +140,11 @@ export class CasePool extends EventEmitter {
     let timer = setTimeout(onLimit, importBudgetMs(this.timeoutMs));
 
     port1.on('message', (m: ThreadMessage) => {
-      if (m.t === 'result') {
-        results.push(m.result);
-        events.onResult?.(m.result);
+      if (m.t === 'results') {
+        for (const r of m.results) {
+          results.push(r);
+          events.onResult?.(r);
+        }
         timer.refresh();
       } else if (m.t === 'begin') {
         begun = true;

@@ -41,5 +41,5 @@ export interface ChunkRequest {
 
 export type ThreadMessage =
   | { t: 'begin' }
-  | { t: 'result'; result: CaseResult }
+  | { t: 'results'; results: CaseResult[] }
   | { t: 'end'; count: number; heapUsed: number };

@@ -101,6 +101,22 @@ export class MemoryBackend implements Backend {
       this.#pending.get(b.priority)!.push(b.id);
       this.#counters.dispatched++;
     }
+    this.#events.emit('work');
+  }
+
+  async waitForWork(timeoutMs: number): Promise<void> {
+    if (this.#closed || [...this.#pending.values()].some((q) => q.length > 0)) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#events.off('work', done);
+        this.#events.off('closed', done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.#events.on('work', done);
+      this.#events.on('closed', done);
+    });
   }
 
   /** Test hook: pushes a raw entry that is not a batch id onto a pending list (a poison message). */
@@ -144,6 +160,9 @@ export class MemoryBackend implements Backend {
       const id = this.#pending.get(priority)!.shift()!;
       const b = this.#batches.get(id);
       if (!b) {
+        // Garbage on the queue is held under this worker's lease like a batch, so that its
+        // dead-lettering cannot be lost if the worker dies first (reclaim dead-letters it then).
+        this.#inflight.set(id, { owner: workerId, deadline: now + leaseMs });
         claims.push({ ok: false, id, reason: 'unknown batch id' });
         continue;
       }
@@ -212,8 +231,10 @@ export class MemoryBackend implements Backend {
     this.#delayed.set(id, Date.now() + options.delayMs);
   }
 
-  async deadLetter(_workerId: string, id: string, reason: string): Promise<void> {
+  async deadLetter(workerId: string, id: string, reason: string): Promise<void> {
     this.#check();
+    // Only the lease holder may dead-letter: a stale worker must not take a batch from its new owner.
+    if (this.#inflight.get(id)?.owner !== workerId) return;
     this.#toDead(id, reason);
   }
 
@@ -230,7 +251,11 @@ export class MemoryBackend implements Backend {
         this.#blockedUntil.set(lease.owner, now + this.#config.heartbeat_timeout * 1000);
       } else this.#strikes.set(lease.owner, strikes);
       const b = this.#batches.get(id);
-      if (!b) continue;
+      if (!b) {
+        this.#toDead(id, 'lease expired on an entry that is not a batch');
+        out.deadLettered.push(id);
+        continue;
+      }
       if (!this.#config.enable_requeue || b.attempts > this.#config.max_requeue_attempts) {
         this.#toDead(id, `lease expired after ${b.attempts} attempts`);
         out.deadLettered.push(id);

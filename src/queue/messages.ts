@@ -1,24 +1,18 @@
 /**
- * What travels inside batch frames, and batch signing. Cases and results are serialized with V8's
- * structured-clone format: the same format worker threads use, so a case reaches a thread on a worker
- * daemon exactly as it would in-process (undefined, NaN, Map, typed arrays survive).
+ * What travels inside batch frames, and batch signing. Each case and each result is one payload of the
+ * frame, serialized by codec/serialize (msgpackr with structured-clone types, chosen by measurement).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { deserialize, serialize } from 'node:v8';
 import { MetaguardError } from '../errors.js';
 import type { Codec } from '../codec/types.js';
+import { pack, unpack } from '../codec/serialize.js';
 import type { CaseInput, CaseResult } from '../execution/protocol.js';
 import type { BatchMessage } from './types.js';
 
 function decodeEach<T>(codec: Codec, frame: Uint8Array, check: (v: unknown) => v is T, what: string): T[] {
   const payloads = codec.decode(frame);
   return payloads.map((p, i) => {
-    let value: unknown;
-    try {
-      value = deserialize(p);
-    } catch (err) {
-      throw new MetaguardError('MG_ERR_CODEC', `${what} ${i}: cannot deserialize (${(err as Error).message})`);
-    }
+    const value = unpack(p, `${what} ${i}`);
     if (!check(value)) throw new MetaguardError('MG_ERR_CODEC', `${what} ${i}: not a well-formed ${what}`);
     return value;
   });
@@ -30,9 +24,9 @@ const isCase = (v: unknown): v is CaseInput =>
 const isResult = (v: unknown): v is CaseResult =>
   v !== null && typeof v === 'object' && Number.isInteger((v as CaseResult).index) && typeof (v as CaseResult).passed === 'boolean' && typeof (v as CaseResult).durationMs === 'number';
 
-export const encodeCases = (codec: Codec, cases: CaseInput[]): Uint8Array => codec.encode(cases.map((c) => serialize(c)));
+export const encodeCases = (codec: Codec, cases: CaseInput[]): Uint8Array => codec.encode(cases.map(pack));
 export const decodeCases = (codec: Codec, frame: Uint8Array): CaseInput[] => decodeEach(codec, frame, isCase, 'case');
-export const encodeResults = (codec: Codec, results: CaseResult[]): Uint8Array => codec.encode(results.map((r) => serialize(r)));
+export const encodeResults = (codec: Codec, results: CaseResult[]): Uint8Array => codec.encode(results.map(pack));
 export const decodeResults = (codec: Codec, frame: Uint8Array): CaseResult[] => decodeEach(codec, frame, isResult, 'result');
 
 function mac(key: string, batch: Pick<BatchMessage, 'id' | 'jobId' | 'role' | 'payload'>): Buffer {

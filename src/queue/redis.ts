@@ -432,7 +432,9 @@ export class RedisBackend implements Backend {
   async connect(): Promise<void> {
     this.#checkOpen();
     if (this.#connected && this.#client.status === 'ready') return;
-    const target = this.#config.connection?.url ?? this.#config.url ?? `${this.#config.connection?.host ?? '127.0.0.1'}:${this.#config.connection?.port ?? 6379}`;
+    const url = this.#config.connection?.url ?? this.#config.url;
+    // Never echo credentials embedded in a URL.
+    const target = url !== undefined ? url.replace(/\/\/[^@/]*@/, '//***@') : `${this.#config.connection?.host ?? '127.0.0.1'}:${this.#config.connection?.port ?? 6379}`;
     const status = this.#client.status;
     if (status === 'wait' || status === 'end' || status === 'close') {
       let timer: NodeJS.Timeout | undefined;
@@ -519,6 +521,27 @@ export class RedisBackend implements Backend {
       for (const b of batches.slice(i, i + ENQUEUE_CHUNK)) args.push(b.id, b.jobId, b.role, b.priority, toBuffer(b.payload), b.mac ?? '');
       await this.#run('enqueue', () => this.#script('mgEnqueue', args));
     }
+    // Wake tokens for workers blocked in waitForWork (a hint: a lost token only costs a poll interval).
+    const wake = this.key('wake');
+    await this.#run('wake workers', () => this.#client.multi().lpush(wake, ...batches.map(() => '1')).ltrim(wake, 0, 255).pexpire(wake, 60_000).exec());
+  }
+
+  async waitForWork(timeoutMs: number): Promise<void> {
+    this.#checkOpen();
+    const seconds = Math.max(0.01, timeoutMs / 1000);
+    const conn = this.#idleBlocking.pop() ?? this.#newBlockingConnection();
+    this.#busyBlocking.add(conn);
+    try {
+      await conn.blpop(this.key('wake'), seconds);
+    } catch (err) {
+      if (this.#closed) return;
+      conn.disconnect();
+      throw new MetaguardError('MG_ERR_BACKEND', `redis wait for work failed (queue ${this.#config.queue}): ${describe(err)}`, { cause: err });
+    } finally {
+      this.#busyBlocking.delete(conn);
+    }
+    if (this.#closed) conn.disconnect();
+    else this.#idleBlocking.push(conn);
   }
 
   async claimBatches(workerId: string, max: number, leaseMs: number): Promise<Claim[]> {

@@ -131,6 +131,12 @@ export interface Backend {
   releaseBatch(workerId: string, id: string, options: { delayMs: number; countAttempt: boolean; reason: string }): Promise<void>;
   /** Moves a claimed entry to the dead-letter store with its reason, and tells its job (if known). */
   deadLetter(workerId: string, id: string, reason: string): Promise<void>;
+  /**
+   * Optional: waits up to `timeoutMs` for new work to be enqueued (a worker with an empty queue calls
+   * it instead of sleeping its whole poll interval). Resolves early on new work; never rejects for a
+   * timeout.
+   */
+  waitForWork?(timeoutMs: number): Promise<void>;
   /** Requeues batches whose lease expired, dead-lettering those past `max_requeue_attempts`. */
   reclaimExpired(): Promise<ReclaimOutcome>;
 

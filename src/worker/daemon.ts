@@ -74,6 +74,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
   readonly #jobs = new Map<string, Promise<JobManifest | null>>();
   #state: 'starting' | 'running' | 'draining' | 'stopped' = 'starting';
   #wake: (() => void) | undefined;
+  #woken = false;
   #tick: NodeJS.Timeout | undefined;
   #loop: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
@@ -138,7 +139,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     let pool = this.#pools.get(key);
     if (!pool) {
       pool = new CasePool({ threads: this.threads, timeoutMs, memMb });
-      pool.on('drain', () => this.#wake?.());
+      pool.on('drain', () => this.#signal());
       this.#pools.set(key, pool);
     }
     return pool;
@@ -202,13 +203,28 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     this.#backendDown = true;
   }
 
+  /** Batches held at once: one per thread plus one ready to start when a thread frees up. */
+  #freeSlots(): number {
+    return Math.max(0, this.threads + 1 - this.#held.size);
+  }
+
   #capacityFull(): boolean {
-    if (this.#held.size >= this.threads + 1) return true;
+    if (this.#freeSlots() === 0) return true;
     for (const pool of this.#pools.values()) if (pool.needsDrain) return true;
     return false;
   }
 
+  /** Wakes the consume loop now, or makes its next sleep return at once (no lost wake-ups). */
+  #signal(): void {
+    this.#woken = true;
+    this.#wake?.();
+  }
+
   async #sleep(ms: number): Promise<void> {
+    if (this.#woken) {
+      this.#woken = false;
+      return;
+    }
     await new Promise<void>((resolve) => {
       const t = setTimeout(done, ms);
       function done() {
@@ -218,6 +234,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
       this.#wake = done;
     });
     this.#wake = undefined;
+    this.#woken = false;
   }
 
   async #consume(): Promise<void> {
@@ -232,7 +249,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
       }
       let claims;
       try {
-        claims = await this.#backend.claimBatches(this.workerId, 1, this.#config.lease_seconds * 1000);
+        claims = await this.#backend.claimBatches(this.workerId, this.#freeSlots(), this.#config.lease_seconds * 1000);
         backoff = 100;
         if (this.#backendDown) {
           this.#backendDown = false;
@@ -251,7 +268,15 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
         break;
       }
       if (claims.length === 0) {
-        await this.#sleep(pollMs);
+        // Wait for new work where the backend can signal it; otherwise poll.
+        if (this.#backend.waitForWork) {
+          try {
+            await this.#backend.waitForWork(pollMs);
+          } catch (err) {
+            this.#backendFault('wait', err);
+            await this.#sleep(pollMs);
+          }
+        } else await this.#sleep(pollMs);
         continue;
       }
       for (const claim of claims) {
@@ -263,7 +288,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
         this.#held.set(claim.batch.id, held);
         held.done = this.#runBatch(held).finally(() => {
           this.#held.delete(claim.batch.id);
-          this.#wake?.();
+          this.#signal();
         });
       }
     }
@@ -386,7 +411,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     if (this.#state === 'stopped' && !this.#loop) return;
     this.#state = 'draining';
     this.#logger.info('worker_draining', { worker: this.workerId, in_flight: this.#held.size, deadline_s: deadlineMs / 1000 });
-    this.#wake?.();
+    this.#signal();
     await this.#loop;
     const all = Promise.all([...this.#held.values()].map((h) => h.done));
     if (deadlineMs > 0) {

@@ -162,6 +162,13 @@ export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<R
   }
 
   let stopped = false;
+  // stop/restart/kill9 run one at a time, so stop() never races a restart that is spawning a server.
+  let chain: Promise<void> = Promise.resolve();
+  const serial = (fn: () => Promise<void>): Promise<void> => {
+    const p = chain.then(fn);
+    chain = p.catch(() => undefined);
+    return p;
+  };
 
   async function halt(signal: NodeJS.Signals): Promise<void> {
     const child = current;
@@ -180,33 +187,34 @@ export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<R
     port,
     url: `redis://127.0.0.1:${port}`,
     dir,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      await halt('SIGTERM');
-      rmSync(dir, { recursive: true, force: true });
-    },
-    async restart() {
-      if (stopped) throw new Error('redis-server was stopped');
-      await halt('SIGTERM');
-      // The old process may hold the port for a moment after exit: retry the bind.
-      let lastError: unknown;
-      for (let attempt = 0; attempt < 20; attempt++) {
-        const { child, output } = spawnServer(port, dir, appendonly);
-        try {
-          await waitReady(port, child, output);
-          current = child;
-          return;
-        } catch (err) {
-          lastError = err;
-          await waitExit(child, 2000);
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      }
-      throw lastError instanceof Error ? lastError : new Error(String(lastError));
-    },
-    async kill9() {
-      await halt('SIGKILL');
-    },
+    stop: () =>
+      serial(async () => {
+        if (stopped) return;
+        stopped = true;
+        await halt('SIGTERM');
+        rmSync(dir, { recursive: true, force: true });
+      }),
+    restart: () => serial(restart),
+    kill9: () => serial(() => halt('SIGKILL')),
   };
+
+  async function restart(): Promise<void> {
+    if (stopped) throw new Error('redis-server was stopped');
+    await halt('SIGTERM');
+    // The old process may hold the port for a moment after exit: retry the bind.
+    let lastError: unknown;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const { child, output } = spawnServer(port, dir, appendonly);
+      try {
+        await waitReady(port, child, output);
+        current = child;
+        return;
+      } catch (err) {
+        lastError = err;
+        await waitExit(child, 2000);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    throw lastError instanceof Error ? lastError : new Error(String(lastError));
+  }
 }

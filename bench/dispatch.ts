@@ -1,0 +1,78 @@
+/**
+ * End-to-end throughput of one evaluation (cases/s, both roles counted) on a trivial task:
+ * the local dispatcher with 1 and 2 threads, the embedded in-process queue, and Redis with one worker
+ * daemon process — side by side in one run, with the ratio to the local 2-thread figure.
+ *
+ *   node --import tsx bench/dispatch.ts [--n 20000] [--no-redis]
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { resolveEvaluateOptions, runEvaluation } from '../src/evaluate.ts';
+import { createQueueDispatcher } from '../src/dispatch/queue.ts';
+import { printTable } from './table.ts';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const trivial = { task: join(here, 'fixtures/trivial/task.mjs'), baseline: join(here, 'fixtures/trivial/impl.mjs'), candidate: join(here, 'fixtures/trivial/impl.mjs') };
+
+export interface DispatchRow {
+  path: string;
+  threads: number;
+  cases: number;
+  seconds: number;
+  cases_per_sec: number;
+}
+
+async function measure(path: string, threads: number, n: number, values: Record<string, unknown>): Promise<DispatchRow> {
+  const dir = mkdtempSync(join(tmpdir(), 'mg-bench-'));
+  try {
+    const options = resolveEvaluateOptions({ values: { ...trivial, n, reportDir: dir, ...values }, env: {} });
+    const started = performance.now();
+    await runEvaluation(options, { createDispatcher: (o) => createQueueDispatcher(o) });
+    const seconds = (performance.now() - started) / 1000;
+    return { path, threads, cases: 2 * n, seconds, cases_per_sec: Math.round((2 * n) / seconds) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function runDispatchBench(n: number, withRedis: boolean): Promise<DispatchRow[]> {
+  const rows: DispatchRow[] = [];
+  // Warm-up: module loading and JIT, not measured.
+  await measure('warmup', 1, 500, { parallel: 1 });
+  rows.push(await measure('local', 1, n, { parallel: 1 }));
+  rows.push(await measure('local', 2, n, { parallel: 2 }));
+  rows.push(await measure('queue: memory (in-process worker)', 2, n, { dispatcher: 'queue', queueConfig: { backend: 'memory', spawn_local_workers: 2 } }));
+  if (withRedis) {
+    const { redisAvailable, startRedis } = await import('../test/helpers/redis-server.ts');
+    if (!redisAvailable()) {
+      process.stderr.write('bench: redis-server not found, skipping the Redis row\n');
+    } else {
+      const { spawnWorker } = await import('../test/helpers/queue-harness.ts');
+      const redis = await startRedis();
+      const queueConfig = { backend: 'redis', connection: { port: redis.port }, queue: 'bench' };
+      const worker = spawnWorker(queueConfig, { args: ['--threads', '2'] });
+      try {
+        await measure('warmup', 2, 500, { dispatcher: 'queue', queueConfig });
+        rows.push(await measure('queue: redis (1 worker daemon)', 2, n, { dispatcher: 'queue', queueConfig }));
+      } finally {
+        worker.child.kill('SIGTERM');
+        await worker.exited;
+        await redis.stop();
+      }
+    }
+  }
+  return rows;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const { values } = parseArgs({ options: { n: { type: 'string', default: '20000' }, 'no-redis': { type: 'boolean', default: false } } });
+  const rows = await runDispatchBench(Number(values.n), !values['no-redis']);
+  const ref = rows.find((r) => r.path === 'local' && r.threads === 2)!.cases_per_sec;
+  printTable(
+    `End-to-end evaluation throughput, trivial task, n=${values.n} per role`,
+    rows.map((r) => ({ ...r, seconds: Number(r.seconds.toFixed(2)), vs_local_2_threads: `${(r.cases_per_sec / ref).toFixed(2)}x` })),
+  );
+}
