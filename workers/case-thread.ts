@@ -14,6 +14,9 @@ import { relationRng } from '../src/util/rng.js';
 import type { Solve, TaskSpec } from '../src/spec/types.js';
 import type { CaseInput, CaseResult, ChunkRequest, ThreadMessage } from '../src/execution/protocol.js';
 
+const FLUSH_MS = 2;
+const FLUSH_MAX = 256;
+
 const taskCache = new Map<string, Promise<TaskSpec>>();
 const implCache = new Map<string, Promise<Solve>>();
 
@@ -118,15 +121,27 @@ export default async function runChunk(req: ChunkRequest): Promise<number> {
     // Failing at import is a crash of the implementation: every case of the chunk records it.
     const error = { code: 'E_CRASH', message: `failed at import: ${toErrorInfo(err).message.split('\n')[0]}` };
     post({ t: 'begin' });
-    for (const c of req.cases) post({ t: 'result', result: { index: c.index, passed: false, durationMs: 0, error } });
+    post({ t: 'results', results: req.cases.map((c) => ({ index: c.index, passed: false, durationMs: 0, error })) });
     post({ t: 'end', count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
     port.close();
     return req.cases.length;
   }
   post({ t: 'begin' });
+  // Results are flushed in small groups: one message per case would make the parent's thread the
+  // bottleneck on fast cases. A group is flushed once FLUSH_MS have passed since the last flush, so a
+  // slow case's result leaves at once, and a thread cut short loses at most FLUSH_MS of finished work.
+  let pending: CaseResult[] = [];
+  let lastFlush = performance.now();
   for (const c of req.cases) {
-    post({ t: 'result', result: await runCase(task, solve, req.seed, req.timeoutMs, c) });
+    pending.push(await runCase(task, solve, req.seed, req.timeoutMs, c));
+    const now = performance.now();
+    if (now - lastFlush >= FLUSH_MS || pending.length >= FLUSH_MAX) {
+      post({ t: 'results', results: pending });
+      pending = [];
+      lastFlush = now;
+    }
   }
+  if (pending.length) post({ t: 'results', results: pending });
   post({ t: 'end', count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
   port.close();
   return req.cases.length;
