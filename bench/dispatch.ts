@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { resolveEvaluateOptions, runEvaluation } from '../src/evaluate.ts';
-import { createQueueDispatcher } from '../src/dispatch/queue.ts';
 import { printTable } from './table.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -30,7 +29,7 @@ async function measure(path: string, threads: number, n: number, values: Record<
   try {
     const options = resolveEvaluateOptions({ values: { ...trivial, n, reportDir: dir, ...values }, env: {} });
     const started = performance.now();
-    await runEvaluation(options, { createDispatcher: (o) => createQueueDispatcher(o) });
+    await runEvaluation(options);
     const seconds = (performance.now() - started) / 1000;
     return { path, threads, cases: 2 * n, seconds, cases_per_sec: Math.round((2 * n) / seconds) };
   } finally {

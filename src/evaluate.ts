@@ -24,6 +24,9 @@ import { renderJunit } from './reports/junit.js';
 import type { Report } from './reports/types.js';
 import { computeInterval, mcnemarTest, pairedPower } from './statistics/index.js';
 import { silentLogger, type Logger } from './observe/log.js';
+import { Metrics } from './observe/metrics.js';
+import { serveMetrics, type MetricsServer } from './observe/server.js';
+import { QueueDispatcher, createQueueDispatcher } from './dispatch/queue.js';
 import { version } from './version.js';
 
 export type EvaluateInput = Partial<EvaluateOptions> & { task: string };
@@ -90,8 +93,8 @@ export interface EvaluationHooks {
   logger?: Logger;
   /** Called as cases finish: (done, total) over both roles. */
   onProgress?(done: number, total: number): void;
-  /** Supplies the queue dispatcher for `--dispatcher queue`. */
-  createDispatcher?(options: EvaluateOptions): Promise<Dispatcher> | Dispatcher;
+  /** Supplies the queue dispatcher for `--dispatcher queue`. @defaultValue the queue dispatcher of the queue config */
+  createDispatcher?(options: EvaluateOptions, extras: { logger: Logger; metrics?: Metrics }): Promise<Dispatcher> | Dispatcher;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -111,10 +114,23 @@ export async function runEvaluation(options: Readonly<EvaluateOptions>, hooks: E
   await checkImplementations(modules, options);
 
   const job: JobSpec = { ...modules, seed: options.seed, timeoutMs: Math.round(options.timeoutS * 1000), memMb: options.memMb, cases };
+  const metrics = options.metrics ? new Metrics({ defaultMetrics: true }) : undefined;
   let dispatcher: Dispatcher;
-  if (options.dispatcher === 'local') dispatcher = new LocalDispatcher({ threads: options.parallel });
-  else if (hooks.createDispatcher) dispatcher = await hooks.createDispatcher(options);
-  else throw invalidOption('--dispatcher', 'queue needs a queue dispatcher (use the CLI or evaluate() from the package)');
+  if (options.dispatcher === 'local') dispatcher = new LocalDispatcher({ threads: options.parallel, ...(metrics ? { metrics } : {}) });
+  else if (hooks.createDispatcher) dispatcher = await hooks.createDispatcher(options, { logger, ...(metrics ? { metrics } : {}) });
+  else dispatcher = createQueueDispatcher(options, logger, metrics);
+  let server: MetricsServer | undefined;
+  if (metrics) {
+    server = await serveMetrics({
+      metrics,
+      host: options.metricsHost,
+      port: options.metricsPort,
+      beforeScrape: async () => {
+        const backend = dispatcher instanceof QueueDispatcher ? dispatcher.backend : undefined;
+        if (backend) await metrics.refreshQueue(backend);
+      },
+    });
+  }
 
   logger.info('evaluation_started', { task: task.name, n: options.n, seed: options.seed, dispatcher: options.dispatcher });
   let done = 0;
@@ -139,6 +155,7 @@ export async function runEvaluation(options: Readonly<EvaluateOptions>, hooks: E
     });
   } finally {
     await dispatcher.close();
+    await server?.close();
   }
 
   const report = buildReport(options, task.name, modules, cases, results, started);

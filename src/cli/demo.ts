@@ -19,7 +19,6 @@ export async function demoCommand(argv: string[]): Promise<number> {
   }
   if (positionals.length) throw new Error(`demo takes no arguments, got ${positionals[0]}`);
   const logger = createLogger({});
-  const { createQueueDispatcher } = await import('../dispatch/queue.js');
   let allAsExpected = true;
   for (const name of ['top_k', 'median']) {
     const expected = builtinTask(name)!.expectAdopt;
@@ -27,7 +26,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
       values: { task: name, dispatcher: 'queue', queueConfig: { backend: 'memory', spawn_local_workers: 2 } },
       env: {},
     });
-    const outcome = await runEvaluation(options, { logger, createDispatcher: (o) => createQueueDispatcher(o, logger) });
+    const outcome = await runEvaluation(options, { logger });
     process.stdout.write(formatSummary(outcome.report, outcome) + `\n  expected    ${expected ? 'adopt' : 'reject'}\n\n`);
     if (outcome.report.decision.adopt !== expected) allAsExpected = false;
   }

@@ -29,10 +29,9 @@ export async function evaluateCommand(argv: string[]): Promise<number> {
   const options = resolveEvaluateOptions({ flags, env: process.env });
   const logger = createLogger({ json: options.logJson, file: options.logFile });
   const progress = createProgress();
-  const { createQueueDispatcher } = await import('../dispatch/queue.js');
   let outcome;
   try {
-    outcome = await runEvaluation(options, { logger, onProgress: progress.update, createDispatcher: (o) => createQueueDispatcher(o, logger) });
+    outcome = await runEvaluation(options, { logger, onProgress: progress.update });
   } finally {
     progress.end();
   }

@@ -4,6 +4,8 @@ import { describeOptions, resolveOptions } from '../options/schema.js';
 import { validateQueueConfig } from '../queue/config.js';
 import { createLogger } from '../observe/log.js';
 import { startWorker } from '../worker/daemon.js';
+import { Metrics } from '../observe/metrics.js';
+import { serveMetrics, type MetricsServer } from '../observe/server.js';
 import { parseFlags } from './args.js';
 
 export const workerHelp = `Usage: metaguard worker [options]
@@ -35,6 +37,23 @@ export async function workerCommand(argv: string[]): Promise<number> {
     ...(options.workerId ? { workerId: options.workerId } : {}),
     ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
   });
+  let server: MetricsServer | undefined;
+  if (options.metrics) {
+    const metrics = new Metrics({ defaultMetrics: true });
+    metrics.attachWorker(worker, worker.codecImpl);
+    server = await serveMetrics({
+      metrics,
+      host: options.metricsHost,
+      port: options.metricsPort,
+      health: () => ({ ok: worker.backendConnected, detail: { worker: worker.workerId, state: worker.state } }),
+      ready: () => ({ ok: worker.progressing, detail: { worker: worker.workerId, state: worker.state } }),
+      beforeScrape: () => metrics.refreshQueue(worker.backend),
+    }).catch(async (err: unknown) => {
+      await worker.destroy();
+      throw err;
+    });
+    logger.info('worker_started', { worker: worker.workerId, metrics: `http://${options.metricsHost}:${server.port}/metrics` });
+  }
   let exitCode = 0;
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -49,5 +68,6 @@ export async function workerCommand(argv: string[]): Promise<number> {
       worker.destroy().then(resolve, resolve);
     });
   });
+  await server?.close();
   return exitCode;
 }

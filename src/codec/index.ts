@@ -21,9 +21,10 @@ export function nativeDisabledByEnv(env: NodeJS.ProcessEnv = process.env): boole
 }
 
 /**
- * No small-batch JS path: the native codec is not slower than the JS one even for a single tiny
- * payload (one Node-API call per frame; see bench/codec.ts), unlike ws's masking where tiny inputs
- * stay in JS.
+ * No small-batch JS path (unlike ws's masking, where tiny inputs stay in JS): the native codec does
+ * one Node-API call per frame and was measured faster at every batch size, e.g. encode+decode of
+ * 1 payload (95 bytes) 0.4 µs vs 0.9 µs for JS, 8 payloads (766 bytes) 2.3x, 64 payloads 2.6–3.7x,
+ * 1,000 payloads 2.5x+ (bench/codec.ts; Node 20, x86-64).
  */
 export function createCodec(options: CodecOptions = {}): Codec {
   if (options.native === false || nativeDisabledByEnv()) return createJsCodec(options);

@@ -1,10 +1,12 @@
 /** The local dispatcher: cases run in this process's case pool, in chunks, both roles interleaved. */
 import { CasePool } from '../execution/pool.js';
+import type { Metrics } from '../observe/metrics.js';
 import type { CaseResult } from '../execution/protocol.js';
 import { roles, type DispatchEvents, type Dispatcher, type JobSpec, type Role } from './types.js';
 
 export interface LocalDispatcherOptions {
   threads: number;
+  metrics?: Metrics;
   /** Cases per `pool.run`. @defaultValue about four chunks per thread and role, 1..256 */
   chunkSize?: number;
 }
@@ -34,7 +36,14 @@ export class LocalDispatcher implements Dispatcher {
           pool
             .runChunk(
               { taskUrl: job.taskUrl, implUrl: job.implUrls[role], seed: job.seed, cases },
-              { onResult: (r) => events.onResult?.(role, r) },
+              {
+                onResult: (r, slot) => {
+                  this.#options.metrics?.recordCase(r, role, slot);
+                  events.onResult?.(role, r);
+                },
+                onRestart: (reason, slot) => this.#options.metrics?.threadRestarts.inc({ thread: String(slot), reason }),
+                onHeap: (bytes, slot) => this.#options.metrics?.threadHeap.set({ thread: String(slot) }, bytes),
+              },
             )
             .then((results) => {
               for (const r of results) out[role][r.index] = r;

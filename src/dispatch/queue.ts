@@ -13,6 +13,7 @@ import type { CaseResult } from '../execution/protocol.js';
 import { createCodec } from '../codec/index.js';
 import { isMetaguardError } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/log.js';
+import { caseStatus, type Metrics } from '../observe/metrics.js';
 import type { EvaluateOptions } from '../options/evaluate.js';
 import { publishArtifact } from '../queue/artifacts.js';
 import { AdaptiveBatchSize } from '../queue/batching.js';
@@ -27,8 +28,9 @@ export interface QueueDispatcherOptions {
   logger?: Logger;
   /** Use this backend instead of creating one from the config (tests, bench). */
   backend?: Backend;
-  /** Called when the batch size changes (metrics). */
+  /** Called when the batch size changes. */
   onBatchSize?(size: number): void;
+  metrics?: Metrics;
 }
 
 interface Outstanding {
@@ -82,6 +84,8 @@ export class QueueDispatcher implements Dispatcher {
     const backend = (this.#backend ??= this.#options.backend ?? (await createBackend(config)));
     await backend.connect();
     const codec = createCodec({ compress: config.compress });
+    const metrics = this.#options.metrics;
+    metrics?.codecInfo.set({ impl: codec.impl }, 1);
     const jobId = randomUUID();
     const [task, baseline, candidate] = await this.#withRetry('publish artifacts', () =>
       Promise.all([publishArtifact(backend, job.taskUrl), publishArtifact(backend, job.implUrls.baseline), publishArtifact(backend, job.implUrls.candidate)]),
@@ -108,6 +112,9 @@ export class QueueDispatcher implements Dispatcher {
       recorded[role][r.index] = 1;
       out[role][r.index] = r;
       remaining--;
+      metrics?.casesCompleted.inc();
+      metrics?.cases.inc({ role, status: caseStatus(r) });
+      if (r.error?.code === 'E_TIMEOUT') metrics?.timeoutFailures.inc();
       events.onResult?.(role, r);
     };
 
@@ -116,7 +123,10 @@ export class QueueDispatcher implements Dispatcher {
       min: config.batch_size ?? config.min_batch_size,
       max: config.batch_size ?? config.max_batch_size,
       adaptive: config.adaptive_batching && config.batch_size === undefined,
-      ...(this.#options.onBatchSize ? { onChange: this.#options.onBatchSize } : {}),
+      onChange: (size) => {
+        metrics?.batchSize.set(size);
+        this.#options.onBatchSize?.(size);
+      },
     });
     const outstanding = new Map<string, Outstanding>();
     const next: Record<Role, number> = { baseline: 0, candidate: 0 };
@@ -141,6 +151,7 @@ export class QueueDispatcher implements Dispatcher {
       }
       if (batch.length) {
         await this.#withRetry('enqueue', () => backend.enqueue(batch));
+        metrics?.casesDispatched.inc(batch.reduce((s, b) => s + outstanding.get(b.id)!.size, 0));
         this.#logger.info('queue_dispatched', { job: jobId, batches: batch.length, cases: batch.reduce((s, b) => s + outstanding.get(b.id)!.size, 0) });
       }
     };
@@ -161,6 +172,7 @@ export class QueueDispatcher implements Dispatcher {
               results = decodeResults(codec, entry.frame);
             } catch (err) {
               this.#logger.warn('batch_rejected', { job: jobId, batch: entry.batchId, message: (err as Error).message });
+              metrics?.serializationErrors.inc();
               continue;
             }
             for (const r of results) record(entry.role, r);
@@ -186,7 +198,10 @@ export class QueueDispatcher implements Dispatcher {
           lastTick = now;
           // Reclaim here too: dead-lettering must not depend on a live worker to notice.
           const reclaimed = await this.#withRetry('reclaim', () => backend.reclaimExpired());
-          if (reclaimed.requeued.length) this.#logger.warn('queue_requeued', { job: jobId, batches: reclaimed.requeued.length });
+          if (reclaimed.requeued.length) {
+            this.#logger.warn('queue_requeued', { job: jobId, batches: reclaimed.requeued.length });
+            metrics?.casesRequeued.inc(reclaimed.requeued.length);
+          }
           const workers = await this.#withRetry('active workers', () => backend.activeWorkers());
           slots = Math.max(1, workers.reduce((s, w) => s + w.threads, 0));
           if (workers.length === 0) this.#logger.warn('heartbeat_timeout', { job: jobId, message: 'no active workers; cases wait in the queue', outstanding_batches: outstanding.size });
@@ -203,10 +218,15 @@ export class QueueDispatcher implements Dispatcher {
     this.#localWorkers = [];
     await this.#backend?.close();
   }
+
+  /** The backend in use (for stats on scrape), once run() has started. */
+  get backend(): Backend | undefined {
+    return this.#backend;
+  }
 }
 
 /** The CLI's and evaluate()'s factory for `--dispatcher queue`. */
-export function createQueueDispatcher(options: Pick<EvaluateOptions, 'queueConfig'>, logger?: Logger): QueueDispatcher {
+export function createQueueDispatcher(options: Pick<EvaluateOptions, 'queueConfig'>, logger?: Logger, metrics?: Metrics): QueueDispatcher {
   const config = validateQueueConfig(options.queueConfig ?? {});
-  return new QueueDispatcher({ config, ...(logger ? { logger } : {}) });
+  return new QueueDispatcher({ config, ...(logger ? { logger } : {}), ...(metrics ? { metrics } : {}) });
 }

@@ -36,11 +36,14 @@ export interface ChunkSpec {
   cases: CaseInput[];
 }
 
-/** What a chunk's run observed, for metrics. */
+/**
+ * What a chunk's run observed, for metrics. `slot` is the thread's slot in the pool (0..threads-1):
+ * a thread that dies hands its slot to its replacement, so per-thread series stay bounded.
+ */
 export interface ChunkEvents {
-  onResult?(result: CaseResult): void;
-  onRestart?(reason: 'timeout' | 'oom' | 'crash'): void;
-  onHeap?(bytes: number): void;
+  onResult?(result: CaseResult, slot: number): void;
+  onRestart?(reason: 'timeout' | 'oom' | 'crash', slot: number): void;
+  onHeap?(bytes: number, slot: number): void;
 }
 
 const threadFile = fileURLToPath(new URL(`../../workers/case-thread.${runningFromSource ? 'ts' : 'js'}`, import.meta.url));
@@ -55,6 +58,9 @@ const importBudgetMs = (timeoutMs: number) => Math.max(10_000, timeoutMs * 2);
 
 interface AttemptOutcome {
   results: CaseResult[];
+  /** The thread that ran the attempt (-1 if it never began) and its slot. */
+  threadId: number;
+  slot: number;
   /** Set when the thread was cut short; the first case without a result takes this error. */
   fault?: ErrorInfo & { beforeBegin: boolean; reason: 'timeout' | 'oom' | 'crash' };
 }
@@ -64,6 +70,10 @@ export class CasePool extends EventEmitter {
   readonly timeoutMs: number;
   readonly memMb: number;
   readonly #pool: Piscina<ChunkRequest, number>;
+  /** Thread id → slot, and the slots free for new threads. */
+  readonly #slots = new Map<number, number>();
+  #nextSlot = 0;
+  readonly #freeSlots: number[] = [];
   #closed = false;
 
   constructor(options: CasePoolOptions = {}) {
@@ -107,7 +117,8 @@ export class CasePool extends EventEmitter {
       if (this.#closed) throw new MetaguardError('MG_ERR_POOL_CLOSED', 'the case pool was closed while the chunk ran');
       done.push(...outcome.results);
       if (!outcome.fault) break;
-      events.onRestart?.(outcome.fault.reason);
+      events.onRestart?.(outcome.fault.reason, outcome.slot);
+      this.#releaseSlot(outcome.threadId);
       const finished = new Set(outcome.results.map((r) => r.index));
       const unfinished = remaining.filter((c) => !finished.has(c.index));
       const error = { code: outcome.fault.code, message: outcome.fault.message };
@@ -116,7 +127,7 @@ export class CasePool extends EventEmitter {
       for (const c of victims) {
         const r: CaseResult = { index: c.index, passed: false, durationMs: outcome.fault.code === 'E_TIMEOUT' ? this.timeoutMs : 0, error };
         done.push(r);
-        events.onResult?.(r);
+        events.onResult?.(r, outcome.slot);
       }
       remaining = unfinished.slice(victims.length);
     }
@@ -130,6 +141,8 @@ export class CasePool extends EventEmitter {
     const limitMs = this.timeoutMs + timeoutSlackMs(this.timeoutMs);
     let begun = false;
     let timedOut = false;
+    let thread = -1;
+    let slot = 0;
     let expected = -1;
     let settle: (() => void) | undefined;
 
@@ -143,17 +156,19 @@ export class CasePool extends EventEmitter {
       if (m.t === 'results') {
         for (const r of m.results) {
           results.push(r);
-          events.onResult?.(r);
+          events.onResult?.(r, slot);
         }
         timer.refresh();
       } else if (m.t === 'begin') {
         begun = true;
+        thread = m.threadId;
+        slot = this.#slotOf(thread);
         // From here on each case has the case limit (the import budget no longer applies).
         clearTimeout(timer);
         timer = setTimeout(onLimit, limitMs);
       } else if (m.t === 'end') {
         expected = m.count;
-        events.onHeap?.(m.heapUsed);
+        events.onHeap?.(m.heapUsed, slot);
       }
       if (expected >= 0 && results.length >= expected) settle?.();
     });
@@ -162,7 +177,7 @@ export class CasePool extends EventEmitter {
     const finish = (fault?: AttemptOutcome['fault']): AttemptOutcome => {
       clearTimeout(timer);
       port1.close();
-      return fault ? { results, fault } : { results };
+      return fault ? { results, threadId: thread, slot, fault } : { results, threadId: thread, slot };
     };
     return this.#pool.run(request, { transferList: [port2], signal: abort.signal }).then(
       (count) =>
@@ -178,6 +193,23 @@ export class CasePool extends EventEmitter {
           setImmediate(() => resolve(finish(this.#classify(err, timedOut, begun))));
         }),
     );
+  }
+
+  #slotOf(threadId: number): number {
+    let slot = this.#slots.get(threadId);
+    if (slot === undefined) {
+      slot = this.#freeSlots.length ? this.#freeSlots.shift()! : this.#nextSlot++;
+      this.#slots.set(threadId, slot);
+    }
+    return slot;
+  }
+
+  #releaseSlot(threadId: number): void {
+    const slot = this.#slots.get(threadId);
+    if (slot === undefined) return;
+    this.#slots.delete(threadId);
+    this.#freeSlots.push(slot);
+    this.#freeSlots.sort((a, b) => a - b);
   }
 
   #classify(err: unknown, timedOut: boolean, begun: boolean): NonNullable<AttemptOutcome['fault']> {

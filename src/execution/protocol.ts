@@ -40,6 +40,6 @@ export interface ChunkRequest {
 }
 
 export type ThreadMessage =
-  | { t: 'begin' }
+  | { t: 'begin'; threadId: number }
   | { t: 'results'; results: CaseResult[] }
   | { t: 'end'; count: number; heapUsed: number };

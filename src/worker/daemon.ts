@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createCodec } from '../codec/index.js';
 import type { Codec } from '../codec/types.js';
+import { FRAME_HEADER_BYTES, readHeader } from '../codec/frame.js';
 import { isMetaguardError, MetaguardError } from '../errors.js';
 import { CasePool } from '../execution/pool.js';
 import type { CaseInput, CaseResult } from '../execution/protocol.js';
@@ -40,15 +41,21 @@ export interface WorkerOptions {
   logger?: Logger;
 }
 
+/** Everything a worker observes is published here; metrics and logs subscribe (one channel). */
 export interface WorkerEvents {
-  /** A case finished on this worker. */
-  case: [result: CaseResult, role: string];
+  /** A case finished on thread slot `thread`. */
+  case: [result: CaseResult, role: string, thread: number];
   /** A thread was replaced after a timeout, an OOM or a crash. */
-  restart: [reason: 'timeout' | 'oom' | 'crash'];
-  batch: [info: { id: string; cases: number; seconds: number }];
+  restart: [reason: 'timeout' | 'oom' | 'crash', thread: number];
+  /** Heap used inside a thread, sampled at the end of each chunk. */
+  heap: [bytes: number, thread: number];
+  claimed: [info: { id: string; attempt: number; priority: string }];
+  batch: [info: { id: string; cases: number; seconds: number; frameBytes: number; rawBytes: number }];
+  requeued: [info: { id: string; reason: string }];
+  dead: [info: { id: string; reason: string; serialization: boolean }];
+  heartbeat: [];
   /** The consume loop stopped making progress; heartbeats have stopped. */
   stalled: [info: { sinceMs: number }];
-  heap: [bytes: number];
   ready: [];
 }
 
@@ -99,6 +106,15 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
 
   get state() {
     return this.#state;
+  }
+
+  /** The backend this worker consumes from (for stats on scrape). */
+  get backend(): Backend {
+    return this.#backend;
+  }
+
+  get codecImpl(): 'native' | 'js' {
+    return this.#codec.impl;
   }
 
   /** Leases held right now (batch ids). */
@@ -187,7 +203,10 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
         }
       }
       // A stalled worker stops heartbeating, so the registry stops counting it as alive.
-      if (!this.#stalled) await this.#heartbeat();
+      if (!this.#stalled) {
+        await this.#heartbeat();
+        this.emit('heartbeat');
+      }
       await this.#backend.reclaimExpired();
       if (this.#backendDown) {
         this.#backendDown = false;
@@ -284,6 +303,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
           await this.#deadLetter(claim.id, claim.reason);
           continue;
         }
+        this.emit('claimed', { id: claim.batch.id, attempt: claim.batch.attempt, priority: claim.batch.priority });
         const held: Held = { batch: claim.batch, abandoned: false, leaseLost: false, done: Promise.resolve() };
         this.#held.set(claim.batch.id, held);
         held.done = this.#runBatch(held).finally(() => {
@@ -296,6 +316,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
 
   async #deadLetter(id: string, reason: string): Promise<void> {
     this.#logger.warn('dead_lettered', { worker: this.workerId, batch: id, reason });
+    this.emit('dead', { id, reason, serialization: /MG_ERR_(CODEC|HMAC)|not a batch|unknown batch|malformed/.test(reason) });
     try {
       await this.#backend.deadLetter(this.workerId, id, reason);
     } catch (err) {
@@ -307,6 +328,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     try {
       await this.#backend.releaseBatch(this.workerId, id, { delayMs: 0, countAttempt: false, reason });
       this.#logger.info('queue_requeued', { worker: this.workerId, batch: id, reason });
+      this.emit('requeued', { id, reason });
     } catch (err) {
       this.#backendFault('release', err);
     }
@@ -357,12 +379,12 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
           pool.runChunk(
             { taskUrl: urls.task, implUrl: urls.impl, seed: manifest!.seed, cases: cases.slice(i * per, (i + 1) * per) },
             {
-              onResult: (r) => {
+              onResult: (r, thread) => {
                 this.#progress();
-                this.emit('case', r, batch.role);
+                this.emit('case', r, batch.role, thread);
               },
-              onRestart: (reason) => this.emit('restart', reason),
-              onHeap: (bytes) => this.emit('heap', bytes),
+              onRestart: (reason, thread) => this.emit('restart', reason, thread),
+              onHeap: (bytes, thread) => this.emit('heap', bytes, thread),
             },
           ),
         ),
@@ -389,7 +411,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     this.casesCompleted += results.length;
     this.batchesCompleted++;
     const seconds = (performance.now() - started) / 1000;
-    this.emit('batch', { id: batch.id, cases: results.length, seconds });
+    this.emit('batch', { id: batch.id, cases: results.length, seconds, frameBytes: frame.byteLength, rawBytes: FRAME_HEADER_BYTES + readHeader(frame).rawLength });
     this.#logger.info('queue_completed', { worker: this.workerId, batch: batch.id, cases: results.length, seconds: Number(seconds.toFixed(3)) });
   }
 

@@ -1,0 +1,130 @@
+/**
+ * Prometheus metrics (SPEC §8), one registry per coordinator or worker. Metrics subscribe to the
+ * events a worker handle or a dispatcher publishes; nothing in the hot path calls them directly.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CaseResult } from '../execution/protocol.js';
+import type { WorkerHandle } from '../worker/daemon.js';
+import type { Backend } from '../queue/types.js';
+import { priorities } from '../queue/types.js';
+
+export type CaseStatus = 'passed' | 'failed' | 'error';
+
+export function caseStatus(r: CaseResult): CaseStatus {
+  return r.error ? 'error' : r.passed ? 'passed' : 'failed';
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly pendingTasks: Gauge<'priority'>;
+  readonly inflightCases: Gauge;
+  readonly activeWorkers: Gauge;
+  readonly casesDispatched: Counter;
+  readonly casesCompleted: Counter;
+  readonly casesRequeued: Counter;
+  readonly heartbeats: Counter;
+  readonly timeoutFailures: Counter;
+  readonly serializationErrors: Counter;
+  readonly cases: Counter<'role' | 'status'>;
+  readonly threadCases: Counter<'thread'>;
+  readonly threadDuration: Histogram<'thread'>;
+  readonly threadHeap: Gauge<'thread'>;
+  readonly threadUtilization: Gauge<'thread'>;
+  readonly threadRestarts: Counter<'thread' | 'reason'>;
+  readonly batchSize: Gauge;
+  readonly codecInfo: Gauge<'impl'>;
+  readonly compressionRatio: Gauge;
+  /** Per thread slot: busy milliseconds since the last scrape. */
+  readonly #busyMs = new Map<number, number>();
+  #lastScrape = performance.now();
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    this.pendingTasks = new Gauge({ name: 'metamorphic_queue_pending_tasks', help: 'Batches waiting in the queue, by priority', labelNames: ['priority'], registers });
+    this.inflightCases = new Gauge({ name: 'metamorphic_queue_inflight_cases', help: 'Cases claimed by workers and not yet completed', registers });
+    this.activeWorkers = new Gauge({ name: 'metamorphic_queue_active_workers', help: 'Workers with a recent heartbeat', registers });
+    this.casesDispatched = new Counter({ name: 'metamorphic_queue_cases_dispatched_total', help: 'Cases published to the queue (coordinator) or claimed from it (worker)', registers });
+    this.casesCompleted = new Counter({ name: 'metamorphic_queue_cases_completed_total', help: 'Cases whose results were published and accounted', registers });
+    this.casesRequeued = new Counter({ name: 'metamorphic_queue_cases_requeued_total', help: 'Batches handed back or reclaimed after a lost lease', registers });
+    this.heartbeats = new Counter({ name: 'metamorphic_queue_worker_heartbeats_total', help: 'Worker heartbeats sent', registers });
+    this.timeoutFailures = new Counter({ name: 'metamorphic_queue_timeout_failures_total', help: 'Cases that ended with E_TIMEOUT', registers });
+    this.serializationErrors = new Counter({ name: 'metamorphic_queue_serialization_errors_total', help: 'Messages that could not be decoded or verified (dead-lettered)', registers });
+    this.cases = new Counter({ name: 'metamorphic_cases_total', help: 'Cases by role and outcome', labelNames: ['role', 'status'], registers });
+    this.threadCases = new Counter({ name: 'metaguard_thread_cases_total', help: 'Cases run, per thread', labelNames: ['thread'], registers });
+    this.threadDuration = new Histogram({
+      name: 'metaguard_thread_case_duration_seconds',
+      help: 'Case duration, per thread',
+      labelNames: ['thread'],
+      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30],
+      registers,
+    });
+    this.threadHeap = new Gauge({ name: 'metaguard_thread_heap_used_bytes', help: 'V8 heap used inside each thread, sampled after each chunk', labelNames: ['thread'], registers });
+    this.threadUtilization = new Gauge({
+      name: 'metaguard_thread_utilization',
+      help: 'Share of wall time each thread spent running cases since the previous scrape',
+      labelNames: ['thread'],
+      registers,
+      collect: () => this.#collectUtilization(),
+    });
+    this.threadRestarts = new Counter({ name: 'metaguard_thread_restarts_total', help: 'Threads replaced, by reason', labelNames: ['thread', 'reason'], registers });
+    this.batchSize = new Gauge({ name: 'metaguard_batch_size', help: 'Current batch size (cases per batch)', registers });
+    this.codecInfo = new Gauge({ name: 'metaguard_codec_info', help: 'Codec implementation in use (1)', labelNames: ['impl'], registers });
+    this.compressionRatio = new Gauge({ name: 'metaguard_compression_ratio', help: 'Framed bytes over raw bytes of the last batch (lower is better)', registers });
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'metaguard_process_' });
+    for (const p of priorities) this.pendingTasks.set({ priority: p }, 0);
+  }
+
+  /** Records a finished case run on thread slot `thread`. */
+  recordCase(result: CaseResult, role: string, thread: number): void {
+    const t = String(thread);
+    this.threadCases.inc({ thread: t });
+    this.threadDuration.observe({ thread: t }, result.durationMs / 1000);
+    this.#busyMs.set(thread, (this.#busyMs.get(thread) ?? 0) + result.durationMs);
+    this.cases.inc({ role, status: caseStatus(result) });
+    if (result.error?.code === 'E_TIMEOUT') this.timeoutFailures.inc();
+  }
+
+  #collectUtilization(): void {
+    const now = performance.now();
+    const wall = Math.max(1, now - this.#lastScrape);
+    this.#lastScrape = now;
+    for (const [thread, busy] of this.#busyMs) {
+      this.threadUtilization.set({ thread: String(thread) }, Math.min(1, busy / wall));
+      this.#busyMs.set(thread, 0);
+    }
+  }
+
+  /** Subscribes to a worker handle's events. */
+  attachWorker(worker: WorkerHandle, codecImpl: string): void {
+    this.codecInfo.set({ impl: codecImpl }, 1);
+    for (let t = 0; t < worker.threads; t++) {
+      this.threadCases.inc({ thread: String(t) }, 0);
+      this.threadUtilization.set({ thread: String(t) }, 0);
+    }
+    worker.on('case', (r, role, thread) => this.recordCase(r, role, thread));
+    worker.on('restart', (reason, thread) => this.threadRestarts.inc({ thread: String(thread), reason }));
+    worker.on('heap', (bytes, thread) => this.threadHeap.set({ thread: String(thread) }, bytes));
+    worker.on('batch', (b) => {
+      this.casesCompleted.inc(b.cases);
+      this.batchSize.set(b.cases);
+      if (b.rawBytes > 0) this.compressionRatio.set(b.frameBytes / b.rawBytes);
+    });
+    worker.on('requeued', () => this.casesRequeued.inc());
+    worker.on('dead', (d) => {
+      if (d.serialization) this.serializationErrors.inc();
+    });
+    worker.on('heartbeat', () => this.heartbeats.inc());
+  }
+
+  /** Refreshes the queue gauges from the backend (pending, in-flight, active workers). */
+  async refreshQueue(backend: Backend): Promise<void> {
+    const s = await backend.stats();
+    for (const p of priorities) this.pendingTasks.set({ priority: p }, s.pending[p]);
+    this.inflightCases.set(s.inflight);
+    this.activeWorkers.set(s.workers.length);
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
