@@ -6,6 +6,7 @@ import { createLogger } from '../observe/log.js';
 import { startWorker } from '../worker/daemon.js';
 import { Metrics } from '../observe/metrics.js';
 import { serveMetrics, type MetricsServer } from '../observe/server.js';
+import { SystemdNotifier } from '../observe/systemd.js';
 import { parseFlags } from './args.js';
 
 export const workerHelp = `Usage: metaguard worker [options]
@@ -54,10 +55,13 @@ export async function workerCommand(argv: string[]): Promise<number> {
     });
     logger.info('worker_started', { worker: worker.workerId, metrics: `http://${options.metricsHost}:${server.port}/metrics` });
   }
+  const systemd = new SystemdNotifier({ logger });
+  systemd.ready(worker);
   let exitCode = 0;
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info('worker_draining', { worker: worker.workerId, signal });
+      systemd.stopping();
       worker.close().then(resolve, resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
@@ -65,9 +69,11 @@ export async function workerCommand(argv: string[]): Promise<number> {
     worker.once('stalled', () => {
       // A stuck consume loop: exit non-zero so the supervisor restarts the daemon.
       exitCode = 1;
+      systemd.stopping();
       worker.destroy().then(resolve, resolve);
     });
   });
+  systemd.stop();
   await server?.close();
   return exitCode;
 }

@@ -12,12 +12,12 @@
  *
  * Loading follows napi-rs packages: `METAGUARD_NATIVE_PATH` names the binary outright; otherwise
  * `native/metaguard.<platform>-<arch>[-<abi>].node` under the package root, as
- * `napi build --platform` names it. Every failed attempt is kept, so one error (with an AggregateError of the attempts as its
- * `cause`) explains them all.
+ * `napi build --platform` names it. Every failed attempt is kept, so one error (with an
+ * AggregateError of the attempts as its `cause`) explains them all.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { MetaguardError } from '../errors.js';
 import { packageRoot } from '../util/paths.js';
 import { COMPRESS_MIN_BYTES, FRAME_HEADER_BYTES, MAX_FRAME_BODY, MAX_FRAME_PAYLOADS, codecError } from './frame.js';
@@ -70,7 +70,7 @@ function platformSuffixes(): string[] {
 /** Where the binary may be, in the order tried. */
 export function nativeCandidatePaths(): string[] {
   const override = process.env[NATIVE_PATH_ENV];
-  if (override !== undefined && override !== '') return [override];
+  if (override !== undefined && override !== '') return [resolve(override)];
   const dir = join(packageRoot(), 'native');
   return platformSuffixes().map((suffix) => join(dir, `metaguard.${suffix}.node`));
 }

@@ -1,0 +1,40 @@
+/**
+ * The worker daemon under a stand-in for systemd: a datagram socket as $NOTIFY_SOCKET, a watchdog
+ * period in $WATCHDOG_USEC. The daemon must send READY=1 once it is up, WATCHDOG=1 while it consumes,
+ * STATUS= lines, and STOPPING=1 when SIGTERM drains it; it exits 0.
+ */
+import { it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawnWorker, waitFor } from './helpers/queue-harness.ts';
+
+const listener = fileURLToPath(new URL('./helpers/notify-listener.py', import.meta.url));
+const python = spawnSync('python3', ['--version']).status === 0;
+
+for (const kind of ['path', 'abstract'] as const) {
+  it(`sends READY, WATCHDOG, STATUS and STOPPING to a ${kind} NOTIFY_SOCKET`, { skip: python ? false : 'python3 missing' }, async () => {
+    const addr = kind === 'path' ? join(mkdtempSync(join(tmpdir(), 'mg-notify-')), 'notify.sock') : `@mg-notify-${process.pid}-${Date.now()}`;
+    const sock = spawn('python3', [listener, addr], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let got = '';
+    sock.stdout!.on('data', (d) => (got += d));
+    try {
+      await waitFor(() => got.includes('listening'), 5000, 'listener');
+      const w = spawnWorker({ backend: 'memory' }, { env: { NOTIFY_SOCKET: addr, WATCHDOG_USEC: '400000' }, args: ['--threads', '1'] });
+      await waitFor(() => /READY=1/.test(got), 15_000, 'READY=1');
+      await waitFor(() => (got.match(/WATCHDOG=1/g) ?? []).length >= 2, 5000, 'two watchdog pings');
+      assert.match(got, /STATUS=running: [\d.]+ cases\/s/);
+      w.child.kill('SIGTERM');
+      const exit = await w.exited;
+      assert.equal(exit.code, 0, w.output());
+      await waitFor(() => /STOPPING=1/.test(got), 5000, 'STOPPING=1');
+      const lines = got.trim().split('\n');
+      assert.ok(lines.findIndex((l) => l.includes('READY=1')) < lines.findIndex((l) => l.includes('STOPPING=1')));
+    } finally {
+      sock.kill();
+    }
+  });
+}
