@@ -17,7 +17,7 @@ import { caseStatus, type Metrics } from '../observe/metrics.js';
 import type { EvaluateOptions } from '../options/evaluate.js';
 import { publishArtifact } from '../queue/artifacts.js';
 import { AdaptiveBatchSize } from '../queue/batching.js';
-import { validateQueueConfig, type QueueConfig } from '../queue/config.js';
+import { resolveQueueConfig, type QueueConfig } from '../queue/config.js';
 import { createBackend } from '../queue/index.js';
 import { decodeResults, encodeCases, signBatch } from '../queue/messages.js';
 import type { Backend, BatchMessage, JobManifest } from '../queue/types.js';
@@ -227,6 +227,6 @@ export class QueueDispatcher implements Dispatcher {
 
 /** The CLI's and evaluate()'s factory for `--dispatcher queue`. */
 export function createQueueDispatcher(options: Pick<EvaluateOptions, 'queueConfig'>, logger?: Logger, metrics?: Metrics): QueueDispatcher {
-  const config = validateQueueConfig(options.queueConfig ?? {});
+  const config = resolveQueueConfig(options.queueConfig ?? {});
   return new QueueDispatcher({ config, ...(logger ? { logger } : {}), ...(metrics ? { metrics } : {}) });
 }

@@ -160,3 +160,18 @@ export function validateQueueConfig(input: unknown, overrides: Partial<QueueConf
   if (!/^[A-Za-z0-9_.:-]{1,100}$/.test(out.queue as string)) throw invalidOption(field('queue'), 'must be 1-100 characters of letters, digits, _ . : -');
   return Object.freeze(out) as unknown as Readonly<QueueConfig>;
 }
+
+/**
+ * `METAGUARD_BATCH_SIZE` (the line `metaguard bench` recommends) sets a fixed `batch_size` for
+ * coordinators that run with that environment, unless the queue config sets `batch_size` itself.
+ */
+export function resolveQueueConfig(input: unknown, env: NodeJS.ProcessEnv = process.env, overrides: Partial<QueueConfig> = {}): Readonly<QueueConfig> {
+  const fromEnv: Partial<QueueConfig> = {};
+  const raw = env.METAGUARD_BATCH_SIZE;
+  if (raw !== undefined && raw !== '') {
+    fromEnv.batch_size = coerce('METAGUARD_BATCH_SIZE', { type: 'int', min: 1, max: 100_000, description: '' }, raw) as number;
+  }
+  const given = typeof input === 'string' ? (() => { try { return JSON.parse(input) as unknown; } catch { return input; } })() : input;
+  const hasOwn = given !== null && typeof given === 'object' && 'batch_size' in (given as object);
+  return validateQueueConfig(given, { ...(hasOwn ? {} : fromEnv), ...overrides });
+}

@@ -19,13 +19,15 @@ import { CasePool } from '../execution/pool.js';
 import type { CaseInput, CaseResult } from '../execution/protocol.js';
 import { silentLogger, type Logger } from '../observe/log.js';
 import { ArtifactCache, defaultCacheDir } from '../queue/artifacts.js';
-import type { QueueConfig } from '../queue/config.js';
+import { validateQueueConfig, type QueueConfig } from '../queue/config.js';
 import { createBackend } from '../queue/index.js';
 import { decodeCases, encodeResults, verifyBatch } from '../queue/messages.js';
 import type { Backend, ClaimedBatch, JobManifest } from '../queue/types.js';
 
 export interface WorkerOptions {
-  config: QueueConfig;
+  /** A validated queue config; or give `queueConfig` (raw keys of SPEC §5) and it is validated here. */
+  config?: QueueConfig;
+  queueConfig?: unknown;
   /** Share an existing backend (in-process workers); otherwise one is created from `config`. */
   backend?: Backend;
   threads?: number;
@@ -91,7 +93,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
   casesCompleted = 0;
   batchesCompleted = 0;
 
-  constructor(options: WorkerOptions, backend: Backend, ownsBackend: boolean) {
+  constructor(options: WorkerOptions & { config: QueueConfig }, backend: Backend, ownsBackend: boolean) {
     super();
     this.#options = options;
     this.#config = options.config;
@@ -460,8 +462,9 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
 
 /** Starts a worker daemon (SPEC §9): claims and runs batches until `close()`. */
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
-  const backend = options.backend ?? (await createBackend(options.config));
-  const handle = new WorkerHandle(options, backend, options.backend === undefined);
+  const config = options.config ?? validateQueueConfig(options.queueConfig ?? {});
+  const backend = options.backend ?? (await createBackend(config));
+  const handle = new WorkerHandle({ ...options, config }, backend, options.backend === undefined);
   await handle.start();
   return handle;
 }
