@@ -383,6 +383,10 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
             {
               onResult: (r, thread) => {
                 this.#progress();
+                if (r.error?.code === 'E_TIMEOUT' || r.error?.code === 'E_OOM') {
+                  const event = r.error.code === 'E_TIMEOUT' ? 'case_timeout' : 'case_oom';
+                  this.#logger.warn(event, { worker: this.workerId, batch: batch.id, case_index: r.index, thread, message: r.error.message });
+                }
                 this.emit('case', r, batch.role, thread);
               },
               onRestart: (reason, thread) => this.emit('restart', reason, thread),
