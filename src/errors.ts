@@ -62,7 +62,9 @@ export function toErrorInfo(err: unknown, fallbackCode = 'E_THROW'): ErrorInfo {
     const e = err as { code?: unknown; message?: unknown; name?: unknown };
     const message = typeof e.message === 'string' ? e.message : String(err);
     const code = typeof e.code === 'string' && /^(E_|MG_ERR_)/.test(e.code) ? e.code : fallbackCode;
-    return { code, message: typeof e.name === 'string' && e.name !== 'Error' ? `${e.name}: ${message}` : message };
+    // Our own errors' messages stand alone; a foreign error's class name (RangeError, …) is kept.
+    const named = typeof e.name === 'string' && e.name !== 'Error' && e.name !== 'MetaguardError';
+    return { code, message: named ? `${e.name}: ${message}` : message };
   }
   return { code: fallbackCode, message: String(err) };
 }

@@ -36,7 +36,12 @@ export function resolveEvaluateOptions(sources: Sources): Readonly<EvaluateOptio
   const first = resolveOptions<EvaluateOptions>(evaluateSchema, sources);
   if (first.task === undefined) throw invalidOption('--task', 'is required (a task module path or a built-in task name)');
   if (first.policy === undefined) return first;
-  return resolveOptions<EvaluateOptions>(evaluateSchema, { ...sources, file: loadPolicy(first.policy), fileName: `policy ${first.policy}` });
+  return resolveOptions<EvaluateOptions>(evaluateSchema, {
+    ...sources,
+    file: loadPolicy(first.policy),
+    fileName: `policy ${first.policy}`,
+    fileKey: (key) => 'gating.' + key.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase()),
+  });
 }
 
 interface ResolvedModules {

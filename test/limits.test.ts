@@ -96,7 +96,7 @@ describe('case limits (timeout 300 ms, 64 MiB, 2 threads)', () => {
     const events = recorder();
     const results = await run('loop.mjs', cases, events);
     assertFaults(cases, results, 'E_TIMEOUT', /300 ms/);
-    for (const r of results.filter((r) => r.error)) assert.equal(r.durationMs, TIMEOUT_MS);
+    for (const r of results.filter((r) => r.error)) assert.ok(r.durationMs >= TIMEOUT_MS, `timed-out case ${r.index} lasted ${r.durationMs} ms`);
     assert.deepEqual(events.restarts, ['timeout', 'timeout', 'timeout'], 'one thread replacement per looping case');
     // onResult reports every case once too (the streamed results and the synthesized timeouts).
     byIndex(cases, events.results);

@@ -8,6 +8,8 @@
 import { isDeepStrictEqual } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
+import { threadId } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
 import { toErrorInfo } from '../src/errors.js';
 import { importModule, validateImplementation, validateTask } from '../src/spec/load.js';
 import { relationRng } from '../src/util/rng.js';
@@ -31,8 +33,9 @@ function cached<T>(cache: Map<string, Promise<T>>, key: string, load: () => Prom
   return p;
 }
 
-const loadTask = (url: string) => cached(taskCache, url, async () => validateTask((await importModule(url)).default, url));
-const loadSolve = (url: string) => cached(implCache, url, async () => validateImplementation(await importModule(url), url));
+const where = (url: string) => (url.startsWith('file:') ? fileURLToPath(url) : url);
+const loadTask = (url: string) => cached(taskCache, url, async () => validateTask((await importModule(url)).default, where(url)));
+const loadSolve = (url: string) => cached(implCache, url, async () => validateImplementation(await importModule(url), where(url)));
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
@@ -120,20 +123,21 @@ export default async function runChunk(req: ChunkRequest): Promise<number> {
   } catch (err) {
     // Failing at import is a crash of the implementation: every case of the chunk records it.
     const error = { code: 'E_CRASH', message: `failed at import: ${toErrorInfo(err).message.split('\n')[0]}` };
-    post({ t: 'begin' });
+    post({ t: 'begin', threadId });
     post({ t: 'results', results: req.cases.map((c) => ({ index: c.index, passed: false, durationMs: 0, error })) });
     post({ t: 'end', count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
     port.close();
     return req.cases.length;
   }
-  post({ t: 'begin' });
+  post({ t: 'begin', threadId });
   // Results are flushed in small groups: one message per case would make the parent's thread the
   // bottleneck on fast cases. A group is flushed once FLUSH_MS have passed since the last flush, so a
   // slow case's result leaves at once, and a thread cut short loses at most FLUSH_MS of finished work.
   let pending: CaseResult[] = [];
   let lastFlush = performance.now();
-  for (const c of req.cases) {
-    pending.push(await runCase(task, solve, req.seed, req.timeoutMs, c));
+  for (let i = 0; i < req.cases.length; i++) {
+    Atomics.store(req.progress, 0, i);
+    pending.push(await runCase(task, solve, req.seed, req.timeoutMs, req.cases[i]));
     const now = performance.now();
     if (now - lastFlush >= FLUSH_MS || pending.length >= FLUSH_MAX) {
       post({ t: 'results', results: pending });

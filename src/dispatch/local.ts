@@ -29,9 +29,12 @@ export class LocalDispatcher implements Dispatcher {
     const size = this.#options.chunkSize ?? defaultChunkSize(n, this.#options.threads);
     const out: Record<Role, CaseResult[]> = { baseline: new Array(n), candidate: new Array(n) };
     const work: Promise<void>[] = [];
+    let inFlight = 0;
+    let wake: (() => void) | undefined;
     for (let start = 0; start < n; start += size) {
       const cases = job.cases.slice(start, start + size).map((args, i) => ({ index: start + i, args }));
       for (const role of roles) {
+        inFlight++;
         work.push(
           pool
             .runChunk(
@@ -47,11 +50,15 @@ export class LocalDispatcher implements Dispatcher {
             )
             .then((results) => {
               for (const r of results) out[role][r.index] = r;
+            })
+            .finally(() => {
+              inFlight--;
+              wake?.();
             }),
         );
       }
-      // Backpressure: keep the pool's queue short instead of queueing every chunk up front.
-      if (pool.needsDrain) await new Promise((resolve) => pool.once('drain', resolve));
+      // Backpressure: at most two chunks per thread in flight, instead of queueing every chunk up front.
+      while (inFlight >= 2 * this.#options.threads) await new Promise<void>((resolve) => (wake = resolve));
     }
     await Promise.all(work);
     return out;

@@ -48,6 +48,25 @@ export interface ChunkEvents {
 
 const threadFile = fileURLToPath(new URL(`../../workers/case-thread.${runningFromSource ? 'ts' : 'js'}`, import.meta.url));
 
+const LOADER_FLAGS = new Set(['--import', '--require', '-r', '--loader', '--experimental-loader', '--conditions', '-C']);
+const LOADER_SWITCHES = new Set(['--enable-source-maps', '--no-warnings']);
+
+/** The subset of the process's execArgv that worker threads need and accept. */
+export function loaderExecArgv(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const eq = a.indexOf('=');
+    const name = eq > 0 ? a.slice(0, eq) : a;
+    if (LOADER_SWITCHES.has(a)) out.push(a);
+    else if (LOADER_FLAGS.has(name)) {
+      if (eq > 0) out.push(a);
+      else if (i + 1 < argv.length) out.push(a, argv[++i]);
+    }
+  }
+  return out;
+}
+
 /** Extra time past the limit before the thread is terminated: message latency and timer jitter. */
 export function timeoutSlackMs(timeoutMs: number): number {
   return Math.max(50, Math.min(500, timeoutMs * 0.05));
@@ -61,6 +80,8 @@ interface AttemptOutcome {
   /** The thread that ran the attempt (-1 if it never began) and its slot. */
   threadId: number;
   slot: number;
+  /** Position in the attempt's cases of the case running when it ended (-1: none had started). */
+  position: number;
   /** Set when the thread was cut short; the first case without a result takes this error. */
   fault?: ErrorInfo & { beforeBegin: boolean; reason: 'timeout' | 'oom' | 'crash' };
 }
@@ -88,8 +109,9 @@ export class CasePool extends EventEmitter {
       idleTimeout: 60_000,
       // Young generation is kept small so the old-generation limit is what a heap hog hits.
       resourceLimits: { maxOldGenerationSizeMb: this.memMb, maxYoungGenerationSizeMb: Math.min(64, Math.max(8, this.memMb / 8)) },
-      // Threads inherit --import tsx when running from source, so .ts entries and modules load.
-      execArgv: process.execArgv,
+      // Threads need the loader flags (--import tsx when running from source) but reject others
+      // (--max-old-space-size, --stack-size, …: ERR_WORKER_INVALID_EXEC_ARGV).
+      execArgv: loaderExecArgv(process.execArgv),
     });
     // piscina emits 'error' for a thread that dies with no task; the chunk runner already handles
     // deaths during tasks, so an idle death only needs the pool to replace the thread.
@@ -120,22 +142,28 @@ export class CasePool extends EventEmitter {
       events.onRestart?.(outcome.fault.reason, outcome.slot);
       this.#releaseSlot(outcome.threadId);
       const finished = new Set(outcome.results.map((r) => r.index));
-      const unfinished = remaining.filter((c) => !finished.has(c.index));
       const error = { code: outcome.fault.code, message: outcome.fault.message };
-      // Before 'begin' the thread died loading modules: no case ran, every case of the chunk fails alike.
-      const victims = outcome.fault.beforeBegin ? unfinished : unfinished.slice(0, 1);
+      // Before 'begin' the thread died loading modules: no case ran, every case of the chunk fails
+      // alike. Otherwise the case at the shared progress position takes the error, and every other
+      // case without a received result runs again (those that finished but whose results were not yet
+      // sent included: at most a few milliseconds of work).
+      const running = outcome.fault.beforeBegin ? -1 : outcome.position;
+      const victims = running < 0 ? remaining.filter((c) => !finished.has(c.index)) : [remaining[running]];
       for (const c of victims) {
         const r: CaseResult = { index: c.index, passed: false, durationMs: outcome.fault.code === 'E_TIMEOUT' ? this.timeoutMs : 0, error };
         done.push(r);
         events.onResult?.(r, outcome.slot);
       }
-      remaining = unfinished.slice(victims.length);
+      const blamed = new Set(victims.map((c) => c.index));
+      remaining = remaining.filter((c) => !finished.has(c.index) && !blamed.has(c.index));
     }
     return done;
   }
 
   #attempt(spec: ChunkSpec, cases: CaseInput[], events: ChunkEvents): Promise<AttemptOutcome> {
     const { port1, port2 } = new MessageChannel();
+    const progress = new Int32Array(new SharedArrayBuffer(4));
+    progress[0] = -1;
     const abort = new AbortController();
     const results: CaseResult[] = [];
     const limitMs = this.timeoutMs + timeoutSlackMs(this.timeoutMs);
@@ -173,11 +201,12 @@ export class CasePool extends EventEmitter {
       if (expected >= 0 && results.length >= expected) settle?.();
     });
 
-    const request: ChunkRequest = { taskUrl: spec.taskUrl, implUrl: spec.implUrl, seed: spec.seed, timeoutMs: this.timeoutMs, cases, port: port2 };
+    const request: ChunkRequest = { taskUrl: spec.taskUrl, implUrl: spec.implUrl, seed: spec.seed, timeoutMs: this.timeoutMs, cases, port: port2, progress };
     const finish = (fault?: AttemptOutcome['fault']): AttemptOutcome => {
       clearTimeout(timer);
       port1.close();
-      return fault ? { results, threadId: thread, slot, fault } : { results, threadId: thread, slot };
+      const position = Atomics.load(progress, 0);
+      return fault ? { results, threadId: thread, slot, position, fault } : { results, threadId: thread, slot, position };
     };
     return this.#pool.run(request, { transferList: [port2], signal: abort.signal }).then(
       (count) =>

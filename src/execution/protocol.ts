@@ -35,8 +35,13 @@ export interface ChunkRequest {
   seed: number;
   timeoutMs: number;
   cases: CaseInput[];
-  /** Results stream back here one by one, so a chunk cut short keeps what already finished. */
+  /** Results stream back here in small groups, so a chunk cut short keeps what was already sent. */
   port: MessagePort;
+  /**
+   * Shared with the parent: the position (within `cases`) of the case now running, -1 before the
+   * first. When the parent terminates the thread it blames exactly that case.
+   */
+  progress: Int32Array;
 }
 
 export type ThreadMessage =

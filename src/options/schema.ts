@@ -80,6 +80,8 @@ export interface Sources {
   /** Values from a config file (e.g. a policy), ranked between the environment and flags. */
   file?: Record<string, unknown>;
   fileName?: string;
+  /** How a key is written in the file, for messages (e.g. `gating.min_pass_rate`). */
+  fileKey?(key: string): string;
 }
 
 /** Resolves every field of `schema` from its sources; unknown keys in `values` are an error. */
@@ -93,7 +95,7 @@ export function resolveOptions<T>(schema: Schema, sources: Sources): Readonly<T>
     const env = spec.noEnv ? undefined : sources.env?.[envName(key)];
     if (env !== undefined && env !== '') value = coerce(envName(key), spec, env);
     const fromFile = sources.file?.[key];
-    if (fromFile !== undefined) value = coerce(`${sources.fileName ?? 'config'}: ${key}`, spec, fromFile);
+    if (fromFile !== undefined) value = coerce(`${sources.fileName ?? 'config'}: ${sources.fileKey?.(key) ?? key}`, spec, fromFile);
     const flag = sources.flags?.[key];
     if (flag !== undefined) value = coerce(`--${flagName(key)}`, spec, flag);
     const given = sources.values?.[key];

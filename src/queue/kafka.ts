@@ -77,7 +77,16 @@ export interface KafkaBackendOptions {
   logLevel?: 'nothing' | 'error' | 'warn' | 'info' | 'debug';
   /** How long reads of the jobs, workers and dead-letter topics wait to catch up. @defaultValue 15000 */
   catchUpTimeoutMs?: number;
+  /** Group-membership events of the worker consumer, for logs and tests. */
+  onEvent?(event: KafkaBackendEvent): void;
 }
+
+export type KafkaBackendEvent =
+  | { type: 'rebalancing' }
+  | { type: 'assigned'; partitions: number[]; memberId: string }
+  | { type: 'revoked'; partitions: number[]; lostClaims: string[] }
+  | { type: 'commit_failed'; message: string }
+  | { type: 'consumer_failed'; message: string };
 
 /** Per-partition offsets and lag of the worker group, as `stats()` reports them. */
 export interface KafkaPartitionLag {
@@ -658,7 +667,9 @@ export class KafkaBackend implements Backend {
     this.#consumer = consumer;
     this.#consumerError = undefined;
     consumer.on(consumer.events.REBALANCING, () => {
-      if (this.#consumer === consumer) this.#rebalancingSince = Date.now();
+      if (this.#consumer !== consumer) return;
+      this.#rebalancingSince = Date.now();
+      this.#emit({ type: 'rebalancing' });
     });
     let memberId: string | undefined;
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
@@ -668,13 +679,20 @@ export class KafkaBackend implements Backend {
       // may have owned its partitions meanwhile, so nothing it held is still its own.
       if (memberId !== undefined && e.payload.memberId !== memberId) this.#onAssignment(new Set());
       memberId = e.payload.memberId;
-      this.#onAssignment(new Set(e.payload.memberAssignment[topic] ?? []));
+      const partitions = e.payload.memberAssignment[topic] ?? [];
+      this.#onAssignment(new Set(partitions));
+      // kafkajs keeps a partition paused across assignments; this backend forgets the pause of a
+      // revoked partition, so a partition coming back must not stay paused there.
+      const stale = partitions.filter((p) => !this.#paused.has(p));
+      if (stale.length) consumer.resume([{ topic, partitions: stale }]);
+      this.#emit({ type: 'assigned', partitions: [...partitions].sort((a, b) => a - b), memberId });
     });
     consumer.on(consumer.events.CRASH, (e) => {
       if (this.#consumer !== consumer || e.payload.restart) return;
       // kafkajs gave up on this consumer: everything it owned is gone. The next claim starts a new one.
       this.#consumerError = e.payload.error;
       this.#onAssignment(new Set());
+      this.#emit({ type: 'consumer_failed', message: describe(e.payload.error) });
     });
     await consumer.connect();
     await consumer.subscribe({ topics: [topic], fromBeginning: true });
@@ -730,14 +748,30 @@ export class KafkaBackend implements Backend {
     return Math.max(1, this.#options.prefetch ?? 16);
   }
 
+  #emit(event: KafkaBackendEvent): void {
+    try {
+      this.#options.onEvent?.(event);
+    } catch {
+      // an observer's failure is not ours
+    }
+  }
+
   /** A new assignment: partitions no longer ours lose their buffered records and claims. */
   #onAssignment(assigned: Set<number>): void {
+    const revoked: number[] = [];
+    const lostClaims: string[] = [];
     for (const p of [...this.#parts.keys()]) {
       if (assigned.has(p)) continue;
       const st = this.#parts.get(p)!;
-      for (const rec of st.recs.values()) if (rec.state === 'claimed') rec.lost = true;
+      for (const rec of st.recs.values()) {
+        if (rec.state !== 'claimed') continue;
+        rec.lost = true;
+        lostClaims.push(rec.id);
+      }
       this.#parts.delete(p);
+      revoked.push(p);
     }
+    if (revoked.length) this.#emit({ type: 'revoked', partitions: revoked, lostClaims });
     this.#buffer = this.#buffer.filter((r) => assigned.has(r.partition));
     for (const p of [...this.#paused]) if (!assigned.has(p)) this.#paused.delete(p);
     this.#assigned = assigned;
@@ -834,23 +868,31 @@ export class KafkaBackend implements Backend {
       this.#flushAgain = true;
       return this.#flushing;
     }
-    this.#flushing = (async () => {
-      do {
-        this.#flushAgain = false;
-        const consumer = this.#consumer;
-        if (!consumer) return;
-        const todo: { st: PartState; partition: number; offset: bigint }[] = [];
-        for (const [partition, st] of this.#parts) {
-          if (st.want > st.committed && this.#assigned.has(partition)) todo.push({ st, partition, offset: st.want });
-        }
-        if (todo.length === 0) return;
-        await consumer.commitOffsets(todo.map((t) => ({ topic: this.#topics.batches, partition: t.partition, offset: t.offset.toString() })));
-        for (const t of todo) if (t.offset > t.st.committed) t.st.committed = t.offset;
-      } while (this.#flushAgain);
-    })().finally(() => {
-      this.#flushing = undefined;
-    });
-    return this.#flushing;
+    const flight: Promise<void> = this.#commitLoop()
+      .catch((err: unknown) => {
+        this.#emit({ type: 'commit_failed', message: describe(err) });
+        throw err;
+      })
+      .finally(() => {
+        if (this.#flushing === flight) this.#flushing = undefined;
+      });
+    this.#flushing = flight;
+    return flight;
+  }
+
+  async #commitLoop(): Promise<void> {
+    do {
+      this.#flushAgain = false;
+      const consumer = this.#consumer;
+      if (!consumer) return;
+      const todo: { st: PartState; partition: number; offset: bigint }[] = [];
+      for (const [partition, st] of this.#parts) {
+        if (st.want > st.committed && this.#assigned.has(partition)) todo.push({ st, partition, offset: st.want });
+      }
+      if (todo.length === 0) return;
+      await consumer.commitOffsets(todo.map((t) => ({ topic: this.#topics.batches, partition: t.partition, offset: t.offset.toString() })));
+      for (const t of todo) if (t.offset > t.st.committed) t.st.committed = t.offset;
+    } while (this.#flushAgain);
   }
 
   #finish(rec: Rec): void {

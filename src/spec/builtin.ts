@@ -15,6 +15,7 @@ export interface BuiltinTask {
 const table: Record<string, { ext: string; expectAdopt: boolean }> = {
   top_k: { ext: 'mjs', expectAdopt: true },
   median: { ext: 'ts', expectAdopt: false },
+  sum: { ext: 'mjs', expectAdopt: false },
 };
 
 export const builtinTaskNames = Object.keys(table);

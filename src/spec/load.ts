@@ -10,17 +10,18 @@ const TS_EXTENSIONS = /\.(c|m)?tsx?(\?.*)?$/;
  * Whether TypeScript modules already load in this thread. `node --import tsx` registers its hooks in
  * the main thread only (worker threads do not get them), and the built CLI runs without tsx at all.
  */
-let tsLoads = isMainThread && process.execArgv.some((a, i, all) => a === 'tsx' && all[i - 1] === '--import');
+let tsLoads: Promise<void> | undefined = isMainThread && process.execArgv.some((a, i, all) => a === 'tsx' && all[i - 1] === '--import') ? Promise.resolve() : undefined;
 
 /**
  * Imports a task or implementation module. `.mjs`/`.js` load natively; for `.ts` we register tsx's ESM
- * loader once, lazily, before the first import (not after a failure: Node caches a failed import).
+ * loader once per thread, lazily, before the first import (not after a failure: Node caches a failed
+ * import). Concurrent first imports share one registration.
  */
 export async function importModule(url: string): Promise<Record<string, unknown>> {
-  if (!tsLoads && TS_EXTENSIONS.test(url)) {
-    const { register } = await import('tsx/esm/api');
-    register();
-    tsLoads = true;
+  if (TS_EXTENSIONS.test(url)) {
+    await (tsLoads ??= import('tsx/esm/api').then(({ register }) => {
+      register();
+    }));
   }
   return (await import(url)) as Record<string, unknown>;
 }

@@ -1,0 +1,80 @@
+/**
+ * The end-to-end batch-size sweep of `metaguard bench`: one evaluation of the built-in `sum` task per
+ * batch size, through the configured backend with the same queue dispatcher (fixed sizes: the
+ * adaptive controller is what the sweep calibrates), measuring cases/s over both roles.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MetaguardError } from '../errors.js';
+import { resolveEvaluateOptions, runEvaluation } from '../evaluate.js';
+import { QueueDispatcher } from '../dispatch/queue.js';
+import { validateQueueConfig, type QueueConfig } from '../queue/config.js';
+import { createBackend } from '../queue/index.js';
+
+export interface SweepRow {
+  batch_size: number;
+  cases_per_sec: number;
+}
+
+export interface SweepOptions {
+  queueConfig: Record<string, unknown>;
+  sizes: number[];
+  /** Cases per role per size. */
+  n: number;
+  /** In-process workers for the memory backend. */
+  localWorkers: number;
+  onRow?(row: SweepRow): void;
+}
+
+async function requireWorkers(config: QueueConfig): Promise<void> {
+  const backend = await createBackend(config);
+  await backend.connect();
+  try {
+    const workers = await backend.activeWorkers();
+    if (workers.length === 0) {
+      throw new MetaguardError('MG_ERR_BACKEND', `no active workers on ${config.backend} queue ${config.queue}: start \`metaguard worker\` with the same queue config first`);
+    }
+  } finally {
+    await backend.close();
+  }
+}
+
+async function runOnce(queueConfig: Record<string, unknown>, n: number, dir: string): Promise<number> {
+  const options = resolveEvaluateOptions({ values: { task: 'sum', n, dispatcher: 'queue', queueConfig, reportDir: dir }, env: {} });
+  const started = performance.now();
+  await runEvaluation(options, { createDispatcher: () => new QueueDispatcher({ config: validateQueueConfig(queueConfig) }) });
+  return (2 * n) / ((performance.now() - started) / 1000);
+}
+
+export async function batchSizeSweep(options: SweepOptions): Promise<{ sweep: SweepRow[]; recommended_batch_size: number }> {
+  const base = { ...options.queueConfig };
+  delete base.batch_size;
+  const config = validateQueueConfig(base);
+  if (config.backend === 'memory') base.spawn_local_workers = options.localWorkers;
+  else await requireWorkers(config);
+  const dir = mkdtempSync(join(tmpdir(), 'metaguard-bench-'));
+  const sweep: SweepRow[] = [];
+  try {
+    // Warm-up: thread start-up, module loading and JIT are not what the sweep measures.
+    await runOnce({ ...base, batch_size: options.sizes[Math.floor(options.sizes.length / 2)] }, Math.min(options.n, 500), dir);
+    for (const size of options.sizes) {
+      const row = { batch_size: size, cases_per_sec: Math.round(await runOnce({ ...base, batch_size: size }, options.n, dir)) };
+      sweep.push(row);
+      options.onRow?.(row);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { sweep, recommended_batch_size: recommendBatchSize(sweep) };
+}
+
+/**
+ * The smallest batch size within 5% of the best throughput: smaller batches spread work across
+ * workers more evenly and lose less on a crash, so past the knee of the curve they are preferred.
+ */
+export function recommendBatchSize(sweep: SweepRow[]): number {
+  if (sweep.length === 0) throw new RangeError('empty sweep');
+  const best = Math.max(...sweep.map((r) => r.cases_per_sec));
+  return [...sweep].sort((a, b) => a.batch_size - b.batch_size).find((r) => r.cases_per_sec >= best * 0.95)!.batch_size;
+}
