@@ -38,8 +38,22 @@
  *   - `releaseBatch(countAttempt: true)` re-produces the record with attempt+1 and a not_before of
  *     now+delayMs (whoever owns the partition keeps it buffered until then), then commits the
  *     original; past `max_requeue_attempts` it is dead-lettered instead.
+ *   - While the group rebalances (kafkajs reported it, the new assignment has not come) nothing new
+ *     is claimed: the records here may be about to move to another worker.
  *   - Batches of a job the coordinator has deleted (finished) are skipped at claim time, and a dead
  *     letter of such a batch is dropped: redeliveries after a crash must not fill the DLQ.
+ *
+ * Config: `heartbeat_timeout` is the consumer session timeout (real brokers accept 6 s to 30 min by
+ * default: group.min/max.session.timeout.ms), `heartbeat_check_interval` the consumer heartbeat
+ * interval (at most a third of the session). The coordinator side never joins the worker group: its
+ * readers (results, heartbeats, dead letters) and a worker's reader of T.jobs are private consumers
+ * (a group of their own each, nothing committed). `readResults` sees every entry appended to
+ * T.results after `connect()`; a job's entries are kept in memory until `deleteJob`.
+ *
+ * `stats()`: pending = consumer lag of the worker group (listed under `normal`: a record's priority
+ * is only known once fetched), `kafka.partitions` has it per partition; dispatched = records in T,
+ * completed = records the group has committed (completed, retried or dead-lettered); in-flight,
+ * delayed and requeued count this process only.
  *
  * Clock: `now()` is this host's Date.now(); heartbeat freshness compares a heartbeat record's
  * CreateTime with the reader's clock, so hosts need synchronised clocks (NTP).
@@ -107,7 +121,7 @@ const ENQUEUE_CHUNK = 500;
 const ENQUEUE_CHUNK_BYTES = 512 * 1024;
 /** Results of jobs nobody here asked for are kept this long (a reader may register late). */
 const UNREGISTERED_RESULTS_MS = 60_000;
-const JOIN_NOTE =
+const STATS_NOTE =
   'pending = consumer lag of the worker group (records not yet committed, including ones in flight on workers); ' +
   'in-flight, delayed and requeued are this process only; dispatched = records appended to the topic; completed = records the group has committed';
 
@@ -563,7 +577,7 @@ export class KafkaBackend implements Backend {
     return (this.#jobsView ??= this.#view(this.#topics.jobs, 'jobs', 'beginning', (_p, m) => {
       const key = m.key?.toString('utf8') ?? '';
       if (key.startsWith('artifact:')) {
-        if (m.value) this.#artifacts.set(key.slice('artifact:'.length), m.value);
+        if (m.value) this.#artifacts.set(key.slice('artifact:'.length), Buffer.from(m.value)); // a copy: a slice would pin the fetch buffer
       } else if (key.startsWith('job:')) {
         const jobId = key.slice('job:'.length);
         if (m.value === null) {
@@ -1045,7 +1059,7 @@ export class KafkaBackend implements Backend {
       const batchId = header(m.headers, 'batch') ?? '';
       let entry: ResultEntry;
       if (kind === 'results') {
-        entry = { kind: 'results', batchId, role: (header(m.headers, 'role') ?? '') as Role, workerId: header(m.headers, 'worker') ?? '', frame: m.value ?? Buffer.alloc(0) };
+        entry = { kind: 'results', batchId, role: (header(m.headers, 'role') ?? '') as Role, workerId: header(m.headers, 'worker') ?? '', frame: m.value ? Buffer.from(m.value) : Buffer.alloc(0) };
       } else if (kind === 'dead') {
         entry = { kind: 'dead', batchId, reason: header(m.headers, 'reason') ?? '' };
       } else return;
@@ -1071,11 +1085,14 @@ export class KafkaBackend implements Backend {
     await this.#run('read results', () => this.#ensureConnected());
     this.#registerJob(jobId);
     const view = this.#startResultsView();
-    await this.#run('read results', () => view.start());
+    const until = Date.now() + Math.max(0, blockMs);
+    // The reader's first join takes a moment; wait for it within blockMs (its failure is this read's).
+    await this.#run('read results', () => withTimeout(view.start(), Math.max(0, blockMs), undefined));
     const after = Math.max(0, Math.floor(Number(cursor) || 0));
     const collect = () => this.#results.get(jobId)?.entries.slice(after) ?? [];
     let found = collect();
-    if (found.length === 0 && blockMs > 0 && !this.#closed) {
+    const left = until - Date.now();
+    if (found.length === 0 && left > 0 && !this.#closed) {
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer);
@@ -1083,7 +1100,7 @@ export class KafkaBackend implements Backend {
           this.#events.off('closed', done);
           resolve();
         };
-        const timer = setTimeout(done, blockMs);
+        const timer = setTimeout(done, left);
         this.#events.on('result:' + jobId, done);
         this.#events.on('closed', done);
       });
@@ -1175,7 +1192,7 @@ export class KafkaBackend implements Backend {
       dispatched: partitions.reduce((s, p) => s + p.high, 0),
       requeued: this.#counters.requeued,
       workers,
-      kafka: { topic, group: this.#group, partitions, lag, note: JOIN_NOTE },
+      kafka: { topic, group: this.#group, partitions, lag, note: STATS_NOTE },
     };
   }
 
@@ -1205,7 +1222,7 @@ export class KafkaBackend implements Backend {
         ...(role && roleSet.has(role) ? { role: role as Role } : {}),
         partition: p,
         offset: BigInt(m.offset),
-        value: m.value,
+        value: m.value ? Buffer.from(m.value) : null,
         headers,
       });
     }));

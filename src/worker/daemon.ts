@@ -305,6 +305,8 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
           await this.#deadLetter(claim.id, claim.reason);
           continue;
         }
+        // The same batch delivered to us twice (enqueued twice): the copy we already run answers both.
+        if (this.#held.has(claim.batch.id)) continue;
         this.emit('claimed', { id: claim.batch.id, attempt: claim.batch.attempt, priority: claim.batch.priority });
         const held: Held = { batch: claim.batch, abandoned: false, leaseLost: false, done: Promise.resolve() };
         this.#held.set(claim.batch.id, held);
