@@ -238,8 +238,9 @@ describe('queue faults over Redis', { skip, concurrency: false }, () => {
     const started = Date.now();
     const run = queueReport(long, qc);
     // Once worker A is inside a long case, stop it and start B.
-    await waitFor(() => /"event":"queue_dispatched"/.test(a.output()) || Date.now() - started > 1500, 10_000, 'dispatch');
-    await new Promise((r) => setTimeout(r, 1000));
+    await waitFor(() => /"event":"worker_started"/.test(a.output()), 30_000, 'worker A up');
+    await waitFor(() => /"event":"batch_claimed"/.test(a.output()), 30_000, 'worker A claimed a batch');
+    await new Promise((r) => setTimeout(r, 500));
     a.child.kill('SIGTERM');
     const exit = await a.exited;
     assert.equal(exit.code, 0, a.output());

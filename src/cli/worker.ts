@@ -27,6 +27,11 @@ export async function workerCommand(argv: string[]): Promise<number> {
   const options = resolveOptions<WorkerCliOptions>(workerSchema, { flags, env: process.env });
   const config = validateQueueConfig(options.queueConfig ?? {}, options.backend ? { backend: options.backend } : {});
   const logger = createLogger({ json: options.logJson, file: options.logFile, verbose: true });
+  // A signal during start-up drains right after start instead of killing the process mid-connect.
+  let early: string | undefined;
+  const onEarly = (signal: string) => (early = signal);
+  process.once('SIGTERM', onEarly);
+  process.once('SIGINT', onEarly);
   const worker = await startWorker({
     config,
     threads: options.threads,
@@ -64,6 +69,9 @@ export async function workerCommand(argv: string[]): Promise<number> {
       systemd.stopping();
       worker.close().then(resolve, resolve);
     };
+    process.off('SIGTERM', onEarly);
+    process.off('SIGINT', onEarly);
+    if (early) return stop(early);
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
     worker.once('stalled', () => {

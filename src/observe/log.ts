@@ -13,6 +13,7 @@ export type LogEvent =
   | 'queue_dispatched'
   | 'queue_completed'
   | 'queue_requeued'
+  | 'batch_claimed'
   | 'heartbeat_timeout'
   | 'worker_started'
   | 'worker_draining'
@@ -53,7 +54,7 @@ export function createLogger(options: LoggerOptions = {}, base: Record<string, u
     const json = () => (line ??= JSON.stringify(record, (_k, v) => (v instanceof Error ? { message: v.message, code: (v as { code?: string }).code } : v)) + '\n');
     if (options.file) appendFileSync(options.file, json());
     if (options.json) stream.write(json());
-    else if (level === 'warn' || level === 'error' || options.verbose) {
+    else if (level === 'warn' || level === 'error' || (options.verbose && level === 'info')) {
       const ctx = Object.entries({ ...base, ...context })
         .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
         .join(' ');

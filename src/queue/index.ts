@@ -13,7 +13,11 @@ export async function createBackend(config: QueueConfig): Promise<Backend> {
       const { RedisBackend } = await import('./redis.js');
       return new RedisBackend(config);
     }
+    case 'kafka': {
+      const { KafkaBackend } = await import('./kafka.js');
+      return new KafkaBackend(config);
+    }
     default:
-      throw invalidOption('queue-config.backend', `${config.backend} is not available in this version (available: memory, redis)`);
+      throw invalidOption('queue-config.backend', `${config.backend} is not available in this version (available: memory, redis, kafka)`);
   }
 }

@@ -308,6 +308,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
         // The same batch delivered to us twice (enqueued twice): the copy we already run answers both.
         if (this.#held.has(claim.batch.id)) continue;
         this.emit('claimed', { id: claim.batch.id, attempt: claim.batch.attempt, priority: claim.batch.priority });
+        this.#logger.log('debug', 'batch_claimed', { worker: this.workerId, batch: claim.batch.id, attempt: claim.batch.attempt });
         const held: Held = { batch: claim.batch, abandoned: false, leaseLost: false, done: Promise.resolve() };
         this.#held.set(claim.batch.id, held);
         held.done = this.#runBatch(held).finally(() => {

@@ -27,9 +27,16 @@ export interface WorkerProcess {
 const live = new Set<ChildProcess>();
 process.once('exit', () => killAllWorkers());
 
-/** Kills every worker process still running (call from an `after` hook so a failed test leaks none). */
+const dispatchers = new Set<QueueDispatcher>();
+
+/**
+ * Kills every worker process still running and closes every coordinator still waiting (call from an
+ * `after` hook so that a failed test leaks nothing and the file's process can exit).
+ */
 export function killAllWorkers(): void {
   for (const c of live) c.kill('SIGKILL');
+  for (const d of dispatchers) void d.close().catch(() => {});
+  dispatchers.clear();
 }
 
 export function spawnWorker(queueConfig: object, options: { args?: string[]; env?: Record<string, string> } = {}): WorkerProcess {
@@ -106,6 +113,7 @@ export async function queueReport(
         backend = hooks.wrap(await createBackend(config));
       }
       const d = new QueueDispatcher({ config, ...(backend ? { backend } : {}) });
+      dispatchers.add(d);
       hooks.onDispatcher?.(d);
       return d;
     },
