@@ -21,7 +21,12 @@ fn main() {
         "arm" | "armv7" => "arm-linux-gnueabihf",
         other => other,
     };
-    for dir in [format!("/usr/lib/{multiarch}"), "/usr/local/lib".into(), "/usr/lib".into(), "/usr/lib64".into()] {
+    for dir in [
+        format!("/usr/lib/{multiarch}"),
+        "/usr/local/lib".into(),
+        "/usr/lib".into(),
+        "/usr/lib64".into(),
+    ] {
         dirs.push(dir.into());
     }
 

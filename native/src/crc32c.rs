@@ -116,13 +116,19 @@ mod tests {
 
     #[test]
     fn hardware_and_table_agree_and_chain() {
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..10_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         for len in [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1000, 10_000] {
             let d = &data[..len];
             let table = !table_update(!0, d);
             assert_eq!(crc32c_update(0, d), table, "len {len}");
             let split = len / 3;
-            assert_eq!(crc32c_update(crc32c_update(0, &d[..split]), &d[split..]), table, "chained len {len}");
+            assert_eq!(
+                crc32c_update(crc32c_update(0, &d[..split]), &d[split..]),
+                table,
+                "chained len {len}"
+            );
         }
     }
 }

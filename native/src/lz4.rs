@@ -8,7 +8,6 @@ use std::ffi::{c_char, c_int, CStr};
 extern "C" {
     fn LZ4_compress_default(src: *const c_char, dst: *mut c_char, src_size: c_int, dst_capacity: c_int) -> c_int;
     fn LZ4_decompress_safe(src: *const c_char, dst: *mut c_char, compressed_size: c_int, dst_capacity: c_int) -> c_int;
-    fn LZ4_compressBound(input_size: c_int) -> c_int;
     fn LZ4_versionString() -> *const c_char;
 }
 
@@ -42,16 +41,9 @@ pub fn decompress_exact(src: &[u8], dst: &mut [u8]) -> Result<(), String> {
     }
 }
 
-/// Worst-case block size for `len` input bytes.
-pub fn compress_bound(len: usize) -> usize {
-    match c_int::try_from(len) {
-        // SAFETY: pure function.
-        Ok(n) => unsafe { LZ4_compressBound(n) as usize },
-        Err(_) => 0,
-    }
-}
-
 pub fn version() -> String {
     // SAFETY: liblz4 returns a static NUL-terminated string.
-    unsafe { CStr::from_ptr(LZ4_versionString()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(LZ4_versionString()) }
+        .to_string_lossy()
+        .into_owned()
 }
