@@ -25,6 +25,7 @@ const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./demo.js')).demoCommand,
   worker: async () => (await import('./worker.js')).workerCommand,
   queue: async () => (await import('./queue.js')).queueCommand,
+  bench: async () => (await import('./bench.js')).benchCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,12 +1,12 @@
 /**
- * Runs the metaguard CLI from source in a child process: `node --import tsx test/helpers/cli-entry.ts ARGS`.
+ * Runs the metaguard CLI from source in a child process: `node --import tsx src/cli/run.ts ARGS`.
  * tsx is passed by absolute URL so the child may run in any working directory (e.g. a temp dir that
  * receives `reports/`).
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const entry = fileURLToPath(new URL('./cli-entry.ts', import.meta.url));
+const entry = fileURLToPath(new URL('../../src/cli/run.ts', import.meta.url));
 const tsx = import.meta.resolve('tsx');
 
 export interface CliResult {
