@@ -1,0 +1,93 @@
+/** Turns per-case results into the report's role summaries and violation list. */
+import type { CaseErrorCode } from '../errors.js';
+import type { CaseResult } from '../execution/protocol.js';
+import type { Role } from '../dispatch/types.js';
+import type { RoleSummary, Violation } from './types.js';
+
+/** At most this many violations are listed in a report (the total is kept in violations_total). */
+export const VIOLATION_LIST_CAP = 200;
+
+function quantile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return 0;
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+}
+
+const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+export function summarizeRole(results: CaseResult[]): RoleSummary {
+  let passes = 0;
+  let prop = 0;
+  let mr = 0;
+  let soft = 0;
+  const errors: Partial<Record<CaseErrorCode, number>> = {};
+  const durations = new Float64Array(results.length);
+  let sum = 0;
+  results.forEach((r, i) => {
+    if (r.passed) passes++;
+    if (r.propViolations?.length) prop++;
+    if (r.mrViolations?.length) mr++;
+    if (r.softViolations?.length) soft++;
+    if (r.error) {
+      const code = r.error.code as CaseErrorCode;
+      errors[code] = (errors[code] ?? 0) + 1;
+    }
+    durations[i] = r.durationMs;
+    sum += r.durationMs;
+  });
+  durations.sort();
+  const total = results.length;
+  return {
+    passes,
+    total,
+    pass_rate: total ? passes / total : 0,
+    prop_violations: prop,
+    mr_violations: mr,
+    errors,
+    soft_violations: soft,
+    duration_ms: {
+      mean: round(total ? sum / total : 0),
+      p50: round(quantile(durations, 0.5)),
+      p95: round(quantile(durations, 0.95)),
+      max: round(total ? durations[total - 1] : 0),
+    },
+  };
+}
+
+/** Cases with a hard property or relation violation: what `--violation-cap` counts. */
+export function violatingCases(results: CaseResult[]): number {
+  let count = 0;
+  for (const r of results) if (r.propViolations?.length || r.mrViolations?.length) count++;
+  return count;
+}
+
+function inputPreview(args: unknown[]): string {
+  let s: string;
+  try {
+    s = JSON.stringify(args) ?? 'undefined';
+  } catch {
+    s = String(args);
+  }
+  return s.length > 300 ? s.slice(0, 297) + '...' : s;
+}
+
+/** Every violation of both roles, candidate first; the list is capped, the count is not. */
+export function collectViolations(results: Record<Role, CaseResult[]>, cases: unknown[][]): { list: Violation[]; total: number } {
+  const list: Violation[] = [];
+  let total = 0;
+  const add = (v: Omit<Violation, 'input'>) => {
+    total++;
+    if (list.length < VIOLATION_LIST_CAP) list.push({ ...v, input: inputPreview(cases[v.case_index] ?? []) });
+  };
+  for (const role of ['candidate', 'baseline'] as const) {
+    for (const r of results[role]) {
+      const base = { role, case_index: r.index, ...(r.output !== undefined ? { output: r.output } : {}) };
+      if (r.error) add({ ...base, kind: 'error', name: r.error.code, message: r.error.message });
+      for (const name of r.propViolations ?? []) add({ ...base, kind: 'property', name });
+      for (const name of r.mrViolations ?? []) add({ ...base, kind: 'relation', name });
+    }
+  }
+  return { list, total };
+}
