@@ -22,6 +22,7 @@ import { ArtifactCache, defaultCacheDir } from '../queue/artifacts.js';
 import { validateQueueConfig, type QueueConfig } from '../queue/config.js';
 import { createBackend } from '../queue/index.js';
 import { decodeCases, encodeResults, verifyBatch } from '../queue/messages.js';
+import { retryDelayMs } from '../queue/retry.js';
 import type { Backend, ClaimedBatch, JobManifest } from '../queue/types.js';
 
 export interface WorkerOptions {
@@ -339,6 +340,18 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     }
   }
 
+  async #retryLater(batch: ClaimedBatch, reason: string): Promise<void> {
+    const delayMs = retryDelayMs(batch.attempt, this.#config.retry_base_ms, this.#config.retry_max_ms);
+    try {
+      await this.#backend.releaseBatch(this.workerId, batch.id, { delayMs, countAttempt: true, reason });
+      this.#logger.warn('queue_requeued', { worker: this.workerId, batch: batch.id, attempt: batch.attempt, delay_ms: delayMs, reason });
+      this.emit('requeued', { id: batch.id, reason });
+    } catch (err) {
+      // The backend is down too: the lease expires and the batch is reclaimed.
+      this.#backendFault('retry', err);
+    }
+  }
+
   #manifest(jobId: string): Promise<JobManifest | null> {
     let p = this.#jobs.get(jobId);
     if (!p) {
@@ -368,9 +381,10 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
       if (isMetaguardError(err) && ['MG_ERR_CODEC', 'MG_ERR_HMAC', 'MG_ERR_ARTIFACT'].includes(err.code)) {
         await this.#deadLetter(batch.id, `${err.code}: ${err.message}`);
       } else {
-        // A backend fault while preparing: give the batch back so it is not left to lease expiry.
+        // Retryable: the backend or the disk failed while preparing. Retry after a backoff that
+        // counts against max_requeue_attempts (the backend dead-letters past it).
         this.#backendFault('prepare', err);
-        await this.#release(batch.id, 'backend error while preparing');
+        await this.#retryLater(batch, `retryable failure while preparing: ${(err as Error).message}`);
       }
       return;
     }
