@@ -1,6 +1,8 @@
 /**
  * What travels inside batch frames, and batch signing. Each case and each result is one payload of the
- * frame, serialized by codec/serialize (msgpackr with structured-clone types, chosen by measurement).
+ * frame. Cases (arbitrary user values) use codec/serialize: msgpackr with structured-clone types,
+ * the fastest of the formats that keep undefined, NaN, Map, typed arrays (bench/serialize.ts).
+ * Results are metaguard's own JSON-safe shapes, for which JSON measured faster than msgpackr.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { MetaguardError } from '../errors.js';
@@ -9,10 +11,18 @@ import { pack, unpack } from '../codec/serialize.js';
 import type { CaseInput, CaseResult } from '../execution/protocol.js';
 import type { BatchMessage } from './types.js';
 
-function decodeEach<T>(codec: Codec, frame: Uint8Array, check: (v: unknown) => v is T, what: string): T[] {
+function parseJson(bytes: Uint8Array, what: string): unknown {
+  try {
+    return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+  } catch (err) {
+    throw new MetaguardError('MG_ERR_CODEC', `${what}: not valid JSON (${(err as Error).message})`);
+  }
+}
+
+function decodeEach<T>(codec: Codec, frame: Uint8Array, check: (v: unknown) => v is T, what: string, parse: (b: Uint8Array, what: string) => unknown): T[] {
   const payloads = codec.decode(frame);
   return payloads.map((p, i) => {
-    const value = unpack(p, `${what} ${i}`);
+    const value = parse(p, `${what} ${i}`);
     if (!check(value)) throw new MetaguardError('MG_ERR_CODEC', `${what} ${i}: not a well-formed ${what}`);
     return value;
   });
@@ -25,9 +35,9 @@ const isResult = (v: unknown): v is CaseResult =>
   v !== null && typeof v === 'object' && Number.isInteger((v as CaseResult).index) && typeof (v as CaseResult).passed === 'boolean' && typeof (v as CaseResult).durationMs === 'number';
 
 export const encodeCases = (codec: Codec, cases: CaseInput[]): Uint8Array => codec.encode(cases.map(pack));
-export const decodeCases = (codec: Codec, frame: Uint8Array): CaseInput[] => decodeEach(codec, frame, isCase, 'case');
-export const encodeResults = (codec: Codec, results: CaseResult[]): Uint8Array => codec.encode(results.map(pack));
-export const decodeResults = (codec: Codec, frame: Uint8Array): CaseResult[] => decodeEach(codec, frame, isResult, 'result');
+export const decodeCases = (codec: Codec, frame: Uint8Array): CaseInput[] => decodeEach(codec, frame, isCase, 'case', unpack);
+export const encodeResults = (codec: Codec, results: CaseResult[]): Uint8Array => codec.encode(results.map((r) => Buffer.from(JSON.stringify(r))));
+export const decodeResults = (codec: Codec, frame: Uint8Array): CaseResult[] => decodeEach(codec, frame, isResult, 'result', parseJson);
 
 function mac(key: string, batch: Pick<BatchMessage, 'id' | 'jobId' | 'role' | 'payload'>): Buffer {
   return createHmac('sha256', key).update(`${batch.id}\n${batch.jobId}\n${batch.role}\n`).update(batch.payload).digest();
