@@ -1,9 +1,10 @@
 /**
  * End-to-end throughput of one evaluation (cases/s, both roles counted) on a trivial task:
- * the local dispatcher with 1 and 2 threads, the embedded in-process queue, and Redis with one worker
- * daemon process — side by side in one run, with the ratio to the local 2-thread figure.
+ * the local dispatcher with 1 and 2 threads, the embedded in-process queue, Redis and Kafka (librdkafka's
+ * mock cluster) each with one worker daemon process — side by side in one run, with the ratio to the
+ * local 2-thread figure.
  *
- *   node --import tsx bench/dispatch.ts [--n 20000] [--no-redis]
+ *   node --import tsx bench/dispatch.ts [--n 20000] [--no-redis] [--no-kafka]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,7 +37,7 @@ async function measure(path: string, threads: number, n: number, values: Record<
   }
 }
 
-export async function runDispatchBench(n: number, withRedis: boolean): Promise<DispatchRow[]> {
+export async function runDispatchBench(n: number, withRedis: boolean, withKafka = false): Promise<DispatchRow[]> {
   const rows: DispatchRow[] = [];
   // Warm-up: module loading and JIT, not measured.
   await measure('warmup', 1, 500, { parallel: 1 });
@@ -62,12 +63,32 @@ export async function runDispatchBench(n: number, withRedis: boolean): Promise<D
       }
     }
   }
+  if (withKafka) {
+    const { kafkaMockUnavailable, startKafkaMock } = await import('../test/helpers/kafka-broker.ts');
+    const why = kafkaMockUnavailable();
+    if (why) {
+      process.stderr.write(`bench: ${why}, skipping the Kafka row\n`);
+    } else {
+      const { spawnWorker } = await import('../test/helpers/queue-harness.ts');
+      const broker = await startKafkaMock({ partitions: 4, topics: ['bench'] });
+      const queueConfig = { backend: 'kafka', bootstrap_servers: broker.bootstrap, topic: 'bench', queue: 'bench', heartbeat_timeout: 6, heartbeat_check_interval: 1 };
+      const worker = spawnWorker(queueConfig, { args: ['--threads', '2'] });
+      try {
+        await measure('warmup', 2, 500, { dispatcher: 'queue', queueConfig });
+        rows.push(await measure('queue: kafka mock (1 worker daemon)', 2, n, { dispatcher: 'queue', queueConfig }));
+      } finally {
+        worker.child.kill('SIGTERM');
+        await worker.exited;
+        await broker.stop();
+      }
+    }
+  }
   return rows;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const { values } = parseArgs({ options: { n: { type: 'string', default: '20000' }, 'no-redis': { type: 'boolean', default: false } } });
-  const rows = await runDispatchBench(Number(values.n), !values['no-redis']);
+  const { values } = parseArgs({ options: { n: { type: 'string', default: '20000' }, 'no-redis': { type: 'boolean', default: false }, 'no-kafka': { type: 'boolean', default: false } } });
+  const rows = await runDispatchBench(Number(values.n), !values['no-redis'], !values['no-kafka']);
   const ref = rows.find((r) => r.path === 'local' && r.threads === 2)!.cases_per_sec;
   printTable(
     `End-to-end evaluation throughput, trivial task, n=${values.n} per role`,
