@@ -51,14 +51,24 @@ export async function runDispatchBench(n: number, withRedis: boolean, withKafka 
     } else {
       const { spawnWorker } = await import('../test/helpers/queue-harness.ts');
       const redis = await startRedis();
-      const queueConfig = { backend: 'redis', connection: { port: redis.port }, queue: 'bench' };
-      const worker = spawnWorker(queueConfig, { args: ['--threads', '2'] });
       try {
-        await measure('warmup', 2, 500, { dispatcher: 'queue', queueConfig });
-        rows.push(await measure('queue: redis (1 worker daemon)', 2, n, { dispatcher: 'queue', queueConfig }));
+        // The same evaluation with the native codec and with METAGUARD_NATIVE=0 (coordinator and worker).
+        for (const native of [true, false]) {
+          const queueConfig = { backend: 'redis', connection: { port: redis.port }, queue: native ? 'bench' : 'bench-js' };
+          const saved = process.env.METAGUARD_NATIVE;
+          if (!native) process.env.METAGUARD_NATIVE = '0';
+          const worker = spawnWorker(queueConfig, { args: ['--threads', '2'], env: native ? {} : { METAGUARD_NATIVE: '0' } });
+          try {
+            await measure('warmup', 2, 500, { dispatcher: 'queue', queueConfig });
+            rows.push(await measure(`queue: redis (1 worker daemon)${native ? '' : ', METAGUARD_NATIVE=0'}`, 2, n, { dispatcher: 'queue', queueConfig }));
+          } finally {
+            if (saved === undefined) delete process.env.METAGUARD_NATIVE;
+            else process.env.METAGUARD_NATIVE = saved;
+            worker.child.kill('SIGTERM');
+            await worker.exited;
+          }
+        }
       } finally {
-        worker.child.kill('SIGTERM');
-        await worker.exited;
         await redis.stop();
       }
     }
@@ -71,7 +81,7 @@ export async function runDispatchBench(n: number, withRedis: boolean, withKafka 
     } else {
       const { spawnWorker } = await import('../test/helpers/queue-harness.ts');
       const broker = await startKafkaMock({ partitions: 4, topics: ['bench'] });
-      const queueConfig = { backend: 'kafka', bootstrap_servers: broker.bootstrap, topic: 'bench', queue: 'bench', heartbeat_timeout: 6, heartbeat_check_interval: 1 };
+      const queueConfig = { backend: 'kafka', bootstrap_servers: broker.bootstrap, topic: 'bench', queue: 'bench', heartbeat_timeout: 6, heartbeat_check_interval: 0.1 };
       const worker = spawnWorker(queueConfig, { args: ['--threads', '2'] });
       try {
         await measure('warmup', 2, 500, { dispatcher: 'queue', queueConfig });

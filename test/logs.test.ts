@@ -1,6 +1,6 @@
 /**
- * JSON log lines (SPEC §8): a worker daemon with --log-json and --log-file, and a coordinator with a
- * log file, through Redis. Each line carries timestamp, level and event; the events appear where
+ * JSON log lines (SPEC §8): a worker daemon with --log-json, --log-file and --log-level debug (the
+ * per-batch events are debug), and a coordinator with a log file, through Redis. Each line carries timestamp, level and event; the events appear where
  * they happen (case_timeout and case_oom on the worker that ran the case, dead_lettered on the
  * worker that received the poison message, queue_dispatched on the coordinator, ...).
  */
@@ -40,7 +40,7 @@ it('worker and coordinator write the SPEC events as JSON lines', { skip }, async
   const raw = new Redis({ port: redis.port });
   raw.on('error', () => {});
   await raw.lpush('mg:{logs}:pending:normal', 'not-a-batch');
-  const w = spawnWorker(queueConfig, { args: ['--threads', '1', '--log-file', workerLog, '--default-mem-mb', '64'] });
+  const w = spawnWorker(queueConfig, { args: ['--threads', '1', '--log-file', workerLog, '--log-level', 'debug', '--default-mem-mb', '64'] });
   const options = resolveEvaluateOptions({
     values: {
       task: fixture('length-task.mjs'),
@@ -56,7 +56,7 @@ it('worker and coordinator write the SPEC events as JSON lines', { skip }, async
     },
     env: {},
   });
-  const outcome = await runEvaluation(options, { logger: createLogger({ file: coordLog }) });
+  const outcome = await runEvaluation(options, { logger: createLogger({ file: coordLog, level: 'debug' }) });
   assert.ok(outcome.report.baseline.errors.E_TIMEOUT! > 0 && outcome.report.candidate.errors.E_OOM! > 0);
   w.child.kill('SIGTERM');
   assert.equal((await w.exited).code, 0, w.output());

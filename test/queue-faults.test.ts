@@ -233,7 +233,7 @@ describe('queue faults over Redis', { skip, concurrency: false }, () => {
     const qc = config({ lease_seconds: 60, batch_size: 1 });
     const long: RunOptions = { task: fixture('slow/task.mjs'), baseline: fixture('slow/long.mjs'), candidate: fixture('slow/long.mjs'), n: 2, timeoutS: 20 };
     const env = { LONG_MS: '2500' };
-    const a = spawnWorker(qc, { args: ['--threads', '1', '--shutdown-timeout-s', '0.3'], env });
+    const a = spawnWorker(qc, { args: ['--threads', '1', '--shutdown-timeout-s', '0.3', '--log-level', 'debug'], env });
     let b: ReturnType<typeof spawnWorker> | undefined;
     const started = Date.now();
     const run = queueReport(long, qc);

@@ -27,7 +27,7 @@ export async function evaluateCommand(argv: string[]): Promise<number> {
     return EXIT.ERROR;
   }
   const options = resolveEvaluateOptions({ flags, env: process.env });
-  const logger = createLogger({ json: options.logJson, file: options.logFile });
+  const logger = createLogger({ level: options.logLevel, json: options.logJson, file: options.logFile });
   const progress = createProgress();
   let outcome;
   try {

@@ -26,7 +26,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
   }
   const options = resolveOptions<WorkerCliOptions>(workerSchema, { flags, env: process.env });
   const config = validateQueueConfig(options.queueConfig ?? {}, options.backend ? { backend: options.backend } : {});
-  const logger = createLogger({ json: options.logJson, file: options.logFile, verbose: true });
+  const logger = createLogger({ level: options.logLevel, json: options.logJson, file: options.logFile, verbose: true });
   // A signal during start-up drains right after start instead of killing the process mid-connect.
   let early: string | undefined;
   const onEarly = (signal: string) => (early = signal);

@@ -152,7 +152,7 @@ export class QueueDispatcher implements Dispatcher {
       if (batch.length) {
         await this.#withRetry('enqueue', () => backend.enqueue(batch));
         metrics?.casesDispatched.inc(batch.reduce((s, b) => s + outstanding.get(b.id)!.size, 0));
-        this.#logger.info('queue_dispatched', { job: jobId, batches: batch.length, cases: batch.reduce((s, b) => s + outstanding.get(b.id)!.size, 0) });
+        this.#logger.log('debug', 'queue_dispatched', { job: jobId, batches: batch.length, cases: batch.reduce((s, b) => s + outstanding.get(b.id)!.size, 0) });
       }
     };
 
@@ -175,11 +175,15 @@ export class QueueDispatcher implements Dispatcher {
               metrics?.serializationErrors.inc();
               continue;
             }
-            for (const r of results) record(entry.role, r);
+            let busyMs = 0;
+            for (const r of results) {
+              record(entry.role, r);
+              busyMs += r.durationMs;
+            }
             if (batch) {
               outstanding.delete(entry.batchId);
-              batcher.record(batch.size);
-              this.#logger.info('queue_completed', { job: jobId, batch: entry.batchId, worker: entry.workerId, cases: batch.size });
+              batcher.record(results.length, busyMs);
+              this.#logger.log('debug', 'queue_completed', { job: jobId, batch: entry.batchId, worker: entry.workerId, cases: batch.size });
             }
           } else {
             this.#logger.warn('dead_lettered', { job: jobId, batch: entry.batchId, reason: entry.reason });

@@ -1,7 +1,8 @@
 /**
  * Structured logs. With `json` every line is `{"timestamp","level","event",...context}` on stderr;
  * `file` appends the same lines to a file; otherwise warnings and errors print as short text lines
- * (journald adds its own timestamps), and info lines only when `verbose`.
+ * (journald adds its own timestamps), and lower levels only when `verbose`. Nothing below `level`
+ * (default info) is written anywhere: per-batch events are debug, so a busy worker stays quiet.
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -30,7 +31,11 @@ export type LogEvent =
   | 'watchdog_stalled'
   | 'native_unavailable';
 
+export const levels: readonly Level[] = ['debug', 'info', 'warn', 'error'];
+
 export interface LoggerOptions {
+  /** Least level written. Per-batch events (batch_claimed, queue_dispatched, queue_completed) are debug. @defaultValue 'info' */
+  level?: Level;
   json?: boolean;
   file?: string;
   verbose?: boolean;
@@ -48,13 +53,15 @@ export interface Logger {
 export function createLogger(options: LoggerOptions = {}, base: Record<string, unknown> = {}): Logger {
   const stream = options.stream ?? process.stderr;
   if (options.file) mkdirSync(dirname(options.file), { recursive: true });
+  const threshold = levels.indexOf(options.level ?? 'info');
   const log = (level: Level, event: LogEvent, context: Record<string, unknown> = {}) => {
+    if (levels.indexOf(level) < threshold) return;
     const record = { timestamp: new Date().toISOString(), level, event, ...base, ...context };
     let line: string | undefined;
     const json = () => (line ??= JSON.stringify(record, (_k, v) => (v instanceof Error ? { message: v.message, code: (v as { code?: string }).code } : v)) + '\n');
     if (options.file) appendFileSync(options.file, json());
     if (options.json) stream.write(json());
-    else if (level === 'warn' || level === 'error' || (options.verbose && level === 'info')) {
+    else if (level === 'warn' || level === 'error' || options.verbose) {
       const ctx = Object.entries({ ...base, ...context })
         .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
         .join(' ');

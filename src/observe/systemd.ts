@@ -19,7 +19,9 @@ function systemdNotifyFallback(message: string): boolean {
   return r.status === 0;
 }
 
-export function defaultNotifySender(): NotifySender {
+export function defaultNotifySender(env: NodeJS.ProcessEnv = process.env): NotifySender {
+  // Not started by systemd (or Type= is not notify): nothing to tell, and nothing to spawn.
+  if (!env.NOTIFY_SOCKET) return () => false;
   return (message) => sdNotify(message) || systemdNotifyFallback(message);
 }
 
@@ -41,7 +43,7 @@ export class SystemdNotifier {
 
   constructor(options: { env?: NodeJS.ProcessEnv; send?: NotifySender; logger?: Logger } = {}) {
     const env = options.env ?? process.env;
-    this.#send = options.send ?? defaultNotifySender();
+    this.#send = options.send ?? defaultNotifySender(env);
     this.#logger = options.logger;
     const usec = Number(env.WATCHDOG_USEC);
     const pid = env.WATCHDOG_PID === undefined ? process.pid : Number(env.WATCHDOG_PID);

@@ -27,6 +27,7 @@ export const evaluateSchema = {
   junitReport: { type: 'string', description: 'also write a JUnit XML report', placeholder: 'FILE' },
   json: { type: 'bool', default: false, noEnv: true, description: 'print the report as JSON on stdout' },
   logJson: { type: 'bool', default: false, description: 'log JSON lines to stderr' },
+  logLevel: { type: 'enum', values: ['debug', 'info', 'warn', 'error'], default: 'info', description: 'least level logged (per-batch events are debug)' },
   logFile: { type: 'string', description: 'append JSON log lines to FILE', placeholder: 'FILE' },
   metrics: { type: 'bool', default: false, description: 'serve Prometheus metrics' },
   metricsPort: { type: 'int', min: 0, max: 65_535, default: 9464, description: 'metrics port' },
@@ -56,6 +57,7 @@ export interface EvaluateOptions {
   junitReport?: string;
   json: boolean;
   logJson: boolean;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
   logFile?: string;
   metrics: boolean;
   metricsPort: number;

@@ -15,6 +15,7 @@ export const workerSchema = {
   cacheDir: { type: 'string', description: 'artifact cache folder (default $CACHE_DIRECTORY or ~/.cache/metaguard)', placeholder: 'DIR' },
   logFile: { type: 'string', description: 'append JSON log lines to FILE', placeholder: 'FILE' },
   logJson: { type: 'bool', default: false, description: 'log JSON lines to stderr' },
+  logLevel: { type: 'enum', values: ['debug', 'info', 'warn', 'error'], default: 'info', description: 'least level logged (per-batch events are debug)' },
   metrics: { type: 'bool', default: false, description: 'serve Prometheus metrics' },
   metricsPort: { type: 'int', min: 0, max: 65_535, default: 9464, description: 'metrics port' },
   metricsHost: { type: 'string', default: '127.0.0.1', description: 'metrics bind address' },
@@ -32,6 +33,7 @@ export interface WorkerCliOptions {
   cacheDir?: string;
   logFile?: string;
   logJson: boolean;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
   metrics: boolean;
   metricsPort: number;
   metricsHost: string;

@@ -1,48 +1,44 @@
 /**
- * Adaptive batching: tunes the batch size from measured throughput (cases completed per second).
+ * Adaptive batching: sizes batches from measured throughput. Every completed batch reports how many
+ * cases it held and how long its cases ran on the worker's threads; the controller keeps a moving
+ * average of the per-thread throughput (cases/s) and sizes the next batches so that each holds about
+ * `targetBatchMs` of work.
  *
- * - Growing: each observation window (a quarter second of completed cases) doubles the size while
- *   throughput keeps up (within 5% of the best seen); the first window that falls clearly behind
- *   (more than 10%) sends the size back to the best one, and the controller holds there.
- * - Holding: after `holdWindows` windows it probes one step (alternately up and down); a probe that
- *   beats the held throughput by 5% is kept, otherwise the held size comes back.
+ * Why a time target rather than hill-climbing on end-to-end cases/s: a batch has a roughly fixed cost
+ * (a round trip to the backend, a frame, a lease), so it should carry enough work to make that cost
+ * small — but no more, because big batches spread work unevenly across workers and lose more on a
+ * crash. Fast cases then ride in large batches and slow ones in small batches, from the first batch
+ * on, without the noise of measuring the whole pipeline's rate over short windows. (Hill-climbing was
+ * tried first and oscillated: see the commit history.)
  *
- * Sizes stay within [min, max]; a controller at a bound holds there instead of bouncing off it.
- * A fixed `batch_size` turns it off. The size is exported as `metaguard_batch_size`.
+ * Sizes stay within [min, max]; a fixed `batch_size` turns the controller off. The size is exported
+ * as `metaguard_batch_size`.
  */
 export interface BatchSizeOptions {
   initial: number;
   min: number;
   max: number;
   adaptive: boolean;
-  /** Length of one observation window, ms. @defaultValue 250 */
-  windowMs?: number;
-  /** Windows to hold a size before probing a neighbour. @defaultValue 8 */
-  holdWindows?: number;
+  /** Work one batch should carry, in thread milliseconds. @defaultValue 100 */
+  targetBatchMs?: number;
   onChange?(size: number): void;
 }
 
 export class AdaptiveBatchSize {
   #size: number;
-  #phase: 'growing' | 'holding' | 'probing' = 'growing';
-  #best = { size: 0, throughput: 0 };
-  #held = 0;
-  #probeUp = true;
-  #windowStart = 0;
-  #windowCases = 0;
+  /** Moving average of thread milliseconds per case; undefined until the first batch completes. */
+  #msPerCase: number | undefined;
   readonly #min: number;
   readonly #max: number;
   readonly #adaptive: boolean;
-  readonly #windowMs: number;
-  readonly #holdWindows: number;
+  readonly #targetMs: number;
   readonly #onChange: ((size: number) => void) | undefined;
 
   constructor(options: BatchSizeOptions) {
     this.#min = options.min;
     this.#max = Math.max(options.min, options.max);
     this.#adaptive = options.adaptive;
-    this.#windowMs = options.windowMs ?? 250;
-    this.#holdWindows = options.holdWindows ?? 8;
+    this.#targetMs = options.targetBatchMs ?? 100;
     this.#onChange = options.onChange;
     this.#size = this.#clamp(options.initial);
     this.#onChange?.(this.#size);
@@ -52,74 +48,25 @@ export class AdaptiveBatchSize {
     return this.#size;
   }
 
+  /** Measured throughput of one worker thread, cases/s (undefined before the first batch). */
+  get casesPerThreadSecond(): number | undefined {
+    return this.#msPerCase === undefined ? undefined : 1000 / Math.max(this.#msPerCase, 1e-6);
+  }
+
   #clamp(n: number): number {
     return Math.min(this.#max, Math.max(this.#min, Math.round(n)));
   }
 
-  #set(n: number): void {
-    const next = this.#clamp(n);
+  /** Records a completed batch: `cases` cases that ran for `busyMs` thread milliseconds in total. */
+  record(cases: number, busyMs: number): void {
+    if (!this.#adaptive || cases <= 0 || !Number.isFinite(busyMs)) return;
+    // Per-case overhead inside the thread (timing, properties) is part of busyMs; floor at 1 µs.
+    const sample = Math.max(busyMs / cases, 0.001);
+    this.#msPerCase = this.#msPerCase === undefined ? sample : this.#msPerCase * 0.7 + sample * 0.3;
+    const next = this.#clamp(this.#targetMs / this.#msPerCase);
     if (next !== this.#size) {
       this.#size = next;
       this.#onChange?.(next);
     }
-  }
-
-  /** Records `cases` completed at time `now` (ms). */
-  record(cases: number, now = performance.now()): void {
-    if (!this.#adaptive) return;
-    if (this.#windowStart === 0) this.#windowStart = now;
-    this.#windowCases += cases;
-    const elapsed = now - this.#windowStart;
-    if (elapsed < this.#windowMs) return;
-    const throughput = (this.#windowCases * 1000) / elapsed;
-    this.#windowStart = now;
-    this.#windowCases = 0;
-    this.#observe(throughput);
-  }
-
-  #observe(throughput: number): void {
-    const best = this.#best;
-    switch (this.#phase) {
-      case 'growing':
-        if (throughput >= best.throughput * 0.95) {
-          if (throughput > best.throughput || this.#size > best.size) {
-            best.size = this.#size;
-            best.throughput = Math.max(best.throughput, throughput);
-          }
-          if (this.#size >= this.#max) this.#hold();
-          else this.#set(this.#size * 2);
-        } else if (throughput < best.throughput * 0.9) {
-          this.#set(best.size);
-          this.#hold();
-        }
-        return;
-      case 'holding':
-        // Track the held size's current throughput (conditions drift: workers come and go).
-        best.throughput = best.throughput * 0.5 + throughput * 0.5;
-        if (++this.#held < this.#holdWindows) return;
-        this.#held = 0;
-        {
-          const up = this.#probeUp ? this.#size * 2 : this.#size / 2;
-          this.#probeUp = !this.#probeUp;
-          const target = this.#clamp(up);
-          if (target === this.#size) return;
-          this.#phase = 'probing';
-          this.#set(target);
-        }
-        return;
-      case 'probing':
-        if (throughput > best.throughput * 1.05) {
-          best.size = this.#size;
-          best.throughput = throughput;
-        } else this.#set(best.size);
-        this.#hold();
-        return;
-    }
-  }
-
-  #hold(): void {
-    this.#phase = 'holding';
-    this.#held = 0;
-    this.#best.size = this.#size;
   }
 }

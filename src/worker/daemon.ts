@@ -435,7 +435,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     this.batchesCompleted++;
     const seconds = (performance.now() - started) / 1000;
     this.emit('batch', { id: batch.id, cases: results.length, seconds, frameBytes: frame.byteLength, rawBytes: FRAME_HEADER_BYTES + readHeader(frame).rawLength });
-    this.#logger.info('queue_completed', { worker: this.workerId, batch: batch.id, cases: results.length, seconds: Number(seconds.toFixed(3)) });
+    this.#logger.log('debug', 'queue_completed', { worker: this.workerId, batch: batch.id, cases: results.length, seconds: Number(seconds.toFixed(3)) });
   }
 
   /**
