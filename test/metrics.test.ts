@@ -8,7 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { createServer } from 'node:net';
+import { freePort } from './helpers/net.ts';
 import { MemoryBackend } from '../src/queue/memory.ts';
 import { validateQueueConfig } from '../src/queue/config.ts';
 import { startWorker } from '../src/worker/daemon.ts';
@@ -121,13 +121,3 @@ describe('metrics', () => {
   });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}

@@ -14,6 +14,18 @@ import type { QueueDispatcher } from '../src/dispatch/queue.ts';
 
 const skip = redisAvailable() ? false : 'redis-server is not installed';
 
+/** A backend whose listed methods are replaced, everything else passed through (fault injection). */
+function overriding(backend: Backend, methods: Partial<Record<keyof Backend, (...args: never[]) => unknown>>): Backend {
+  return new Proxy(backend, {
+    get(target, prop, receiver) {
+      if (prop in methods) return methods[prop as keyof Backend];
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
+
 const slow: RunOptions = { task: fixture('slow/task.mjs'), baseline: fixture('slow/baseline.mjs'), candidate: fixture('slow/candidate.mjs'), n: 120 };
 
 describe('queue faults over Redis', { skip, concurrency: false }, () => {
@@ -121,23 +133,15 @@ describe('queue faults over Redis', { skip, concurrency: false }, () => {
     const report = await queueReport(slow, qc, {
       onDispatcher: (d) => (dispatcher = d),
       wrap: (backend: Backend) =>
-        new Proxy(backend, {
-          get(target, prop, receiver) {
-            if (prop === 'enqueue') {
-              return async (batches: BatchMessage[]) => {
-                await target.enqueue(batches);
-                sent.push(...batches);
-                await target.enqueue(batches.filter((_, i) => i % 3 === 0));
-              };
-            }
-            if (prop === 'readResults') {
-              return async (jobId: string, cursor: string, blockMs: number) => {
-                const read = await target.readResults(jobId, cursor, blockMs);
-                return { cursor: read.cursor, entries: read.entries.flatMap((e) => [e, e]) };
-              };
-            }
-            const v = Reflect.get(target, prop, receiver);
-            return typeof v === 'function' ? v.bind(target) : v;
+        overriding(backend, {
+          enqueue: async (batches: BatchMessage[]) => {
+            await backend.enqueue(batches);
+            sent.push(...batches);
+            await backend.enqueue(batches.filter((_, i) => i % 3 === 0));
+          },
+          readResults: async (jobId: string, cursor: string, blockMs: number) => {
+            const read = await backend.readResults(jobId, cursor, blockMs);
+            return { cursor: read.cursor, entries: read.entries.flatMap((e) => [e, e]) };
           },
         }),
     });
@@ -157,27 +161,21 @@ describe('queue faults over Redis', { skip, concurrency: false }, () => {
     let injected = false;
     const report = await queueReport(slow, qc, {
       wrap: (backend: Backend) =>
-        new Proxy(backend, {
-          get(target, prop, receiver) {
-            if (prop === 'enqueue') {
-              return async (batches: BatchMessage[]) => {
-                await target.enqueue(batches);
-                if (injected) return;
-                injected = true;
-                const b = batches[0];
-                // A truncated copy, a bit-flipped copy, a frame of non-case payloads, and raw garbage.
-                const flipped = Uint8Array.from(b.payload);
-                flipped[flipped.length >> 1] ^= 0x10;
-                await target.enqueue([
-                  { ...b, id: `${b.id}:truncated`, payload: b.payload.subarray(0, b.payload.length - 7) },
-                  { ...b, id: `${b.id}:flipped`, payload: flipped },
-                  { ...b, id: `${b.id}:notcases`, payload: new TextEncoder().encode('definitely not a frame') },
-                ]);
-                await raw.lpush(`${prefix}pending:normal`, 'garbage-entry-\u0000\u00ff', '{"id":"json but no batch"}');
-              };
-            }
-            const v = Reflect.get(target, prop, receiver);
-            return typeof v === 'function' ? v.bind(target) : v;
+        overriding(backend, {
+          enqueue: async (batches: BatchMessage[]) => {
+            await backend.enqueue(batches);
+            if (injected) return;
+            injected = true;
+            const b = batches[0];
+            // A truncated copy, a bit-flipped copy, a frame of non-case payloads, and raw garbage.
+            const flipped = Uint8Array.from(b.payload);
+            flipped[flipped.length >> 1] ^= 0x10;
+            await backend.enqueue([
+              { ...b, id: `${b.id}:truncated`, payload: b.payload.subarray(0, b.payload.length - 7) },
+              { ...b, id: `${b.id}:flipped`, payload: flipped },
+              { ...b, id: `${b.id}:notcases`, payload: new TextEncoder().encode('definitely not a frame') },
+            ]);
+            await raw.lpush(`${prefix}pending:normal`, 'garbage-entry-\u0000\u00ff', '{"id":"json but no batch"}');
           },
         }),
     });

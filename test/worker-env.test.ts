@@ -7,11 +7,11 @@ import { after, before, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
+import { freePort } from './helpers/net.ts';
 import { startRedis, redisAvailable, type RedisServer } from './helpers/redis-server.ts';
 import { waitFor } from './helpers/queue-harness.ts';
 import { resolveEvaluateOptions, runEvaluation } from '../src/evaluate.ts';
@@ -25,16 +25,6 @@ after(async () => {
   await redis?.stop();
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 it('runs from METAGUARD_* variables alone', { skip }, async () => {
   const port = await freePort();

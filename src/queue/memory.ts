@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import { MetaguardError } from '../errors.js';
 import type { Role } from '../dispatch/types.js';
 import type { QueueConfig } from './config.js';
+import { pickPriority } from './priority.js';
 import {
   priorities,
   type Backend,
@@ -133,21 +134,6 @@ export class MemoryBackend implements Backend {
     }
   }
 
-  #pickPriority(): Priority | undefined {
-    const nonEmpty = priorities.filter((p) => this.#pending.get(p)!.length > 0);
-    if (nonEmpty.length === 0) return undefined;
-    if (this.#config.strict_priority) return nonEmpty[0];
-    const weights = nonEmpty.map((p) => Math.max(0, this.#config.queue_weights[p]));
-    const total = weights.reduce((a, b) => a + b, 0);
-    if (total <= 0) return nonEmpty[0];
-    let r = Math.random() * total;
-    for (let i = 0; i < nonEmpty.length; i++) {
-      r -= weights[i];
-      if (r < 0) return nonEmpty[i];
-    }
-    return nonEmpty[nonEmpty.length - 1];
-  }
-
   async claimBatches(workerId: string, max: number, leaseMs: number): Promise<Claim[]> {
     this.#check();
     const now = Date.now();
@@ -155,7 +141,7 @@ export class MemoryBackend implements Backend {
     if ((this.#blockedUntil.get(workerId) ?? 0) > now) return [];
     const claims: Claim[] = [];
     while (claims.length < max) {
-      const priority = this.#pickPriority();
+      const priority = pickPriority((p) => this.#pending.get(p)!.length > 0, this.#config);
       if (!priority) break;
       const id = this.#pending.get(priority)!.shift()!;
       const b = this.#batches.get(id);

@@ -5,6 +5,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { freePort } from './net.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -43,21 +44,6 @@ export function redisAvailable(): boolean {
   return r.error === undefined && r.status === 0;
 }
 
-async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const srv = net.createServer();
-      srv.unref();
-      srv.once('error', reject);
-      srv.listen(0, '127.0.0.1', () => {
-        const addr = srv.address();
-        const p = typeof addr === 'object' && addr !== null ? addr.port : 0;
-        srv.close(() => resolve(p));
-      });
-    });
-    if (port !== 6379 && port > 0) return port;
-  }
-}
 
 /** Asks the server on `port` for INFO over a raw socket: its pid and whether it is still loading data. */
 function probe(port: number): Promise<{ pid: number; loading: boolean } | null> {
