@@ -81,16 +81,14 @@ function generateCases(gen: (n: number, seed: number) => unknown[][], n: number,
   return cases as unknown[][];
 }
 
-/** Fails with exit-2 errors for implementations that load but are unusable; load-time crashes are case results. */
-async function checkImplementations(modules: ResolvedModules, options: EvaluateOptions): Promise<void> {
-  const pool = new CasePool({ threads: 1, timeoutMs: options.timeoutS * 1000, memMb: options.memMb });
-  try {
-    const checks = await Promise.all(roles.map((role) => pool.checkModules(modules.taskUrl, modules.implUrls[role])));
-    for (const info of checks) {
-      if (info && info.code.startsWith('MG_ERR_')) throw new MetaguardError(info.code as 'MG_ERR_INVALID_IMPLEMENTATION', info.message);
-    }
-  } finally {
-    await pool.destroy();
+/**
+ * Fails with exit-2 errors for implementations that load but are unusable; load-time crashes are case
+ * results. The check runs in a thread of `pool`, never in this one.
+ */
+async function checkImplementations(modules: ResolvedModules, pool: CasePool): Promise<void> {
+  const checks = await Promise.all(roles.map((role) => pool.checkModules(modules.taskUrl, modules.implUrls[role])));
+  for (const info of checks) {
+    if (info && info.code.startsWith('MG_ERR_')) throw new MetaguardError(info.code as 'MG_ERR_INVALID_IMPLEMENTATION', info.message);
   }
 }
 
@@ -116,12 +114,19 @@ export async function runEvaluation(options: Readonly<EvaluateOptions>, hooks: E
   const modules = resolveModules(options);
   const task = await loadTask(modules.taskUrl);
   const cases = generateCases(task.gen.bind(task), options.n, options.seed, task.name);
-  await checkImplementations(modules, options);
-
   const job: JobSpec = { ...modules, seed: options.seed, timeoutMs: Math.round(options.timeoutS * 1000), memMb: options.memMb, cases };
+  // The local dispatcher runs on the pool that checked the implementations; a queue needs one thread.
+  const pool = new CasePool({ threads: options.dispatcher === 'local' ? options.parallel : 1, timeoutMs: job.timeoutMs, memMb: job.memMb });
+  try {
+    await checkImplementations(modules, pool);
+  } catch (err) {
+    await pool.destroy();
+    throw err;
+  }
+  if (options.dispatcher !== 'local') await pool.destroy();
   const metrics = options.metrics ? new Metrics({ defaultMetrics: true }) : undefined;
   let dispatcher: Dispatcher;
-  if (options.dispatcher === 'local') dispatcher = new LocalDispatcher({ threads: options.parallel, ...(metrics ? { metrics } : {}) });
+  if (options.dispatcher === 'local') dispatcher = new LocalDispatcher({ threads: options.parallel, pool, ...(metrics ? { metrics } : {}) });
   else if (hooks.createDispatcher) dispatcher = await hooks.createDispatcher(options, { logger, ...(metrics ? { metrics } : {}) });
   else dispatcher = createQueueDispatcher(options, logger, metrics);
   let server: MetricsServer | undefined;

@@ -7,6 +7,8 @@ import { roles, type DispatchEvents, type Dispatcher, type JobSpec, type Role } 
 export interface LocalDispatcherOptions {
   threads: number;
   metrics?: Metrics;
+  /** Run on this pool (already started, e.g. by the implementation check) instead of a new one. */
+  pool?: CasePool;
   /** Cases per `pool.run`. @defaultValue about four chunks per thread and role, 1..256 */
   chunkSize?: number;
 }
@@ -21,6 +23,7 @@ export class LocalDispatcher implements Dispatcher {
 
   constructor(options: LocalDispatcherOptions) {
     this.#options = options;
+    this.#pool = options.pool;
   }
 
   async run(job: JobSpec, events: DispatchEvents = {}): Promise<Record<Role, CaseResult[]>> {
