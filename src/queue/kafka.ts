@@ -65,6 +65,7 @@ import { Kafka, logLevel as KafkaLogLevel, Partitioners, type Admin, type Consum
 import { MetaguardError } from '../errors.js';
 import type { Role } from '../dispatch/types.js';
 import type { QueueConfig } from './config.js';
+import { pickPriority } from './priority.js';
 import {
   priorities,
   type Backend,
@@ -624,6 +625,9 @@ export class KafkaBackend implements Backend {
     this.#deletedJobs.add(jobId);
     if (this.#deletedJobs.size > 10_000) this.#deletedJobs.delete(this.#deletedJobs.values().next().value!);
     await this.#send('delete job', this.#topics.jobs, [{ key: `job:${jobId}`, value: null, headers: { kind: 'job-deleted' } }]);
+    // Forget the cached manifest: the next getJob catches up with the jobs topic, through the tombstone
+    // just appended, instead of answering from the cache the jobs reader has not updated yet.
+    this.#manifests.delete(jobId);
   }
 
   // --- batches (coordinator side) ------------------------------------------------------------------
@@ -800,18 +804,7 @@ export class KafkaBackend implements Backend {
   }
 
   #pickPriority(candidates: Rec[]): Priority | undefined {
-    const present = priorities.filter((p) => candidates.some((r) => r.priority === p));
-    if (present.length === 0) return undefined;
-    if (this.#config.strict_priority) return present[0];
-    const weights = present.map((p) => Math.max(0, this.#config.queue_weights[p] ?? 0));
-    const total = weights.reduce((a, b) => a + b, 0);
-    if (total <= 0) return present[0];
-    let r = Math.random() * total;
-    for (let i = 0; i < present.length; i++) {
-      r -= weights[i];
-      if (r < 0) return present[i];
-    }
-    return present[present.length - 1];
+    return pickPriority((p) => candidates.some((r) => r.priority === p), this.#config);
   }
 
   async claimBatches(workerId: string, max: number, _leaseMs: number): Promise<Claim[]> {
