@@ -139,6 +139,7 @@ export async function runEvaluation(options: Readonly<EvaluateOptions>, hooks: E
         const backend = dispatcher instanceof QueueDispatcher ? dispatcher.backend : undefined;
         if (backend) await metrics.refreshQueue(backend);
       },
+      onScrapeError: (err) => logger.warn('backend_error', { during: 'metrics scrape', code: (err as { code?: string }).code, message: (err as Error).message }),
     });
   }
 

@@ -54,6 +54,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
       health: () => ({ ok: worker.backendConnected, detail: { worker: worker.workerId, state: worker.state } }),
       ready: () => ({ ok: worker.progressing, detail: { worker: worker.workerId, state: worker.state } }),
       beforeScrape: () => metrics.refreshQueue(worker.backend),
+      onScrapeError: (err) => logger.warn('backend_error', { during: 'metrics scrape', code: (err as { code?: string }).code, message: (err as Error).message }),
     }).catch(async (err: unknown) => {
       await worker.destroy();
       throw err;

@@ -212,7 +212,10 @@ export class QueueDispatcher implements Dispatcher {
         }
       }
     } finally {
-      await backend.deleteJob(jobId).catch(() => {});
+      // Leftovers expire with result_ttl_seconds; say so rather than fail a finished evaluation.
+      await backend.deleteJob(jobId).catch((err: unknown) =>
+        this.#logger.warn('backend_error', { job: jobId, during: 'delete job', code: (err as { code?: string }).code, message: (err as Error).message }),
+      );
     }
     return out;
   }

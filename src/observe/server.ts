@@ -20,6 +20,8 @@ export interface MetricsServerOptions {
   ready?(): Probe | Promise<Probe>;
   /** Called before each scrape (e.g. to refresh queue gauges from the backend). */
   beforeScrape?(): Promise<void>;
+  /** A failed `beforeScrape`: the scrape still answers, with the gauges it last had. */
+  onScrapeError?(err: unknown): void;
 }
 
 export interface MetricsServer {
@@ -40,7 +42,7 @@ export async function serveMetrics(options: MetricsServerOptions): Promise<Metri
         if (req.method !== 'GET' && req.method !== 'HEAD') {
           res.writeHead(405).end();
         } else if (path === '/metrics') {
-          await options.beforeScrape?.().catch(() => {});
+          await options.beforeScrape?.().catch((err: unknown) => options.onScrapeError?.(err));
           const body = await options.metrics.text();
           res.writeHead(200, { 'content-type': options.metrics.registry.contentType });
           res.end(body);

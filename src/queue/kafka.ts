@@ -65,6 +65,7 @@ import { Kafka, logLevel as KafkaLogLevel, Partitioners, type Admin, type Consum
 import { MetaguardError } from '../errors.js';
 import type { Role } from '../dispatch/types.js';
 import type { QueueConfig } from './config.js';
+import { waitForAny } from '../util/wait.js';
 import { pickPriority } from './priority.js';
 import {
   priorities,
@@ -1086,17 +1087,7 @@ export class KafkaBackend implements Backend {
     let found = collect();
     const left = until - Date.now();
     if (found.length === 0 && left > 0 && !this.#closed) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          this.#events.off('result:' + jobId, done);
-          this.#events.off('closed', done);
-          resolve();
-        };
-        const timer = setTimeout(done, left);
-        this.#events.on('result:' + jobId, done);
-        this.#events.on('closed', done);
-      });
+      await waitForAny(this.#events, ['result:' + jobId, 'closed'], left);
       found = collect();
     }
     return { cursor: String(after + found.length), entries: found };

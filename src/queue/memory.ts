@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import { MetaguardError } from '../errors.js';
 import type { Role } from '../dispatch/types.js';
 import type { QueueConfig } from './config.js';
+import { waitForAny } from '../util/wait.js';
 import { pickPriority } from './priority.js';
 import {
   priorities,
@@ -107,17 +108,7 @@ export class MemoryBackend implements Backend {
 
   async waitForWork(timeoutMs: number): Promise<void> {
     if (this.#closed || [...this.#pending.values()].some((q) => q.length > 0)) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.#events.off('work', done);
-        this.#events.off('closed', done);
-        resolve();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      this.#events.on('work', done);
-      this.#events.on('closed', done);
-    });
+    await waitForAny(this.#events, ['work', 'closed'], timeoutMs);
   }
 
   /** Test hook: pushes a raw entry that is not a batch id onto a pending list (a poison message). */
@@ -260,17 +251,7 @@ export class MemoryBackend implements Backend {
     const collect = () => (this.#results.get(jobId) ?? []).filter((e) => e.seq > after);
     let found = collect();
     if (found.length === 0 && blockMs > 0) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          this.#events.off('result:' + jobId, done);
-          this.#events.off('closed', done);
-          resolve();
-        };
-        const timer = setTimeout(done, blockMs);
-        this.#events.on('result:' + jobId, done);
-        this.#events.on('closed', done);
-      });
+      await waitForAny(this.#events, ['result:' + jobId, 'closed'], blockMs);
       found = collect();
     }
     return { cursor: found.length ? String(found[found.length - 1].seq) : cursor, entries: found.map((e) => e.entry) };
