@@ -12,7 +12,8 @@
 # stop_grace_period / Kubernetes terminationGracePeriodSeconds more than METAGUARD_SHUTDOWN_TIMEOUT_S
 # (30 s): Docker's default of 10 s cuts the drain short. Operator's guide: docs/operations.md.
 
-ARG NODE_VERSION=20
+# The current Node.js LTS line (24, "Krypton"); 22 is supported too (README: Install).
+ARG NODE_VERSION=24
 
 # Debian bookworm's own cargo (1.65 with rustc 1.63) cannot build the crate (Cargo.lock v4, let-else,
 # OsStr::as_encoded_bytes), so the toolchain comes from the official Rust image of the same Debian

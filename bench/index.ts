@@ -4,6 +4,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { cpus, arch, platform } from 'node:os';
+
+// One header for the whole run: figures are comparable only on the same Node line and machine.
+process.stdout.write(`metaguard bench — node ${process.version} (${platform()}-${arch()}, V8 ${process.versions.v8}), ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}\n\n`);
 
 for (const name of ['codec', 'serialize', 'dispatch']) {
   const file = fileURLToPath(new URL(`./${name}.ts`, import.meta.url));

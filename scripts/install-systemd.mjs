@@ -24,6 +24,14 @@ const SERVICE_USER = 'metaguard';
 /** What ProtectHome=yes hides from the service. */
 const HIDDEN_BY_PROTECT_HOME = ['/home/', '/root/', '/run/user/'];
 
+/** Node.js lines this package supports (package.json engines: >=22.12.0). */
+function supportedNode(v) {
+  const m = /^v(\d+)\.(\d+)\./.exec(v);
+  if (!m) return false;
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  return major > 22 || (major === 22 && minor >= 12);
+}
+
 const usage = `Usage: node scripts/install-systemd.mjs [options]      (npm run install-service -- [options])
 
 Installs the metaguard worker as a systemd service: the template unit, an environment file for one
@@ -135,6 +143,15 @@ function main(argv) {
   }
   say(unitAction === 'unchanged' ? `unchanged ${unitPath}` : `${dryRun ? 'would have ' : ''}${unitAction} ${unitPath}`);
   say(`  ExecStart=${execStart}`);
+  if (execIsScript) {
+    // The unit runs this node for months: say which line it is, and flag an unsupported one now.
+    const probe = spawnSync(node, ['--version'], { encoding: 'utf8' });
+    const nodeVersion = probe.status === 0 ? probe.stdout.trim() : undefined;
+    say(`  node ${nodeVersion ?? '(did not answer --version)'}`);
+    if (!nodeVersion || !supportedNode(nodeVersion)) {
+      notes.push(`${node} is ${nodeVersion ?? 'not a working node'}: metaguard supports Node.js 22 (>= 22.12) and 24 LTS; pass --node with a supported binary`);
+    }
+  }
   if (unitAction === 'updated') notes.push('the unit changed: local changes belong in `systemctl edit metaguard-worker@.service` (a drop-in), which survives reinstalls');
 
   for (const path of execIsScript ? [exec, node] : [exec]) {

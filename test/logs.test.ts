@@ -72,6 +72,8 @@ it('worker and coordinator write the SPEC events as JSON lines', { skip }, async
   for (const e of ['worker_started', 'queue_completed', 'case_timeout', 'case_oom', 'dead_lettered', 'worker_draining', 'worker_stopped']) {
     assert.ok(events.has(e), `worker log has ${e}: ${[...events].join(', ')}`);
   }
+  const started = wl.find((l) => l.event === 'worker_started' && l.node !== undefined)!;
+  assert.equal(started.node, process.version, 'worker_started names the Node version');
   const timeout = wl.find((l) => l.event === 'case_timeout')!;
   assert.equal(timeout.level, 'warn');
   assert.equal(typeof timeout.case_index, 'number');

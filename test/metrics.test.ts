@@ -88,6 +88,7 @@ describe('metrics', () => {
       assert.ok(sample(text, 'metaguard_thread_heap_used_bytes', { thread: '0' }) > 0);
       assert.ok(text.includes('metaguard_thread_utilization{thread="1"}'));
       assert.equal(sample(text, 'metaguard_codec_info', { impl: worker.codecImpl }), 1);
+      assert.equal(sample(text, 'metaguard_build_info', { node: process.version, codec: worker.codecImpl }), 1);
       assert.equal(sample(text, 'metaguard_batch_size'), 7);
       assert.ok(sample(text, 'metamorphic_queue_worker_heartbeats_total') >= 1);
       assert.equal(sample(text, 'metamorphic_queue_active_workers'), 1);

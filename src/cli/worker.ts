@@ -8,6 +8,14 @@ import { Metrics } from '../observe/metrics.js';
 import { serveMetrics, type MetricsServer } from '../observe/server.js';
 import { SystemdNotifier } from '../observe/systemd.js';
 import { parseFlags } from './args.js';
+import { version } from '../version.js';
+import { createCodec, nativeLoadError } from '../codec/index.js';
+
+function codecImpl(): string {
+  const impl = createCodec().impl;
+  const why = nativeLoadError();
+  return impl === 'js' && why ? `js (native module not loaded: ${why.message.split('\n')[0]})` : impl;
+}
 
 export const workerHelp = `Usage: metaguard worker [options]
 
@@ -19,6 +27,11 @@ Options (flags override METAGUARD_* variables, which override defaults):
 ${describeOptions(workerSchema)}`;
 
 export async function workerCommand(argv: string[]): Promise<number> {
+  if (argv.includes('--version') || argv.includes('-v')) {
+    // Operators check which Node the unit really runs (ExecStart names the binary).
+    process.stdout.write(`metaguard ${version}\nnode ${process.version} (${process.execPath})\ncodec ${codecImpl()}\n`);
+    return 0;
+  }
   const { flags, help } = parseFlags(argv, workerSchema);
   if (help) {
     process.stdout.write(workerHelp + '\n');

@@ -7,6 +7,7 @@ import type { CaseResult } from '../execution/protocol.js';
 import type { WorkerHandle } from '../worker/daemon.js';
 import type { Backend } from '../queue/types.js';
 import { priorities } from '../queue/types.js';
+import { version } from '../version.js';
 
 export type CaseStatus = 'passed' | 'failed' | 'error';
 
@@ -33,6 +34,7 @@ export class Metrics {
   readonly threadRestarts: Counter<'thread' | 'reason'>;
   readonly batchSize: Gauge;
   readonly codecInfo: Gauge<'impl'>;
+  readonly buildInfo: Gauge<'version' | 'node' | 'codec'>;
   readonly compressionRatio: Gauge;
   /** Per thread slot: busy milliseconds since the last scrape. */
   readonly #busyMs = new Map<number, number>();
@@ -69,6 +71,12 @@ export class Metrics {
     this.threadRestarts = new Counter({ name: 'metaguard_thread_restarts_total', help: 'Threads replaced, by reason', labelNames: ['thread', 'reason'], registers });
     this.batchSize = new Gauge({ name: 'metaguard_batch_size', help: 'Current batch size (cases per batch)', registers });
     this.codecInfo = new Gauge({ name: 'metaguard_codec_info', help: 'Codec implementation in use (1)', labelNames: ['impl'], registers });
+    this.buildInfo = new Gauge({
+      name: 'metaguard_build_info',
+      help: 'Always 1: the metaguard version, the Node.js version and the codec this process runs',
+      labelNames: ['version', 'node', 'codec'],
+      registers,
+    });
     this.compressionRatio = new Gauge({ name: 'metaguard_compression_ratio', help: 'Framed bytes over raw bytes of the last batch (lower is better)', registers });
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'metaguard_process_' });
     for (const p of priorities) this.pendingTasks.set({ priority: p }, 0);
@@ -97,6 +105,7 @@ export class Metrics {
   /** Subscribes to a worker handle's events. */
   attachWorker(worker: WorkerHandle, codecImpl: string): void {
     this.codecInfo.set({ impl: codecImpl }, 1);
+    this.buildInfo.set({ version, node: process.version, codec: codecImpl }, 1);
     for (let t = 0; t < worker.threads; t++) {
       this.threadCases.inc({ thread: String(t) }, 0);
       this.threadUtilization.set({ thread: String(t) }, 0);

@@ -18,6 +18,7 @@ import { isMetaguardError, MetaguardError } from '../errors.js';
 import { CasePool } from '../execution/pool.js';
 import type { CaseInput, CaseResult } from '../execution/protocol.js';
 import { silentLogger, type Logger } from '../observe/log.js';
+import { version } from '../version.js';
 import { ArtifactCache, defaultCacheDir } from '../queue/artifacts.js';
 import { validateQueueConfig, type QueueConfig } from '../queue/config.js';
 import { createBackend } from '../queue/index.js';
@@ -149,7 +150,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     const tickMs = Math.max(50, Math.min(this.#config.lease_seconds * 1000 / 3, this.#config.heartbeat_check_interval * 1000));
     this.#tick = setInterval(() => void this.#onTick(), tickMs);
     this.#loop = this.#consume();
-    this.#logger.info('worker_started', { worker: this.workerId, threads: this.threads, backend: this.#backend.kind });
+    this.#logger.info('worker_started', { worker: this.workerId, threads: this.threads, backend: this.#backend.kind, version, node: process.version, codec: this.codecImpl });
     this.emit('ready');
   }
 
