@@ -35,7 +35,7 @@ ENV RUSTUP_HOME=/usr/local/rustup \
 WORKDIR /src
 # Dependencies first, so source edits reuse this layer.
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts/ scripts/
 COPY src/ src/

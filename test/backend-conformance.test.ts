@@ -24,8 +24,8 @@ import { Redis } from 'ioredis';
 import { Kafka, logLevel as kafkaLogLevel, Partitioners, type Producer } from 'kafkajs';
 import { validateQueueConfig, type QueueConfig } from '../src/queue/config.js';
 import type { Backend, BatchMessage, ClaimedBatch, Claim, JobManifest, Priority, ResultEntry } from '../src/queue/types.js';
-import { kafkaMockUnavailable, startKafkaMock, type KafkaMock } from './helpers/kafka-broker.js';
-import { redisAvailable, startRedis, type RedisServer } from './helpers/redis-server.js';
+import { startKafkaMock, type KafkaMock } from './helpers/kafka-broker.js';
+import { startRedis, type RedisServer } from './helpers/redis-server.js';
 
 /** What a backend promises beyond the common contract; true for memory and Redis. */
 interface Capabilities {
@@ -128,7 +128,7 @@ const redisHarness: Harness = {
   patienceMs: 0,
   concurrency: 1,
   skipReason() {
-    return redisAvailable() ? undefined : 'redis-server is not on PATH (install redis to run the redis conformance tests)';
+    return undefined; // startRedis() fails naming the package when redis-server is missing
   },
   async setup() {
     server = await startRedis({ appendonly: true });
@@ -188,7 +188,7 @@ const kafkaHarness: Harness = {
   // Each test waits ~3 s for its consumer groups to join; the tests share nothing (a topic and a group each).
   concurrency: 16,
   skipReason() {
-    return kafkaMockUnavailable();
+    return undefined; // startKafkaMock() fails naming the packages when the mock broker cannot be built
   },
   async setup() {
     kafkaMock = await startKafkaMock({ partitions: 4 }); // topics auto-create with 4 partitions

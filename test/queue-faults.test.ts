@@ -7,12 +7,12 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { startRedis, redisAvailable, type RedisServer } from './helpers/redis-server.ts';
+import { startRedis, type RedisServer } from './helpers/redis-server.ts';
 import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, waitFor, type RunOptions } from './helpers/queue-harness.ts';
 import type { Backend, BatchMessage } from '../src/queue/types.ts';
 import type { QueueDispatcher } from '../src/dispatch/queue.ts';
 
-const skip = redisAvailable() ? false : 'redis-server is not installed';
+const skip = false; // startRedis() fails naming the package when redis-server is missing
 
 /** A backend whose listed methods are replaced, everything else passed through (fault injection). */
 function overriding(backend: Backend, methods: Partial<Record<keyof Backend, (...args: never[]) => unknown>>): Backend {

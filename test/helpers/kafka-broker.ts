@@ -62,7 +62,7 @@ export function buildKafkaMock(): { bin?: string; error?: string } {
   if (r.error || r.status !== 0) {
     rmSync(tmp, { force: true });
     const why = r.error ? r.error.message : (r.stderr || r.stdout || `exit ${r.status}`).trim().split('\n').slice(0, 5).join('\n');
-    return (built = { error: `cannot build the Kafka mock broker with ${cc} (needs librdkafka-dev): ${why}` });
+    return (built = { error: `cannot build the Kafka mock broker with ${cc}: install gcc and librdkafka-dev (Debian/Ubuntu: apt-get install gcc librdkafka-dev): ${why}` });
   }
   renameSync(tmp, bin);
   return (built = { bin });

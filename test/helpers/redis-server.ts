@@ -122,6 +122,8 @@ async function waitReady(port: number, child: ChildProcess, output: () => string
 }
 
 export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<RedisServer> {
+  // A missing server fails the test with the package to install; it is never a silent skip.
+  if (!redisAvailable()) throw new Error('redis-server is not on PATH: install it (Debian/Ubuntu: apt-get install redis-server)');
   installExitHook();
   const appendonly = opts.appendonly ?? true;
   const dir = mkdtempSync(join(tmpdir(), 'mg-redis-'));
