@@ -31,18 +31,8 @@ import { version } from './version.js';
 
 export type EvaluateInput = Partial<EvaluateOptions> & { task: string };
 
-/** Resolves options from their sources; a policy (file or preset) ranks between env and flags. */
-export function resolveEvaluateOptions(sources: Sources): Readonly<EvaluateOptions> {
-  const first = resolveOptions<EvaluateOptions>(evaluateSchema, sources);
-  if (first.task === undefined) throw invalidOption('--task', 'is required (a task module path or a built-in task name)');
-  if (first.policy === undefined) return first;
-  return resolveOptions<EvaluateOptions>(evaluateSchema, {
-    ...sources,
-    file: loadPolicy(first.policy),
-    fileName: `policy ${first.policy}`,
-    fileKey: (key) => 'gating.' + key.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase()),
-  });
-}
+export { resolveEvaluateOptions } from './options/resolve-evaluate.js';
+import { resolveEvaluateOptions } from './options/resolve-evaluate.js';
 
 interface ResolvedModules {
   taskUrl: string;

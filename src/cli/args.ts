@@ -10,8 +10,60 @@ export interface ParsedArgs {
   help: boolean;
 }
 
-export function parseFlags(argv: string[], schema: Schema, extra: Record<string, { type: 'string' | 'boolean' }> = {}): ParsedArgs {
-  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' }, ...extra };
+type OptionSpec = { type: 'string' | 'boolean'; short?: string };
+
+/** Levenshtein distance, for "did you mean" suggestions. */
+export function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** The candidate nearest to `word` when it is close enough to be a likely typo. */
+export function nearest(word: string, candidates: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word, c);
+    if (d < bestD) [best, bestD] = [c, d];
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+/** A token that is a negative number (`-0.01`, `-5`, `-1e-3`), a value rather than a flag. */
+const NEGATIVE_NUMBER = /^-(\d|\.\d)/;
+
+/**
+ * Joins `--flag -0.01` into `--flag=-0.01` for flags that take a value, so negative numbers are
+ * values (node:util parseArgs would read `-0.01` as short options).
+ */
+function joinNegativeValues(argv: string[], options: Record<string, OptionSpec>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    const next = argv[i + 1];
+    if (a.startsWith('--') && !a.includes('=') && options[a.slice(2)]?.type === 'string' && next !== undefined && NEGATIVE_NUMBER.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
+}
+
+export function parseFlags(argv: string[], schema: Schema, extra: Record<string, OptionSpec> = {}): ParsedArgs {
+  const options: Record<string, OptionSpec> = { help: { type: 'boolean', short: 'h' }, ...extra };
   const keyOf = new Map<string, string>();
   for (const [key, field] of Object.entries(schema)) {
     const flag = flagName(key);
@@ -26,13 +78,21 @@ export function parseFlags(argv: string[], schema: Schema, extra: Record<string,
   }
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: true });
+    parsed = parseArgs({ args: joinNegativeValues(argv, options), options, strict: true, allowPositionals: true });
   } catch (err) {
     const e = err as { code?: string; message: string };
     const m = /'(-{1,2}[^']+)'/.exec(e.message);
-    if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new MetaguardError('MG_ERR_UNKNOWN_OPTION', `${m?.[1] ?? 'flag'}: unknown flag (see --help)`, { field: m?.[1] });
-    if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') throw new MetaguardError('MG_ERR_INVALID_OPTION', `${m?.[1] ?? 'flag'}: needs a value`, { field: m?.[1] });
-    throw new MetaguardError('MG_ERR_INVALID_OPTION', e.message.split('\n')[0]);
+    const flag = (m?.[1] ?? 'flag').split(' ')[0]!;
+    if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      const known = Object.keys(options).filter((o) => !o.includes('_')).map((o) => `--${o}`);
+      const guess = nearest(flag.split('=')[0]!, known);
+      throw new MetaguardError('MG_ERR_UNKNOWN_OPTION', `${flag}: unknown flag (${guess ? `did you mean ${guess}? ` : ''}see --help)`, { field: flag });
+    }
+    if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      const takesValue = options[flag.replace(/^-+/, '').split(/[ =]/)[0]!]?.type === 'string';
+      throw new MetaguardError('MG_ERR_INVALID_OPTION', takesValue ? `${flag}: needs a value` : `${flag}: takes no value (it is a switch)`, { field: flag });
+    }
+    throw new MetaguardError('MG_ERR_INVALID_OPTION', e.message.split('\n')[0]!);
   }
   const flags: Record<string, unknown> = {};
   for (const [flag, value] of Object.entries(parsed.values)) {

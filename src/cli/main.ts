@@ -1,8 +1,9 @@
 /** `metaguard` command line: dispatches to a command, maps errors to one line and an exit code. */
 import { isMetaguardError } from '../errors.js';
 import { version } from '../version.js';
+import { nearest } from './args.js';
 
-/** Exit codes of SPEC §4. */
+/** Exit codes (docs/reference.md). */
 export const EXIT = { ADOPT: 0, REJECT: 1, ERROR: 2, CONFIG: 78 } as const;
 
 const usage = `metaguard ${version}: may a candidate implementation replace a baseline?
@@ -16,7 +17,8 @@ Commands:
   queue      inspect and operate a queue: stats, dlq list|retry|purge
   bench      measure the codec and the end-to-end throughput per batch size
 
-Run 'metaguard <command> --help' for a command's options.`;
+Run 'metaguard help <command>' (or 'metaguard <command> --help') for a command's options.
+Reference of every flag, variable, key, metric and code: docs/reference.md.`;
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -29,7 +31,11 @@ const commands: Record<string, () => Promise<Command>> = {
 };
 
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  let [name, ...rest] = argv;
+  if (name === 'help' && rest[0] !== undefined) {
+    // `metaguard help CMD` is `metaguard CMD --help`.
+    [name, rest] = [rest[0], ['--help']];
+  }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage + '\n');
     return name === undefined ? EXIT.ERROR : 0;
@@ -40,7 +46,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   const load = commands[name];
   if (!load) {
-    process.stderr.write(`metaguard: unknown command ${JSON.stringify(name)} (commands: ${Object.keys(commands).join(', ')})\n`);
+    const guess = nearest(name, Object.keys(commands));
+    process.stderr.write(`metaguard: unknown command ${JSON.stringify(name)} (${guess ? `did you mean ${guess}? ` : ''}commands: ${Object.keys(commands).join(', ')})\n`);
     return EXIT.ERROR;
   }
   const command = await load();

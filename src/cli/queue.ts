@@ -1,23 +1,30 @@
 /** `metaguard queue stats | dlq list | dlq retry [ID|--all] | dlq purge`. */
+import { createInterface } from 'node:readline/promises';
 import { invalidOption } from '../errors.js';
-import { describeOptions, resolveOptions, type Schema } from '../options/schema.js';
+import { requireQueueConfig, resolveWithConfigFile } from '../options/config-file.js';
+import { describeOptions, type Schema } from '../options/schema.js';
 import { backends, validateQueueConfig } from '../queue/config.js';
 import { createBackend } from '../queue/index.js';
 import { priorities } from '../queue/types.js';
 import { parseFlags } from './args.js';
 
 const queueSchema = {
+  config: { type: 'string', description: 'config file (TOML) with a [queue] table', placeholder: 'FILE' },
   backend: { type: 'enum', values: backends, description: 'queue backend (overrides queue-config.backend)' },
   queueConfig: { type: 'json', description: 'queue configuration JSON' },
   json: { type: 'bool', default: false, noEnv: true, description: 'print JSON' },
   all: { type: 'bool', default: false, noEnv: true, description: 'with dlq retry: every dead-lettered batch' },
   limit: { type: 'int', min: 1, default: 100, noEnv: true, description: 'with dlq list: most entries' },
+  yes: { type: 'bool', default: false, noEnv: true, description: 'with dlq purge: do not ask for confirmation on a terminal' },
 } satisfies Schema;
 
 const help = `Usage: metaguard queue stats
        metaguard queue dlq list
        metaguard queue dlq retry ID | --all
-       metaguard queue dlq purge
+       metaguard queue dlq purge [--yes]
+
+Exit codes: 0 done, 1 dlq retry found no dead-lettered batch with that ID (or purge was declined),
+2 bad input.
 
 Options:
 ${describeOptions(queueSchema)}`;
@@ -28,7 +35,8 @@ export async function queueCommand(argv: string[]): Promise<number> {
     process.stdout.write(help + '\n');
     return wantHelp ? 0 : 2;
   }
-  const options = resolveOptions<{ backend?: string; queueConfig?: unknown; json: boolean; all: boolean; limit: number }>(queueSchema, { flags, env: process.env });
+  const options = resolveWithConfigFile<{ config?: string; backend?: string; queueConfig?: unknown; json: boolean; all: boolean; limit: number; yes: boolean }>(queueSchema, { flags, env: process.env });
+  requireQueueConfig(options);
   const config = validateQueueConfig(options.queueConfig ?? {}, options.backend ? { backend: options.backend as 'redis' } : {});
   const [verb, sub, arg] = positionals;
   const backend = await createBackend(config);
@@ -57,10 +65,23 @@ export async function queueCommand(argv: string[]): Promise<number> {
     if (verb === 'dlq' && sub === 'retry') {
       if (!arg && !options.all) throw invalidOption('dlq retry', 'needs a batch ID or --all');
       const n = await backend.retryDead(options.all ? undefined : arg);
+      if (!options.all && n === 0) {
+        process.stderr.write(`metaguard: dlq retry: no dead-lettered batch with ID ${JSON.stringify(arg)} (see: metaguard queue dlq list)\n`);
+        return 1;
+      }
       print({ retried: n }, () => `requeued ${n} dead-lettered batch${n === 1 ? '' : 'es'}`);
       return 0;
     }
     if (verb === 'dlq' && sub === 'purge') {
+      if (!options.yes && process.stdin.isTTY && process.stderr.isTTY) {
+        const dead = (await backend.stats()).dead;
+        const rl = createInterface({ input: process.stdin, output: process.stderr });
+        const answer = await rl.question(`purge ${dead} dead-lettered batch${dead === 1 ? '' : 'es'} of queue ${config.queue} (${config.backend})? [y/N] `).finally(() => rl.close());
+        if (!/^y(es)?$/i.test(answer.trim())) {
+          process.stderr.write('metaguard: dlq purge: not confirmed; nothing purged\n');
+          return 1;
+        }
+      }
       const n = await backend.purgeDead();
       print({ purged: n }, () => `purged ${n} dead-lettered batch${n === 1 ? '' : 'es'}`);
       return 0;

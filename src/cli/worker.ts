@@ -1,6 +1,7 @@
 /** `metaguard worker`: the long-running daemon. Bad configuration exits 78 (EX_CONFIG). */
 import { workerSchema, type WorkerCliOptions } from '../options/worker.js';
-import { describeOptions, resolveOptions } from '../options/schema.js';
+import { describeOptions } from '../options/schema.js';
+import { requireQueueConfig, resolveWithConfigFile } from '../options/config-file.js';
 import { validateQueueConfig } from '../queue/config.js';
 import { createLogger } from '../observe/log.js';
 import { startWorker } from '../worker/daemon.js';
@@ -37,7 +38,8 @@ export async function workerCommand(argv: string[]): Promise<number> {
     process.stdout.write(workerHelp + '\n');
     return 0;
   }
-  const options = resolveOptions<WorkerCliOptions>(workerSchema, { flags, env: process.env });
+  const options = resolveWithConfigFile<WorkerCliOptions>(workerSchema, { flags, env: process.env });
+  requireQueueConfig(options);
   const config = validateQueueConfig(options.queueConfig ?? {}, options.backend ? { backend: options.backend } : {});
   const logger = createLogger({ level: options.logLevel, json: options.logJson, file: options.logFile, verbose: true });
   // A signal during start-up drains right after start instead of killing the process mid-connect.

@@ -36,6 +36,9 @@ export function loadPolicy(spec: string): Record<string, unknown> {
     const first = ((err as Error).message ?? String(err)).split('\n')[0];
     throw invalidPolicy(spec, `malformed TOML: ${first}`);
   }
+  for (const key of Object.keys(doc)) {
+    if (key !== 'gating') throw invalidPolicy(spec, `${key} is not part of a policy (a policy holds [gating] only; pass a file with [dispatcher], [queue], … as --config)`);
+  }
   const gating = doc.gating;
   if (gating === undefined || gating === null || typeof gating !== 'object' || Array.isArray(gating)) {
     throw invalidPolicy(spec, 'needs a [gating] table');

@@ -3,8 +3,9 @@ import { ciMethods } from '../reports/types.js';
 import type { CiMethod } from '../reports/types.js';
 import type { Schema } from './schema.js';
 
-/** `metaguard evaluate` and `evaluate(options)`: SPEC §4. */
+/** `metaguard evaluate` and `evaluate(options)` (docs/reference.md). */
 export const evaluateSchema = {
+  config: { type: 'string', description: 'config file (TOML): [dispatcher] [queue] [gating] [metrics] [logging] tables and top-level options; ${VAR} and ${VAR:-default} expand from the environment', placeholder: 'FILE' },
   task: { type: 'string', description: 'task module (.mjs, .js, .ts) or built-in task name', placeholder: 'PATH|NAME' },
   baseline: { type: 'string', description: 'baseline implementation module (defaults to the built-in example)', placeholder: 'PATH' },
   candidate: { type: 'string', description: 'candidate implementation module (defaults to the built-in example)', placeholder: 'PATH' },
@@ -20,7 +21,7 @@ export const evaluateSchema = {
   bootstrapSamples: { type: 'int', min: 100, max: 1_000_000, default: 1000, description: 'bootstrap resamples' },
   policy: { type: 'string', description: 'gating policy: a TOML file with [gating], or superiority:margin=X / noninferiority:margin=X', placeholder: 'FILE|PRESET' },
   dispatcher: { type: 'enum', values: ['local', 'queue'], default: 'local', description: 'run cases in-process or through a queue' },
-  queueConfig: { type: 'json', description: 'queue configuration (SPEC §5) for --dispatcher queue' },
+  queueConfig: { type: 'json', description: 'queue configuration JSON for --dispatcher queue (keys: docs/reference.md)' },
   parallel: { type: 'int', min: 1, max: 256, default: Math.max(1, availableParallelism()), description: 'threads of the local dispatcher' },
   reportDir: { type: 'string', default: 'reports', description: 'folder of the JSON report', placeholder: 'DIR' },
   htmlReport: { type: 'string', description: 'also write a self-contained HTML report', placeholder: 'FILE' },
@@ -35,6 +36,7 @@ export const evaluateSchema = {
 } satisfies Schema;
 
 export interface EvaluateOptions {
+  config?: string;
   task: string;
   baseline?: string;
   candidate?: string;

@@ -1,6 +1,7 @@
 /**
  * One schema per command: every option's type, default, bounds and description in one place. Values
- * come from flags, then `METAGUARD_*` environment variables, then defaults (flags win); they are
+ * come from flags, then `METAGUARD_*` environment variables, then a config file, then defaults
+ * (flags > env > file > defaults); they are
  * validated once and frozen. Messages name the field as the user wrote it (`--n`, `METAGUARD_N`).
  */
 import { invalidOption, MetaguardError } from '../errors.js';
@@ -77,7 +78,7 @@ export interface Sources {
   /** Values given programmatically, keyed by schema key (rank like flags). */
   values?: Record<string, unknown>;
   env?: NodeJS.ProcessEnv;
-  /** Values from a config file (e.g. a policy), ranked between the environment and flags. */
+  /** Values from a config file (`--config`, a policy), ranked between defaults and the environment. */
   file?: Record<string, unknown>;
   fileName?: string;
   /** How a key is written in the file, for messages (e.g. `gating.min_pass_rate`). */
@@ -92,10 +93,13 @@ export function resolveOptions<T>(schema: Schema, sources: Sources): Readonly<T>
   }
   for (const [key, spec] of Object.entries(schema)) {
     let value: unknown = spec.default;
+    const fromFile = sources.file?.[key];
+    if (fromFile !== undefined) {
+      const where = sources.fileName !== undefined ? `${sources.fileName}: ${sources.fileKey?.(key) ?? key}` : (sources.fileKey?.(key) ?? `config: ${key}`);
+      value = coerce(where, spec, fromFile);
+    }
     const env = spec.noEnv ? undefined : sources.env?.[envName(key)];
     if (env !== undefined && env !== '') value = coerce(envName(key), spec, env);
-    const fromFile = sources.file?.[key];
-    if (fromFile !== undefined) value = coerce(`${sources.fileName ?? 'config'}: ${sources.fileKey?.(key) ?? key}`, spec, fromFile);
     const flag = sources.flags?.[key];
     if (flag !== undefined) value = coerce(`--${flagName(key)}`, spec, flag);
     const given = sources.values?.[key];

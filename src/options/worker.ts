@@ -2,10 +2,11 @@ import { availableParallelism } from 'node:os';
 import { backends } from '../queue/config.js';
 import type { Schema } from './schema.js';
 
-/** `metaguard worker` (SPEC §4). Every option also reads from METAGUARD_<NAME>. */
+/** `metaguard worker` (docs/reference.md). Every option also reads from METAGUARD_<NAME>. */
 export const workerSchema = {
+  config: { type: 'string', description: 'config file (TOML) with [queue], [metrics] and [logging] tables; ${VAR} and ${VAR:-default} expand from the environment', placeholder: 'FILE' },
   backend: { type: 'enum', values: backends, description: 'queue backend (overrides queue-config.backend)' },
-  queueConfig: { type: 'json', description: 'queue configuration JSON (SPEC §5)' },
+  queueConfig: { type: 'json', description: 'queue configuration JSON (keys: docs/reference.md); required unless --backend or --config gives it' },
   threads: { type: 'int', min: 1, max: 256, default: Math.max(1, availableParallelism()), description: 'case threads' },
   pollInterval: { type: 'number', min: 0.01, max: 60, default: 1.0, description: 'seconds between claims when the queue is empty' },
   defaultTimeoutS: { type: 'number', min: 0, exclusiveMin: true, default: 2.0, description: 'case time limit when a job has none, seconds' },
@@ -22,6 +23,7 @@ export const workerSchema = {
 } satisfies Schema;
 
 export interface WorkerCliOptions {
+  config?: string;
   backend?: (typeof backends)[number];
   queueConfig?: Record<string, unknown>;
   threads: number;

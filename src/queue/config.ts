@@ -2,6 +2,7 @@
  * Queue config (SPEC §5): the keys the Metamorphic Guard queue guide documents plus metaguard's own.
  * One schema with defaults, validated once; unknown keys and keys of another backend are errors.
  */
+import { availableParallelism } from 'node:os';
 import { coerce, type Field } from '../options/schema.js';
 import { invalidOption, MetaguardError } from '../errors.js';
 import { priorities, type Priority } from './types.js';
@@ -33,12 +34,15 @@ const common = {
   result_ttl_seconds: { type: 'int', min: 1, default: 86_400, description: 'retention of results, manifests, artifacts and dead letters' },
   retry_base_ms: { type: 'int', min: 0, default: 200, description: 'base of exponential retry backoff' },
   retry_max_ms: { type: 'int', min: 0, default: 30_000, description: 'cap of retry backoff' },
-  spawn_local_workers: { type: 'int', min: 0, max: 64, default: 0, description: 'in-process workers the coordinator starts (memory backend)', backends: ['memory'] },
+  spawn_local_workers: { type: 'int', min: 0, max: 256, default: 0, description: 'in-process workers the coordinator starts (memory backend); true: one per thread', backends: ['memory'] },
   connection: { type: 'json', description: 'redis connection {host, port, db, password, ssl} or {url}', backends: ['redis'] },
   url: { type: 'string', description: 'redis:// or amqp:// URL', backends: ['redis', 'rabbitmq'] },
   bootstrap_servers: { type: 'string', description: 'kafka bootstrap servers, host:port[,host:port]', backends: ['kafka'] },
   topic: { type: 'string', description: 'kafka topic of batches', backends: ['kafka'] },
   consumer_group: { type: 'string', description: 'kafka consumer group of workers', backends: ['kafka'] },
+  auto_commit: { type: 'bool', description: 'kafka (Metamorphic Guard spelling): accepted; offsets are always committed after results are published', backends: ['kafka'] },
+  enable_auto_commit: { type: 'bool', description: 'kafka (librdkafka spelling): same as auto_commit', backends: ['kafka'] },
+  session_timeout_ms: { type: 'int', min: 1000, max: 3_600_000, description: 'kafka consumer session timeout, ms (sets heartbeat_timeout when that is not given)', backends: ['kafka'] },
   exchange: { type: 'string', description: 'rabbitmq exchange', backends: ['rabbitmq'] },
   routing_key: { type: 'string', description: 'rabbitmq routing key', backends: ['rabbitmq'] },
   durable: { type: 'bool', description: 'rabbitmq durable queue', backends: ['rabbitmq'] },
@@ -82,6 +86,9 @@ export interface QueueConfig {
   retry_base_ms: number;
   retry_max_ms: number;
   spawn_local_workers: number;
+  auto_commit?: boolean;
+  enable_auto_commit?: boolean;
+  session_timeout_ms?: number;
   connection?: RedisConnection;
   url?: string;
   bootstrap_servers?: string;
@@ -98,9 +105,21 @@ export interface QueueConfig {
 
 const field = (key: string) => `queue-config.${key}`;
 
+/** Where "accepted, but has no effect here" warnings go: one stderr line each, once per process. */
+let warningSink: (message: string) => void = (message) => process.stderr.write(`metaguard: warning: ${message}\n`);
+const warned = new Set<string>();
+export function setQueueConfigWarningSink(sink: (message: string) => void): void {
+  warningSink = sink;
+}
+function warnOnce(message: string): void {
+  if (warned.has(message)) return;
+  warned.add(message);
+  warningSink(message);
+}
+
 function validateConnection(raw: unknown): RedisConnection {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalidOption(field('connection'), 'must be an object {host, port, db, password, ssl} or {url}');
-  const allowed = new Set(['host', 'port', 'db', 'password', 'ssl', 'url']);
+  const allowed = new Set(['host', 'port', 'db', 'password', 'ssl', 'url', 'decode_responses']);
   const c = raw as Record<string, unknown>;
   for (const key of Object.keys(c)) if (!allowed.has(key)) throw new MetaguardError('MG_ERR_UNKNOWN_OPTION', `${field('connection.' + key)}: unknown key (known: ${[...allowed].join(', ')})`, { field: field('connection.' + key) });
   const out: RedisConnection = {
@@ -109,6 +128,10 @@ function validateConnection(raw: unknown): RedisConnection {
     db: c.db === undefined ? 0 : (coerce(field('connection.db'), { type: 'int', min: 0, max: 15, description: '' }, c.db) as number),
     ssl: c.ssl === undefined ? false : (coerce(field('connection.ssl'), { type: 'bool', description: '' }, c.ssl) as boolean),
   };
+  if (c.decode_responses !== undefined) {
+    coerce(field('connection.decode_responses'), { type: 'bool', description: '' }, c.decode_responses);
+    warnOnce(`${field('connection.decode_responses')} has no effect: metaguard reads binary frames from Redis and decodes them itself`);
+  }
   if (c.password !== undefined) out.password = coerce(field('connection.password'), { type: 'string', description: '' }, c.password) as string;
   if (c.url !== undefined) out.url = coerce(field('connection.url'), { type: 'string', description: '' }, c.url) as string;
   return out;
@@ -142,13 +165,24 @@ export function validateQueueConfig(input: unknown, overrides: Partial<QueueConf
     if (spec.backends && !spec.backends.includes(backend)) {
       throw invalidOption(field(key), `is a ${spec.backends.join('/')} key, but backend is ${backend}`);
     }
+    if (key === 'spawn_local_workers' && typeof value === 'boolean') {
+      // Metamorphic Guard writes `"spawn_local_workers": true`: one local worker per thread.
+      out[key] = value ? availableParallelism() : 0;
+      continue;
+    }
     out[key] = key === 'connection' ? validateConnection(value) : coerce(field(key), spec, value);
   }
+  for (const key of ['auto_commit', 'enable_auto_commit'] as const) {
+    if (out[key] === true) warnOnce(`${field(key)} = true has no effect: metaguard commits a partition's offset only after the results of every batch below it are published (at-least-once)`);
+  }
+  if (out.session_timeout_ms !== undefined && given.heartbeat_timeout === undefined) out.heartbeat_timeout = (out.session_timeout_ms as number) / 1000;
   const weights = out.queue_weights as Record<string, unknown>;
   if (weights === null || typeof weights !== 'object' || Array.isArray(weights)) throw invalidOption(field('queue_weights'), 'must be an object like {"critical":6,"high":3,"normal":2,"low":1}');
   const filled: Record<string, number> = { critical: 6, high: 3, normal: 2, low: 1 };
-  for (const [p, w] of Object.entries(weights)) {
-    if (!priorities.includes(p as Priority)) throw invalidOption(field(`queue_weights.${p}`), `unknown priority (known: ${priorities.join(', ')})`);
+  for (const [name, w] of Object.entries(weights)) {
+    // asynq-style weights name the normal queue `default`.
+    const p = name === 'default' ? 'normal' : name;
+    if (!priorities.includes(p as Priority)) throw invalidOption(field(`queue_weights.${name}`), `unknown priority (known: ${priorities.join(", ")}; "default" means normal)`);
     filled[p] = coerce(field(`queue_weights.${p}`), { type: 'number', min: 0, description: '' }, w) as number;
   }
   out.queue_weights = filled;
