@@ -74,6 +74,8 @@ describe('metrics', () => {
       });
       const text = (await get(`${base}/metrics`)).body;
       assert.ok(midScrape.includes('metaguard_thread_cases_total'), 'scraped during the run');
+      // In-flight counts are cases: every held batch holds 7, so the gauge is a multiple of 7.
+      assert.equal(sample(midScrape, 'metamorphic_queue_inflight_cases') % 7, 0, 'in-flight cases, not batches');
       // Every case of both roles ran on this worker's two threads.
       assert.equal(sample(text, 'metaguard_thread_cases_total'), 2 * n);
       assert.equal(sample(text, 'metaguard_thread_case_duration_seconds_count'), 2 * n);
@@ -93,6 +95,9 @@ describe('metrics', () => {
       assert.ok(sample(text, 'metamorphic_queue_worker_heartbeats_total') >= 1);
       assert.equal(sample(text, 'metamorphic_queue_active_workers'), 1);
       assert.equal(sample(text, 'metamorphic_queue_pending_tasks'), 0);
+      assert.equal(sample(text, 'metamorphic_queue_inflight_cases'), 0, 'nothing held after the run');
+      assert.equal(sample(text, 'metamorphic_queue_inflight_batches'), 0);
+      assert.equal(sample(text, 'metamorphic_queue_dead_letter_batches'), 0);
       assert.equal((await get(`${base}/nope`)).status, 404);
       await worker.close();
       assert.equal((await get(`${base}/readyz`)).status, 503, 'not ready once drained');
@@ -120,5 +125,22 @@ describe('metrics', () => {
     assert.ok(sample(text, 'metamorphic_cases_total', { role: 'baseline' }) >= 1);
     await assert.rejects(get(`http://127.0.0.1:${port}/metrics`), 'the endpoint closes with the evaluation');
   });
-});
 
+  it('the dead-letter gauge counts dead-lettered batches; process metrics carry one prefix', async () => {
+    const config = validateQueueConfig({ backend: 'memory' });
+    const backend = new MemoryBackend(config);
+    const payload = new Uint8Array([1, 2, 3]);
+    await backend.enqueue([0, 1, 2].map((i) => ({ id: `b${i}`, jobId: 'j', role: 'baseline' as const, priority: 'normal' as const, payload })));
+    const claims = await backend.claimBatches('w1', 3, 60_000);
+    assert.equal(claims.length, 3);
+    await backend.deadLetter('w1', 'b0', 'test');
+    await backend.deadLetter('w1', 'b1', 'test');
+    const metrics = new Metrics({ defaultMetrics: true });
+    await metrics.refreshQueue(backend);
+    const text = await metrics.text();
+    assert.equal(sample(text, 'metamorphic_queue_dead_letter_batches'), 2);
+    assert.equal(sample(text, 'metamorphic_queue_inflight_batches'), 1);
+    assert.ok(sample(text, 'metaguard_process_cpu_user_seconds_total') >= 0);
+    assert.ok(!text.includes('process_process'), 'no doubled process_ prefix');
+  });
+});

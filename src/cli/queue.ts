@@ -45,14 +45,27 @@ export async function queueCommand(argv: string[]): Promise<number> {
   try {
     if (verb === 'stats') {
       const s = await backend.stats();
-      print(s, () =>
+      // The backends count batches (one message each); the names say so. Case counts: the workers' metrics.
+      const out = {
+        queue: config.queue,
+        backend: config.backend,
+        pending_batches: s.pending,
+        inflight_batches: s.inflight,
+        delayed_batches: s.delayed,
+        dead_letter_batches: s.dead,
+        batches_dispatched_total: s.dispatched,
+        batches_completed_total: s.completed,
+        batches_requeued_total: s.requeued,
+        workers: s.workers.map((w) => ({ ...w, cases_completed: w.casesCompleted ?? 0 })),
+      };
+      print(out, () =>
         [
-          `queue ${config.queue} (${config.backend})`,
-          `  pending    ${priorities.map((p) => `${p}=${s.pending[p]}`).join(' ')}`,
-          `  in-flight  ${s.inflight}   delayed ${s.delayed}   dead ${s.dead}`,
-          `  totals     dispatched ${s.dispatched}   completed ${s.completed}   requeued ${s.requeued}`,
-          `  workers    ${s.workers.length} active`,
-          ...s.workers.map((w) => `    ${w.workerId}  threads=${w.threads}  cases=${w.casesCompleted ?? 0}  state=${w.state ?? 'running'}  last heartbeat ${w.lastHeartbeat ? new Date(w.lastHeartbeat).toISOString() : '?'}`),
+          `queue ${config.queue} (${config.backend}); counts are batches unless they say cases`,
+          `  pending batches    ${priorities.map((p) => `${p}=${s.pending[p]}`).join(' ')}`,
+          `  in-flight batches  ${s.inflight}   delayed ${s.delayed}   dead-lettered ${s.dead}`,
+          `  batch totals       dispatched ${s.dispatched}   completed ${s.completed}   requeued ${s.requeued}`,
+          `  workers            ${s.workers.length} active`,
+          ...s.workers.map((w) => `    ${w.workerId}  threads=${w.threads}  cases completed=${w.casesCompleted ?? 0}  state=${w.state ?? 'running'}  last heartbeat ${w.lastHeartbeat ? new Date(w.lastHeartbeat).toISOString() : '?'}`),
         ].join('\n'),
       );
       return 0;

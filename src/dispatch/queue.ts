@@ -204,7 +204,8 @@ export class QueueDispatcher implements Dispatcher {
           const reclaimed = await this.#withRetry('reclaim', () => backend.reclaimExpired());
           if (reclaimed.requeued.length) {
             this.#logger.warn('queue_requeued', { job: jobId, batches: reclaimed.requeued.length });
-            metrics?.casesRequeued.inc(reclaimed.requeued.length);
+            metrics?.batchesRequeued.inc(reclaimed.requeued.length);
+            metrics?.casesRequeued.inc(reclaimed.requeued.reduce((sum, id) => sum + (outstanding.get(id)?.size ?? 0), 0));
           }
           const workers = await this.#withRetry('active workers', () => backend.activeWorkers());
           slots = Math.max(1, workers.reduce((s, w) => s + w.threads, 0));

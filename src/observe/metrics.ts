@@ -1,5 +1,6 @@
 /**
- * Prometheus metrics (SPEC §8), one registry per coordinator or worker. Metrics subscribe to the
+ * Prometheus metrics (docs/reference.md), one registry per coordinator or worker. Names that say
+ * "cases" count cases; batch counts have `_batches` names. Metrics subscribe to the
  * events a worker handle or a dispatcher publishes; nothing in the hot path calls them directly.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -19,6 +20,9 @@ export class Metrics {
   readonly registry = new Registry();
   readonly pendingTasks: Gauge<'priority'>;
   readonly inflightCases: Gauge;
+  readonly inflightBatches: Gauge;
+  readonly deadLetterBatches: Gauge;
+  readonly batchesRequeued: Counter;
   readonly activeWorkers: Gauge;
   readonly casesDispatched: Counter;
   readonly casesCompleted: Counter;
@@ -39,15 +43,25 @@ export class Metrics {
   /** Per thread slot: busy milliseconds since the last scrape. */
   readonly #busyMs = new Map<number, number>();
   #lastScrape = performance.now();
+  /** Cases of each batch this worker holds (decoded, not yet completed, handed back or dead-lettered). */
+  readonly #heldCases = new Map<string, number>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    this.pendingTasks = new Gauge({ name: 'metamorphic_queue_pending_tasks', help: 'Batches waiting in the queue, by priority', labelNames: ['priority'], registers });
-    this.inflightCases = new Gauge({ name: 'metamorphic_queue_inflight_cases', help: 'Cases claimed by workers and not yet completed', registers });
+    this.pendingTasks = new Gauge({ name: 'metamorphic_queue_pending_tasks', help: 'Batches (tasks) waiting in the queue, by priority', labelNames: ['priority'], registers });
+    this.inflightCases = new Gauge({
+      name: 'metamorphic_queue_inflight_cases',
+      help: 'Cases this worker has claimed and not yet completed (sum over workers for the queue)',
+      registers,
+      collect: () => this.inflightCases.set([...this.#heldCases.values()].reduce((a, b) => a + b, 0)),
+    });
+    this.inflightBatches = new Gauge({ name: 'metamorphic_queue_inflight_batches', help: 'Batches claimed by workers and not yet completed, whole queue', registers });
+    this.deadLetterBatches = new Gauge({ name: 'metamorphic_queue_dead_letter_batches', help: 'Batches in the dead-letter store, whole queue', registers });
+    this.batchesRequeued = new Counter({ name: 'metamorphic_queue_batches_requeued_total', help: 'Batches handed back or reclaimed after a lost lease', registers });
     this.activeWorkers = new Gauge({ name: 'metamorphic_queue_active_workers', help: 'Workers with a recent heartbeat', registers });
     this.casesDispatched = new Counter({ name: 'metamorphic_queue_cases_dispatched_total', help: 'Cases published to the queue (coordinator) or claimed from it (worker)', registers });
     this.casesCompleted = new Counter({ name: 'metamorphic_queue_cases_completed_total', help: 'Cases whose results were published and accounted', registers });
-    this.casesRequeued = new Counter({ name: 'metamorphic_queue_cases_requeued_total', help: 'Batches handed back or reclaimed after a lost lease', registers });
+    this.casesRequeued = new Counter({ name: 'metamorphic_queue_cases_requeued_total', help: 'Cases of the batches handed back or reclaimed after a lost lease', registers });
     this.heartbeats = new Counter({ name: 'metamorphic_queue_worker_heartbeats_total', help: 'Worker heartbeats sent', registers });
     this.timeoutFailures = new Counter({ name: 'metamorphic_queue_timeout_failures_total', help: 'Cases that ended with E_TIMEOUT', registers });
     this.serializationErrors = new Counter({ name: 'metamorphic_queue_serialization_errors_total', help: 'Messages that could not be decoded or verified (dead-lettered)', registers });
@@ -78,7 +92,7 @@ export class Metrics {
       registers,
     });
     this.compressionRatio = new Gauge({ name: 'metaguard_compression_ratio', help: 'Framed bytes over raw bytes of the last batch (lower is better)', registers });
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'metaguard_process_' });
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'metaguard_' }); // metaguard_process_cpu_…, metaguard_nodejs_…
     for (const p of priorities) this.pendingTasks.set({ priority: p }, 0);
   }
 
@@ -113,13 +127,23 @@ export class Metrics {
     worker.on('case', (r, role, thread) => this.recordCase(r, role, thread));
     worker.on('restart', (reason, thread) => this.threadRestarts.inc({ thread: String(thread), reason }));
     worker.on('heap', (bytes, thread) => this.threadHeap.set({ thread: String(thread) }, bytes));
+    worker.on('decoded', (b) => {
+      this.#heldCases.set(b.id, b.cases);
+      this.casesDispatched.inc(b.cases);
+    });
     worker.on('batch', (b) => {
+      this.#heldCases.delete(b.id);
       this.casesCompleted.inc(b.cases);
       this.batchSize.set(b.cases);
       if (b.rawBytes > 0) this.compressionRatio.set(b.frameBytes / b.rawBytes);
     });
-    worker.on('requeued', () => this.casesRequeued.inc());
+    worker.on('requeued', (b) => {
+      this.casesRequeued.inc(this.#heldCases.get(b.id) ?? 0);
+      this.batchesRequeued.inc();
+      this.#heldCases.delete(b.id);
+    });
     worker.on('dead', (d) => {
+      this.#heldCases.delete(d.id);
       if (d.serialization) this.serializationErrors.inc();
     });
     worker.on('heartbeat', () => this.heartbeats.inc());
@@ -129,7 +153,8 @@ export class Metrics {
   async refreshQueue(backend: Backend): Promise<void> {
     const s = await backend.stats();
     for (const p of priorities) this.pendingTasks.set({ priority: p }, s.pending[p]);
-    this.inflightCases.set(s.inflight);
+    this.inflightBatches.set(s.inflight);
+    this.deadLetterBatches.set(s.dead);
     this.activeWorkers.set(s.workers.length);
   }
 

@@ -54,6 +54,8 @@ export interface WorkerEvents {
   /** Heap used inside a thread, sampled at the end of each chunk. */
   heap: [bytes: number, thread: number];
   claimed: [info: { id: string; attempt: number; priority: string }];
+  /** A claimed batch was decoded: how many cases it holds (in-flight case counts). */
+  decoded: [info: { id: string; cases: number }];
   batch: [info: { id: string; cases: number; seconds: number; frameBytes: number; rawBytes: number }];
   requeued: [info: { id: string; reason: string }];
   dead: [info: { id: string; reason: string; serialization: boolean }];
@@ -373,6 +375,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     try {
       if (this.#config.hmac_key) verifyBatch(this.#config.hmac_key, batch);
       cases = decodeCases(this.#codec, batch.payload);
+      this.emit('decoded', { id: batch.id, cases: cases.length });
       manifest = await this.#manifest(batch.jobId);
       if (!manifest) throw new MetaguardError('MG_ERR_ARTIFACT', `job ${batch.jobId} not found (finished, expired, or never published)`);
       const impl = manifest.implementations[batch.role];
