@@ -4,6 +4,7 @@ import { pathToFileURL, fileURLToPath } from 'node:url';
 import { isMainThread } from 'node:worker_threads';
 import { MetaguardError } from '../errors.js';
 import type { Solve, TaskSpec } from './types.js';
+import { registerSelfResolve } from './self-resolve.js';
 
 const TS_EXTENSIONS = /\.(c|m)?tsx?(\?.*)?$/;
 /**
@@ -18,12 +19,18 @@ let tsLoads: Promise<void> | undefined = isMainThread && process.execArgv.some((
  * import). Concurrent first imports share one registration.
  */
 export async function importModule(url: string): Promise<Record<string, unknown>> {
+  registerSelfResolve();
   if (TS_EXTENSIONS.test(url)) {
     await (tsLoads ??= import('tsx/esm/api').then(({ register }) => {
       register();
     }));
   }
-  return (await import(url)) as Record<string, unknown>;
+  const mod = (await import(url)) as Record<string, unknown>;
+  // A .ts file outside an ESM package is compiled to CommonJS: its exports arrive as `default`, with
+  // the ES default export one level down (`default.default`, flagged __esModule).
+  const inner = mod.default as Record<string, unknown> | undefined;
+  if ('module.exports' in mod && inner !== null && typeof inner === 'object' && inner.__esModule === true) return inner;
+  return mod;
 }
 
 /** Resolves a path given on the command line to a file URL, or fails naming the path. */
