@@ -1,7 +1,7 @@
 /** `metaguard queue stats | dlq list | dlq retry [ID|--all] | dlq purge`. */
 import { createInterface } from 'node:readline/promises';
 import { invalidOption } from '../errors.js';
-import { requireQueueConfig, resolveWithConfigFile } from '../options/config-file.js';
+import { refuseMemoryQueue, requireQueueConfig, resolveWithConfigFile } from '../options/config-file.js';
 import { describeOptions, type Schema } from '../options/schema.js';
 import { backends, validateQueueConfig } from '../queue/config.js';
 import { createBackend } from '../queue/index.js';
@@ -38,6 +38,7 @@ export async function queueCommand(argv: string[]): Promise<number> {
   const options = resolveWithConfigFile<{ config?: string; backend?: string; queueConfig?: unknown; json: boolean; all: boolean; limit: number; yes: boolean }>(queueSchema, { flags, env: process.env });
   requireQueueConfig(options);
   const config = validateQueueConfig(options.queueConfig ?? {}, options.backend ? { backend: options.backend as 'redis' } : {});
+  refuseMemoryQueue(config.backend, options.backend !== undefined);
   const [verb, sub, arg] = positionals;
   const backend = await createBackend(config);
   await backend.connect();

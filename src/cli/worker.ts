@@ -1,7 +1,7 @@
 /** `metaguard worker`: the long-running daemon. Bad configuration exits 78 (EX_CONFIG). */
 import { workerSchema, type WorkerCliOptions } from '../options/worker.js';
 import { describeOptions } from '../options/schema.js';
-import { requireQueueConfig, resolveWithConfigFile } from '../options/config-file.js';
+import { refuseMemoryQueue, requireQueueConfig, resolveWithConfigFile } from '../options/config-file.js';
 import { validateQueueConfig } from '../queue/config.js';
 import { createLogger } from '../observe/log.js';
 import { startWorker } from '../worker/daemon.js';
@@ -41,6 +41,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
   const options = resolveWithConfigFile<WorkerCliOptions>(workerSchema, { flags, env: process.env });
   requireQueueConfig(options);
   const config = validateQueueConfig(options.queueConfig ?? {}, options.backend ? { backend: options.backend } : {});
+  refuseMemoryQueue(config.backend, options.backend !== undefined);
   const logger = createLogger({ level: options.logLevel, json: options.logJson, file: options.logFile, verbose: true });
   // A signal during start-up drains right after start instead of killing the process mid-connect.
   let early: string | undefined;

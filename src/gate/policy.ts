@@ -36,8 +36,8 @@ export function loadPolicy(spec: string): Record<string, unknown> {
     const first = ((err as Error).message ?? String(err)).split('\n')[0];
     throw invalidPolicy(spec, `malformed TOML: ${first}`);
   }
-  for (const key of Object.keys(doc)) {
-    if (key !== 'gating') throw invalidPolicy(spec, `${key} is not part of a policy (a policy holds [gating] only; pass a file with [dispatcher], [queue], … as --config)`);
+  for (const key of ['dispatcher', 'queue', 'metrics', 'logging']) {
+    if (key in doc) throw invalidPolicy(spec, `[${key}] is a config-file table, not part of a policy: pass this file as --config FILE (it may hold [gating] too)`);
   }
   const gating = doc.gating;
   if (gating === undefined || gating === null || typeof gating !== 'object' || Array.isArray(gating)) {

@@ -132,22 +132,10 @@ export function loadConfigFile(file: string, schema: Schema, env: NodeJS.Process
   return parseConfigText(readFileSync(file, 'utf8'), file, schema, env);
 }
 
-/**
- * The `file` part of option sources for a command: its config file (if `config` names one), plus
- * optional extra values (a policy) that rank above the file's.
- */
-export function configFileSources(
-  configPath: string | undefined,
-  schema: Schema,
-  env: NodeJS.ProcessEnv,
-  extra?: { values: Record<string, unknown>; name: string; keyOf: (key: string) => string },
-): Pick<Sources, 'file' | 'fileName' | 'fileKey'> {
-  const fromFile = configPath ? loadConfigFile(configPath, schema, env) : { values: {}, keyOf: {} };
-  const file = { ...fromFile.values, ...(extra?.values ?? {}) };
-  return {
-    file,
-    fileKey: (key) => (extra && key in extra.values ? `${extra.name}: ${extra.keyOf(key)}` : `config ${configPath}: ${fromFile.keyOf[key] ?? snake(key)}`),
-  };
+/** The `file` part of option sources for a command: its config file. */
+export function configFileSources(configPath: string, schema: Schema, env: NodeJS.ProcessEnv): Pick<Sources, 'file' | 'fileKey'> {
+  const fromFile = loadConfigFile(configPath, schema, env);
+  return { file: fromFile.values, fileKey: (key) => `config ${configPath}: ${fromFile.keyOf[key] ?? snake(key)}` };
 }
 
 /** Resolves a command's options with its `--config` file (if the schema has `config`): flags > env > file > defaults. */
@@ -165,9 +153,11 @@ export function requireQueueConfig(options: { queueConfig?: unknown; backend?: s
   if (options.queueConfig === undefined && options.backend === undefined) {
     throw invalidOption('METAGUARD_QUEUE_CONFIG', 'is not set: no queue to serve (set it, or pass --queue-config JSON or --config FILE.toml with a [queue] table)');
   }
-  const qc = options.queueConfig as { backend?: unknown } | undefined;
-  const backend = options.backend ?? (qc && typeof qc === 'object' ? qc.backend : undefined) ?? 'memory';
+}
+
+/** After validation: a daemon or an operator command cannot reach another process's memory queue. */
+export function refuseMemoryQueue(backend: string, viaFlag: boolean): void {
   if (backend === 'memory') {
-    throw invalidOption(options.backend ? '--backend' : 'queue-config.backend', 'memory is the in-process queue of one evaluation; no other process can reach it (use redis or kafka)');
+    throw invalidOption(viaFlag ? '--backend' : 'queue-config.backend', 'memory is the in-process queue of one evaluation; no other process can reach it (use redis or kafka)');
   }
 }

@@ -1,6 +1,6 @@
 /**
- * Resolution of `evaluate`'s options: flags > METAGUARD_* environment > files (`--config` and
- * `--policy`; a policy's [gating] ranks above the config file's) > defaults.
+ * Resolution of `evaluate`'s options: flags > a policy (`--policy FILE|PRESET`, chosen for this run)
+ * > METAGUARD_* environment > the config file (`--config`) > defaults.
  */
 import { existsSync } from 'node:fs';
 import { MetaguardError, invalidOption } from '../errors.js';
@@ -16,15 +16,13 @@ const snake = (k: string) => k.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
 export function resolveEvaluateOptions(sources: Sources): Readonly<EvaluateOptions> {
   const first = resolveOptions<EvaluateOptions>(evaluateSchema, sources);
   let options = first;
-  if (first.config !== undefined || first.policy !== undefined) {
-    const policy = first.policy === undefined ? undefined : { values: loadPolicy(first.policy), name: `policy ${first.policy}`, keyOf: (key: string) => `gating.${snake(key)}` };
-    const file = configFileSources(first.config, evaluateSchema, sources.env ?? {}, policy);
-    options = resolveOptions<EvaluateOptions>(evaluateSchema, { ...sources, ...file });
-    // The config file may name a policy too.
-    if (first.policy === undefined && options.policy !== undefined) {
-      const late = { values: loadPolicy(options.policy), name: `policy ${options.policy}`, keyOf: (key: string) => `gating.${snake(key)}` };
-      options = resolveOptions<EvaluateOptions>(evaluateSchema, { ...sources, ...configFileSources(first.config, evaluateSchema, sources.env ?? {}, late) });
-    }
+  const file = first.config !== undefined ? configFileSources(first.config, evaluateSchema, sources.env ?? {}) : {};
+  if (first.config !== undefined) options = resolveOptions<EvaluateOptions>(evaluateSchema, { ...sources, ...file });
+  // The policy may come from a flag, the environment or the config file.
+  if (options.policy !== undefined) {
+    const spec = options.policy;
+    const policy = { values: loadPolicy(spec), where: (key: string) => `policy ${spec}: gating.${snake(key)}` };
+    options = resolveOptions<EvaluateOptions>(evaluateSchema, { ...sources, ...file, policy });
   }
   if (options.task === undefined) throw invalidOption('--task', 'is required (a task module path or a built-in task name)');
   if (!existsSync(options.task) && !builtinTask(options.task)) {

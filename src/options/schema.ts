@@ -81,6 +81,11 @@ export interface Sources {
   /** Values from a config file (`--config`, a policy), ranked between defaults and the environment. */
   file?: Record<string, unknown>;
   fileName?: string;
+  /**
+   * A gating policy (`--policy FILE|PRESET`), chosen for this run: ranks above the environment and
+   * below flags. `where` names a key for messages (`policy p.toml: gating.min_delta`).
+   */
+  policy?: { values: Record<string, unknown>; where(key: string): string };
   /** How a key is written in the file, for messages (e.g. `gating.min_pass_rate`). */
   fileKey?(key: string): string;
 }
@@ -100,6 +105,8 @@ export function resolveOptions<T>(schema: Schema, sources: Sources): Readonly<T>
     }
     const env = spec.noEnv ? undefined : sources.env?.[envName(key)];
     if (env !== undefined && env !== '') value = coerce(envName(key), spec, env);
+    const fromPolicy = sources.policy?.values[key];
+    if (fromPolicy !== undefined) value = coerce(sources.policy!.where(key), spec, fromPolicy);
     const flag = sources.flags?.[key];
     if (flag !== undefined) value = coerce(`--${flagName(key)}`, spec, flag);
     const given = sources.values?.[key];
