@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# metaguard worker image (SPEC §10): a build stage that compiles the TypeScript and the native module
+# metaguard worker image: a build stage that compiles the TypeScript and the native module
 # (Rust, napi-rs, liblz4), and a slim runtime stage that runs `metaguard worker` as a non-root user.
 #
 #   docker build -t metaguard .

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Installs the worker daemon as a systemd service (SPEC §10):
+ * Installs the worker daemon as a systemd service:
  *
  *   <prefix>/etc/systemd/system/metaguard-worker@.service   the template unit, ExecStart= rewritten to
  *                                                            this node and this package's bin

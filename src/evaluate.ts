@@ -236,7 +236,7 @@ function buildReport(
   };
 }
 
-/** Programmatic API (SPEC §9): runs an evaluation and returns its report. */
+/** Programmatic API: runs an evaluation and returns its report. */
 export async function evaluate(input: EvaluateInput, hooks: EvaluationHooks = {}): Promise<Report> {
   const options = resolveEvaluateOptions({ values: input as Record<string, unknown>, env: hooks.env ?? {} });
   return (await runEvaluation(options, hooks)).report;

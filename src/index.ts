@@ -1,4 +1,4 @@
-/** metaguard's programmatic API (SPEC §9). */
+/** metaguard's programmatic API. */
 export { defineTask } from './spec/types.js';
 export type { TaskSpec, Property, Relation, Solve } from './spec/types.js';
 export { evaluate } from './evaluate.js';

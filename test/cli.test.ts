@@ -198,7 +198,7 @@ describe('--help', { concurrency: 2 }, () => {
     });
   }
 
-  it('evaluate --help lists the SPEC §4 flags', async () => {
+  it('evaluate --help lists the docs/reference.md flags', async () => {
     const r = await help('evaluate');
     for (const flag of ['--task', '--baseline', '--candidate', '--n', '--seed', '--timeout-s', '--mem-mb', '--alpha', '--min-delta', '--min-pass-rate', '--violation-cap', '--ci-method', '--bootstrap-samples', '--policy', '--dispatcher', '--queue-config', '--parallel', '--report-dir', '--html-report', '--junit-report', '--json']) {
       assert.ok(r.stdout.includes(flag), `--help should mention ${flag}`);

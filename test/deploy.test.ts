@@ -1,5 +1,5 @@
 /**
- * Deployment files (SPEC §10): the systemd template unit, the environment file example, the install
+ * Deployment files: the systemd template unit, the environment file example, the install
  * script, the Dockerfile and .dockerignore, and the monitoring files under docs/. Checks use the real
  * tools where this machine has them (systemd-analyze, python3's yaml) and say why they skip otherwise.
  */

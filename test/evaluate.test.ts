@@ -1,6 +1,6 @@
 /**
  * End-to-end evaluations through the programmatic API (src/evaluate.ts) on the built-in tasks: the
- * verdicts, the report's shape (SPEC §7), strict JSON, hashes, collision-free file names, determinism,
+ * verdicts, the report's shape, strict JSON, hashes, collision-free file names, determinism,
  * every CI method, the violation list, and the HTML / JUnit side reports.
  *
  * Run: node --import tsx --test test/evaluate.test.ts
@@ -95,7 +95,7 @@ describe('evaluate() on the built-in tasks', () => {
     assert.ok(r.delta_ci[1] < 0, 'the candidate is significantly worse');
   });
 
-  it('the report has every SPEC §7 key', () => {
+  it('the report has every documented key', () => {
     for (const { report: r } of [topK, median]) {
       for (const key of ['task', 'n', 'seed', 'config', 'hashes', 'baseline', 'candidate', 'delta_pass_rate', 'delta_ci', 'ci_method', 'decision', 'statistics', 'violations']) {
         assert.ok(key in r, `report.${key} missing`);

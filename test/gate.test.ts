@@ -150,7 +150,7 @@ describe('loadPolicy()', () => {
 describe('resolveEvaluateOptions() precedence: defaults < env < policy < flags', () => {
   const task = 'top_k';
 
-  it('defaults (SPEC §4)', () => {
+  it('defaults', () => {
     const o = resolveEvaluateOptions({ flags: { task }, env: {} });
     assert.equal(o.task, 'top_k');
     assert.equal(o.n, 400);

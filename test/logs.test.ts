@@ -1,5 +1,5 @@
 /**
- * JSON log lines (SPEC §8): a worker daemon with --log-json, --log-file and --log-level debug (the
+ * JSON log lines: a worker daemon with --log-json, --log-file and --log-level debug (the
  * per-batch events are debug), and a coordinator with a log file, through Redis. Each line carries timestamp, level and event; the events appear where
  * they happen (case_timeout and case_oom on the worker that ran the case, dead_lettered on the
  * worker that received the poison message, queue_dispatched on the coordinator, ...).
@@ -32,7 +32,7 @@ function lines(path: string): Record<string, unknown>[] {
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
-it('worker and coordinator write the SPEC events as JSON lines', { skip }, async () => {
+it('worker and coordinator write the documented events as JSON lines', { skip }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mg-logs-'));
   const workerLog = join(dir, 'worker.log');
   const coordLog = join(dir, 'coordinator.log');

@@ -11,7 +11,7 @@ import { describeOptions, resolveOptions, type Schema } from '../options/schema.
 import { resolveQueueConfig } from '../queue/config.js';
 import { parseFlags as parseFlagsOnly } from './args.js';
 
-const benchSchema = {
+export const benchSchema = {
   queueConfig: { type: 'json', description: 'queue configuration of the backend to sweep (default: the embedded memory queue)' },
   sizes: { type: 'string', default: '1,5,10,25,50,100,250,500', noEnv: true, description: 'batch sizes to sweep, comma-separated' },
   n: { type: 'int', min: 100, max: 10_000_000, default: 5000, noEnv: true, description: 'cases per role for each batch size' },

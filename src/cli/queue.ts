@@ -8,7 +8,7 @@ import { createBackend } from '../queue/index.js';
 import { priorities } from '../queue/types.js';
 import { parseFlags } from './args.js';
 
-const queueSchema = {
+export const queueSchema = {
   config: { type: 'string', description: 'config file (TOML) with a [queue] table', placeholder: 'FILE' },
   backend: { type: 'enum', values: backends, description: 'queue backend (overrides queue-config.backend)' },
   queueConfig: { type: 'json', description: 'queue configuration JSON' },

@@ -9,7 +9,7 @@ import { dirname } from 'node:path';
 
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 
-/** Events of SPEC §8, plus metaguard's own. */
+/** Events documented in docs/reference.md, plus metaguard's own. */
 export type LogEvent =
   | 'queue_dispatched'
   | 'queue_completed'

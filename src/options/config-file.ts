@@ -138,8 +138,16 @@ export function configFileSources(configPath: string, schema: Schema, env: NodeJ
   return { file: fromFile.values, fileKey: (key) => `config ${configPath}: ${fromFile.keyOf[key] ?? snake(key)}` };
 }
 
+/** Metamorphic Guard's `METAMORPHIC_GUARD_PROMETHEUS=1` turns metrics on, as `METAGUARD_METRICS=1` does. */
+export function compatEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const prom = env.METAMORPHIC_GUARD_PROMETHEUS;
+  if (prom === undefined || prom === '' || env.METAGUARD_METRICS !== undefined) return env;
+  return { ...env, METAGUARD_METRICS: prom };
+}
+
 /** Resolves a command's options with its `--config` file (if the schema has `config`): flags > env > file > defaults. */
-export function resolveWithConfigFile<T extends { config?: string }>(schema: Schema, sources: Sources): Readonly<T> {
+export function resolveWithConfigFile<T extends { config?: string }>(schema: Schema, given: Sources): Readonly<T> {
+  const sources = { ...given, env: compatEnv(given.env ?? {}) };
   const first = resolveOptions<T>(schema, sources);
   if (first.config === undefined) return first;
   return resolveOptions<T>(schema, { ...sources, ...configFileSources(first.config, schema, sources.env ?? {}) });

@@ -7,13 +7,14 @@ import { MetaguardError, invalidOption } from '../errors.js';
 import { loadPolicy } from '../gate/policy.js';
 import { builtinTask, builtinTaskNames } from '../spec/builtin.js';
 import { nearest } from '../cli/args.js';
-import { configFileSources } from './config-file.js';
+import { compatEnv, configFileSources } from './config-file.js';
 import { evaluateSchema, type EvaluateOptions } from './evaluate.js';
 import { resolveOptions, type Sources } from './schema.js';
 
 const snake = (k: string) => k.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
 
-export function resolveEvaluateOptions(sources: Sources): Readonly<EvaluateOptions> {
+export function resolveEvaluateOptions(given: Sources): Readonly<EvaluateOptions> {
+  const sources = { ...given, env: compatEnv(given.env ?? {}) };
   const first = resolveOptions<EvaluateOptions>(evaluateSchema, sources);
   let options = first;
   const file = first.config !== undefined ? configFileSources(first.config, evaluateSchema, sources.env ?? {}) : {};

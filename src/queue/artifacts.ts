@@ -37,7 +37,7 @@ export class ArtifactCache {
   constructor(dir: string) {
     this.#dir = join(dir, 'artifacts');
     mkdirSync(this.#dir, { recursive: true });
-    // Artifacts are ES modules (SPEC §3); without this, Node and tsx would treat .js/.ts here as CommonJS.
+    // Artifacts are ES modules; without this, Node and tsx would treat .js/.ts here as CommonJS.
     const pkg = join(this.#dir, 'package.json');
     if (!existsSync(pkg)) writeFileSync(pkg, '{ "type": "module", "private": true }\n');
   }

@@ -1,5 +1,5 @@
 /**
- * Queue config (SPEC §5): the keys the Metamorphic Guard queue guide documents plus metaguard's own.
+ * Queue config: the keys the Metamorphic Guard queue guide documents plus metaguard's own.
  * One schema with defaults, validated once; unknown keys and keys of another backend are errors.
  */
 import { availableParallelism } from 'node:os';

@@ -16,7 +16,7 @@
  *   T.dlq      dead letters. key = batch id; the original value and headers plus reason, dead_at,
  *              attempts, source; and marker records (header kind=retried|purge) of `dlq retry|purge`.
  *
- * Delivery (SPEC §6) maps onto the consumer group:
+ * Delivery maps onto the consumer group:
  *   - A claim is a record of a partition this worker's consumer owns. Fetched records go into a
  *     bounded local buffer (a partition is paused while the buffer is full: backpressure) from which
  *     `claimBatches` picks in priority order. Priorities are honoured within that buffer only: Kafka

@@ -1,4 +1,4 @@
-/** The evaluation report (SPEC §7). Keys are snake_case; every number is finite (JSON-safe). */
+/** The evaluation report. Keys are snake_case; every number is finite (JSON-safe). */
 import type { CaseErrorCode } from '../errors.js';
 
 export type CiMethod = 'bootstrap' | 'bootstrap-bca' | 'newcombe' | 'wilson' | 'bayesian';

@@ -1,4 +1,4 @@
-/** Task specs (SPEC §3): what a task module default-exports. */
+/** Task specs: what a task module default-exports. */
 
 export type Args = unknown[];
 

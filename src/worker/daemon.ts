@@ -27,7 +27,7 @@ import { retryDelayMs } from '../queue/retry.js';
 import type { Backend, ClaimedBatch, JobManifest } from '../queue/types.js';
 
 export interface WorkerOptions {
-  /** A validated queue config; or give `queueConfig` (raw keys of SPEC §5) and it is validated here. */
+  /** A validated queue config; or give `queueConfig` (raw keys documented in docs/reference.md) and it is validated here. */
   config?: QueueConfig;
   queueConfig?: unknown;
   /** Share an existing backend (in-process workers); otherwise one is created from `config`. */
@@ -485,7 +485,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
   }
 }
 
-/** Starts a worker daemon (SPEC §9): claims and runs batches until `close()`. */
+/** Starts a worker daemon: claims and runs batches until `close()`. */
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
   const config = options.config ?? validateQueueConfig(options.queueConfig ?? {});
   const backend = options.backend ?? (await createBackend(config));
