@@ -108,8 +108,6 @@ function main(argv) {
   const prefix = resolve(opts.prefix);
   const realRoot = prefix === '/';
   if (existsSync(prefix) && !statSync(prefix).isDirectory()) throw new UsageError(`--prefix: ${prefix} is not a directory`);
-  // A staging root that does not exist yet is created (with the folders below it) when writing.
-  if (!existsSync(prefix) && !dryRun) mkdirSync(prefix, { recursive: true });
   if (realRoot && !dryRun && process.getuid?.() !== 0) {
     throw new UsageError('installing into / needs root: sudo npm run install-service (or --prefix DIR, or --dry-run)');
   }

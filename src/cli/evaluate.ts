@@ -12,8 +12,9 @@ export const evaluateHelp = `Usage: metaguard evaluate --task PATH|NAME [--basel
 
 Runs baseline and candidate on generated cases, checks properties and relations, computes a confidence
 interval on the difference of pass rates and decides. Exit codes: 0 adopt, 1 reject, 2 error.
+A built-in task (top_k, median, sum) needs no --baseline or --candidate.
 
-Options (flags override METAGUARD_* variables, which override defaults):
+Options (flags > METAGUARD_* variables > the --config file > defaults; reference: docs/reference.md):
 ${describeOptions(evaluateSchema)}`;
 
 export async function evaluateCommand(argv: string[]): Promise<number> {

@@ -24,7 +24,7 @@ Runs a worker daemon: claims batches of cases from the queue, runs each case in 
 memory limits, publishes results. SIGTERM/SIGINT drain (stop claiming, finish or hand back in-flight
 batches within --shutdown-timeout-s) and exit 0. Bad configuration exits 78.
 
-Options (flags override METAGUARD_* variables, which override defaults):
+Options (flags > METAGUARD_* variables > the --config file > defaults; reference: docs/reference.md):
 ${describeOptions(workerSchema)}`;
 
 export async function workerCommand(argv: string[]): Promise<number> {
