@@ -8,6 +8,7 @@
  * Run: node --import tsx --test --test-concurrency=1 test/http-endpoints.test.ts
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -193,7 +194,7 @@ describe('endpoints as implementations', () => {
     const mod = httpModule(
       'shaped.mjs',
       `export const http = {
-  url: ${JSON.stringify(`${ep.url}/auth?token=${token}`)},
+  url: ${JSON.stringify(`${ep.url}/auth?sha=${createHash('sha256').update(token).digest('hex')}`)},
   headers: { authorization: 'Bearer \${MG_TEST_TOKEN}' },
   toRequest: ([xs]) => ({ body: [xs.slice(0)] }),
   fromResponse: (body, res) => (res.status === 200 ? body : -1),

@@ -12,8 +12,10 @@
  *   /reset-once             destroys the connection on the first attempt of each body, then the answer
  *   /never                  never answers (the request stays open until the client aborts it)
  *   /slow-body              sends headers at once, then one byte of body every 200 ms, forever
- *   /auth?token=T           the answer if `authorization: Bearer T`, else 401
+ *   /auth?sha=H&delay=MS    the answer (after MS ms) if `authorization: Bearer T` with sha256(T) = H, else 401
+ *                           (the URL names the token by its hash: tests check that the token itself travels nowhere)
  */
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
@@ -112,7 +114,8 @@ export async function startEndpoint(): Promise<TestEndpoint> {
         };
         later(200, drip);
       } else if (route === '/auth') {
-        if (req.headers.authorization === `Bearer ${u.searchParams.get('token')}`) answer(res, body);
+        const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+        if (createHash('sha256').update(bearer).digest('hex') === u.searchParams.get('sha')) later(Number(u.searchParams.get('delay') ?? 0), () => answer(res, body));
         else {
           res.statusCode = 401;
           res.end('unauthorized');
