@@ -165,11 +165,14 @@ describe('endpoints as implementations', () => {
   });
 
   it('--rate-limit spaces each role\'s requests 1/RPS apart', async () => {
-    const r = await evaluateWith({ baseline: `${ep.url}/ok?rl=b`, candidate: `${ep.url}/ok?rl=c`, n: 15, rateLimit: 20 });
+    // Two threads and small chunks (concurrency 1): both threads send a role's requests, through one shared bucket.
+    const r = await evaluateWith({ baseline: `${ep.url}/ok?rl=b`, candidate: `${ep.url}/ok?rl=c`, n: 15, rateLimit: 20, parallel: 2, concurrency: 1 });
     assert.equal(r.config.rate_limit, 20);
     for (const marker of ['b', 'c']) {
       const at = seenOn(`/ok?rl=${marker}`).map((s) => s.at).sort((a, b) => a - b);
       assert.equal(at.length, 30);
+      const connections = new Set(seenOn(`/ok?rl=${marker}`).map((s) => s.remotePort));
+      assert.ok(connections.size >= 2, 'requests came from both threads (one keep-alive connection each)');
       // 30 requests at 20/s are sent over at least 29 intervals of 50 ms (a lower bound: load only slows
       // it; 300 ms allow for the first request's connection set-up and arrival jitter at the server).
       assert.ok(at[at.length - 1] - at[0] >= 29 * 50 - 300, `span ${at[at.length - 1] - at[0]} ms`);
@@ -249,6 +252,34 @@ describe('secrets and configuration errors (CLI)', () => {
     const rate = await runCli(['evaluate', '--task', task, '--rate-limit', '0']);
     assert.equal(rate.code, 2);
     assert.match(rate.stderr, /--rate-limit: must be greater than 0/);
+  });
+});
+
+describe('time limits with --concurrency', () => {
+  const cases = Array.from({ length: 12 }, (_, i) => ({ index: i, args: [i % 10 === 3 ? [-1, 2, 3] : [1, 2, 3]] }));
+  const run = async (impl: string) => {
+    const pool = new CasePool({ threads: 1, timeoutMs: 400 });
+    const restarts: string[] = [];
+    try {
+      const results = await pool.runChunk({ taskUrl: pathToFileURL(task).href, implUrl: pathToFileURL(fixture(impl)).href, seed: 1, cases, exec: { concurrency: 4 } }, { onRestart: (reason) => restarts.push(reason) });
+      return { results: new Map(results.map((r) => [r.index, r])), restarts };
+    } finally {
+      await pool.destroy();
+    }
+  };
+
+  it('an async case that never settles times out alone, in its thread (no replacement)', async () => {
+    const { results, restarts } = await run('never-resolves.mjs');
+    assert.equal(results.size, 12);
+    for (const [i, r] of results) assert.equal(r.error?.code, i % 10 === 3 ? 'E_TIMEOUT' : undefined, `case ${i}: ${JSON.stringify(r)}`);
+    assert.deepEqual(restarts, []);
+  });
+
+  it('a busy loop still gets its thread replaced, and only the looping case fails', async () => {
+    const { results, restarts } = await run('loop.mjs');
+    assert.equal(results.size, 12);
+    for (const [i, r] of results) assert.equal(r.error?.code, i % 10 === 3 ? 'E_TIMEOUT' : undefined, `case ${i}: ${JSON.stringify(r)}`);
+    assert.deepEqual(restarts, ['timeout']);
   });
 });
 

@@ -27,6 +27,8 @@ export interface SeenRequest {
   at: number;
   /** Set when the client closed the connection before an answer was sent. */
   aborted: boolean;
+  /** The client's port: requests on one keep-alive connection share it. */
+  remotePort: number;
 }
 
 export interface TestEndpoint {
@@ -64,7 +66,7 @@ export async function startEndpoint(): Promise<TestEndpoint> {
     req.setEncoding('utf8');
     req.on('data', (d: string) => (body += d));
     req.on('end', () => {
-      const entry: SeenRequest = { path: u.pathname + u.search, body, headers: req.headers, at: performance.now(), aborted: false };
+      const entry: SeenRequest = { path: u.pathname + u.search, body, headers: req.headers, at: performance.now(), aborted: false, remotePort: req.socket.remotePort ?? 0 };
       seen.push(entry);
       const n = (inFlight.get(route) ?? 0) + 1;
       inFlight.set(route, n);
