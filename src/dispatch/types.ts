@@ -5,7 +5,7 @@ import type { JobExec } from '../http/endpoint.js';
 export type Role = 'baseline' | 'candidate';
 export const roles: readonly Role[] = ['baseline', 'candidate'];
 
-/** Everything needed to run one evaluation's cases. Module locations are file URLs. */
+/** Everything needed to run one evaluation's cases. Implementations are file URLs of modules or http(s) endpoint URLs. */
 export interface JobSpec {
   taskUrl: string;
   implUrls: Record<Role, string>;
