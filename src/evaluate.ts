@@ -106,16 +106,15 @@ async function checkImplementations(modules: ResolvedModules, pool: CasePool): P
 async function describeExec(options: EvaluateOptions, modules: ResolvedModules, pool: CasePool): Promise<JobExec | undefined> {
   const roleExec = async (role: Role): Promise<RoleExec> => {
     const url = modules.implUrls[role];
-    let described: unknown = null;
+    let described: unknown;
     if (isEndpointUrl(url)) described = { url };
     else {
-      try {
-        described = await pool.describeImplementation(url);
-      } catch {
-        // A module that fails to load is reported by its cases (E_CRASH); it has no endpoint.
-      }
+      // A module that fails to load has no endpoint: its cases report the failure (E_CRASH).
+      const d = await pool.describeImplementation(url).catch(() => ({ kind: 'none' as const }));
+      if (d.kind === 'invalid') throw new MetaguardError('MG_ERR_INVALID_IMPLEMENTATION', `implementation ${fileURLToPath(url)}: http: ${d.message}`);
+      if (d.kind === 'http') described = d.http;
     }
-    const endpoint = described === null || described === undefined ? undefined : parseEndpoint(described, isEndpointUrl(url) ? `--${role}` : `implementation ${fileURLToPath(url)}: http`);
+    const endpoint = described === undefined ? undefined : parseEndpoint(described, isEndpointUrl(url) ? `--${role}` : `implementation ${fileURLToPath(url)}: http`);
     return { concurrency: options.concurrency ?? (endpoint ? DEFAULT_CONCURRENCY.endpoint : DEFAULT_CONCURRENCY.module), ...(endpoint ? { endpoint } : {}) };
   };
   const exec = { baseline: await roleExec('baseline'), candidate: await roleExec('candidate') };

@@ -182,7 +182,7 @@ describe('endpoints as implementations', () => {
   it('runs async modules with --concurrency and per-case deadlines', async () => {
     const viaFetch = httpModule('fetching.mjs', `export async function solve(xs) { const r = await fetch(${JSON.stringify(`${ep.url}/ok?delay=30&m=1`)}, { method: 'POST', body: JSON.stringify([xs]) }); return r.json(); }\n`);
     ep.maxInFlight.set('/ok', 0);
-    const r = await evaluateWith({ baseline: viaFetch, candidate: fixture('never-resolves.mjs'), concurrency: 4, timeoutS: 0.5, n: 8 });
+    const r = await evaluateWith({ baseline: viaFetch, candidate: fixture('never-resolves.mjs'), concurrency: 4, timeoutS: 3, n: 8 });
     assert.equal(r.baseline.passes, 8);
     const max = ep.maxInFlight.get('/ok')!;
     assert.ok(max > 1 && max <= 4, `in flight: ${max}`);
@@ -246,6 +246,10 @@ describe('secrets and configuration errors (CLI)', () => {
     const res = await runCli(['evaluate', '--task', task, '--baseline', mod, '--candidate', mod, '--n', '4', '--parallel', '1'], { cwd: mkdtempSync(join(tmp, 'cli-')) });
     assert.equal(res.code, 2);
     assert.match(res.stderr, /badurl\.mjs: http: url must be an http:\/\/ or https:\/\/ URL/);
+    const odd = httpModule('bigint.mjs', `export const http = { url: 'http://127.0.0.1:9/', headers: { n: 1n } };\n`);
+    const r2 = await runCli(['evaluate', '--task', task, '--baseline', odd, '--candidate', odd, '--n', '4', '--parallel', '1'], { cwd: mkdtempSync(join(tmp, 'cli-')) });
+    assert.equal(r2.code, 2);
+    assert.match(r2.stderr, /bigint\.mjs: http: url, method and headers must be plain data/);
     const flag = await runCli(['evaluate', '--task', task, '--concurrency', '0']);
     assert.equal(flag.code, 2);
     assert.match(flag.stderr, /--concurrency: must be at least 1/);

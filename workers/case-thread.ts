@@ -210,10 +210,6 @@ export default async function runChunk(req: ChunkRequest): Promise<number> {
   return req.cases.length;
 }
 
-/**
- * Loads a task and an implementation and reports what is wrong with them, if anything: the evaluator
- * checks implementations here, in a thread, so user code never runs in the coordinator's thread.
- */
 /** Cases of a chunk with up to `exec.concurrency` in flight, each under its own deadline (src/execution/lanes). */
 async function runConcurrently(req: ChunkRequest, task: TaskSpec, impl: Loaded, post: (m: ThreadMessage) => void): Promise<void> {
   const exec: ChunkExec = req.exec ?? { concurrency: 1 };
@@ -244,16 +240,34 @@ async function runConcurrently(req: ChunkRequest, task: TaskSpec, impl: Loaded, 
   });
 }
 
-/** What a module's `http` export says about its endpoint (url, method, header templates), or null. */
-export async function describeImplementation(req: { implUrl: string }): Promise<{ url?: unknown; method?: unknown; headers?: unknown } | null> {
-  if (isEndpointUrl(req.implUrl)) return null;
-  const mod = await importModule(req.implUrl);
+/**
+ * What a module's `http` export says about its endpoint (url, method, header templates): `none` for
+ * a module without one or one that fails to load (its cases report that), `invalid` when the
+ * description is not plain data.
+ */
+export async function describeImplementation(req: { implUrl: string }): Promise<{ kind: 'none' } | { kind: 'http'; http: unknown } | { kind: 'invalid'; message: string }> {
+  if (isEndpointUrl(req.implUrl)) return { kind: 'none' };
+  let mod: Record<string, unknown>;
+  try {
+    mod = await importModule(req.implUrl);
+  } catch {
+    return { kind: 'none' };
+  }
   const h = mod.http as { url?: unknown; method?: unknown; headers?: unknown } | undefined;
-  if (h === undefined || h === null || typeof h !== 'object') return null;
-  // Only data crosses back: a JSON round trip drops anything else (functions, getters' side effects aside).
-  return JSON.parse(JSON.stringify({ url: h.url, method: h.method, headers: h.headers })) as { url?: unknown; method?: unknown; headers?: unknown };
+  if (h === undefined) return { kind: 'none' };
+  if (h === null || typeof h !== 'object') return { kind: 'invalid', message: 'must be an object { url, method?, headers?, toRequest?, fromResponse? }' };
+  try {
+    // Only data crosses back to the coordinator.
+    return { kind: 'http', http: JSON.parse(JSON.stringify({ url: h.url, method: h.method, headers: h.headers })) as unknown };
+  } catch (err) {
+    return { kind: 'invalid', message: `url, method and headers must be plain data (${toErrorInfo(err).message})` };
+  }
 }
 
+/**
+ * Loads a task and an implementation and reports what is wrong with them, if anything: the evaluator
+ * checks implementations here, in a thread, so user code never runs in the coordinator's thread.
+ */
 export async function checkModules(req: { taskUrl: string; implUrl: string }): Promise<{ code: string; message: string } | null> {
   try {
     await Promise.all([loadTask(req.taskUrl), loadImpl(req.implUrl)]);

@@ -276,8 +276,9 @@ export class CasePool extends EventEmitter {
   }
 
   /** Asks a thread what an implementation module's `http` export describes (url, method, header templates). */
-  async describeImplementation(implUrl: string): Promise<unknown> {
-    return this.#pool.run({ implUrl } as unknown as ChunkRequest, { name: 'describeImplementation', signal: AbortSignal.timeout(importBudgetMs(this.timeoutMs)) });
+  async describeImplementation(implUrl: string): Promise<{ kind: 'none' } | { kind: 'http'; http: unknown } | { kind: 'invalid'; message: string }> {
+    const answer: unknown = await this.#pool.run({ implUrl } as unknown as ChunkRequest, { name: 'describeImplementation', signal: AbortSignal.timeout(importBudgetMs(this.timeoutMs)) });
+    return answer as { kind: 'none' } | { kind: 'http'; http: unknown } | { kind: 'invalid'; message: string };
   }
 
   /** Waits for running chunks, then stops the threads. Idempotent. */
