@@ -13,6 +13,8 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { spawnSync } from 'node:child_process';
+import { createServer as createHttpsServer } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { resolveEvaluateOptions, runEvaluation } from '../src/evaluate.ts';
 import { CasePool } from '../src/execution/pool.ts';
@@ -256,6 +258,42 @@ describe('secrets and configuration errors (CLI)', () => {
     const rate = await runCli(['evaluate', '--task', task, '--rate-limit', '0']);
     assert.equal(rate.code, 2);
     assert.match(rate.stderr, /--rate-limit: must be greater than 0/);
+  });
+});
+
+const openssl = spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0;
+
+describe('https endpoints', { skip: openssl ? false : 'openssl is not installed' }, () => {
+  it('calls an https:// endpoint whose certificate the process trusts (NODE_EXTRA_CA_CERTS), and fails closed on one it does not', async () => {
+    const dir = mkdtempSync(join(tmp, 'tls-'));
+    const key = join(dir, 'key.pem');
+    const cert = join(dir, 'cert.pem');
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    assert.equal(made.status, 0, 'openssl made a certificate');
+    const server = createHttpsServer({ key: readFileSync(key), cert: readFileSync(cert) }, (req, res) => {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify((JSON.parse(body) as unknown[][])[0].length));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `https://127.0.0.1:${(server.address() as { port: number }).port}/length`;
+    try {
+      const args = ['evaluate', '--task', task, '--baseline', url, '--candidate', url, '--n', '6', '--parallel', '1', '--json'];
+      const trusted = await runCli(args, { cwd: mkdtempSync(join(tmp, 'cli-')), env: { NODE_EXTRA_CA_CERTS: cert } });
+      const report = JSON.parse(trusted.stdout) as Report;
+      assert.equal(report.candidate.passes, 6, trusted.stderr);
+      const untrusted = await runCli(args, { cwd: mkdtempSync(join(tmp, 'cli-')) });
+      const refused = JSON.parse(untrusted.stdout) as Report;
+      assert.deepEqual(refused.candidate.errors, { E_HTTP_CONNECT: 6 });
+      assert.equal(refused.candidate.http!.retries, 0, 'an untrusted certificate is not retried');
+      assert.match(refused.violations[0].message!, /DEPTH_ZERO_SELF_SIGNED_CERT|self-signed/);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });
 

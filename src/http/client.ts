@@ -68,6 +68,17 @@ const MAX_BODY_BYTES = 16 * 1024 * 1024;
 const BODY_PREVIEW_BYTES = 200;
 const BACKOFF_BASE_MS = 100;
 const BACKOFF_MAX_MS = 10_000;
+/** Connection failures that retrying cannot fix (TLS verification, bad arguments). */
+const NOT_TRANSIENT = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'UND_ERR_INVALID_ARG',
+]);
 
 /** Pools live as long as the thread: keep-alive connections serve every chunk that follows. */
 const pools = new Map<string, Pool>();
@@ -168,6 +179,8 @@ export class HttpCaller {
         const e = err as { code?: string; message?: string };
         if (e.code === 'MG_BODY_TOO_LARGE') throw new HttpCaseError('E_HTTP_BODY', `${where}: ${e.message}`);
         const failure = new HttpCaseError('E_HTTP_CONNECT', this.redact(`${where}: ${e.code ?? 'error'}: ${e.message ?? String(err)}`.slice(0, 300)));
+        // A certificate the process does not trust will not be trusted a moment later.
+        if (e.code !== undefined && NOT_TRANSIENT.has(e.code)) throw failure;
         await this.#beforeRetry(attempt, undefined, scope, failure);
         continue;
       }
