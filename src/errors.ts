@@ -11,6 +11,9 @@ export const CaseErrorCodes = {
   E_THROW: 'the implementation threw',
   E_CRASH: 'the implementation exited its thread or failed at import',
   E_DELIVERY: 'the case could not be delivered to a worker within its attempts',
+  E_HTTP_STATUS: 'an endpoint answered a non-2xx status (after retries for 429 and 503)',
+  E_HTTP_BODY: 'an endpoint answered 2xx with a body that is not JSON (or larger than 16 MiB)',
+  E_HTTP_CONNECT: 'an endpoint could not be reached or dropped the connection (after retries)',
 } as const;
 export type CaseErrorCode = keyof typeof CaseErrorCodes;
 
@@ -31,6 +34,7 @@ export const ErrorCodes = {
   MG_ERR_HMAC: 'a message failed its HMAC check',
   MG_ERR_POOL_CLOSED: 'the case pool is closed',
   MG_ERR_NATIVE: 'the native module could not be used',
+  MG_ERR_HTTP_CONFIG: 'an endpoint description is invalid, or a header names a variable that is not provided',
 } as const;
 export type MetaguardErrorCode = keyof typeof ErrorCodes;
 
@@ -55,6 +59,10 @@ export function invalidOption(field: string, reason: string): MetaguardError {
 export interface ErrorInfo {
   code: string;
   message: string;
+  /** E_HTTP_* only: the response status, when there was a response. */
+  status?: number;
+  /** E_HTTP_* only: the first 200 bytes of the response body. */
+  body?: string;
 }
 
 export function toErrorInfo(err: unknown, fallbackCode = 'E_THROW'): ErrorInfo {
@@ -63,8 +71,14 @@ export function toErrorInfo(err: unknown, fallbackCode = 'E_THROW'): ErrorInfo {
     const message = typeof e.message === 'string' ? e.message : String(err);
     const code = typeof e.code === 'string' && /^(E_|MG_ERR_)/.test(e.code) ? e.code : fallbackCode;
     // Our own errors' messages stand alone; a foreign error's class name (RangeError, …) is kept.
-    const named = typeof e.name === 'string' && e.name !== 'Error' && e.name !== 'MetaguardError';
-    return { code, message: named ? `${e.name}: ${message}` : message };
+    const named = typeof e.name === 'string' && e.name !== 'Error' && e.name !== 'MetaguardError' && !code.startsWith('E_HTTP_') && code !== 'E_TIMEOUT';
+    const info: ErrorInfo = { code, message: named ? `${e.name}: ${message}` : message };
+    if (code.startsWith('E_HTTP_')) {
+      const h = err as { status?: unknown; body?: unknown };
+      if (typeof h.status === 'number') info.status = h.status;
+      if (typeof h.body === 'string') info.body = h.body;
+    }
+    return info;
   }
   return { code: fallbackCode, message: String(err) };
 }

@@ -28,6 +28,7 @@ import { Metrics } from './observe/metrics.js';
 import { serveMetrics, type MetricsServer } from './observe/server.js';
 import { QueueDispatcher, createQueueDispatcher } from './dispatch/queue.js';
 import { version } from './version.js';
+import { displayUrl, endpointHash, isEndpointUrl, parseEndpoint, resolveHeaders, DEFAULT_CONCURRENCY, type JobExec, type RoleExec } from './http/endpoint.js';
 
 export type EvaluateInput = Partial<EvaluateOptions> & { task: string };
 
@@ -44,11 +45,17 @@ function resolveModules(options: EvaluateOptions): ResolvedModules {
   const taskPath = builtin ? builtin.task : options.task;
   const pick = (role: Role): string => {
     const given = options[role];
-    if (given !== undefined) return moduleUrl(given, role);
+    // An endpoint URL is the implementation itself (src/http): there is no module to find.
+    if (given !== undefined) return isEndpointUrl(given) ? parseEndpoint({ url: given }, `--${role}`).url : moduleUrl(given, role);
     if (builtin) return moduleUrl(builtin[role], role);
     throw invalidOption(`--${role}`, 'is required when --task is a file (built-in tasks have example implementations)');
   };
   return { taskUrl: moduleUrl(taskPath, 'task'), implUrls: { baseline: pick('baseline'), candidate: pick('candidate') } };
+}
+
+/** A module's sha256; an endpoint URL's hash of its method, URL and header names. */
+function implementationHash(url: string, exec?: RoleExec): string {
+  return isEndpointUrl(url) && exec?.endpoint ? endpointHash(exec.endpoint) : sha256File(url);
 }
 
 export function sha256File(url: string): string {
@@ -82,6 +89,29 @@ async function checkImplementations(modules: ResolvedModules, pool: CasePool): P
   }
 }
 
+/**
+ * Concurrency and endpoint of each role: a URL is an endpoint; a module exporting `http` describes one
+ * (asked in a thread of `pool`). Undefined when both roles are modules run one case at a time.
+ */
+async function describeExec(options: EvaluateOptions, modules: ResolvedModules, pool: CasePool): Promise<JobExec | undefined> {
+  const roleExec = async (role: Role): Promise<RoleExec> => {
+    const url = modules.implUrls[role];
+    let described: unknown;
+    if (isEndpointUrl(url)) described = { url };
+    else {
+      // A module that fails to load has no endpoint: its cases report the failure (E_CRASH).
+      const d = await pool.describeImplementation(url).catch(() => ({ kind: 'none' as const }));
+      if (d.kind === 'invalid') throw new MetaguardError('MG_ERR_INVALID_IMPLEMENTATION', `implementation ${fileURLToPath(url)}: http: ${d.message}`);
+      if (d.kind === 'http') described = d.http;
+    }
+    const endpoint = described === undefined ? undefined : parseEndpoint(described, isEndpointUrl(url) ? `--${role}` : `implementation ${fileURLToPath(url)}: http`);
+    return { concurrency: options.concurrency ?? (endpoint ? DEFAULT_CONCURRENCY.endpoint : DEFAULT_CONCURRENCY.module), ...(endpoint ? { endpoint } : {}) };
+  };
+  const exec = { baseline: await roleExec('baseline'), candidate: await roleExec('candidate') };
+  if (!exec.baseline.endpoint && !exec.candidate.endpoint && exec.baseline.concurrency === 1 && exec.candidate.concurrency === 1) return undefined;
+  return { roles: exec, httpRetries: options.httpRetries, ...(options.rateLimit !== undefined ? { rateLimit: options.rateLimit } : {}) };
+}
+
 export interface EvaluationHooks {
   logger?: Logger;
   /** Called as cases finish: (done, total) over both roles. */
@@ -105,10 +135,16 @@ export async function runEvaluation(options: Readonly<EvaluateOptions>, hooks: E
   const task = await loadTask(modules.taskUrl);
   const cases = generateCases(task.gen.bind(task), options.n, options.seed, task.name);
   const job: JobSpec = { ...modules, seed: options.seed, timeoutMs: Math.round(options.timeoutS * 1000), memMb: options.memMb, cases };
+  const env = hooks.env ?? process.env;
   // The local dispatcher runs on the pool that checked the implementations; a queue needs one thread.
   const pool = new CasePool({ threads: options.dispatcher === 'local' ? options.parallel : 1, timeoutMs: job.timeoutMs, memMb: job.memMb });
   try {
     await checkImplementations(modules, pool);
+    const exec = await describeExec(options, modules, pool);
+    if (exec) job.exec = exec;
+    // Run here, header variables must be set now (exit 2 naming the header); through a queue each
+    // worker fills them in from its own environment.
+    if (options.dispatcher === 'local') for (const role of roles) if (exec?.roles[role].endpoint) resolveHeaders(exec.roles[role].endpoint!, env);
   } catch (err) {
     await pool.destroy();
     throw err;
@@ -116,7 +152,7 @@ export async function runEvaluation(options: Readonly<EvaluateOptions>, hooks: E
   if (options.dispatcher !== 'local') await pool.destroy();
   const metrics = options.metrics ? new Metrics({ defaultMetrics: true }) : undefined;
   let dispatcher: Dispatcher;
-  if (options.dispatcher === 'local') dispatcher = new LocalDispatcher({ threads: options.parallel, pool, ...(metrics ? { metrics } : {}) });
+  if (options.dispatcher === 'local') dispatcher = new LocalDispatcher({ threads: options.parallel, pool, env, ...(metrics ? { metrics } : {}) });
   else if (hooks.createDispatcher) dispatcher = await hooks.createDispatcher(options, { logger, ...(metrics ? { metrics } : {}) });
   else dispatcher = createQueueDispatcher(options, logger, metrics);
   let server: MetricsServer | undefined;
@@ -159,7 +195,7 @@ export async function runEvaluation(options: Readonly<EvaluateOptions>, hooks: E
     await server?.close();
   }
 
-  const report = buildReport(options, task.name, modules, cases, results, started);
+  const report = buildReport(options, task.name, modules, cases, results, started, job.exec);
   logger.info('evaluation_finished', { task: task.name, adopt: report.decision.adopt, reason: report.decision.reason, delta_pass_rate: report.delta_pass_rate });
   const outcome: EvaluationOutcome = { report, reportPath: writeJsonReport(report, options.reportDir) };
   if (options.htmlReport) outcome.htmlPath = writeTextFile(options.htmlReport, renderHtml(report));
@@ -174,6 +210,7 @@ function buildReport(
   cases: unknown[][],
   results: Record<Role, CaseResult[]>,
   started: Date,
+  exec?: JobExec,
 ): Report {
   const n = cases.length;
   const pass = (rs: CaseResult[]) => Uint8Array.from(rs, (r) => (r.passed ? 1 : 0));
@@ -211,8 +248,21 @@ function buildReport(
       dispatcher: options.dispatcher,
       ...(options.dispatcher === 'local' ? { parallel: options.parallel } : {}),
       ...(options.policy ? { policy: options.policy } : {}),
+      ...(exec
+        ? {
+            concurrency: { baseline: exec.roles.baseline.concurrency, candidate: exec.roles.candidate.concurrency },
+            http_retries: exec.httpRetries,
+            ...(exec.rateLimit !== undefined ? { rate_limit: exec.rateLimit } : {}),
+            // Where each endpoint is, without query string or credentials (either may hold a secret).
+            endpoints: Object.fromEntries(roles.flatMap((r) => (exec.roles[r].endpoint ? [[r, displayUrl(exec.roles[r].endpoint!.url)]] : []))),
+          }
+        : {}),
     },
-    hashes: { task: sha256File(modules.taskUrl), baseline: sha256File(modules.implUrls.baseline), candidate: sha256File(modules.implUrls.candidate) },
+    hashes: {
+      task: sha256File(modules.taskUrl),
+      baseline: implementationHash(modules.implUrls.baseline, exec?.roles.baseline),
+      candidate: implementationHash(modules.implUrls.candidate, exec?.roles.candidate),
+    },
     baseline,
     candidate,
     delta_pass_rate: candidate.pass_rate - baseline.pass_rate,

@@ -10,17 +10,22 @@ import { performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 import { threadId } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { toErrorInfo } from '../src/errors.js';
+import { MetaguardError, toErrorInfo } from '../src/errors.js';
 import { importModule, validateImplementation, validateTask } from '../src/spec/load.js';
 import { relationRng } from '../src/util/rng.js';
 import type { Solve, TaskSpec } from '../src/spec/types.js';
-import type { CaseInput, CaseResult, ChunkRequest, ThreadMessage } from '../src/execution/protocol.js';
+import type { CaseInput, CaseResult, ChunkExec, ChunkRequest, ThreadMessage } from '../src/execution/protocol.js';
+import { HttpCaller, type CallScope, type HttpShape, type HttpTrace } from '../src/http/client.js';
+import { isEndpointUrl } from '../src/http/endpoint.js';
+import { CaseDeadline, raceAbort, runInLanes } from '../src/execution/lanes.js';
 
 const FLUSH_MS = 2;
 const FLUSH_MAX = 256;
 
 const taskCache = new Map<string, Promise<TaskSpec>>();
-const implCache = new Map<string, Promise<Solve>>();
+/** An implementation module exports `solve`, or `http` (an endpoint with its own request shape). */
+type Loaded = { solve: Solve } | { http: HttpShape };
+const implCache = new Map<string, Promise<Loaded>>();
 
 function cached<T>(cache: Map<string, Promise<T>>, key: string, load: () => Promise<T>): Promise<T> {
   let p = cache.get(key);
@@ -35,7 +40,28 @@ function cached<T>(cache: Map<string, Promise<T>>, key: string, load: () => Prom
 
 const where = (url: string) => (url.startsWith('file:') ? fileURLToPath(url) : url);
 const loadTask = (url: string) => cached(taskCache, url, async () => validateTask((await importModule(url)).default, where(url)));
-const loadSolve = (url: string) => cached(implCache, url, async () => validateImplementation(await importModule(url), where(url)));
+const loadImpl = (url: string): Promise<Loaded> =>
+  cached(implCache, url, async (): Promise<Loaded> => {
+    // A URL implementation has no module: the default request shape (args as a JSON array) applies.
+    if (isEndpointUrl(url)) return { http: {} };
+    const mod = await importModule(url);
+    if (mod.http !== undefined) return { http: httpShape(mod.http, where(url)) };
+    return { solve: validateImplementation(mod, where(url)) };
+  });
+
+function httpShape(value: unknown, file: string): HttpShape {
+  const h = value as Record<string, unknown> | null;
+  const fail = (reason: string) => new MetaguardError('MG_ERR_INVALID_IMPLEMENTATION', `implementation ${file}: \`http\` ${reason}`);
+  if (h === null || typeof h !== 'object') throw fail('must be an object { url, method?, headers?, toRequest?, fromResponse? }');
+  for (const fn of ['toRequest', 'fromResponse'] as const) if (h[fn] !== undefined && typeof h[fn] !== 'function') throw fail(`${fn} must be a function`);
+  const shape: HttpShape = {};
+  if (h.toRequest) shape.toRequest = (h.toRequest as NonNullable<HttpShape['toRequest']>).bind(h);
+  if (h.fromResponse) shape.fromResponse = (h.fromResponse as NonNullable<HttpShape['fromResponse']>).bind(h);
+  return shape;
+}
+
+/** How a case calls the implementation; `scope` is given when the case runs under its own deadline. */
+type Invoke = (args: unknown[], scope?: CallScope) => Promise<unknown>;
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
@@ -71,14 +97,27 @@ function failedProperties(task: TaskSpec, output: unknown, args: unknown[], mode
   return failed;
 }
 
-async function runCase(task: TaskSpec, solve: Solve, seed: number, timeoutMs: number, c: CaseInput): Promise<CaseResult> {
+interface CaseContext {
+  deadline: CaseDeadline;
+  scope: CallScope;
+  trace: HttpTrace;
+  redact(text: string): string;
+}
+
+async function runCase(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: number, c: CaseInput, ctx?: CaseContext): Promise<CaseResult> {
   const started = performance.now();
+  const elapsed = () => performance.now() - started - (ctx?.deadline.extendedMs ?? 0);
+  const withTrace = (r: CaseResult): CaseResult => (ctx?.trace.ms.length ? { ...r, http: ctx.trace } : r);
+  const failWith = (err: unknown): CaseResult => {
+    const error = ctx?.deadline.signal.aborted ? toErrorInfo(ctx.deadline.signal.reason) : toErrorInfo(err, 'E_THROW');
+    if (ctx) error.message = ctx.redact(error.message);
+    return withTrace({ index: c.index, passed: false, durationMs: elapsed(), error });
+  };
   let output: unknown;
   try {
-    output = await call(solve, c.args);
+    output = await invoke(c.args, ctx?.scope);
   } catch (err) {
-    const durationMs = performance.now() - started;
-    return { index: c.index, passed: false, durationMs, error: toErrorInfo(err, 'E_THROW') };
+    return failWith(err);
   }
   const propViolations = failedProperties(task, output, c.args, 'hard');
   const softViolations = failedProperties(task, output, c.args, 'soft');
@@ -89,7 +128,16 @@ async function runCase(task: TaskSpec, solve: Solve, seed: number, timeoutMs: nu
     let holds = false;
     try {
       const followArgs = relation.transform(structuredClone(c.args), relationRng(seed, c.index, r));
-      const followOutput = await call(solve, followArgs);
+      let followOutput: unknown;
+      try {
+        followOutput = await invoke(followArgs, ctx?.scope);
+      } catch (err) {
+        // An endpoint that fails or runs out of time on the follow-up input is that case's result,
+        // not a relation violation.
+        const code = (err as { code?: unknown } | null)?.code;
+        if (ctx?.deadline.signal.aborted || (typeof code === 'string' && code.startsWith('E_HTTP_'))) return failWith(err);
+        throw err;
+      }
       const expect = relation.expect ?? 'equal';
       if (expect === 'equal') holds = equivalent(output, followOutput) === true;
       else if (expect === 'not_equal') holds = equivalent(output, followOutput) !== true;
@@ -100,26 +148,29 @@ async function runCase(task: TaskSpec, solve: Solve, seed: number, timeoutMs: nu
     }
     if (!holds) mrViolations.push(relation.name);
   }
-  const durationMs = performance.now() - started;
+  const durationMs = elapsed();
+  if (ctx?.deadline.signal.aborted) return failWith(ctx.deadline.signal.reason);
   if (durationMs > timeoutMs) {
-    return { index: c.index, passed: false, durationMs, error: { code: 'E_TIMEOUT', message: `case took ${durationMs.toFixed(0)} ms, limit ${timeoutMs} ms` } };
+    return withTrace({ index: c.index, passed: false, durationMs, error: { code: 'E_TIMEOUT', message: `case took ${durationMs.toFixed(0)} ms, limit ${timeoutMs} ms` } });
   }
   const passed = propViolations.length === 0 && mrViolations.length === 0;
-  const result: CaseResult = { index: c.index, passed, durationMs };
+  const result: CaseResult = withTrace({ index: c.index, passed, durationMs });
   if (propViolations.length) result.propViolations = propViolations;
   if (softViolations.length) result.softViolations = softViolations;
   if (mrViolations.length) result.mrViolations = mrViolations;
-  if (!passed) result.output = preview(output);
+  if (!passed) result.output = ctx ? ctx.redact(preview(output)) : preview(output);
   return result;
 }
 
 export default async function runChunk(req: ChunkRequest): Promise<number> {
   const { port } = req;
   const post = (m: ThreadMessage) => port.postMessage(m);
+  post({ t: 'started' });
   let task: TaskSpec;
-  let solve: Solve;
+  let impl: Loaded;
   try {
-    [task, solve] = await Promise.all([loadTask(req.taskUrl), loadSolve(req.implUrl)]);
+    [task, impl] = await Promise.all([loadTask(req.taskUrl), loadImpl(req.implUrl)]);
+    if ('http' in impl && !req.exec?.http) throw new Error('the implementation is an HTTP endpoint but the chunk carries no endpoint description');
   } catch (err) {
     // Failing at import is a crash of the implementation: every case of the chunk records it.
     const error = { code: 'E_CRASH', message: `failed at import: ${toErrorInfo(err).message.split('\n')[0]}` };
@@ -130,6 +181,14 @@ export default async function runChunk(req: ChunkRequest): Promise<number> {
     return req.cases.length;
   }
   post({ t: 'begin', threadId });
+  if ('http' in impl || (req.exec?.concurrency ?? 1) > 1) {
+    await runConcurrently(req, task, impl, post);
+    post({ t: 'end', count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
+    port.close();
+    return req.cases.length;
+  }
+  const solve = impl.solve;
+  const invoke: Invoke = (args) => call(solve, args);
   // Results are flushed in small groups: one message per case would make the parent's thread the
   // bottleneck on fast cases. A group is flushed once FLUSH_MS have passed since the last flush, so a
   // slow case's result leaves at once, and a thread cut short loses at most FLUSH_MS of finished work.
@@ -137,7 +196,7 @@ export default async function runChunk(req: ChunkRequest): Promise<number> {
   let lastFlush = performance.now();
   for (let i = 0; i < req.cases.length; i++) {
     Atomics.store(req.progress, 0, i);
-    pending.push(await runCase(task, solve, req.seed, req.timeoutMs, req.cases[i]));
+    pending.push(await runCase(task, invoke, req.seed, req.timeoutMs, req.cases[i]));
     const now = performance.now();
     if (now - lastFlush >= FLUSH_MS || pending.length >= FLUSH_MAX) {
       post({ t: 'results', results: pending });
@@ -151,13 +210,67 @@ export default async function runChunk(req: ChunkRequest): Promise<number> {
   return req.cases.length;
 }
 
+/** Cases of a chunk with up to `exec.concurrency` in flight, each under its own deadline (src/execution/lanes). */
+async function runConcurrently(req: ChunkRequest, task: TaskSpec, impl: Loaded, post: (m: ThreadMessage) => void): Promise<void> {
+  const exec: ChunkExec = req.exec ?? { concurrency: 1 };
+  const caller = 'http' in impl ? new HttpCaller(exec.http!, impl.http, exec.concurrency, exec.rateLimit) : undefined;
+  const invoke: Invoke = caller
+    ? (args, scope) => caller.call(args, scope!)
+    : (args, scope) => (scope ? raceAbort(call((impl as { solve: Solve }).solve, args), scope.signal) : call((impl as { solve: Solve }).solve, args));
+  const redact = caller ? (text: string) => caller.redact(text) : (text: string) => text;
+  await runInLanes({
+    count: req.cases.length,
+    concurrency: exec.concurrency,
+    timeoutMs: req.timeoutMs,
+    flushMs: FLUSH_MS,
+    flushMax: FLUSH_MAX,
+    onStart: (position) => Atomics.store(req.progress, 0, position),
+    post: (results) => post({ t: 'results', results }),
+    runCase: async (position, deadline) => {
+      const trace: HttpTrace = { calls: 0, ms: [], status: [] };
+      const scope: CallScope = { signal: deadline.signal, trace, extend: (ms) => deadline.extend(ms), remainingMs: () => deadline.remainingMs() };
+      const c = req.cases[position];
+      try {
+        return await runCase(task, invoke, req.seed, req.timeoutMs, c, { deadline, scope, trace, redact });
+      } catch (err) {
+        // A task check that throws outside its guards: the case's result, never the lane's end.
+        return { index: c.index, passed: false, durationMs: 0, error: { code: 'E_THROW', message: redact(toErrorInfo(err).message) } };
+      }
+    },
+  });
+}
+
+/**
+ * What a module's `http` export says about its endpoint (url, method, header templates): `none` for
+ * a module without one or one that fails to load (its cases report that), `invalid` when the
+ * description is not plain data.
+ */
+export async function describeImplementation(req: { implUrl: string }): Promise<{ kind: 'none' } | { kind: 'http'; http: unknown } | { kind: 'invalid'; message: string }> {
+  if (isEndpointUrl(req.implUrl)) return { kind: 'none' };
+  let mod: Record<string, unknown>;
+  try {
+    mod = await importModule(req.implUrl);
+  } catch {
+    return { kind: 'none' };
+  }
+  const h = mod.http as { url?: unknown; method?: unknown; headers?: unknown } | undefined;
+  if (h === undefined) return { kind: 'none' };
+  if (h === null || typeof h !== 'object') return { kind: 'invalid', message: 'must be an object { url, method?, headers?, toRequest?, fromResponse? }' };
+  try {
+    // Only data crosses back to the coordinator.
+    return { kind: 'http', http: JSON.parse(JSON.stringify({ url: h.url, method: h.method, headers: h.headers })) as unknown };
+  } catch (err) {
+    return { kind: 'invalid', message: `url, method and headers must be plain data (${toErrorInfo(err).message})` };
+  }
+}
+
 /**
  * Loads a task and an implementation and reports what is wrong with them, if anything: the evaluator
  * checks implementations here, in a thread, so user code never runs in the coordinator's thread.
  */
 export async function checkModules(req: { taskUrl: string; implUrl: string }): Promise<{ code: string; message: string } | null> {
   try {
-    await Promise.all([loadTask(req.taskUrl), loadSolve(req.implUrl)]);
+    await Promise.all([loadTask(req.taskUrl), loadImpl(req.implUrl)]);
     return null;
   } catch (err) {
     return toErrorInfo(err, 'E_CRASH');

@@ -23,6 +23,15 @@ export function formatSummary(report: Report, paths: { reportPath: string; htmlP
         (errs.length ? `; errors ${errs.map(([k, v]) => `${k}=${v}`).join(' ')}` : ''),
     );
   }
+  // Endpoint roles: request latency percentiles, requests and retries.
+  let label = 'latency';
+  for (const role of ['baseline', 'candidate'] as const) {
+    const h = report[role].http;
+    if (!h) continue;
+    const ms = (x: number) => `${x.toFixed(x < 10 ? 1 : 0)} ms`;
+    lines.push(`  ${label.padEnd(11)} ${role.padEnd(9)} p50 ${ms(h.latency_ms.p50)}  p95 ${ms(h.latency_ms.p95)}  p99 ${ms(h.latency_ms.p99)}  (${h.requests} requests, ${h.retries} retries)`);
+    label = '';
+  }
   lines.push(`  report      ${rel(paths.reportPath)}`);
   if (paths.htmlPath) lines.push(`  html        ${rel(paths.htmlPath)}`);
   if (paths.junitPath) lines.push(`  junit       ${rel(paths.junitPath)}`);

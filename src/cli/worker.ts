@@ -58,6 +58,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     logger,
     ...(options.workerId ? { workerId: options.workerId } : {}),
     ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+    ...(options.httpSecrets ? { httpSecrets: options.httpSecrets } : {}),
   });
   let server: MetricsServer | undefined;
   if (options.metrics) {

@@ -2,6 +2,7 @@
 import { CasePool } from '../execution/pool.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { CaseResult } from '../execution/protocol.js';
+import { chunkExecFor, RateLimitStates } from '../http/exec.js';
 import { roles, type DispatchEvents, type Dispatcher, type JobSpec, type Role } from './types.js';
 
 export interface LocalDispatcherOptions {
@@ -9,8 +10,10 @@ export interface LocalDispatcherOptions {
   metrics?: Metrics;
   /** Run on this pool (already started, e.g. by the implementation check) instead of a new one. */
   pool?: CasePool;
-  /** Cases per `pool.run`. @defaultValue about four chunks per thread and role, 1..256 */
+  /** Cases per `pool.run`. @defaultValue about four chunks per thread and role, 1..256 (at least 8 × concurrency) */
   chunkSize?: number;
+  /** Where endpoint headers' `${VAR}` values come from. @defaultValue process.env */
+  env?: NodeJS.ProcessEnv;
 }
 
 export function defaultChunkSize(n: number, threads: number): number {
@@ -29,7 +32,11 @@ export class LocalDispatcher implements Dispatcher {
   async run(job: JobSpec, events: DispatchEvents = {}): Promise<Record<Role, CaseResult[]>> {
     const pool = (this.#pool ??= new CasePool({ threads: this.#options.threads, timeoutMs: job.timeoutMs, memMb: job.memMb }));
     const n = job.cases.length;
-    const size = this.#options.chunkSize ?? defaultChunkSize(n, this.#options.threads);
+    const rateLimits = new RateLimitStates();
+    const execs = { baseline: chunkExecFor(job.exec, 'baseline', { jobId: 'local', env: this.#options.env ?? process.env, rateLimits }), candidate: chunkExecFor(job.exec, 'candidate', { jobId: 'local', env: this.#options.env ?? process.env, rateLimits }) };
+    // Chunks several times the concurrency, so lanes stay busy and a chunk's tail is short.
+    const lanes = Math.max(execs.baseline?.concurrency ?? 1, execs.candidate?.concurrency ?? 1);
+    const size = this.#options.chunkSize ?? Math.max(defaultChunkSize(n, this.#options.threads), lanes > 1 ? Math.min(n, 1024, 8 * lanes) : 1);
     const out: Record<Role, CaseResult[]> = { baseline: new Array(n), candidate: new Array(n) };
     const work: Promise<void>[] = [];
     let inFlight = 0;
@@ -41,7 +48,7 @@ export class LocalDispatcher implements Dispatcher {
         work.push(
           pool
             .runChunk(
-              { taskUrl: job.taskUrl, implUrl: job.implUrls[role], seed: job.seed, cases },
+              { taskUrl: job.taskUrl, implUrl: job.implUrls[role], seed: job.seed, cases, ...(execs[role] ? { exec: execs[role] } : {}) },
               {
                 onResult: (r, slot) => {
                   this.#options.metrics?.recordCase(r, role, slot);

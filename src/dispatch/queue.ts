@@ -15,12 +15,13 @@ import { isMetaguardError } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/log.js';
 import { caseStatus, type Metrics } from '../observe/metrics.js';
 import type { EvaluateOptions } from '../options/evaluate.js';
-import { publishArtifact } from '../queue/artifacts.js';
+import { publishArtifact, sha256 } from '../queue/artifacts.js';
+import { isEndpointUrl } from '../http/endpoint.js';
 import { AdaptiveBatchSize } from '../queue/batching.js';
 import { resolveQueueConfig, type QueueConfig } from '../queue/config.js';
 import { createBackend } from '../queue/index.js';
 import { decodeResults, encodeCases, signBatch } from '../queue/messages.js';
-import type { Backend, BatchMessage, JobManifest } from '../queue/types.js';
+import type { ArtifactRef, Backend, BatchMessage, JobManifest } from '../queue/types.js';
 import { roles, type DispatchEvents, type Dispatcher, type JobSpec, type Role } from './types.js';
 
 export interface QueueDispatcherOptions {
@@ -88,9 +89,9 @@ export class QueueDispatcher implements Dispatcher {
     metrics?.codecInfo.set({ impl: codec.impl }, 1);
     const jobId = randomUUID();
     const [task, baseline, candidate] = await this.#withRetry('publish artifacts', () =>
-      Promise.all([publishArtifact(backend, job.taskUrl), publishArtifact(backend, job.implUrls.baseline), publishArtifact(backend, job.implUrls.candidate)]),
+      Promise.all([publishArtifact(backend, job.taskUrl), publishImplementation(backend, job.implUrls.baseline), publishImplementation(backend, job.implUrls.candidate)]),
     );
-    const manifest: JobManifest = { jobId, task, implementations: { baseline, candidate }, seed: job.seed, timeoutMs: job.timeoutMs, memMb: job.memMb, createdAt: await backend.now() };
+    const manifest: JobManifest = { jobId, task, implementations: { baseline, candidate }, seed: job.seed, timeoutMs: job.timeoutMs, memMb: job.memMb, createdAt: await backend.now(), ...(job.exec ? { exec: job.exec } : {}) };
     await this.#withRetry('publish job', () => backend.putJob(manifest));
 
     if (config.backend === 'memory' && config.spawn_local_workers > 0) {
@@ -118,9 +119,11 @@ export class QueueDispatcher implements Dispatcher {
       events.onResult?.(role, r);
     };
 
+    // A batch smaller than the concurrency leaves lanes idle: concurrent jobs start (and stay) at least that big.
+    const lanes = Math.min(config.max_batch_size, Math.max(job.exec?.roles.baseline.concurrency ?? 1, job.exec?.roles.candidate.concurrency ?? 1));
     const batcher = new AdaptiveBatchSize({
-      initial: config.batch_size ?? config.initial_batch_size,
-      min: config.batch_size ?? config.min_batch_size,
+      initial: config.batch_size ?? Math.max(config.initial_batch_size, lanes),
+      min: config.batch_size ?? Math.max(config.min_batch_size, lanes),
       max: config.batch_size ?? config.max_batch_size,
       adaptive: config.adaptive_batching && config.batch_size === undefined,
       onChange: (size) => {
@@ -231,6 +234,18 @@ export class QueueDispatcher implements Dispatcher {
   get backend(): Backend | undefined {
     return this.#backend;
   }
+}
+
+/**
+ * Publishes an implementation's module; an endpoint has no code, so workers get a one-line module
+ * naming it (its requests take the default shape; the manifest's `exec` has the full description).
+ */
+async function publishImplementation(backend: Backend, url: string): Promise<ArtifactRef> {
+  if (!isEndpointUrl(url)) return publishArtifact(backend, url);
+  const bytes = Buffer.from(`export const http = ${JSON.stringify({ url })};\n`);
+  const ref: ArtifactRef = { sha256: sha256(bytes), ext: '.mjs', name: 'endpoint.mjs' };
+  await backend.putArtifact(ref.sha256, bytes);
+  return ref;
 }
 
 /** The CLI's and evaluate()'s factory for `--dispatcher queue`. */

@@ -1,10 +1,11 @@
 /** The seam between the evaluator and whatever runs cases: in-process threads or a queue. */
 import type { CaseResult } from '../execution/protocol.js';
+import type { JobExec } from '../http/endpoint.js';
 
 export type Role = 'baseline' | 'candidate';
 export const roles: readonly Role[] = ['baseline', 'candidate'];
 
-/** Everything needed to run one evaluation's cases. Module locations are file URLs. */
+/** Everything needed to run one evaluation's cases. Implementations are file URLs of modules or http(s) endpoint URLs. */
 export interface JobSpec {
   taskUrl: string;
   implUrls: Record<Role, string>;
@@ -13,6 +14,8 @@ export interface JobSpec {
   memMb: number;
   /** Argument lists from the task's generator, indexed by case index. */
   cases: unknown[][];
+  /** Concurrency, endpoints, rate limit and retries; absent: every role a module run one case at a time. */
+  exec?: JobExec;
 }
 
 export interface DispatchEvents {

@@ -18,7 +18,7 @@ import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { MetaguardError, type ErrorInfo } from '../errors.js';
 import { runningFromSource } from '../util/paths.js';
-import type { CaseInput, CaseResult, ChunkRequest, ThreadMessage } from './protocol.js';
+import type { CaseInput, CaseResult, ChunkExec, ChunkRequest, ThreadMessage } from './protocol.js';
 
 export interface CasePoolOptions {
   /** Number of threads. @defaultValue available parallelism */
@@ -34,6 +34,8 @@ export interface ChunkSpec {
   implUrl: string;
   seed: number;
   cases: CaseInput[];
+  /** Concurrency, endpoint and rate limit (src/execution/lanes, src/http/*). @defaultValue one case at a time */
+  exec?: ChunkExec;
 }
 
 /**
@@ -178,10 +180,15 @@ export class CasePool extends EventEmitter {
       timedOut = true;
       abort.abort();
     };
-    let timer = setTimeout(onLimit, importBudgetMs(this.timeoutMs));
+    // The import budget starts when a thread takes the chunk ('started'), not while it waits in
+    // piscina's queue behind a long chunk (which would fail a chunk that never ran as E_TIMEOUT).
+    let timer: NodeJS.Timeout = setTimeout(() => {}, 0);
 
     port1.on('message', (m: ThreadMessage) => {
-      if (m.t === 'results') {
+      if (m.t === 'started') {
+        clearTimeout(timer);
+        timer = setTimeout(onLimit, importBudgetMs(this.timeoutMs));
+      } else if (m.t === 'results') {
         for (const r of m.results) {
           results.push(r);
           events.onResult?.(r, slot);
@@ -201,7 +208,7 @@ export class CasePool extends EventEmitter {
       if (expected >= 0 && results.length >= expected) settle?.();
     });
 
-    const request: ChunkRequest = { taskUrl: spec.taskUrl, implUrl: spec.implUrl, seed: spec.seed, timeoutMs: this.timeoutMs, cases, port: port2, progress };
+    const request: ChunkRequest = { taskUrl: spec.taskUrl, implUrl: spec.implUrl, seed: spec.seed, timeoutMs: this.timeoutMs, cases, port: port2, progress, ...(spec.exec ? { exec: spec.exec } : {}) };
     const finish = (fault?: AttemptOutcome['fault']): AttemptOutcome => {
       clearTimeout(timer);
       port1.close();
@@ -266,6 +273,12 @@ export class CasePool extends EventEmitter {
     } catch (err) {
       return this.#classify(err, signal.aborted, false);
     }
+  }
+
+  /** Asks a thread what an implementation module's `http` export describes (url, method, header templates). */
+  async describeImplementation(implUrl: string): Promise<{ kind: 'none' } | { kind: 'http'; http: unknown } | { kind: 'invalid'; message: string }> {
+    const answer: unknown = await this.#pool.run({ implUrl } as unknown as ChunkRequest, { name: 'describeImplementation', signal: AbortSignal.timeout(importBudgetMs(this.timeoutMs)) });
+    return answer as { kind: 'none' } | { kind: 'http'; http: unknown } | { kind: 'invalid'; message: string };
   }
 
   /** Waits for running chunks, then stops the threads. Idempotent. */

@@ -4,6 +4,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { ErrorInfo } from '../errors.js';
+import type { HttpTarget, HttpTrace } from '../http/client.js';
 
 export interface CaseInput {
   /** Index of the case within its evaluation: results are keyed by (job, role, index). */
@@ -26,6 +27,18 @@ export interface CaseResult {
   mrViolations?: string[];
   /** Short JSON preview of the output, present only on failing cases. */
   output?: string;
+  /** Requests an endpoint implementation made for this case (latency and status of each attempt). */
+  http?: HttpTrace;
+}
+
+/** How a chunk runs when it is not one plain case at a time (`--concurrency`, endpoints, rate limits). */
+export interface ChunkExec {
+  /** Cases in flight at once on the thread. @defaultValue 1 */
+  concurrency: number;
+  /** Set when the implementation is an HTTP endpoint: its description with header values filled in. */
+  http?: HttpTarget;
+  /** Requests per second shared by every thread given the same `state`. */
+  rateLimit?: { state: SharedArrayBuffer; rps: number };
 }
 
 /** One chunk of cases handed to a thread with a single `pool.run`. */
@@ -42,9 +55,11 @@ export interface ChunkRequest {
    * first. When the parent terminates the thread it blames exactly that case.
    */
   progress: Int32Array;
+  exec?: ChunkExec;
 }
 
 export type ThreadMessage =
+  | { t: 'started' }
   | { t: 'begin'; threadId: number }
   | { t: 'results'; results: CaseResult[] }
   | { t: 'end'; count: number; heapUsed: number };

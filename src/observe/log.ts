@@ -29,7 +29,8 @@ export type LogEvent =
   | 'backend_reconnected'
   | 'batch_rejected'
   | 'watchdog_stalled'
-  | 'native_unavailable';
+  | 'native_unavailable'
+  | 'endpoint_unusable';
 
 export const levels: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 

@@ -40,6 +40,9 @@ export class Metrics {
   readonly codecInfo: Gauge<'impl'>;
   readonly buildInfo: Gauge<'version' | 'node' | 'codec'>;
   readonly compressionRatio: Gauge;
+  readonly httpRequests: Counter<'role' | 'status'>;
+  readonly httpDuration: Histogram<'role'>;
+  readonly httpRetries: Counter<'role'>;
   /** Per thread slot: busy milliseconds since the last scrape. */
   readonly #busyMs = new Map<number, number>();
   #lastScrape = performance.now();
@@ -92,6 +95,15 @@ export class Metrics {
       registers,
     });
     this.compressionRatio = new Gauge({ name: 'metaguard_compression_ratio', help: 'Framed bytes over raw bytes of the last batch (lower is better)', registers });
+    this.httpRequests = new Counter({ name: 'metaguard_http_requests_total', help: 'Requests to endpoint implementations (retries included), by role and status (error: no response, timeout: cut by the case deadline)', labelNames: ['role', 'status'], registers });
+    this.httpDuration = new Histogram({
+      name: 'metaguard_http_request_duration_seconds',
+      help: 'Latency of each request to an endpoint implementation, until its body was read',
+      labelNames: ['role'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.httpRetries = new Counter({ name: 'metaguard_http_retries_total', help: 'Requests to endpoint implementations that were retries (connection errors, 429, 503)', labelNames: ['role'], registers });
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'metaguard_' }); // metaguard_process_cpu_…, metaguard_nodejs_…
     for (const p of priorities) this.pendingTasks.set({ priority: p }, 0);
   }
@@ -104,6 +116,17 @@ export class Metrics {
     this.#busyMs.set(thread, (this.#busyMs.get(thread) ?? 0) + result.durationMs);
     this.cases.inc({ role, status: caseStatus(result) });
     if (result.error?.code === 'E_TIMEOUT') this.timeoutFailures.inc();
+    if (result.http) this.#recordHttp(result.http, role);
+  }
+
+  #recordHttp(trace: NonNullable<CaseResult['http']>, role: string): void {
+    const n = Math.min(trace.ms.length, trace.status.length);
+    for (let i = 0; i < n; i++) {
+      const s = trace.status[i];
+      this.httpRequests.inc({ role, status: s === 0 ? 'error' : s === -1 ? 'timeout' : String(s) });
+      this.httpDuration.observe({ role }, trace.ms[i] / 1000);
+    }
+    if (n > trace.calls) this.httpRetries.inc({ role }, n - trace.calls);
   }
 
   #collectUtilization(): void {

@@ -2,13 +2,14 @@ import { availableParallelism } from 'node:os';
 import { ciMethods } from '../reports/types.js';
 import type { CiMethod } from '../reports/types.js';
 import type { Schema } from './schema.js';
+import { MAX_CONCURRENCY, MAX_HTTP_RETRIES } from '../http/endpoint.js';
 
 /** `metaguard evaluate` and `evaluate(options)` (docs/reference.md). */
 export const evaluateSchema = {
   config: { type: 'string', description: 'config file (TOML): [dispatcher] [queue] [gating] [metrics] [logging] tables and top-level options; ${VAR} and ${VAR:-default} expand from the environment', placeholder: 'FILE' },
   task: { type: 'string', description: 'task module (.mjs, .js, .ts) or built-in task name', placeholder: 'PATH|NAME' },
-  baseline: { type: 'string', description: 'baseline implementation module (defaults to the built-in example)', placeholder: 'PATH' },
-  candidate: { type: 'string', description: 'candidate implementation module (defaults to the built-in example)', placeholder: 'PATH' },
+  baseline: { type: 'string', description: 'baseline implementation: a module, or an http(s):// endpoint URL (defaults to the built-in example)', placeholder: 'PATH|URL' },
+  candidate: { type: 'string', description: 'candidate implementation: a module, or an http(s):// endpoint URL (defaults to the built-in example)', placeholder: 'PATH|URL' },
   n: { type: 'int', min: 1, max: 10_000_000, default: 400, description: 'number of cases' },
   seed: { type: 'int', min: 0, max: 2 ** 32 - 1, default: 42, description: 'seed of the generator and of every rng' },
   timeoutS: { type: 'number', min: 0, exclusiveMin: true, max: 86_400, default: 2, description: 'time limit of one case, seconds' },
@@ -33,6 +34,9 @@ export const evaluateSchema = {
   metrics: { type: 'bool', default: false, description: 'serve Prometheus metrics' },
   metricsPort: { type: 'int', min: 0, max: 65_535, default: 9464, description: 'metrics port' },
   metricsHost: { type: 'string', default: '127.0.0.1', description: 'metrics bind address' },
+  concurrency: { type: 'int', min: 1, max: MAX_CONCURRENCY, description: 'cases of a role in flight at once on each thread, for async implementations (default 1 for modules, 16 for endpoints)', placeholder: 'K' },
+  rateLimit: { type: 'number', min: 0, exclusiveMin: true, max: 1_000_000, description: "requests per second to each role's endpoint, shared by a process's threads (default unlimited)", placeholder: 'RPS' },
+  httpRetries: { type: 'int', min: 0, max: MAX_HTTP_RETRIES, default: 3, description: 'retries of a request after a connection error, 429 or 503 (backoff with jitter, Retry-After honoured)' },
 } satisfies Schema;
 
 export interface EvaluateOptions {
@@ -64,6 +68,9 @@ export interface EvaluateOptions {
   metrics: boolean;
   metricsPort: number;
   metricsHost: string;
+  concurrency?: number;
+  rateLimit?: number;
+  httpRetries: number;
 }
 
 /** The gate's keys: also the keys of a policy file's [gating] table. */

@@ -20,6 +20,7 @@ export const workerSchema = {
   metrics: { type: 'bool', default: false, description: 'serve Prometheus metrics' },
   metricsPort: { type: 'int', min: 0, max: 65_535, default: 9464, description: 'metrics port' },
   metricsHost: { type: 'string', default: '127.0.0.1', description: 'metrics bind address' },
+  httpSecrets: { type: 'string', description: "comma-separated environment variables a job's endpoint headers may read as ${NAME} (default none)", placeholder: 'NAMES' },
 } satisfies Schema;
 
 export interface WorkerCliOptions {
@@ -39,4 +40,5 @@ export interface WorkerCliOptions {
   metrics: boolean;
   metricsPort: number;
   metricsHost: string;
+  httpSecrets?: string;
 }

@@ -8,6 +8,7 @@
  * batch id so the coordinator can account each (job, role, case index) exactly once.
  */
 import type { Role } from '../dispatch/types.js';
+import type { JobExec } from '../http/endpoint.js';
 
 export type Priority = 'critical' | 'high' | 'normal' | 'low';
 export const priorities: readonly Priority[] = ['critical', 'high', 'normal', 'low'];
@@ -30,6 +31,8 @@ export interface JobManifest {
   memMb: number;
   /** Backend clock, ms. */
   createdAt: number;
+  /** Concurrency and endpoints per role (header templates only, never values); absent: plain modules. */
+  exec?: JobExec;
 }
 
 /** A batch as it travels on the queue. `payload` is a codec frame of serialized cases. */

@@ -2,7 +2,7 @@
 import type { CaseErrorCode } from '../errors.js';
 import type { CaseResult } from '../execution/protocol.js';
 import type { Role } from '../dispatch/types.js';
-import type { RoleSummary, Violation } from './types.js';
+import type { HttpSummary, RoleSummary, Violation } from './types.js';
 
 /** At most this many violations are listed in a report (the total is kept in violations_total). */
 export const VIOLATION_LIST_CAP = 200;
@@ -39,6 +39,7 @@ export function summarizeRole(results: CaseResult[]): RoleSummary {
   });
   durations.sort();
   const total = results.length;
+  const http = summarizeHttp(results);
   return {
     passes,
     total,
@@ -52,6 +53,52 @@ export function summarizeRole(results: CaseResult[]): RoleSummary {
       p50: round(quantile(durations, 0.5)),
       p95: round(quantile(durations, 0.95)),
       max: round(total ? durations[total - 1] : 0),
+    },
+    ...(http ? { http } : {}),
+  };
+}
+
+/** Most attempts read from one case's trace (a forged result must not make the report arbitrarily large). */
+const MAX_TRACE = 10_000;
+
+function statusKey(status: number): string {
+  return status === 0 ? 'error' : status === -1 ? 'timeout' : String(status);
+}
+
+/** Requests, retries, statuses and latency percentiles over every case's HTTP trace; undefined when none. */
+export function summarizeHttp(results: CaseResult[]): HttpSummary | undefined {
+  const latencies: number[] = [];
+  const statuses: Record<string, number> = {};
+  let retries = 0;
+  let any = false;
+  for (const r of results) {
+    const t = r?.http;
+    // Results may come back through a broker: use a trace only if it has the shape a thread writes.
+    if (!t || !Array.isArray(t.ms) || !Array.isArray(t.status) || t.ms.length !== t.status.length || t.ms.length > MAX_TRACE || !Number.isInteger(t.calls) || t.calls < 0) continue;
+    any = true;
+    let attempts = 0;
+    for (let i = 0; i < t.ms.length; i++) {
+      const ms = t.ms[i];
+      const status = t.status[i];
+      if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0 || !Number.isInteger(status) || status < -1 || status > 999) continue;
+      attempts++;
+      latencies.push(ms);
+      const key = statusKey(status);
+      statuses[key] = (statuses[key] ?? 0) + 1;
+    }
+    retries += Math.max(0, attempts - t.calls);
+  }
+  if (!any) return undefined;
+  const sorted = Float64Array.from(latencies).sort();
+  return {
+    requests: latencies.length,
+    retries,
+    statuses,
+    latency_ms: {
+      p50: round(quantile(sorted, 0.5)),
+      p95: round(quantile(sorted, 0.95)),
+      p99: round(quantile(sorted, 0.99)),
+      max: round(sorted.length ? sorted[sorted.length - 1] : 0),
     },
   };
 }
@@ -84,7 +131,17 @@ export function collectViolations(results: Record<Role, CaseResult[]>, cases: un
   for (const role of ['candidate', 'baseline'] as const) {
     for (const r of results[role]) {
       const base = { role, case_index: r.index, ...(r.output !== undefined ? { output: r.output } : {}) };
-      if (r.error) add({ ...base, kind: 'error', name: r.error.code, message: r.error.message });
+      if (r.error) {
+        const { status, body } = r.error;
+        add({
+          ...base,
+          kind: 'error',
+          name: r.error.code,
+          message: r.error.message,
+          ...(Number.isInteger(status) ? { status } : {}),
+          ...(typeof body === 'string' ? { body: body.slice(0, 200) } : {}),
+        });
+      }
       for (const name of r.propViolations ?? []) add({ ...base, kind: 'property', name });
       for (const name of r.mrViolations ?? []) add({ ...base, kind: 'relation', name });
     }

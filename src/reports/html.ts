@@ -397,12 +397,30 @@ function summaryTable(report: Report): string {
     row(['duration p50', fmtMs(b.duration_ms.p50), fmtMs(k.duration_ms.p50)]),
     row(['duration p95', fmtMs(b.duration_ms.p95), fmtMs(k.duration_ms.p95)]),
     row(['duration max', fmtMs(b.duration_ms.max), fmtMs(k.duration_ms.max)]),
+    ...httpRows(b, k),
   ];
   return (
     `<section><h2>Summary</h2><table class="summary"><tbody>${rows.join('')}</tbody></table>` +
     `<p class="note">Pass-rate delta (candidate − baseline): <strong>${esc(fmtPp(report.delta_pass_rate))}</strong>, ` +
     `${esc(report.ci_method)} interval [${esc(fmtPp(report.delta_ci[0]))}, ${esc(fmtPp(report.delta_ci[1]))}].</p></section>`
   );
+}
+
+/** Endpoint roles: requests, retries, statuses and latency percentiles ("—" for a module role). */
+function httpRows(b: RoleSummary, k: RoleSummary): string[] {
+  if (!b.http && !k.http) return [];
+  const cell = (s: RoleSummary, f: (h: NonNullable<RoleSummary['http']>) => string) => (s.http ? f(s.http) : '—');
+  const statuses = (h: NonNullable<RoleSummary['http']>) =>
+    esc(Object.entries(h.statuses).sort(([a], [c]) => a.localeCompare(c)).map(([code, n]) => `${code}: ${fmtInt(n)}`).join(', ') || '—');
+  return [
+    row(['http requests', cell(b, (h) => fmtInt(h.requests)), cell(k, (h) => fmtInt(h.requests))]),
+    row(['http retries', cell(b, (h) => fmtInt(h.retries)), cell(k, (h) => fmtInt(h.retries))]),
+    row(['http statuses', cell(b, statuses), cell(k, statuses)]),
+    row(['latency p50', cell(b, (h) => fmtMs(h.latency_ms.p50)), cell(k, (h) => fmtMs(h.latency_ms.p50))]),
+    row(['latency p95', cell(b, (h) => fmtMs(h.latency_ms.p95)), cell(k, (h) => fmtMs(h.latency_ms.p95))]),
+    row(['latency p99', cell(b, (h) => fmtMs(h.latency_ms.p99)), cell(k, (h) => fmtMs(h.latency_ms.p99))]),
+    row(['latency max', cell(b, (h) => fmtMs(h.latency_ms.max)), cell(k, (h) => fmtMs(h.latency_ms.max))]),
+  ];
 }
 
 function chartsSection(report: Report): string {
@@ -449,7 +467,7 @@ function violationRow(v: Violation): string {
   return (
     `<tr class="${esc(v.role)}"><td>${esc(v.role)}</td><td class="num">${esc(fmtInt(v.case_index))}</td>` +
     `<td><span class="kind ${esc(v.kind)}">${esc(v.kind)}</span></td><td><code>${esc(v.name)}</code></td>` +
-    `${cell(v.input)}${cell(v.output)}${cell(v.message)}</tr>`
+    `${cell(v.input)}${cell(v.output)}${cell(v.message === undefined ? undefined : v.message + (v.status !== undefined ? `\nstatus ${v.status}` : '') + (v.body !== undefined ? `\nbody: ${v.body}` : ''))}</tr>`
   );
 }
 

@@ -20,6 +20,19 @@ export interface RoleSummary {
   soft_violations: number;
   /** Case durations in milliseconds. */
   duration_ms: { mean: number; p50: number; p95: number; max: number };
+  /** Present when the role is an HTTP endpoint: its requests, retries, statuses and latency. */
+  http?: HttpSummary;
+}
+
+export interface HttpSummary {
+  /** Every attempt, retries included. */
+  requests: number;
+  /** Attempts after the first of a call (connection errors, 429, 503). */
+  retries: number;
+  /** Attempts by outcome: the status code, `error` (no response) or `timeout` (cut by the case deadline). */
+  statuses: Record<string, number>;
+  /** Latency of each attempt until its body was read, milliseconds. */
+  latency_ms: { p50: number; p95: number; p99: number; max: number };
 }
 
 export interface Violation {
@@ -32,6 +45,10 @@ export interface Violation {
   input: string;
   output?: string;
   message?: string;
+  /** E_HTTP_* errors: the response status, when there was one. */
+  status?: number;
+  /** E_HTTP_* errors: the first 200 bytes of the response body. */
+  body?: string;
 }
 
 export interface Statistics {

@@ -25,6 +25,9 @@ import { createBackend } from '../queue/index.js';
 import { decodeCases, encodeResults, verifyBatch } from '../queue/messages.js';
 import { retryDelayMs } from '../queue/retry.js';
 import type { Backend, ClaimedBatch, JobManifest } from '../queue/types.js';
+import { parseJobExec, parseSecretNames } from '../http/endpoint.js';
+import { chunkExecFor, RateLimitStates } from '../http/exec.js';
+import type { ChunkExec } from '../execution/protocol.js';
 
 export interface WorkerOptions {
   /** A validated queue config; or give `queueConfig` (raw keys documented in docs/reference.md) and it is validated here. */
@@ -43,6 +46,10 @@ export interface WorkerOptions {
   workerId?: string;
   cacheDir?: string;
   logger?: Logger;
+  /** Environment variables a job's endpoint headers may read (`${NAME}`), comma-separated. @defaultValue none */
+  httpSecrets?: string;
+  /** Where those variables are read. @defaultValue process.env */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Everything a worker observes is published here; metrics and logs subscribe (one channel). */
@@ -85,6 +92,9 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
   readonly #pools = new Map<string, CasePool>();
   readonly #held = new Map<string, Held>();
   readonly #jobs = new Map<string, Promise<JobManifest | null>>();
+  /** One rate-limit state per (job, role), shared by this worker's threads. */
+  readonly #rateLimits = new RateLimitStates();
+  readonly #httpSecrets: ReadonlySet<string>;
   #state: 'starting' | 'running' | 'draining' | 'stopped' = 'starting';
   #wake: (() => void) | undefined;
   #woken = false;
@@ -108,6 +118,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     this.#codec = createCodec({ compress: this.#config.compress });
     this.#cache = new ArtifactCache(options.cacheDir ?? defaultCacheDir());
+    this.#httpSecrets = parseSecretNames(options.httpSecrets);
   }
 
   get state() {
@@ -372,6 +383,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     let cases: CaseInput[];
     let manifest: JobManifest | null;
     let urls: { task: string; impl: string };
+    let exec: ChunkExec | undefined;
     try {
       if (this.#config.hmac_key) verifyBatch(this.#config.hmac_key, batch);
       cases = decodeCases(this.#codec, batch.payload);
@@ -381,8 +393,20 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
       const impl = manifest.implementations[batch.role];
       if (!impl) throw new MetaguardError('MG_ERR_CODEC', `batch role ${JSON.stringify(batch.role)} is not baseline or candidate`);
       urls = { task: await this.#cache.resolve(this.#backend, manifest.task), impl: await this.#cache.resolve(this.#backend, impl) };
+      // Endpoint headers' ${VAR} come from this worker's environment, and only the names it allows.
+      exec = chunkExecFor(manifest.exec === undefined ? undefined : parseJobExec(manifest.exec), batch.role, {
+        jobId: batch.jobId,
+        env: this.#options.env ?? process.env,
+        allowed: this.#httpSecrets,
+        rateLimits: this.#rateLimits,
+      });
     } catch (err) {
-      if (isMetaguardError(err) && ['MG_ERR_CODEC', 'MG_ERR_HMAC', 'MG_ERR_ARTIFACT'].includes(err.code)) {
+      if (isMetaguardError(err) && err.code === 'MG_ERR_HTTP_CONFIG') {
+        // This worker cannot call the endpoint (a header needs a variable it does not provide):
+        // another worker may; past max_requeue_attempts the batch is dead-lettered with this reason.
+        this.#logger.warn('endpoint_unusable', { worker: this.workerId, batch: batch.id, message: err.message });
+        await this.#retryLater(batch, `${err.code}: ${err.message}`);
+      } else if (isMetaguardError(err) && ['MG_ERR_CODEC', 'MG_ERR_HMAC', 'MG_ERR_ARTIFACT'].includes(err.code)) {
         await this.#deadLetter(batch.id, `${err.code}: ${err.message}`);
       } else {
         // Retryable: the backend or the disk failed while preparing. Retry after a backoff that
@@ -393,14 +417,15 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
       return;
     }
     const pool = this.#pool(manifest.timeoutMs || Math.round((this.#options.defaultTimeoutS ?? 2) * 1000), manifest.memMb || (this.#options.defaultMemMb ?? 512));
-    const chunks = Math.max(1, Math.min(this.threads, cases.length));
+    // A concurrent role fills each thread's lanes before it spreads over more threads.
+    const chunks = Math.max(1, Math.min(this.threads, Math.ceil(cases.length / (exec?.concurrency ?? 1))));
     const per = Math.ceil(cases.length / chunks);
     let results: CaseResult[];
     try {
       const parts = await Promise.all(
         Array.from({ length: chunks }, (_, i) =>
           pool.runChunk(
-            { taskUrl: urls.task, implUrl: urls.impl, seed: manifest!.seed, cases: cases.slice(i * per, (i + 1) * per) },
+            { taskUrl: urls.task, implUrl: urls.impl, seed: manifest!.seed, cases: cases.slice(i * per, (i + 1) * per), ...(exec ? { exec } : {}) },
             {
               onResult: (r, thread) => {
                 this.#progress();
