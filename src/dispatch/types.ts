@@ -6,6 +6,8 @@ export const roles: readonly Role[] = ['baseline', 'candidate'];
 
 /** Everything needed to run one evaluation's cases. Module locations are file URLs. */
 export interface JobSpec {
+  /** The task's name, for progress shown to operators. @defaultValue the task module's file name */
+  taskName?: string;
   taskUrl: string;
   implUrls: Record<Role, string>;
   seed: number;

@@ -29,7 +29,10 @@ export type LogEvent =
   | 'backend_reconnected'
   | 'batch_rejected'
   | 'watchdog_stalled'
-  | 'native_unavailable';
+  | 'native_unavailable'
+  | 'job_withdrawn'
+  | 'dashboard_started'
+  | 'dashboard_action';
 
 export const levels: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 

@@ -25,6 +25,8 @@ import { createBackend } from '../queue/index.js';
 import { decodeCases, encodeResults, verifyBatch } from '../queue/messages.js';
 import { retryDelayMs } from '../queue/retry.js';
 import type { Backend, ClaimedBatch, JobManifest } from '../queue/types.js';
+import { version } from '../version.js';
+import { WorkerLoad } from './load.js';
 
 export interface WorkerOptions {
   /** A validated queue config; or give `queueConfig` (raw keys documented in docs/reference.md) and it is validated here. */
@@ -94,6 +96,8 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
   #lastProgress = Date.now();
   #stalled = false;
   #backendDown = false;
+  readonly #load: WorkerLoad;
+  readonly #startedAt = Date.now();
   casesCompleted = 0;
   batchesCompleted = 0;
 
@@ -108,6 +112,9 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     this.#codec = createCodec({ compress: this.#config.compress });
     this.#cache = new ArtifactCache(options.cacheDir ?? defaultCacheDir());
+    this.#load = new WorkerLoad(this.threads);
+    this.on('case', (r, _role, thread) => this.#load.recordCase(r.durationMs, thread));
+    this.on('heap', (bytes, thread) => this.#load.recordHeap(bytes, thread));
   }
 
   get state() {
@@ -181,9 +188,12 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
       host: hostname(),
       pid: process.pid,
       threads: this.threads,
-      startedAt: Date.now(),
+      startedAt: this.#startedAt,
       casesCompleted: this.casesCompleted,
       state: this.#state === 'draining' ? 'draining' : 'running',
+      version,
+      codec: this.#codec.impl,
+      ...this.#load.snapshot(),
     });
   }
 
