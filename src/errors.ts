@@ -31,6 +31,7 @@ export const ErrorCodes = {
   MG_ERR_HMAC: 'a message failed its HMAC check',
   MG_ERR_POOL_CLOSED: 'the case pool is closed',
   MG_ERR_NATIVE: 'the native module could not be used',
+  MG_ERR_DASHBOARD_ASSETS: 'the dashboard page could not be loaded or built',
   MG_ERR_CANCELLED: 'the evaluation was cancelled from the dashboard (its job was withdrawn)',
 } as const;
 export type MetaguardErrorCode = keyof typeof ErrorCodes;
