@@ -3,6 +3,7 @@ import { invalidOption } from '../errors.js';
 import { dashboardSchema, MIN_TOKEN_LENGTH, type DashboardOptions } from '../dashboard/options.js';
 import { startDashboardServer } from '../dashboard/server.js';
 import { DashboardState } from '../dashboard/state.js';
+import { isLoopbackHost } from '../dashboard/security.js';
 import { createLogger } from '../observe/log.js';
 import { describeOptions, resolveOptions } from '../options/schema.js';
 import { validateQueueConfig } from '../queue/config.js';
@@ -31,6 +32,9 @@ export async function dashboardCommand(argv: string[]): Promise<number> {
   const options = resolveOptions<DashboardOptions>(dashboardSchema, { flags, env: process.env });
   if (options.authToken !== undefined && options.authToken.length < MIN_TOKEN_LENGTH) {
     throw invalidOption(flags.authToken !== undefined ? '--auth-token' : 'METAGUARD_DASHBOARD_TOKEN', `must be at least ${MIN_TOKEN_LENGTH} characters`);
+  }
+  if (!isLoopbackHost(options.host) && options.authToken === undefined) {
+    throw invalidOption('--host', `${options.host} is not a loopback address: binding there requires --auth-token or METAGUARD_DASHBOARD_TOKEN`);
   }
   const config = validateQueueConfig(options.queueConfig ?? {}, options.backend ? { backend: options.backend } : {});
   if (config.backend === 'memory') throw invalidOption('queue-config.backend', 'the dashboard needs a shared queue (redis, kafka, …): the memory backend lives inside one process');
