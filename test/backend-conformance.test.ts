@@ -905,6 +905,13 @@ function conformance(h: Harness): void {
         assert.equal(s.pending.normal, 2, "the other job's batches stay");
         assert.equal(s.delayed, 0);
         assert.equal(s.inflight, 1, 'a claimed batch runs to its end');
+        if (b.priorityCounts) {
+          const [left] = oks(await b.claimBatches('w2', 1, 5000));
+          await b.deadLetter('w2', left.id, 'bad');
+          const counts = await b.priorityCounts();
+          assert.deepEqual(counts.inflight, { critical: 0, high: 1, normal: 0, low: 0 });
+          assert.deepEqual(counts.dead, { critical: 0, high: 0, normal: 1, low: 0 });
+        }
         await b.removeProgress(job);
         assert.deepEqual(await b.listProgress(), []);
       }));

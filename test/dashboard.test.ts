@@ -259,6 +259,9 @@ describe('metaguard dashboard in a browser', { skip, concurrency: false }, () =>
       await page.waitForFunction(() => document.querySelectorAll('tr[data-batch]').length === 3, null, { timeout: 30_000 });
       assert.match((await page.locator('#view-dead tbody').textContent()) ?? '', /poisoned on purpose/);
       await page.screenshot({ path: join(outDir, 'dead-letters.png'), fullPage: true });
+      const overview = JSON.parse((await rawGet(new URL('/api/overview', dashboard.url).href, {})).body) as { dead: number; deadByPriority: Record<string, number> };
+      assert.equal(overview.dead, 3);
+      assert.equal(overview.deadByPriority.normal, 3);
 
       retried = ids[0];
       await page.locator(`tr[data-batch="${retried}"] button.retry`).click();

@@ -33,6 +33,7 @@ export function workerRow(w: WorkerInfo, now: number, beatIntervalMs: number): W
     threads: nonNeg(w.threads),
     state: w.state === 'draining' ? 'draining' : 'running',
     version: typeof w.version === 'string' ? text(w.version) : null,
+    node: typeof w.node === 'string' ? text(w.node) : null,
     codec: w.codec === 'native' || w.codec === 'js' ? w.codec : null,
     casesPerSec: optNum(w.casesPerSec),
     casesCompleted: nonNeg(w.casesCompleted),
@@ -127,11 +128,12 @@ export class DashboardState extends EventEmitter<{ snapshot: [Snapshot] }> {
 
   async #collect(): Promise<Snapshot> {
     const backend = this.#backend;
-    const [now, stats, dead, progress] = await Promise.all([
+    const [now, stats, dead, progress, byPriority] = await Promise.all([
       backend.now(),
       backend.stats(),
       backend.listDead(DEAD_LIMIT),
       backend.listProgress ? backend.listProgress() : Promise.resolve(null),
+      backend.priorityCounts ? backend.priorityCounts() : Promise.resolve(null),
     ]);
     if (backend.getBenchRecord && now - this.#benchReadAt > 30_000) {
       this.#bench = await backend.getBenchRecord();
@@ -147,11 +149,14 @@ export class DashboardState extends EventEmitter<{ snapshot: [Snapshot] }> {
     this.#history.push([now, casesPerSec, Math.round(batchesPerSec * 10) / 10]);
     while (this.#history.length && this.#history[0][0] < now - HISTORY_MINUTES * 60_000) this.#history.shift();
 
-    const pending = Object.fromEntries(priorities.map((p) => [p, nonNeg(stats.pending?.[p])])) as Record<Priority, number>;
+    const perPriority = (counts: Partial<Record<Priority, unknown>> | undefined) => Object.fromEntries(priorities.map((p) => [p, nonNeg(counts?.[p])])) as Record<Priority, number>;
+    const pending = perPriority(stats.pending);
     const overview: Overview = {
       queue: { backend: this.#config.backend, name: this.#config.queue },
       at: now,
       pending,
+      inflightByPriority: byPriority ? perPriority(byPriority.inflight) : null,
+      deadByPriority: byPriority ? perPriority(byPriority.dead) : null,
       inflight: nonNeg(stats.inflight),
       delayed: nonNeg(stats.delayed),
       dead: nonNeg(stats.dead),

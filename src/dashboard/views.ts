@@ -9,7 +9,9 @@ export interface Overview {
   /** Backend clock of the snapshot, ms. */
   at: number;
   pending: Record<Priority, number>;
-  /** The backends count in-flight and dead-lettered batches in total, not per priority. */
+  /** Per priority, when the backend can tell (null otherwise: only the totals below). */
+  inflightByPriority: Record<Priority, number> | null;
+  deadByPriority: Record<Priority, number> | null;
   inflight: number;
   delayed: number;
   dead: number;
@@ -31,6 +33,7 @@ export interface WorkerRow {
   threads: number;
   state: string;
   version: string | null;
+  node: string | null;
   codec: string | null;
   casesPerSec: number | null;
   casesCompleted: number;

@@ -354,6 +354,15 @@ export class MemoryBackend implements Backend {
     return n;
   }
 
+  async priorityCounts(): Promise<{ inflight: Record<Priority, number>; dead: Record<Priority, number> }> {
+    const zero = () => ({ critical: 0, high: 0, normal: 0, low: 0 });
+    const inflight = zero();
+    const dead = zero();
+    for (const id of this.#inflight.keys()) inflight[this.#batches.get(id)?.priority ?? 'normal']++;
+    for (const record of this.#dead.values()) dead[record.batch?.priority ?? 'normal']++;
+    return { inflight, dead };
+  }
+
   async putBenchRecord(record: Omit<BenchRecord, 'at'>): Promise<void> {
     this.#bench = { ...structuredClone(record), at: Date.now() };
   }

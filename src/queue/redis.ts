@@ -379,6 +379,20 @@ end
 redis.call('DEL', P .. 'job:' .. job)
 return n
 `,
+  /** ARGV: P. Returns in-flight then dead-lettered counts, critical/high/normal/low (at most 10,000 of each). */
+  mgPriorityCounts: `
+local function count(ids)
+  local c = {critical = 0, high = 0, normal = 0, low = 0}
+  for _, id in ipairs(ids) do
+    local p = prio_of(redis.call('HGET', P .. 'batch:' .. id, 'priority'))
+    c[p] = c[p] + 1
+  end
+  return c
+end
+local i = count(redis.call('ZRANGE', INFLIGHT, 0, 9999))
+local d = count(redis.call('ZRANGE', DEADIDX, 0, 9999))
+return {i.critical, i.high, i.normal, i.low, d.critical, d.high, d.normal, d.low}
+`,
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
@@ -797,6 +811,12 @@ export class RedisBackend implements Backend {
 
   async withdrawJob(jobId: string): Promise<number> {
     return Number(await this.#run('withdraw job', () => this.#script('mgWithdraw', [jobId])));
+  }
+
+  async priorityCounts(): Promise<{ inflight: Record<Priority, number>; dead: Record<Priority, number> }> {
+    const r = ((await this.#run('priority counts', () => this.#script('mgPriorityCounts', []))) as unknown[]).map((v) => Number(v));
+    const at = (o: number) => ({ critical: r[o], high: r[o + 1], normal: r[o + 2], low: r[o + 3] });
+    return { inflight: at(0), dead: at(4) };
   }
 
   async putBenchRecord(record: Omit<BenchRecord, 'at'>): Promise<void> {

@@ -65,8 +65,9 @@ export interface WorkerInfo {
   lastHeartbeat?: number;
   casesCompleted?: number;
   state?: 'running' | 'draining';
-  /** metaguard version of the worker. */
+  /** metaguard version of the worker, and the Node.js version it runs on. */
   version?: string;
+  node?: string;
   /** Batch codec in use. */
   codec?: 'native' | 'js';
   /** Cases finished per second since the previous heartbeat. */
@@ -212,6 +213,8 @@ export interface Backend {
    * of batches removed.
    */
   withdrawJob?(jobId: string): Promise<number>;
+  /** In-flight and dead-lettered batches per priority (stats() counts them in total). Counts at most 10,000 of each. */
+  priorityCounts?(): Promise<{ inflight: Record<Priority, number>; dead: Record<Priority, number> }>;
   /** Records / reads the last bench sweep against this queue. */
   putBenchRecord?(record: Omit<BenchRecord, 'at'>): Promise<void>;
   getBenchRecord?(): Promise<BenchRecord | null>;

@@ -25,7 +25,6 @@ import { createBackend } from '../queue/index.js';
 import { decodeCases, encodeResults, verifyBatch } from '../queue/messages.js';
 import { retryDelayMs } from '../queue/retry.js';
 import type { Backend, ClaimedBatch, JobManifest } from '../queue/types.js';
-import { version } from '../version.js';
 import { WorkerLoad } from './load.js';
 
 export interface WorkerOptions {
@@ -192,6 +191,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
       casesCompleted: this.casesCompleted,
       state: this.#state === 'draining' ? 'draining' : 'running',
       version,
+      node: process.version,
       codec: this.#codec.impl,
       ...this.#load.snapshot(),
     });

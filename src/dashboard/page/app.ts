@@ -105,15 +105,25 @@ function renderOverview(o: Overview) {
     stat('dead-lettered', o.dead, { 'data-stat': 'dead' }),
     stat('recommended batch size', o.bench ? o.bench.recommendedBatchSize : 'run bench', { title: o.bench ? `from metaguard bench at ${new Date(o.bench.at).toLocaleString()}` : 'metaguard bench against this queue records it' }),
   );
+  const byPriority = o.inflightByPriority !== null && o.deadByPriority !== null;
   const pending = table(
-    ['priority', 'pending'],
-    (['critical', 'high', 'normal', 'low'] as const).map((p) => h('tr', { 'data-priority': p }, h('td', {}, p), h('td', { class: 'num' }, o.pending[p]))),
+    byPriority ? ['priority', 'pending', 'in flight', 'dead'] : ['priority', 'pending'],
+    (['critical', 'high', 'normal', 'low'] as const).map((p) =>
+      h(
+        'tr',
+        { 'data-priority': p },
+        h('td', {}, p),
+        h('td', { class: 'num', 'data-field': 'pending' }, o.pending[p]),
+        byPriority ? h('td', { class: 'num', 'data-field': 'inflight' }, o.inflightByPriority![p]) : null,
+        byPriority ? h('td', { class: 'num', 'data-field': 'dead' }, o.deadByPriority![p]) : null,
+      ),
+    ),
     '',
   );
   const totals = h('p', { class: 'muted' }, `totals: ${o.totals.dispatched} batches dispatched, ${o.totals.completed} completed, ${o.totals.requeued} requeued`);
   let chartBox = el.querySelector<HTMLElement>('.chart');
   if (!chartBox) chartBox = h('div', { class: 'chart' });
-  el.replaceChildren(stats, h('div', { class: 'columns' }, h('div', {}, h('h3', {}, 'Pending by priority'), pending), h('div', { class: 'grow' }, h('h3', {}, 'Completed per second (last 10 minutes)'), chartBox)), totals);
+  el.replaceChildren(stats, h('div', { class: 'columns' }, h('div', {}, h('h3', {}, 'Queue by priority'), pending), h('div', { class: 'grow' }, h('h3', {}, 'Completed per second (last 10 minutes)'), chartBox)), totals);
   const data: uPlot.AlignedData = [o.history.map((r) => r[0] / 1000), o.history.map((r) => r[1]), o.history.map((r) => r[2])];
   const width = Math.max(300, chartBox.clientWidth || 600);
   if (!chart) {
@@ -154,7 +164,7 @@ function renderWorkers(workers: WorkerRow[]) {
       ),
       h('td', { 'data-field': 'heartbeat' }, w.heartbeatAgeS === null ? '–' : `${fmt.format(w.heartbeatAgeS)} s ago`, w.stale ? h('span', { class: 'badge warn' }, 'stale') : null),
       h('td', {}, w.state),
-      h('td', {}, w.version ?? '–'),
+      h('td', {}, w.version ?? '–', w.node ? h('span', { class: 'muted' }, ` node ${w.node}`) : null),
       h('td', {}, w.codec ?? '–'),
     ),
   );
