@@ -189,6 +189,11 @@ describe('metaguard dashboard in a browser', { skip, concurrency: false }, () =>
     await page.waitForFunction(() => Number(document.querySelector('tr[data-worker] [data-field="cases"]')?.textContent ?? 0) >= 80, null, { timeout: 30_000 });
     await page.screenshot({ path: join(outDir, 'workers.png'), fullPage: true });
 
+    // `bench` against this queue leaves its recommendation where the overview shows it.
+    const bench = await runCli(['bench', '--skip-codec', '--sizes', '5,10', '--n', '100', '--queue-config', JSON.stringify(queueConfig), '--json'], { timeoutMs: 180_000 });
+    assert.equal(bench.code, 0, bench.stderr);
+    const recommended = (JSON.parse(bench.stdout) as { recommended_batch_size: number }).recommended_batch_size;
+
     const running = evaluate(3000);
     await page.click('nav a[data-view="evaluations"]');
     await page.locator('tr[data-job]').first().waitFor({ timeout: 60_000 });
@@ -204,6 +209,7 @@ describe('metaguard dashboard in a browser', { skip, concurrency: false }, () =>
 
     await page.click('nav a[data-view="overview"]');
     await page.waitForFunction(() => Number(document.querySelector('[data-stat="cases-per-sec"] .value')?.textContent ?? 0) > 0, null, { timeout: 30_000 });
+    await page.waitForFunction((size) => document.querySelector('[data-stat="batch-size"] .value')?.textContent === String(size), recommended, { timeout: 30_000 });
     assert.equal(await page.locator('#view-overview canvas').count() > 0, true, 'the throughput chart is drawn');
     await page.screenshot({ path: join(outDir, 'overview.png'), fullPage: true });
 

@@ -135,7 +135,7 @@ export class DashboardState extends EventEmitter<{ snapshot: [Snapshot] }> {
       backend.listProgress ? backend.listProgress() : Promise.resolve(null),
       backend.priorityCounts ? backend.priorityCounts() : Promise.resolve(null),
     ]);
-    if (backend.getBenchRecord && now - this.#benchReadAt > 30_000) {
+    if (backend.getBenchRecord && now - this.#benchReadAt > 5000) {
       this.#bench = await backend.getBenchRecord();
       this.#benchReadAt = now;
     }

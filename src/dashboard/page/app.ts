@@ -103,7 +103,7 @@ function renderOverview(o: Overview) {
     stat('in flight', o.inflight, { 'data-stat': 'inflight' }),
     stat('delayed (retry)', o.delayed),
     stat('dead-lettered', o.dead, { 'data-stat': 'dead' }),
-    stat('recommended batch size', o.bench ? o.bench.recommendedBatchSize : 'run bench', { title: o.bench ? `from metaguard bench at ${new Date(o.bench.at).toLocaleString()}` : 'metaguard bench against this queue records it' }),
+    stat('recommended batch size', o.bench ? o.bench.recommendedBatchSize : 'run bench', { 'data-stat': 'batch-size', title: o.bench ? `from metaguard bench at ${new Date(o.bench.at).toLocaleString()}` : 'metaguard bench against this queue records it' }),
   );
   const byPriority = o.inflightByPriority !== null && o.deadByPriority !== null;
   const pending = table(
