@@ -37,6 +37,10 @@ describe('dashboard request checks', () => {
     assert.equal(g.checkMutation(req({ host: '127.0.0.1:9465', [CSRF_HEADER]: g.csrfToken, origin: 'http://evil.example' })).ok, false);
     assert.equal(g.checkMutation(req({ host: '127.0.0.1:9465', [CSRF_HEADER]: g.csrfToken, 'sec-fetch-site': 'same-site' })).ok, false);
     assert.equal(g.checkMutation(req({ host: '127.0.0.1:9465', [CSRF_HEADER]: g.csrfToken, origin: 'http://127.0.0.1:9465', 'sec-fetch-site': 'same-origin' })).ok, true);
+    assert.equal(g.checkMutation(req({ host: '127.0.0.1:9465', [CSRF_HEADER]: g.csrfToken, origin: 'null' })).ok, false);
+    // Behind a TLS proxy that names itself in X-Forwarded-Host.
+    assert.equal(g.checkMutation(req({ host: '127.0.0.1:9465', 'x-forwarded-host': 'dash.example', [CSRF_HEADER]: g.csrfToken, origin: 'https://dash.example' })).ok, true);
+    assert.equal(g.checkMutation(req({ host: '127.0.0.1:9465', 'x-forwarded-host': 'dash.example', [CSRF_HEADER]: g.csrfToken, origin: 'https://evil.example' })).ok, false);
   });
 
   it('with a token: Bearer or the session cookie (never the token itself); a cookie alone cannot mutate', () => {

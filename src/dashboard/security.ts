@@ -5,8 +5,8 @@
  * - Authentication (when a token is set): `Authorization: Bearer <token>` (scripts) or the session
  *   cookie a browser gets from the sign-in form (HttpOnly, SameSite=Strict, an HMAC of the token —
  *   never the token itself).
- * - Mutations are POSTs only, and must not come from another site: the `Origin` (when sent) must be
- *   this server's origin, `Sec-Fetch-Site` (when sent) must be same-origin, and a browser request must
+ * - Mutations are POSTs only, and must not come from another site: the `Origin` (when sent) must name
+ *   this server's host (or the X-Forwarded-Host of a reverse proxy in front of it), `Sec-Fetch-Site` (when sent) must be same-origin, and a browser request must
  *   carry the per-process CSRF token the page was served with (a cross-site page cannot read it).
  *   A Bearer token is not ambient (a browser never adds it), so it stands in for the CSRF token.
  * - DNS rebinding: on a loopback bind, the Host header must name a loopback host.
@@ -92,7 +92,19 @@ export class RequestGuard {
     const site = req.headers['sec-fetch-site'];
     if (site !== undefined && site !== 'same-origin' && site !== 'none') return { ok: false, status: 403, reason: `cross-site request refused (Sec-Fetch-Site: ${String(site)})` };
     const origin = req.headers.origin;
-    if (origin !== undefined && origin !== `http://${req.headers.host ?? ''}`) return { ok: false, status: 403, reason: `cross-origin request refused (Origin: ${origin})` };
+    if (origin === undefined) return { ok: true };
+    let originHost: string | undefined;
+    try {
+      const u = new URL(origin);
+      if (u.protocol === 'http:' || u.protocol === 'https:') originHost = u.host;
+    } catch {
+      // `null` or garbage: refused below
+    }
+    // Behind a reverse proxy (TLS, another name) the browser's origin is the proxy's: the proxy says so
+    // in X-Forwarded-Host. A cross-site page cannot set that header (it would need a CORS preflight).
+    const forwarded = req.headers['x-forwarded-host'];
+    const hosts = [req.headers.host, ...(typeof forwarded === 'string' ? forwarded.split(',').map((h) => h.trim()) : [])];
+    if (originHost === undefined || !hosts.includes(originHost)) return { ok: false, status: 403, reason: `cross-origin request refused (Origin: ${origin})` };
     return { ok: true };
   }
 
