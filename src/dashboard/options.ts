@@ -6,7 +6,7 @@ export const dashboardSchema = {
   backend: { type: 'enum', values: backends, description: 'queue backend (overrides queue-config.backend)' },
   queueConfig: { type: 'json', description: 'queue configuration JSON (the one the workers use)' },
   port: { type: 'int', min: 0, max: 65_535, default: 9465, env: 'METAGUARD_DASHBOARD_PORT', description: 'port to serve the dashboard on' },
-  host: { type: 'string', default: '127.0.0.1', env: 'METAGUARD_DASHBOARD_HOST', description: 'bind address; any non-loopback address requires --auth-token' },
+  host: { type: 'string', default: '127.0.0.1', env: 'METAGUARD_DASHBOARD_HOST', placeholder: 'ADDR', description: 'bind address; any non-loopback address requires --auth-token' },
   reportDir: { type: 'string', description: 'folder of JSON reports to list (the evaluations\' --report-dir)', placeholder: 'DIR' },
   authToken: {
     type: 'string',

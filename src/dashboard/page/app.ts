@@ -91,6 +91,24 @@ function stat(label: string, value: string | number, attrs: Record<string, strin
   return h('div', { class: 'stat', ...attrs }, h('div', { class: 'value' }, String(value)), h('div', { class: 'label' }, label));
 }
 
+/**
+ * Action buttons survive re-renders (tables are rebuilt on every snapshot): the same element moves into
+ * the new row, so a click, a focus or a disabled state in progress is not lost to a refresh.
+ */
+const cancelButtons = new Map<string, HTMLButtonElement>();
+const retryButtons = new Map<string, HTMLButtonElement>();
+
+function reuse(cache: Map<string, HTMLButtonElement>, key: string, make: () => HTMLButtonElement): HTMLButtonElement {
+  let b = cache.get(key);
+  if (!b) cache.set(key, (b = make()));
+  return b;
+}
+
+function prune(cache: Map<string, HTMLButtonElement>, keep: string[]) {
+  const live = new Set(keep);
+  for (const key of cache.keys()) if (!live.has(key)) cache.delete(key);
+}
+
 // ---- views ----
 
 function renderOverview(o: Overview) {
@@ -177,15 +195,22 @@ function renderEvaluations(evals: EvaluationRow[], o: Overview) {
     body('evaluations').replaceChildren(h('p', { class: 'empty' }, `The ${o.queue.backend} backend does not carry evaluation progress.`));
     return;
   }
+  prune(cancelButtons, evals.map((e) => e.jobId));
   const rows = evals.map((e) => {
     const done = e.done.baseline + e.done.candidate;
-    const cancel = h('button', { class: 'cancel danger', disabled: e.cancelRequested || !o.capabilities.cancel, title: 'withdraw the job, like Ctrl-C on its coordinator' }, e.cancelRequested ? 'cancelling…' : 'Cancel');
-    cancel.addEventListener('click', async () => {
-      if (!(await confirmAction(`Cancel evaluation ${e.task} (${e.jobId})? Its queued batches are withdrawn and its coordinator stops without a verdict.`))) return;
-      cancel.disabled = true;
-      const r = await post(`/api/evaluations/${encodeURIComponent(e.jobId)}/cancel`);
-      if (r) banner(`evaluation ${e.jobId} cancelled (${String(r.batchesRemoved)} queued batches withdrawn)`, 'info');
+    const cancel = reuse(cancelButtons, e.jobId, () => {
+      const b = h('button', { class: 'cancel danger', title: 'withdraw the job, like Ctrl-C on its coordinator' }, 'Cancel');
+      b.addEventListener('click', async () => {
+        if (!(await confirmAction(`Cancel evaluation ${e.task} (${e.jobId})? Its queued batches are withdrawn and its coordinator stops without a verdict.`))) return;
+        b.disabled = true;
+        const r = await post(`/api/evaluations/${encodeURIComponent(e.jobId)}/cancel`);
+        if (r) banner(`evaluation ${e.jobId} cancelled (${String(r.batchesRemoved)} queued batches withdrawn)`, 'info');
+        else b.disabled = false;
+      });
+      return b;
     });
+    if (e.cancelRequested || !o.capabilities.cancel) cancel.disabled = true;
+    if (e.cancelRequested) cancel.textContent = 'cancelling…';
     return h(
       'tr',
       { 'data-job': e.jobId },
@@ -218,13 +243,17 @@ function renderDead(dead: DeadRow[]) {
     const r = await post('/api/dead/purge', { confirm: 'purge' });
     if (r) banner(`purged ${String(r.purged)} dead-lettered batches`, 'info');
   });
+  prune(retryButtons, dead.map((d) => d.id));
   const rows = dead.map((d) => {
-    const retry = h('button', { class: 'retry' }, 'Retry');
-    retry.addEventListener('click', async () => {
-      retry.disabled = true;
-      const r = await post(`/api/dead/${encodeURIComponent(d.id)}/retry`);
-      if (r) banner(`batch ${d.id} requeued`, 'info');
-      else retry.disabled = false;
+    const retry = reuse(retryButtons, d.id, () => {
+      const b = h('button', { class: 'retry' }, 'Retry');
+      b.addEventListener('click', async () => {
+        b.disabled = true;
+        const r = await post(`/api/dead/${encodeURIComponent(d.id)}/retry`);
+        if (r) banner(`batch ${d.id} requeued`, 'info');
+        else b.disabled = false;
+      });
+      return b;
     });
     return h(
       'tr',
