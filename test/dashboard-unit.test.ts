@@ -144,3 +144,50 @@ describe('coordinator progress on the in-process backend', () => {
     await backend.close();
   });
 });
+
+describe('dashboard HTTP server (in-process backend)', () => {
+  it('serves the page with its headers, refuses bad paths, methods, ids and unconfirmed purges', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { startDashboardServer } = await import('../src/dashboard/server.ts');
+    const { DashboardState } = await import('../src/dashboard/state.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'mg-dash-unit-'));
+    const name = reportFileName('demo', new Date('2026-01-02T03:04:05Z'), 'abcdef01');
+    writeFileSync(join(dir, name), '{"task":"demo","decision":{"adopt":true,"reason":"meets_gate"},"n":3}');
+    writeFileSync(join(dir, 'secret.json'), '{"password":"hunter2"}');
+    const config = validateQueueConfig({ backend: 'memory' });
+    const backend = new MemoryBackend(config);
+    const state = new DashboardState({ backend, config, logger: silentLogger, reportDir: dir, refreshS: 60 });
+    const server = await startDashboardServer({ host: '127.0.0.1', port: 0, backend, state, logger: silentLogger, reportDir: dir });
+    const base = `http://127.0.0.1:${server.port}`;
+    try {
+      const page = await fetch(`${base}/`);
+      assert.equal(page.status, 200);
+      assert.match(page.headers.get('content-security-policy') ?? '', /script-src 'self'/);
+      assert.equal(page.headers.get('x-frame-options'), 'DENY');
+      const csrf = /name="metaguard-csrf" content="([^"]+)"/.exec(await page.text())?.[1];
+      assert.ok(csrf);
+      assert.equal((await fetch(`${base}/assets/app.js`)).status, 200);
+
+      const reports = (await (await fetch(`${base}/api/reports`)).json()) as { file: string; verdict: string }[];
+      assert.deepEqual(reports.map((r) => [r.file, r.verdict]), [[name, 'adopt']], 'only report files are listed');
+      assert.equal((await fetch(`${base}/reports/secret.json`)).status, 404);
+      assert.equal((await fetch(`${base}/reports/..%2F..%2Fetc%2Fpasswd`)).status, 404);
+      assert.equal((await fetch(`${base}/api/nothing`)).status, 404);
+      assert.equal((await fetch(`${base}/`, { method: 'PUT' })).status, 405);
+
+      const post = (path: string, body = '{}') => fetch(`${base}${path}`, { method: 'POST', headers: { 'x-metaguard-csrf': csrf!, 'content-type': 'application/json' }, body });
+      assert.equal((await post('/api/dead/purge')).status, 400, 'purge needs {"confirm":"purge"}');
+      assert.equal((await post('/api/dead/purge', '{"confirm":"purge"}')).status, 200);
+      assert.equal((await post('/api/evaluations/no-such-job/cancel')).status, 404);
+      assert.equal((await post('/api/dead/no-such-batch/retry')).status, 404);
+      assert.equal((await post(`/api/dead/${'x'.repeat(400)}/retry`)).status, 400);
+      assert.equal((await post('/api/dead/purge', JSON.stringify({ confirm: 'purge', pad: 'x'.repeat(20_000) }))).status, 413);
+      assert.equal((await post('/api/nowhere')).status, 404);
+    } finally {
+      await server.close();
+      await backend.close();
+    }
+  });
+});

@@ -41,6 +41,8 @@ export interface DashboardServer {
 }
 
 const MAX_BODY = 16 * 1024;
+/** Live-update streams served at once; more get 503 (the page then polls). */
+const MAX_STREAMS = 64;
 const MAX_ID = 300;
 
 const securityHeaders = {
@@ -76,13 +78,15 @@ function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     let size = 0;
     const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY) {
-        reject(new HttpError(413, 'request body too large'));
-        req.destroy();
-      } else chunks.push(c);
-    });
+      if (size <= MAX_BODY) return void chunks.push(c);
+      // Answer 413 and discard the rest (destroying the socket would leave the client without an answer).
+      req.off('data', onData);
+      req.resume();
+      reject(new HttpError(413, `request body larger than ${MAX_BODY} bytes`));
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
@@ -161,9 +165,10 @@ export async function startDashboardServer(options: DashboardServerOptions): Pro
         return sendJson(res, 200, await action(req, 'retry all dead letters', async () => ({ retried: await backend.retryDead() })));
       }
       if (path === '/api/dead/purge') {
+        const text = await readBody(req);
         let body: unknown;
         try {
-          body = JSON.parse((await readBody(req)) || '{}');
+          body = JSON.parse(text || '{}');
         } catch {
           throw new HttpError(400, 'body must be JSON {"confirm":"purge"}');
         }
@@ -184,6 +189,7 @@ export async function startDashboardServer(options: DashboardServerOptions): Pro
       return sendText(res, 200, 'text/html; charset=utf-8', pageHtml({ csrfToken: guard.csrfToken, csrfHeader: CSRF_HEADER, version }), { 'content-security-policy': pageCsp });
     }
     if (path === '/api/events') {
+      if (streams.size >= MAX_STREAMS) throw new HttpError(503, `too many live-update streams (${MAX_STREAMS}); poll /api/snapshot`);
       res.writeHead(200, { ...securityHeaders, 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive' });
       res.write('retry: 2000\n\n');
       streams.add(res);
