@@ -35,6 +35,8 @@ export const ErrorCodes = {
   MG_ERR_POOL_CLOSED: 'the case pool is closed',
   MG_ERR_NATIVE: 'the native module could not be used',
   MG_ERR_HTTP_CONFIG: 'an endpoint description is invalid, or a header names a variable that is not provided',
+  MG_ERR_DASHBOARD_ASSETS: 'the dashboard page could not be loaded or built',
+  MG_ERR_CANCELLED: 'the evaluation was cancelled from the dashboard (its job was withdrawn)',
 } as const;
 export type MetaguardErrorCode = keyof typeof ErrorCodes;
 

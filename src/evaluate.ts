@@ -134,7 +134,7 @@ export async function runEvaluation(options: Readonly<EvaluateOptions>, hooks: E
   const modules = resolveModules(options);
   const task = await loadTask(modules.taskUrl);
   const cases = generateCases(task.gen.bind(task), options.n, options.seed, task.name);
-  const job: JobSpec = { ...modules, seed: options.seed, timeoutMs: Math.round(options.timeoutS * 1000), memMb: options.memMb, cases };
+  const job: JobSpec = { ...modules, taskName: task.name, seed: options.seed, timeoutMs: Math.round(options.timeoutS * 1000), memMb: options.memMb, cases };
   const env = hooks.env ?? process.env;
   // The local dispatcher runs on the pool that checked the implementations; a queue needs one thread.
   const pool = new CasePool({ threads: options.dispatcher === 'local' ? options.parallel : 1, timeoutMs: job.timeoutMs, memMb: job.memMb });

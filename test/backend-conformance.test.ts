@@ -877,6 +877,45 @@ function conformance(h: Harness): void {
         assert.equal(s.dispatched, 5);
       }));
 
+    it('administration (optional): progress entries, a cancellation request, withdrawing one job', (t) =>
+      withBackend({ strict_priority: true }, async (b) => {
+        if (!b.publishProgress || !b.listProgress || !b.removeProgress || !b.requestCancel || !b.withdrawJob) return t.skip(`${h.name}: no administration records`);
+        const job = `job-${randomUUID()}`;
+        const other = `job-${randomUUID()}`;
+        const progress = { jobId: job, task: 'conformance', total: 8, done: { baseline: 2, candidate: 1 }, passed: { baseline: 2, candidate: 0 }, errors: { baseline: 0, candidate: 1 }, priority: 'normal' as const, host: 'h', pid: 1, startedAt: Date.now() };
+        assert.deepEqual(await b.publishProgress(progress), { cancelRequested: false });
+        const [listed] = await b.listProgress();
+        assert.equal(listed.jobId, job);
+        assert.deepEqual(listed.done, progress.done);
+        assert.ok(typeof listed.updatedAt === 'number');
+        assert.equal(await b.requestCancel(`job-${randomUUID()}`), false, 'unknown job');
+        assert.equal(await b.requestCancel(job), true);
+        assert.deepEqual(await b.publishProgress(progress), { cancelRequested: true });
+        assert.equal((await b.listProgress())[0].cancelRequested, true);
+
+        const mine = [batch(job), batch(job), batch(job, { priority: 'high' })];
+        const theirs = [batch(other), batch(other)];
+        await b.enqueue([mine[0], theirs[0], mine[1], theirs[1], mine[2]]);
+        // One of ours goes to the delayed set (a retry), one of theirs is claimed: both kinds are handled.
+        const claimed = oks(await b.claimBatches('w1', 2, 5000));
+        assert.deepEqual(claimed.map((c) => c.id), [mine[2].id, mine[0].id]);
+        await b.releaseBatch('w1', mine[0].id, { delayMs: 60_000, countAttempt: true, reason: 'later' });
+        assert.equal(await b.withdrawJob(job), 2, 'the delayed and the pending batch of the job');
+        const s = await b.stats();
+        assert.equal(s.pending.normal, 2, "the other job's batches stay");
+        assert.equal(s.delayed, 0);
+        assert.equal(s.inflight, 1, 'a claimed batch runs to its end');
+        if (b.priorityCounts) {
+          const [left] = oks(await b.claimBatches('w2', 1, 5000));
+          await b.deadLetter('w2', left.id, 'bad');
+          const counts = await b.priorityCounts();
+          assert.deepEqual(counts.inflight, { critical: 0, high: 1, normal: 0, low: 0 });
+          assert.deepEqual(counts.dead, { critical: 0, high: 0, normal: 1, low: 0 });
+        }
+        await b.removeProgress(job);
+        assert.deepEqual(await b.listProgress(), []);
+      }));
+
     if (h.name === 'redis') redisOnly();
   });
 }

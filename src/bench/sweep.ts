@@ -66,7 +66,20 @@ export async function batchSizeSweep(options: SweepOptions): Promise<{ sweep: Sw
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  return { sweep, recommended_batch_size: recommendBatchSize(sweep) };
+  const recommended = recommendBatchSize(sweep);
+  if (config.backend !== 'memory') await recordSweep(config, { recommendedBatchSize: recommended, sweep });
+  return { sweep, recommended_batch_size: recommended };
+}
+
+/** Leaves the sweep on the queue it measured, where `metaguard dashboard` shows the recommendation. */
+async function recordSweep(config: QueueConfig, record: { recommendedBatchSize: number; sweep: SweepRow[] }): Promise<void> {
+  const backend = await createBackend(config);
+  try {
+    await backend.connect();
+    await backend.putBenchRecord?.(record);
+  } finally {
+    await backend.close();
+  }
 }
 
 /**

@@ -16,6 +16,7 @@ Commands:
   worker     run a worker daemon that takes cases from a queue
   queue      inspect and operate a queue: stats, dlq list|retry|purge
   bench      measure the codec and the end-to-end throughput per batch size
+  dashboard  serve a web dashboard of a queue: workers, evaluations, dead letters, reports
 
 Run 'metaguard help <command>' (or 'metaguard <command> --help') for a command's options.
 Reference of every flag, variable, key, metric and code: docs/reference.md.`;
@@ -28,6 +29,7 @@ const commands: Record<string, () => Promise<Command>> = {
   worker: async () => (await import('./worker.js')).workerCommand,
   queue: async () => (await import('./queue.js')).queueCommand,
   bench: async () => (await import('./bench.js')).benchCommand,
+  dashboard: async () => (await import('./dashboard.js')).dashboardCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CaseResult } from '../execution/protocol.js';
 import { createCodec } from '../codec/index.js';
-import { isMetaguardError } from '../errors.js';
+import { isMetaguardError, MetaguardError } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/log.js';
 import { caseStatus, type Metrics } from '../observe/metrics.js';
 import type { EvaluateOptions } from '../options/evaluate.js';
@@ -22,6 +22,7 @@ import { resolveQueueConfig, type QueueConfig } from '../queue/config.js';
 import { createBackend } from '../queue/index.js';
 import { decodeResults, encodeCases, signBatch } from '../queue/messages.js';
 import type { ArtifactRef, Backend, BatchMessage, JobManifest } from '../queue/types.js';
+import { ProgressPublisher } from './progress.js';
 import { roles, type DispatchEvents, type Dispatcher, type JobSpec, type Role } from './types.js';
 
 export interface QueueDispatcherOptions {
@@ -102,6 +103,7 @@ export class QueueDispatcher implements Dispatcher {
     }
 
     const n = job.cases.length;
+    const progress = new ProgressPublisher(backend, this.#logger, { jobId, task: job.taskName ?? task.name, total: n, priority: config.priority });
     const out: Record<Role, CaseResult[]> = { baseline: new Array(n), candidate: new Array(n) };
     const recorded: Record<Role, Uint8Array> = { baseline: new Uint8Array(n), candidate: new Uint8Array(n) };
     let remaining = 2 * n;
@@ -113,6 +115,7 @@ export class QueueDispatcher implements Dispatcher {
       recorded[role][r.index] = 1;
       out[role][r.index] = r;
       remaining--;
+      progress.record(role, r);
       metrics?.casesCompleted.inc();
       metrics?.cases.inc({ role, status: caseStatus(r) });
       if (r.error?.code === 'E_TIMEOUT') metrics?.timeoutFailures.inc();
@@ -164,6 +167,7 @@ export class QueueDispatcher implements Dispatcher {
     const tickMs = config.heartbeat_check_interval * 1000;
     try {
       while (remaining > 0) {
+        if (await progress.tick()) await withdrawCancelledJob(backend, jobId, this.#logger);
         await publishMore();
         const read = await this.#withRetry('read results', () => backend.readResults(jobId, cursor, Math.min(250, tickMs)));
         cursor = read.cursor;
@@ -216,6 +220,7 @@ export class QueueDispatcher implements Dispatcher {
         }
       }
     } finally {
+      await progress.remove();
       // Leftovers expire with result_ttl_seconds; say so rather than fail a finished evaluation.
       await backend.deleteJob(jobId).catch((err: unknown) =>
         this.#logger.warn('backend_error', { job: jobId, during: 'delete job', code: (err as { code?: string }).code, message: (err as Error).message }),
@@ -246,6 +251,20 @@ async function publishImplementation(backend: Backend, url: string): Promise<Art
   const ref: ArtifactRef = { sha256: sha256(bytes), ext: '.mjs', name: 'endpoint.mjs' };
   await backend.putArtifact(ref.sha256, bytes);
   return ref;
+}
+
+/**
+ * A cancellation requested from the dashboard: withdraw the job (its queued batches and manifest go)
+ * and stop the evaluation with MG_ERR_CANCELLED. Kept apart so the coordinator's own withdrawal on
+ * SIGINT can share it.
+ */
+async function withdrawCancelledJob(backend: Backend, jobId: string, logger: Logger): Promise<never> {
+  const removed = await backend.withdrawJob?.(jobId).catch((err: unknown) => {
+    logger.warn('backend_error', { job: jobId, during: 'withdraw job', code: (err as { code?: string }).code, message: (err as Error).message });
+    return undefined;
+  });
+  logger.warn('job_withdrawn', { job: jobId, reason: 'cancelled from the dashboard', batches_removed: removed });
+  throw new MetaguardError('MG_ERR_CANCELLED', `evaluation cancelled from the dashboard: job ${jobId} withdrawn`);
 }
 
 /** The CLI's and evaluate()'s factory for `--dispatcher queue`. */

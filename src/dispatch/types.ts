@@ -7,6 +7,8 @@ export const roles: readonly Role[] = ['baseline', 'candidate'];
 
 /** Everything needed to run one evaluation's cases. Implementations are file URLs of modules or http(s) endpoint URLs. */
 export interface JobSpec {
+  /** The task's name, for progress shown to operators. @defaultValue the task module's file name */
+  taskName?: string;
   taskUrl: string;
   implUrls: Record<Role, string>;
   seed: number;

@@ -30,7 +30,10 @@ export type LogEvent =
   | 'batch_rejected'
   | 'watchdog_stalled'
   | 'native_unavailable'
-  | 'endpoint_unusable';
+  | 'endpoint_unusable'
+  | 'job_withdrawn'
+  | 'dashboard_started'
+  | 'dashboard_action';
 
 export const levels: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 

@@ -19,6 +19,8 @@ export interface Field {
   values?: readonly string[];
   /** Leave out of the environment (e.g. `--json` of evaluate). */
   noEnv?: boolean;
+  /** Environment variable to read instead of METAGUARD_<KEY> (e.g. METAGUARD_DASHBOARD_TOKEN). */
+  env?: string;
   /** Short help placeholder, e.g. FILE. */
   placeholder?: string;
 }
@@ -103,8 +105,9 @@ export function resolveOptions<T>(schema: Schema, sources: Sources): Readonly<T>
       const where = sources.fileName !== undefined ? `${sources.fileName}: ${sources.fileKey?.(key) ?? key}` : (sources.fileKey?.(key) ?? `config: ${key}`);
       value = coerce(where, spec, fromFile);
     }
-    const env = spec.noEnv ? undefined : sources.env?.[envName(key)];
-    if (env !== undefined && env !== '') value = coerce(envName(key), spec, env);
+    const envVar = spec.env ?? envName(key);
+    const env = spec.noEnv ? undefined : sources.env?.[envVar];
+    if (env !== undefined && env !== '') value = coerce(envVar, spec, env);
     const fromPolicy = sources.policy?.values[key];
     if (fromPolicy !== undefined) value = coerce(sources.policy!.where(key), spec, fromPolicy);
     const flag = sources.flags?.[key];
@@ -121,7 +124,7 @@ export function describeOptions(schema: Schema): string {
   const rows = Object.entries(schema).map(([key, f]) => {
     const arg = f.type === 'bool' ? '' : ` ${f.placeholder ?? (f.type === 'enum' ? f.values!.join('|') : f.type === 'json' ? 'JSON' : f.type.toUpperCase())}`;
     const def = f.default !== undefined && f.type !== 'bool' ? ` (default ${typeof f.default === 'object' ? JSON.stringify(f.default) : String(f.default)})` : '';
-    return [`  --${flagName(key)}${arg}`, `${f.description}${def}${f.noEnv ? '' : ` [${envName(key)}]`}`];
+    return [`  --${flagName(key)}${arg}`, `${f.description}${def}${f.noEnv ? '' : ` [${f.env ?? envName(key)}]`}`];
   });
   const width = Math.min(40, Math.max(...rows.map((r) => r[0].length)) + 2);
   return rows.map(([l, r]) => (l.length >= width ? `${l}\n${' '.repeat(width)}${r}` : l.padEnd(width) + r)).join('\n');

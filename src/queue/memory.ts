@@ -21,6 +21,8 @@ import {
   type ReclaimOutcome,
   type ResultEntry,
   type WorkerInfo,
+  type JobProgress,
+  type BenchRecord,
 } from './types.js';
 
 interface StoredBatch extends BatchMessage {
@@ -47,6 +49,9 @@ export class MemoryBackend implements Backend {
   readonly #blockedUntil = new Map<string, number>();
   readonly #events = new EventEmitter();
   readonly #counters = { dispatched: 0, completed: 0, requeued: 0 };
+  readonly #progress = new Map<string, JobProgress>();
+  readonly #cancelled = new Set<string>();
+  #bench: BenchRecord | null = null;
   #seq = 0;
   #closed = false;
 
@@ -307,5 +312,62 @@ export class MemoryBackend implements Backend {
     const n = this.#dead.size;
     this.#dead.clear();
     return n;
+  }
+
+  // ---- administration (dashboard) ----
+
+  async publishProgress(progress: JobProgress): Promise<{ cancelRequested: boolean }> {
+    this.#check();
+    this.#progress.set(progress.jobId, { ...structuredClone(progress), updatedAt: Date.now() });
+    return { cancelRequested: this.#cancelled.has(progress.jobId) };
+  }
+
+  async listProgress(): Promise<JobProgress[]> {
+    const since = Date.now() - this.#config.heartbeat_timeout * 1000;
+    return [...this.#progress.values()]
+      .filter((p) => (p.updatedAt ?? 0) >= since)
+      .map((p) => ({ ...structuredClone(p), ...(this.#cancelled.has(p.jobId) ? { cancelRequested: true } : {}) }));
+  }
+
+  async removeProgress(jobId: string): Promise<void> {
+    this.#progress.delete(jobId);
+    this.#cancelled.delete(jobId);
+  }
+
+  async requestCancel(jobId: string): Promise<boolean> {
+    if (!this.#progress.has(jobId) && !this.#jobs.has(jobId)) return false;
+    this.#cancelled.add(jobId);
+    return true;
+  }
+
+  async withdrawJob(jobId: string): Promise<number> {
+    let n = 0;
+    const drop = (id: string) => {
+      if (this.#batches.get(id)?.jobId !== jobId) return false;
+      this.#batches.delete(id);
+      n++;
+      return true;
+    };
+    for (const [p, ids] of this.#pending) this.#pending.set(p, ids.filter((id) => !drop(id)));
+    for (const id of [...this.#delayed.keys()]) if (drop(id)) this.#delayed.delete(id);
+    this.#jobs.delete(jobId);
+    return n;
+  }
+
+  async priorityCounts(): Promise<{ inflight: Record<Priority, number>; dead: Record<Priority, number> }> {
+    const zero = () => ({ critical: 0, high: 0, normal: 0, low: 0 });
+    const inflight = zero();
+    const dead = zero();
+    for (const id of this.#inflight.keys()) inflight[this.#batches.get(id)?.priority ?? 'normal']++;
+    for (const record of this.#dead.values()) dead[record.batch?.priority ?? 'normal']++;
+    return { inflight, dead };
+  }
+
+  async putBenchRecord(record: Omit<BenchRecord, 'at'>): Promise<void> {
+    this.#bench = { ...structuredClone(record), at: Date.now() };
+  }
+
+  async getBenchRecord(): Promise<BenchRecord | null> {
+    return this.#bench ? structuredClone(this.#bench) : null;
   }
 }

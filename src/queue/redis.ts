@@ -22,6 +22,10 @@
  *   workers             ZSET workerId -> last heartbeat (server ms)
  *   worker:<id>         STRING JSON WorkerInfo (PX 2 x heartbeat_timeout)
  *   counters            HASH dispatched, completed, requeued, dead
+ *   progress            HASH jobId -> JSON JobProgress (published by coordinators, read by the dashboard)
+ *   progressidx         ZSET jobId -> last publication (server ms)
+ *   cancel:<jobId>      STRING, PX result_ttl: a cancellation was requested from the dashboard
+ *   bench               STRING JSON BenchRecord of the last `metaguard bench` sweep
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { MetaguardError } from '../errors.js';
@@ -39,7 +43,10 @@ import {
   type ReclaimOutcome,
   type ResultEntry,
   type WorkerInfo,
+  type JobProgress,
+  type BenchRecord,
 } from './types.js';
+import { parseBenchRecord, parseProgress } from './admin-records.js';
 
 /** Keys every script receives, in this order (declared so Cluster routes by them). */
 const STATIC_KEYS = ['inflight', 'owner', 'delayed', 'counters', 'dead', 'deadidx', 'strikes', 'workers', 'pending:critical', 'pending:high', 'pending:normal', 'pending:low'] as const;
@@ -310,6 +317,81 @@ return {
   redis.call('ZCARD', INFLIGHT), redis.call('ZCARD', DELAYED), redis.call('HLEN', DEAD),
   tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0,
 }
+`,
+  /** ARGV: P, jobId, json, keepMs. Returns {now, cancelRequested (1|0)}. */
+  mgProgress: `
+local now = now_ms()
+local keep = tonumber(ARGV[4])
+redis.call('HSET', P .. 'progress', ARGV[2], ARGV[3])
+redis.call('ZADD', P .. 'progressidx', fmt(now), ARGV[2])
+local old = redis.call('ZRANGEBYSCORE', P .. 'progressidx', '-inf', '(' .. fmt(now - keep), 'LIMIT', 0, 100)
+for _, id in ipairs(old) do
+  redis.call('HDEL', P .. 'progress', id)
+  redis.call('ZREM', P .. 'progressidx', id)
+end
+return {now, redis.call('EXISTS', P .. 'cancel:' .. ARGV[2])}
+`,
+  /** ARGV: P, staleMs. Returns flat {jobId, updatedAt, json, cancelRequested (1|0), ...}. */
+  mgListProgress: `
+local now = now_ms()
+local rows = redis.call('ZRANGEBYSCORE', P .. 'progressidx', fmt(now - tonumber(ARGV[2])), '+inf', 'WITHSCORES', 'LIMIT', 0, 500)
+local out = {}
+for i = 1, #rows, 2 do
+  out[#out + 1] = rows[i]
+  out[#out + 1] = rows[i + 1]
+  out[#out + 1] = redis.call('HGET', P .. 'progress', rows[i]) or ''
+  out[#out + 1] = redis.call('EXISTS', P .. 'cancel:' .. rows[i])
+end
+return out
+`,
+  /** ARGV: P, jobId, ttlMs. Returns 1 when the job has a live progress entry or manifest. */
+  mgRequestCancel: `
+local known = redis.call('HEXISTS', P .. 'progress', ARGV[2]) == 1 or redis.call('EXISTS', P .. 'job:' .. ARGV[2]) == 1
+if not known then return 0 end
+redis.call('SET', P .. 'cancel:' .. ARGV[2], '1', 'PX', ARGV[3])
+return 1
+`,
+  /**
+   * ARGV: P, jobId. Removes the job's pending and delayed batches and its manifest; batches already
+   * claimed run to their end. Returns how many batches were removed.
+   */
+  mgWithdraw: `
+local job = ARGV[2]
+local n = 0
+for _, pr in ipairs(PRIOS) do
+  local ids = redis.call('LRANGE', PENDING[pr], 0, -1)
+  for _, id in ipairs(ids) do
+    if redis.call('HGET', P .. 'batch:' .. id, 'job') == job then
+      redis.call('LREM', PENDING[pr], 0, id)
+      redis.call('DEL', P .. 'batch:' .. id)
+      n = n + 1
+    end
+  end
+end
+local delayed = redis.call('ZRANGE', DELAYED, 0, -1)
+for _, id in ipairs(delayed) do
+  if redis.call('HGET', P .. 'batch:' .. id, 'job') == job then
+    redis.call('ZREM', DELAYED, id)
+    redis.call('DEL', P .. 'batch:' .. id)
+    n = n + 1
+  end
+end
+redis.call('DEL', P .. 'job:' .. job)
+return n
+`,
+  /** ARGV: P. Returns in-flight then dead-lettered counts, critical/high/normal/low (at most 10,000 of each). */
+  mgPriorityCounts: `
+local function count(ids)
+  local c = {critical = 0, high = 0, normal = 0, low = 0}
+  for _, id in ipairs(ids) do
+    local p = prio_of(redis.call('HGET', P .. 'batch:' .. id, 'priority'))
+    c[p] = c[p] + 1
+  end
+  return c
+end
+local i = count(redis.call('ZRANGE', INFLIGHT, 0, 9999))
+local d = count(redis.call('ZRANGE', DEADIDX, 0, 9999))
+return {i.critical, i.high, i.normal, i.low, d.critical, d.high, d.normal, d.low}
 `,
 } as const;
 
@@ -695,6 +777,56 @@ export class RedisBackend implements Backend {
 
   async purgeDead(): Promise<number> {
     return Number(await this.#run('purge dead', () => this.#script('mgPurgeDead', [])));
+  }
+
+  // ---- administration (dashboard) ----
+
+  async publishProgress(progress: JobProgress): Promise<{ cancelRequested: boolean }> {
+    const { updatedAt: _u, cancelRequested: _c, ...rest } = progress;
+    const keepMs = Math.max(1, Math.ceil(this.#config.heartbeat_timeout * 1000));
+    const reply = (await this.#run('publish progress', () => this.#script('mgProgress', [progress.jobId, JSON.stringify(rest), keepMs]))) as unknown[];
+    return { cancelRequested: Number(reply[1]) === 1 };
+  }
+
+  async listProgress(): Promise<JobProgress[]> {
+    const rows = (await this.#run('list progress', () => this.#script('mgListProgress', [Math.ceil(this.#config.heartbeat_timeout * 1000)]))) as unknown[];
+    const out: JobProgress[] = [];
+    for (let i = 0; i + 3 < rows.length; i += 4) {
+      const p = parseProgress(str(rows[i]), str(rows[i + 2]));
+      if (!p) continue;
+      p.updatedAt = Number(str(rows[i + 1]));
+      if (Number(rows[i + 3]) === 1) p.cancelRequested = true;
+      out.push(p);
+    }
+    return out;
+  }
+
+  async removeProgress(jobId: string): Promise<void> {
+    await this.#run('remove progress', () => this.#client.multi().hdel(this.key('progress'), jobId).zrem(this.key('progressidx'), jobId).del(this.key(`cancel:${jobId}`)).exec());
+  }
+
+  async requestCancel(jobId: string): Promise<boolean> {
+    return Number(await this.#run('request cancel', () => this.#script('mgRequestCancel', [jobId, this.#ttlMs]))) === 1;
+  }
+
+  async withdrawJob(jobId: string): Promise<number> {
+    return Number(await this.#run('withdraw job', () => this.#script('mgWithdraw', [jobId])));
+  }
+
+  async priorityCounts(): Promise<{ inflight: Record<Priority, number>; dead: Record<Priority, number> }> {
+    const r = ((await this.#run('priority counts', () => this.#script('mgPriorityCounts', []))) as unknown[]).map((v) => Number(v));
+    const at = (o: number) => ({ critical: r[o], high: r[o + 1], normal: r[o + 2], low: r[o + 3] });
+    return { inflight: at(0), dead: at(4) };
+  }
+
+  async putBenchRecord(record: Omit<BenchRecord, 'at'>): Promise<void> {
+    const at = await this.now();
+    await this.#run('put bench record', () => this.#client.set(this.key('bench'), JSON.stringify({ ...record, at })));
+  }
+
+  async getBenchRecord(): Promise<BenchRecord | null> {
+    const raw = await this.#run('get bench record', () => this.#client.get(this.key('bench')));
+    return raw === null ? null : parseBenchRecord(raw);
   }
 }
 

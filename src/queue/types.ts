@@ -68,6 +68,46 @@ export interface WorkerInfo {
   lastHeartbeat?: number;
   casesCompleted?: number;
   state?: 'running' | 'draining';
+  /** metaguard version of the worker, and the Node.js version it runs on. */
+  version?: string;
+  node?: string;
+  /** Batch codec in use. */
+  codec?: 'native' | 'js';
+  /** Cases finished per second since the previous heartbeat. */
+  casesPerSec?: number;
+  /** Per thread slot: share of wall time spent running cases since the previous heartbeat, and V8 heap used. */
+  threadLoad?: { busy: number; heapBytes: number }[];
+}
+
+/**
+ * An evaluation in progress, as its coordinator publishes it (the dashboard reads these). Counts are
+ * per role; `passed` counts cases that passed so far, `errors` cases that ended with an error code.
+ */
+export interface JobProgress {
+  jobId: string;
+  task: string;
+  /** Cases per role. */
+  total: number;
+  done: Record<Role, number>;
+  passed: Record<Role, number>;
+  errors: Record<Role, number>;
+  priority: Priority;
+  host: string;
+  pid: number;
+  /** Coordinator clock, ms. */
+  startedAt: number;
+  /** Backend clock of the last publication, ms (filled in by the backend). */
+  updatedAt?: number;
+  /** Set once a cancellation was requested (dashboard). */
+  cancelRequested?: boolean;
+}
+
+/** The last `metaguard bench` sweep against this queue. */
+export interface BenchRecord {
+  recommendedBatchSize: number;
+  /** Backend clock, ms. */
+  at: number;
+  sweep: { batch_size: number; cases_per_sec: number }[];
 }
 
 export interface DeadEntry {
@@ -156,4 +196,29 @@ export interface Backend {
   /** Moves dead-lettered batches back to pending with fresh attempts; returns how many. */
   retryDead(id?: string): Promise<number>;
   purgeDead(): Promise<number>;
+
+  // Administration used by `metaguard dashboard` (optional: a backend without them shows less).
+
+  /**
+   * Publishes (or refreshes) a running evaluation's progress; entries not refreshed within
+   * `heartbeat_timeout` are dropped. Resolves with whether a cancellation of the job was requested.
+   */
+  publishProgress?(progress: JobProgress): Promise<{ cancelRequested: boolean }>;
+  /** Evaluations whose progress was refreshed within `heartbeat_timeout`. */
+  listProgress?(): Promise<JobProgress[]>;
+  /** Drops a job's progress entry (its coordinator finished). */
+  removeProgress?(jobId: string): Promise<void>;
+  /** Marks a running job as to be cancelled (its coordinator stops at its next tick); false if unknown. */
+  requestCancel?(jobId: string): Promise<boolean>;
+  /**
+   * Withdraws a job: its pending and delayed batches are removed, its manifest dropped (workers
+   * dead-letter nothing: a batch already claimed finishes and its results expire). Returns the number
+   * of batches removed.
+   */
+  withdrawJob?(jobId: string): Promise<number>;
+  /** In-flight and dead-lettered batches per priority (stats() counts them in total). Counts at most 10,000 of each. */
+  priorityCounts?(): Promise<{ inflight: Record<Priority, number>; dead: Record<Priority, number> }>;
+  /** Records / reads the last bench sweep against this queue. */
+  putBenchRecord?(record: Omit<BenchRecord, 'at'>): Promise<void>;
+  getBenchRecord?(): Promise<BenchRecord | null>;
 }

@@ -28,6 +28,7 @@ import type { Backend, ClaimedBatch, JobManifest } from '../queue/types.js';
 import { parseJobExec, parseSecretNames } from '../http/endpoint.js';
 import { chunkExecFor, RateLimitStates } from '../http/exec.js';
 import type { ChunkExec } from '../execution/protocol.js';
+import { WorkerLoad } from './load.js';
 
 export interface WorkerOptions {
   /** A validated queue config; or give `queueConfig` (raw keys documented in docs/reference.md) and it is validated here. */
@@ -104,6 +105,8 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
   #lastProgress = Date.now();
   #stalled = false;
   #backendDown = false;
+  readonly #load: WorkerLoad;
+  readonly #startedAt = Date.now();
   casesCompleted = 0;
   batchesCompleted = 0;
 
@@ -119,6 +122,9 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     this.#codec = createCodec({ compress: this.#config.compress });
     this.#cache = new ArtifactCache(options.cacheDir ?? defaultCacheDir());
     this.#httpSecrets = parseSecretNames(options.httpSecrets);
+    this.#load = new WorkerLoad(this.threads);
+    this.on('case', (r, _role, thread) => this.#load.recordCase(r.durationMs, thread));
+    this.on('heap', (bytes, thread) => this.#load.recordHeap(bytes, thread));
   }
 
   get state() {
@@ -192,9 +198,13 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
       host: hostname(),
       pid: process.pid,
       threads: this.threads,
-      startedAt: Date.now(),
+      startedAt: this.#startedAt,
       casesCompleted: this.casesCompleted,
       state: this.#state === 'draining' ? 'draining' : 'running',
+      version,
+      node: process.version,
+      codec: this.#codec.impl,
+      ...this.#load.snapshot(),
     });
   }
 

@@ -1,0 +1,33 @@
+/** `metaguard dashboard` options (one schema, validated once). */
+import { backends } from '../queue/config.js';
+import type { Schema } from '../options/schema.js';
+
+export const dashboardSchema = {
+  backend: { type: 'enum', values: backends, description: 'queue backend (overrides queue-config.backend)' },
+  queueConfig: { type: 'json', description: 'queue configuration JSON (the one the workers use)' },
+  port: { type: 'int', min: 0, max: 65_535, default: 9465, env: 'METAGUARD_DASHBOARD_PORT', description: 'port to serve the dashboard on' },
+  host: { type: 'string', default: '127.0.0.1', env: 'METAGUARD_DASHBOARD_HOST', placeholder: 'ADDR', description: 'bind address; any non-loopback address requires --auth-token' },
+  reportDir: { type: 'string', description: 'folder of JSON reports to list (the evaluations\' --report-dir)', placeholder: 'DIR' },
+  authToken: {
+    type: 'string',
+    env: 'METAGUARD_DASHBOARD_TOKEN',
+    description: 'token every request must carry (Authorization: Bearer, or the sign-in cookie); at least 16 characters',
+    placeholder: 'TOKEN',
+  },
+  refreshS: { type: 'number', min: 0.2, max: 60, default: 2, env: 'METAGUARD_DASHBOARD_REFRESH_S', description: 'seconds between reads of the queue (live updates)' },
+  logJson: { type: 'bool', default: false, description: 'log JSON lines to stderr' },
+} satisfies Schema;
+
+export interface DashboardOptions {
+  backend?: (typeof backends)[number];
+  queueConfig?: Record<string, unknown>;
+  port: number;
+  host: string;
+  reportDir?: string;
+  authToken?: string;
+  refreshS: number;
+  logJson: boolean;
+}
+
+/** Shortest accepted --auth-token: a guessable token on a network bind is no protection. */
+export const MIN_TOKEN_LENGTH = 16;
