@@ -8,6 +8,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { validateQueueConfig } from '../src/queue/config.ts';
 import { RedisBackend } from '../src/queue/redis.ts';
 import { clusterToolsAvailable, startRedisCluster, type RedisCluster } from './helpers/redis-cluster.ts';
@@ -163,6 +164,49 @@ describe('Redis backend on a cluster of 3 masters + 3 replicas', { skip, concurr
     assert.equal(report.baseline.total, slow.n);
     assert.equal(report.candidate.total, slow.n);
     assertSameVerdict(report, expected);
+    w.child.kill('SIGTERM');
+    assert.equal((await w.exited).code, 0, w.output());
+  });
+
+  it('writes acknowledged by the master but not yet replicated vanish in the failover: the coordinator notices and republishes them', async () => {
+    // More batches than the coordinator keeps outstanding (512), so that it is still enqueueing when
+    // the replica falls behind: those enqueues are acknowledged by the master and then lost.
+    const many: RunOptions = { ...slow, n: 400 };
+    const expected = await localReport(many);
+    const qc = config({ batch_size: 1 });
+    const slotKey = `mg:{${qc.queue}}:inflight`;
+    const master = await cluster.masterOf(slotKey);
+    const [replica] = await cluster.replicasOf(master);
+    assert.ok(replica, `master ${master} has a replica`);
+    const w = spawnWorker(qc, { args: ['--threads', '2'] });
+    let failover: Promise<void> | undefined;
+    let lastDone = 0;
+    let total = 2 * many.n;
+    const run = queueReport(many, qc, {
+      onProgress: (done, all) => {
+        lastDone = done;
+        total = all;
+        if (!failover && done > all * 0.2) {
+          failover = (async () => {
+            // The replica is frozen and its replication link cut (what was already sent sits in its
+            // socket buffer and is applied on thaw), the coordinator and the worker go on writing to
+            // the master (enqueues, claims, completions), then the master dies: the replica is
+            // promoted without those writes.
+            cluster.signal(replica, 'SIGSTOP');
+            await cluster.dropReplicaLinks(master);
+            await sleep(800);
+            await cluster.kill9(master);
+            cluster.signal(replica, 'SIGCONT');
+          })();
+        }
+      },
+    });
+    const outcome = await Promise.race([run.then((r) => ({ report: r })), sleep(60_000, undefined, { ref: false }).then(() => ({ report: undefined }))]);
+    assert.ok(failover, 'the failover happened mid-run');
+    await failover;
+    assert.equal(await cluster.awaitFailover(slotKey, master), replica, 'the frozen replica was promoted');
+    assert.ok(outcome.report, `the evaluation did not finish within 60 s of the failover: ${total - lastDone} of ${total} cases never came back (writes lost with the master)`);
+    assertSameVerdict(outcome.report, expected);
     w.child.kill('SIGTERM');
     assert.equal((await w.exited).code, 0, w.output());
   });

@@ -27,6 +27,12 @@ export interface RedisCluster {
   masterOf(key: string): Promise<number>;
   /** SIGKILL of the server on `port`, like a crash. */
   kill9(port: number): Promise<void>;
+  /** Sends `signal` to the server on `port` (SIGSTOP/SIGCONT freeze and thaw it: a replica that falls behind). */
+  signal(port: number, signal: NodeJS.Signals): void;
+  /** Closes the replication links of the master on `port` (its replicas get nothing it writes next). */
+  dropReplicaLinks(port: number): Promise<void>;
+  /** Ports of the replicas of the master on `port`. */
+  replicasOf(port: number): Promise<number[]>;
   /** Waits until `key`'s slot is served by a master other than `oldPort` and the cluster is ok again. */
   awaitFailover(key: string, oldPort: number, timeoutMs?: number): Promise<number>;
   /** Total CPU seconds (user + sys) the cluster's live masters have used so far. */
@@ -220,6 +226,20 @@ export async function startRedisCluster(opts: { masters?: number; nodeTimeoutMs?
         if (!c) throw new Error(`no node on ${port}`);
         c.kill('SIGKILL');
         await waitExit(c, 5000);
+      },
+      signal(port, signal) {
+        const c = procs.get(port);
+        if (!c) throw new Error(`no node on ${port}`);
+        c.kill(signal);
+      },
+      async dropReplicaLinks(port) {
+        await admin(port, (r) => r.call('CLIENT', 'KILL', 'TYPE', 'replica'));
+      },
+      async replicasOf(port) {
+        return admin(port, async (r) => {
+          const info = await r.info('replication');
+          return [...info.matchAll(/slave\d+:ip=[^,]+,port=(\d+)/g)].map((m) => Number(m[1]));
+        });
       },
       async awaitFailover(key, oldPort, timeoutMs = 30_000) {
         let promoted = 0;
