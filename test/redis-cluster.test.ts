@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { validateQueueConfig } from '../src/queue/config.ts';
 import { RedisBackend } from '../src/queue/redis.ts';
+import { shardQueueName } from '../src/queue/sharded.ts';
 import { clusterToolsAvailable, startRedisCluster, type RedisCluster } from './helpers/redis-cluster.ts';
 import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, waitFor, type RunOptions } from './helpers/queue-harness.ts';
 import { runCli } from './helpers/run-cli.ts';
@@ -55,6 +56,19 @@ describe('queue config cluster_nodes', () => {
     fails({ cluster_nodes: ['a:1'], connection: { port: 1 } }, /^queue-config\.connection\.port: cannot be combined/);
     fails({ cluster_nodes: ['a:1'], connection: { db: 2 } }, /^queue-config\.connection\.db: must be 0 with cluster_nodes/);
     assert.throws(() => validateQueueConfig({ backend: 'kafka', bootstrap_servers: 'k:9092', cluster_nodes: ['a:1'] }), /cluster_nodes: is a redis key, but backend is kafka/);
+  });
+});
+
+describe('shard queue names', () => {
+  it('put shard i of n in the i-th of n equal slot ranges, the same in every process', () => {
+    for (const n of [2, 3, 5]) {
+      const names = Array.from({ length: n }, (_, i) => shardQueueName('metaguard', i, n));
+      assert.equal(new Set(names).size, n);
+      assert.deepEqual(names, Array.from({ length: n }, (_, i) => shardQueueName('metaguard', i, n)));
+      for (const [i, name] of names.entries()) assert.match(name, /^metaguard\.\d+$/, `shard ${i}`);
+    }
+    assert.throws(() => validateQueueConfig({ backend: 'redis', shards: 0 }), /queue-config\.shards: must be at least 1/);
+    assert.throws(() => validateQueueConfig({ backend: 'memory', shards: 2 }), /queue-config\.shards: is a redis key/);
   });
 });
 
@@ -142,6 +156,36 @@ describe('Redis backend on a cluster of 3 masters + 3 replicas', { skip, concurr
       await probe.close();
       w.child.kill('SIGTERM');
       await w.exited;
+    }
+  });
+
+  it('shards: 3 spreads one evaluation over three masters; workers consume from all; the report equals a local run', async () => {
+    const expected = await localReport(slow);
+    const qc = config({ shards: 3 });
+    const names = [0, 1, 2].map((i) => shardQueueName(qc.queue, i, 3));
+    const masters = await Promise.all(names.map((q) => cluster.masterOf(`mg:{${q}}:x`)));
+    assert.equal(new Set(masters).size, 3, `one shard per master: ${names.join(', ')} on ${masters.join(', ')}`);
+    const a = spawnWorker(qc, { args: ['--threads', '1'] });
+    const b = spawnWorker(qc, { args: ['--threads', '1'] });
+    try {
+      const report = await queueReport(slow, qc);
+      assertSameVerdict(report, expected);
+      // Every shard carried part of the evaluation.
+      for (const q of names) {
+        const shard = new RedisBackend(validateQueueConfig({ ...qc, shards: 1, queue: q }));
+        await shard.connect();
+        const s = await shard.stats();
+        await shard.close();
+        assert.ok(s.completed > 0, `shard ${q} completed ${s.completed} batches`);
+      }
+      const env = { METAGUARD_QUEUE_CONFIG: JSON.stringify(qc) };
+      const stats = JSON.parse((await runCli(['queue', 'stats', '--json'], { env })).stdout) as { dispatched: number; completed: number; workers: unknown[] };
+      assert.equal(stats.dispatched, stats.completed);
+      assert.equal(stats.dispatched, (2 * slow.n) / 5, 'the summed stats count every batch once');
+    } finally {
+      a.child.kill('SIGTERM');
+      b.child.kill('SIGTERM');
+      await Promise.all([a.exited, b.exited]);
     }
   });
 

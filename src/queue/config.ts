@@ -37,6 +37,7 @@ const common = {
   spawn_local_workers: { type: 'int', min: 0, max: 256, default: 0, description: 'in-process workers the coordinator starts (memory backend); true: one per thread', backends: ['memory'] },
   connection: { type: 'json', description: 'redis connection {host, port, db, password, ssl} or {url}', backends: ['redis'] },
   url: { type: 'string', description: 'redis:// or amqp:// URL', backends: ['redis', 'rabbitmq'] },
+  shards: { type: 'int', min: 1, max: 64, default: 1, description: 'spread each evaluation over this many queues on different hash tags (Redis Cluster masters); workers consume from all', backends: ['redis'] },
   cluster_nodes: { type: 'json', description: 'redis cluster seed nodes ["host:port", …] (or "host:port,host:port"): use the Redis Cluster client; credentials and TLS come from connection', backends: ['redis'] },
   bootstrap_servers: { type: 'string', description: 'kafka bootstrap servers, host:port[,host:port]', backends: ['kafka'] },
   topic: { type: 'string', description: 'kafka topic of batches', backends: ['kafka'] },
@@ -94,6 +95,8 @@ export interface QueueConfig {
   url?: string;
   /** Redis Cluster seed nodes; when set, the Redis backend uses ioredis' Cluster client. */
   cluster_nodes?: ClusterNode[];
+  /** Redis: queues (hash tags) one evaluation spreads its batches over; 1 = the queue itself. */
+  shards: number;
   bootstrap_servers?: string;
   topic?: string;
   consumer_group?: string;
