@@ -26,7 +26,7 @@ const keySlot = createRequire(import.meta.url)('cluster-key-slot') as (key: stri
 
 const SLOTS = 16384;
 /** A blocking read on N streams is N parallel reads; each waits at most this long so one busy shard is not held up by idle ones. */
-const SHARD_BLOCK_MS = 50;
+const SHARD_BLOCK_MS = 20;
 const MAX_TRIES = 100_000;
 
 /** Queue name of shard `i` of `shards` (its hash slot lies in the i-th of `shards` equal slot ranges). */
@@ -165,8 +165,12 @@ export class ShardedBackend implements Backend {
   async readResults(jobId: string, cursor: string, blockMs: number): Promise<{ cursor: string; entries: ResultEntry[] }> {
     const cursors = cursor === '' || cursor === '0' ? this.shards.map(() => '0') : cursor.split(',');
     if (cursors.length !== this.shards.length) throw new MetaguardError('MG_ERR_BACKEND', `result cursor ${JSON.stringify(cursor)} does not have ${this.shards.length} parts`);
-    const block = blockMs <= 0 ? 0 : Math.min(blockMs, SHARD_BLOCK_MS);
-    const reads = await Promise.all(this.shards.map((s, i) => s.readResults(jobId, cursors[i], block)));
+    // A plain read of every shard first: while results flow, no idle shard holds up a busy one.
+    let reads = await Promise.all(this.shards.map((s, i) => s.readResults(jobId, cursors[i], 0)));
+    if (blockMs > 0 && reads.every((r) => r.entries.length === 0)) {
+      const block = Math.min(blockMs, SHARD_BLOCK_MS);
+      reads = await Promise.all(this.shards.map((s, i) => s.readResults(jobId, reads[i].cursor, block)));
+    }
     return { cursor: reads.map((r) => r.cursor).join(','), entries: reads.flatMap((r) => r.entries) };
   }
 
