@@ -20,12 +20,13 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { Kafka, logLevel as kafkaLogLevel, Partitioners, type Producer } from 'kafkajs';
 import { validateQueueConfig, type QueueConfig } from '../src/queue/config.js';
 import type { Backend, BatchMessage, ClaimedBatch, Claim, JobManifest, Priority, ResultEntry } from '../src/queue/types.js';
 import { startKafkaMock, type KafkaMock } from './helpers/kafka-broker.js';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';
+import { startRedisCluster, type RedisCluster } from './helpers/redis-cluster.js';
 
 /** What a backend promises beyond the common contract; true for memory and Redis. */
 interface Capabilities {
@@ -65,7 +66,7 @@ const everything: Capabilities = {
 };
 
 interface Harness {
-  name: 'memory' | 'redis' | 'kafka';
+  name: 'memory' | 'redis' | 'redis-cluster' | 'kafka';
   capabilities: Capabilities;
   /**
    * How long (ms) claims, result reads and stats may lag behind the writes of the same backend. With 0
@@ -149,6 +150,41 @@ const redisHarness: Harness = {
   },
   async injectGarbage(_backend, config, entry, priority) {
     await raw!.lpush(`mg:{${config.queue}}:pending:${priority}`, entry);
+    return true;
+  },
+};
+
+let cluster: RedisCluster | undefined;
+let clusterRaw: Cluster | undefined;
+
+/** The same Redis backend through ioredis' Cluster client, on 3 masters + 3 replicas (queue config `cluster_nodes`). */
+const redisClusterHarness: Harness = {
+  name: 'redis-cluster',
+  capabilities: everything,
+  patienceMs: 0,
+  concurrency: 1,
+  skipReason() {
+    return undefined; // startRedisCluster() fails naming the package when redis-server or redis-cli is missing
+  },
+  async setup() {
+    cluster = await startRedisCluster();
+    clusterRaw = new Cluster(cluster.nodes.map((n) => ({ host: n.split(':')[0], port: Number(n.split(':')[1]) })), { lazyConnect: true });
+    clusterRaw.on('error', () => {});
+    await clusterRaw.connect();
+  },
+  async teardown() {
+    clusterRaw?.disconnect();
+    await cluster?.stop();
+  },
+  async create(overrides) {
+    const { RedisBackend } = await import('../src/queue/redis.js');
+    const config = validateQueueConfig({ backend: 'redis', queue: queueName(), cluster_nodes: cluster!.nodes, ...fast, ...overrides });
+    const backend: Backend = new RedisBackend(config, { clientName: 'conformance' });
+    await backend.connect();
+    return { backend, config };
+  },
+  async injectGarbage(_backend, config, entry, priority) {
+    await clusterRaw!.lpush(`mg:{${config.queue}}:pending:${priority}`, entry);
     return true;
   },
 };
@@ -328,7 +364,7 @@ function conformance(h: Harness): void {
 
     it('has a kind and a clock close to this machine\'s', () =>
       withBackend({}, async (b) => {
-        assert.equal(b.kind, h.name);
+        assert.equal(b.kind, h.name === 'redis-cluster' ? 'redis' : h.name);
         const t = await b.now();
         assert.ok(Number.isFinite(t) && Math.abs(t - Date.now()) < 5000, `now() = ${t}`);
       }));
@@ -917,6 +953,7 @@ function conformance(h: Harness): void {
       }));
 
     if (h.name === 'redis') redisOnly();
+    if (h.name === 'redis-cluster') clusterOnly();
   });
 }
 
@@ -1024,9 +1061,42 @@ function redisOnly(): void {
   });
 }
 
+/** What only a Redis Cluster has: slot placement of a queue's keys. */
+function clusterOnly(): void {
+  it('redis-cluster: every key of a queue lives in one slot, on one master', async () => {
+    const { backend: b, config } = await redisClusterHarness.create({ max_requeue_attempts: 0 });
+    try {
+      const job = `job-${randomUUID()}`;
+      await b.putJob(manifest(job, await b.now()));
+      await b.putArtifact('c'.repeat(64), Uint8Array.from([1, 2]));
+      await b.enqueue([batch(job), batch(job, { priority: 'high' })]);
+      const [x, y] = oks(await b.claimBatches('w1', 2, 5000));
+      await b.completeBatch('w1', x, Uint8Array.from([1]));
+      await b.releaseBatch('w1', y.id, { delayMs: 0, countAttempt: true, reason: 'dead' });
+      await b.heartbeat({ workerId: 'w1', host: 'h', pid: 1, threads: 1, startedAt: 0 });
+      const port = await cluster!.masterOf(`mg:{${config.queue}}:x`);
+      const node = new Redis({ port, host: '127.0.0.1', lazyConnect: true });
+      node.on('error', () => {});
+      await node.connect();
+      try {
+        const keys = await node.keys(`*${config.queue}*`);
+        assert.ok(keys.length >= 6, `keys on the slot's master: ${keys.join(', ')}`);
+        const slots = new Set<number>();
+        for (const k of keys) slots.add(Number(await node.call('CLUSTER', 'KEYSLOT', k)));
+        assert.equal(slots.size, 1, `one slot for all of the queue's keys: ${[...slots].join(', ')}`);
+      } finally {
+        node.disconnect();
+      }
+    } finally {
+      await b.close();
+    }
+  });
+}
+
 // The backends share nothing, so their suites run side by side (each one's tests run in order).
 describe('backend conformance', { concurrency: true }, () => {
   conformance(memoryHarness);
   conformance(redisHarness);
+  conformance(redisClusterHarness);
   conformance(kafkaHarness);
 });

@@ -37,6 +37,8 @@ const common = {
   spawn_local_workers: { type: 'int', min: 0, max: 256, default: 0, description: 'in-process workers the coordinator starts (memory backend); true: one per thread', backends: ['memory'] },
   connection: { type: 'json', description: 'redis connection {host, port, db, password, ssl} or {url}', backends: ['redis'] },
   url: { type: 'string', description: 'redis:// or amqp:// URL', backends: ['redis', 'rabbitmq'] },
+  shards: { type: 'int', min: 1, max: 64, default: 1, description: 'spread each evaluation over this many queues on different hash tags (Redis Cluster masters); workers consume from all', backends: ['redis'] },
+  cluster_nodes: { type: 'json', description: 'redis cluster seed nodes ["host:port", …] (or "host:port,host:port"): use the Redis Cluster client; credentials and TLS come from connection', backends: ['redis'] },
   bootstrap_servers: { type: 'string', description: 'kafka bootstrap servers, host:port[,host:port]', backends: ['kafka'] },
   topic: { type: 'string', description: 'kafka topic of batches', backends: ['kafka'] },
   consumer_group: { type: 'string', description: 'kafka consumer group of workers', backends: ['kafka'] },
@@ -91,6 +93,10 @@ export interface QueueConfig {
   session_timeout_ms?: number;
   connection?: RedisConnection;
   url?: string;
+  /** Redis Cluster seed nodes; when set, the Redis backend uses ioredis' Cluster client. */
+  cluster_nodes?: ClusterNode[];
+  /** Redis: queues (hash tags) one evaluation spreads its batches over; 1 = the queue itself. */
+  shards: number;
   bootstrap_servers?: string;
   topic?: string;
   consumer_group?: string;
@@ -137,6 +143,40 @@ function validateConnection(raw: unknown): RedisConnection {
   return out;
 }
 
+export interface ClusterNode {
+  host: string;
+  port: number;
+}
+
+/**
+ * `cluster_nodes`: a non-empty list of "host:port" seeds (an array, or one comma-separated string).
+ * A cluster has one database, and its nodes come from the seeds, so `url`, `connection.url`,
+ * `connection.host`, `connection.port` and a non-zero `connection.db` are refused beside it.
+ */
+function validateClusterNodes(raw: unknown, given: Record<string, unknown>): ClusterNode[] {
+  const name = field('cluster_nodes');
+  let list = raw;
+  if (typeof list === 'string') list = list.trim().startsWith('[') ? coerce(name, { type: 'json', description: '' }, list) : list.split(',').map((s) => s.trim());
+  if (!Array.isArray(list) || list.length === 0) throw invalidOption(name, 'must be a non-empty list of "host:port" strings');
+  if (list.length > 1000) throw invalidOption(name, `must list at most 1000 nodes, got ${list.length}`);
+  const nodes = list.map((entry, i): ClusterNode => {
+    const m = typeof entry === 'string' ? /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$/.exec(entry.trim()) : null;
+    const port = m ? Number(m[2]) : 0;
+    if (!m || port < 1 || port > 65535) throw invalidOption(`${name}[${i}]`, `must be "host:port" with a port 1-65535, got ${JSON.stringify(entry)}`);
+    return { host: m[1].replace(/^\[|\]$/g, ''), port };
+  });
+  if (given.url !== undefined) throw invalidOption(field('url'), 'cannot be combined with cluster_nodes (the cluster is reached through its seed nodes)');
+  const conn = given.connection;
+  if (conn !== null && typeof conn === 'object' && !Array.isArray(conn)) {
+    for (const key of ['url', 'host', 'port'] as const) {
+      if ((conn as Record<string, unknown>)[key] !== undefined) throw invalidOption(field(`connection.${key}`), 'cannot be combined with cluster_nodes (the cluster is reached through its seed nodes)');
+    }
+    const db = (conn as Record<string, unknown>).db;
+    if (db !== undefined && Number(db) !== 0) throw invalidOption(field('connection.db'), `must be 0 with cluster_nodes (a Redis Cluster has one database), got ${JSON.stringify(db)}`);
+  }
+  return nodes;
+}
+
 /** Validates a queue config (an object, or a JSON string) once and freezes it. */
 export function validateQueueConfig(input: unknown, overrides: Partial<QueueConfig> = {}): Readonly<QueueConfig> {
   let raw = input ?? {};
@@ -170,7 +210,7 @@ export function validateQueueConfig(input: unknown, overrides: Partial<QueueConf
       out[key] = value ? availableParallelism() : 0;
       continue;
     }
-    out[key] = key === 'connection' ? validateConnection(value) : coerce(field(key), spec, value);
+    out[key] = key === 'connection' ? validateConnection(value) : key === 'cluster_nodes' ? validateClusterNodes(value, given) : coerce(field(key), spec, value);
   }
   for (const key of ['auto_commit', 'enable_auto_commit'] as const) {
     if (out[key] === true) warnOnce(`${field(key)} = true has no effect: metaguard commits a partition's offset only after the results of every batch below it are published (at-least-once)`);

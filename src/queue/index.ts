@@ -10,6 +10,10 @@ export async function createBackend(config: QueueConfig): Promise<Backend> {
       return new MemoryBackend(config);
     }
     case 'redis': {
+      if (config.shards > 1) {
+        const { ShardedBackend } = await import('./sharded.js');
+        return new ShardedBackend(config);
+      }
       const { RedisBackend } = await import('./redis.js');
       return new RedisBackend(config);
     }

@@ -27,8 +27,9 @@
  *   cancel:<jobId>      STRING, PX result_ttl: a cancellation was requested from the dashboard
  *   bench               STRING JSON BenchRecord of the last `metaguard bench` sweep
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { MetaguardError } from '../errors.js';
+import { createClusterClient, duplicateCluster } from './redis-cluster.js';
 import type { Role } from '../dispatch/types.js';
 import type { QueueConfig } from './config.js';
 import {
@@ -398,6 +399,11 @@ return {i.critical, i.high, i.normal, i.low, d.critical, d.high, d.normal, d.low
 type ScriptName = keyof typeof SCRIPTS;
 type ScriptFn = (...args: unknown[]) => Promise<unknown>;
 type Arg = string | number | Buffer;
+/**
+ * A single-node client or a Cluster client (queue config `cluster_nodes`). Cluster exposes the same
+ * command surface; every command here names keys of one hash tag, so it runs on one master.
+ */
+type RedisClient = Redis;
 
 const ENQUEUE_CHUNK = 500;
 const MAX_CLAIM = 1000;
@@ -423,11 +429,11 @@ export class RedisBackend implements Backend {
   readonly #config: QueueConfig;
   readonly #prefix: string;
   readonly #keys: string[];
-  readonly #client: Redis;
+  readonly #client: RedisClient;
   readonly #clientName: string;
   /** Idle connections for blocking reads, and the ones currently blocked. */
-  readonly #idleBlocking: Redis[] = [];
-  readonly #busyBlocking = new Set<Redis>();
+  readonly #idleBlocking: RedisClient[] = [];
+  readonly #busyBlocking = new Set<RedisClient>();
   #closed = false;
   #connected = false;
   #lastError: Error | undefined;
@@ -448,7 +454,7 @@ export class RedisBackend implements Backend {
     return this.#prefix + name;
   }
 
-  #createClient(connectionName: string): Redis {
+  #createClient(connectionName: string): RedisClient {
     const conn = this.#config.connection;
     const base: RedisOptions = {
       lazyConnect: true,
@@ -459,9 +465,14 @@ export class RedisBackend implements Backend {
       connectTimeout: CONNECT_TIMEOUT_MS,
       connectionName,
     };
-    let client: Redis;
+    let client: RedisClient;
     const url = conn?.url ?? this.#config.url;
-    if (url !== undefined) {
+    if (this.#config.cluster_nodes !== undefined) {
+      const opts: RedisOptions = { ...base };
+      if (conn?.password !== undefined) opts.password = conn.password;
+      if (conn?.ssl) opts.tls = {};
+      client = createClusterClient(this.#config.cluster_nodes, opts) as unknown as RedisClient;
+    } else if (url !== undefined) {
       const opts: RedisOptions = { ...base };
       if (conn?.password !== undefined) opts.password = conn.password;
       if (conn?.ssl) opts.tls = {};
@@ -479,8 +490,9 @@ export class RedisBackend implements Backend {
   }
 
   /** Blocking reads get their own connections so they never stall the main one. */
-  #newBlockingConnection(): Redis {
-    const conn = this.#client.duplicate({ connectionName: `${this.#clientName}:blocking` });
+  #newBlockingConnection(): RedisClient {
+    const name = `${this.#clientName}:blocking`;
+    const conn = this.#client instanceof Cluster ? (duplicateCluster(this.#client, name) as unknown as RedisClient) : this.#client.duplicate({ connectionName: name });
     conn.on('error', (err: Error) => {
       this.#lastError = err;
     });
@@ -516,7 +528,13 @@ export class RedisBackend implements Backend {
     if (this.#connected && this.#client.status === 'ready') return;
     const url = this.#config.connection?.url ?? this.#config.url;
     // Never echo credentials embedded in a URL.
-    const target = url !== undefined ? url.replace(/\/\/[^@/]*@/, '//***@') : `${this.#config.connection?.host ?? '127.0.0.1'}:${this.#config.connection?.port ?? 6379}`;
+    const cluster = this.#config.cluster_nodes;
+    const target =
+      cluster !== undefined
+        ? `cluster ${cluster.map((n) => `${n.host}:${n.port}`).join(',')}`
+        : url !== undefined
+          ? url.replace(/\/\/[^@/]*@/, '//***@')
+          : `${this.#config.connection?.host ?? '127.0.0.1'}:${this.#config.connection?.port ?? 6379}`;
     const status = this.#client.status;
     if (status === 'wait' || status === 'end' || status === 'close') {
       let timer: NodeJS.Timeout | undefined;

@@ -1,0 +1,219 @@
+/**
+ * Scale-out over a Redis Cluster (queue config `shards` > 1): one evaluation spreads its batches over
+ * several queues, each on its own hash tag — so on its own slot, and with the tags chosen below, on
+ * different masters — and workers consume from all of them. One queue is one slot is one master's
+ * core; `shards` queues use up to `shards` cores.
+ *
+ * `ShardedBackend` is a `Backend` over `shards` Redis backends, so coordinators and workers use it
+ * unchanged. Shard i is the queue `<queue>.<k>` where k is the smallest integer whose hash slot lies
+ * in the i-th of `shards` equal slot ranges: a cluster created with slots split evenly over its
+ * masters (what `redis-cli --cluster create` does) puts shard i on master i mod masters. Every process
+ * with the same `queue` and `shards` computes the same names.
+ *
+ * Routing: batches are enqueued round-robin over the shards; a worker claims from the shards in turn
+ * and remembers which shard each claimed id came from (renewals, completions, releases and dead
+ * letters go back there). Job manifests, artifacts and worker heartbeats live on shard 0; each shard
+ * has the job's result stream for the batches it carried, and the coordinator reads all of them with
+ * a composite cursor (`c0,c1,…`). Stats, dead letters and reclaim sweeps cover every shard.
+ */
+import { createRequire } from 'node:module';
+import { MetaguardError } from '../errors.js';
+import type { QueueConfig } from './config.js';
+import { RedisBackend } from './redis.js';
+import type { Backend, BatchMessage, Claim, DeadEntry, JobManifest, QueueStats, ReclaimOutcome, ResultEntry, WorkerInfo } from './types.js';
+
+const keySlot = createRequire(import.meta.url)('cluster-key-slot') as (key: string) => number;
+
+const SLOTS = 16384;
+/** A blocking read on N streams is N parallel reads; each waits at most this long so one busy shard is not held up by idle ones. */
+const SHARD_BLOCK_MS = 20;
+const MAX_TRIES = 100_000;
+
+/** Queue name of shard `i` of `shards` (its hash slot lies in the i-th of `shards` equal slot ranges). */
+export function shardQueueName(queue: string, i: number, shards: number): string {
+  const lo = Math.floor((i * SLOTS) / shards);
+  const hi = Math.floor(((i + 1) * SLOTS) / shards);
+  for (let k = 0; k < MAX_TRIES; k++) {
+    const name = `${queue}.${k}`;
+    const slot = keySlot(name);
+    if (slot >= lo && slot < hi) return name;
+  }
+  throw new MetaguardError('MG_ERR_INVALID_OPTION', `queue-config.shards: no shard name found for queue ${queue} shard ${i}`, { field: 'queue-config.shards' });
+}
+
+export class ShardedBackend implements Backend {
+  readonly kind = 'redis';
+  readonly shards: RedisBackend[];
+  /** Shard of each id this process claimed and still holds. */
+  readonly #claimedOn = new Map<string, number>();
+  #enqueueTurn = 0;
+  #claimTurn = 0;
+
+  constructor(config: QueueConfig, options: { clientName?: string } = {}) {
+    const n = config.shards;
+    this.shards = Array.from({ length: n }, (_, i) => {
+      const queue = shardQueueName(config.queue, i, n);
+      return new RedisBackend({ ...config, queue }, { clientName: `${options.clientName ?? `metaguard:${config.queue}`}:${i}` });
+    });
+  }
+
+  get #home(): RedisBackend {
+    return this.shards[0];
+  }
+
+  #shardOf(id: string): RedisBackend | undefined {
+    const i = this.#claimedOn.get(id);
+    return i === undefined ? undefined : this.shards[i];
+  }
+
+  async connect(): Promise<void> {
+    await Promise.all(this.shards.map((s) => s.connect()));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.shards.map((s) => s.close()));
+  }
+
+  now(): Promise<number> {
+    return this.#home.now();
+  }
+
+  putArtifact(sha256: string, bytes: Uint8Array): Promise<void> {
+    return this.#home.putArtifact(sha256, bytes);
+  }
+
+  getArtifact(sha256: string): Promise<Uint8Array | null> {
+    return this.#home.getArtifact(sha256);
+  }
+
+  putJob(manifest: JobManifest): Promise<void> {
+    return this.#home.putJob(manifest);
+  }
+
+  getJob(jobId: string): Promise<JobManifest | null> {
+    return this.#home.getJob(jobId);
+  }
+
+  async deleteJob(jobId: string): Promise<void> {
+    await Promise.all(this.shards.map((s) => s.deleteJob(jobId)));
+  }
+
+  async enqueue(batches: BatchMessage[]): Promise<void> {
+    const groups: BatchMessage[][] = this.shards.map(() => []);
+    for (const b of batches) groups[this.#enqueueTurn++ % this.shards.length].push(b);
+    await Promise.all(groups.map((g, i) => (g.length ? this.shards[i].enqueue(g) : undefined)));
+  }
+
+  async waitForWork(timeoutMs: number): Promise<void> {
+    // The first shard with new work ends the wait; the other waits end within timeoutMs on their own.
+    await Promise.race(this.shards.map((s) => s.waitForWork(timeoutMs)));
+  }
+
+  async claimBatches(workerId: string, max: number, leaseMs: number): Promise<Claim[]> {
+    const out: Claim[] = [];
+    const start = this.#claimTurn++ % this.shards.length;
+    for (let k = 0; k < this.shards.length && out.length < max; k++) {
+      const i = (start + k) % this.shards.length;
+      const claims = await this.shards[i].claimBatches(workerId, max - out.length, leaseMs);
+      for (const c of claims) {
+        this.#claimedOn.set(c.ok ? c.batch.id : c.id, i);
+        out.push(c);
+      }
+    }
+    return out;
+  }
+
+  async renewLeases(workerId: string, ids: string[], leaseMs: number): Promise<string[]> {
+    const groups = new Map<number, string[]>();
+    const lost: string[] = [];
+    for (const id of ids) {
+      const i = this.#claimedOn.get(id);
+      if (i === undefined) lost.push(id);
+      else groups.set(i, [...(groups.get(i) ?? []), id]);
+    }
+    const results = await Promise.all([...groups].map(([i, g]) => this.shards[i].renewLeases(workerId, g, leaseMs)));
+    return [...lost, ...results.flat()];
+  }
+
+  async completeBatch(workerId: string, batch: Pick<BatchMessage, 'id' | 'jobId' | 'role'>, results: Uint8Array): Promise<boolean> {
+    const shard = this.#shardOf(batch.id);
+    if (!shard) throw new MetaguardError('MG_ERR_BACKEND', `batch ${batch.id} was not claimed through this backend`);
+    const owned = await shard.completeBatch(workerId, batch, results);
+    this.#claimedOn.delete(batch.id);
+    return owned;
+  }
+
+  async releaseBatch(workerId: string, id: string, options: { delayMs: number; countAttempt: boolean; reason: string }): Promise<void> {
+    const shard = this.#shardOf(id);
+    if (!shard) return;
+    await shard.releaseBatch(workerId, id, options);
+    this.#claimedOn.delete(id);
+  }
+
+  async deadLetter(workerId: string, id: string, reason: string): Promise<void> {
+    const shard = this.#shardOf(id);
+    if (!shard) return;
+    await shard.deadLetter(workerId, id, reason);
+    this.#claimedOn.delete(id);
+  }
+
+  async reclaimExpired(): Promise<ReclaimOutcome> {
+    const all = await Promise.all(this.shards.map((s) => s.reclaimExpired()));
+    return { requeued: all.flatMap((r) => r.requeued), deadLettered: all.flatMap((r) => r.deadLettered) };
+  }
+
+  async readResults(jobId: string, cursor: string, blockMs: number): Promise<{ cursor: string; entries: ResultEntry[] }> {
+    const cursors = cursor === '' || cursor === '0' ? this.shards.map(() => '0') : cursor.split(',');
+    if (cursors.length !== this.shards.length) throw new MetaguardError('MG_ERR_BACKEND', `result cursor ${JSON.stringify(cursor)} does not have ${this.shards.length} parts`);
+    // A plain read of every shard first: while results flow, no idle shard holds up a busy one.
+    let reads = await Promise.all(this.shards.map((s, i) => s.readResults(jobId, cursors[i], 0)));
+    if (blockMs > 0 && reads.every((r) => r.entries.length === 0)) {
+      const block = Math.min(blockMs, SHARD_BLOCK_MS);
+      reads = await Promise.all(this.shards.map((s, i) => s.readResults(jobId, reads[i].cursor, block)));
+    }
+    return { cursor: reads.map((r) => r.cursor).join(','), entries: reads.flatMap((r) => r.entries) };
+  }
+
+  heartbeat(info: WorkerInfo): Promise<void> {
+    return this.#home.heartbeat(info);
+  }
+
+  removeWorker(workerId: string): Promise<void> {
+    return this.#home.removeWorker(workerId);
+  }
+
+  activeWorkers(): Promise<WorkerInfo[]> {
+    return this.#home.activeWorkers();
+  }
+
+  async stats(): Promise<QueueStats> {
+    const all = await Promise.all(this.shards.map((s) => s.stats()));
+    const sum = (f: (s: QueueStats) => number) => all.reduce((t, s) => t + f(s), 0);
+    return {
+      pending: { critical: sum((s) => s.pending.critical), high: sum((s) => s.pending.high), normal: sum((s) => s.pending.normal), low: sum((s) => s.pending.low) },
+      inflight: sum((s) => s.inflight),
+      delayed: sum((s) => s.delayed),
+      dead: sum((s) => s.dead),
+      dispatched: sum((s) => s.dispatched),
+      completed: sum((s) => s.completed),
+      requeued: sum((s) => s.requeued),
+      workers: all[0].workers,
+    };
+  }
+
+  async listDead(limit = 100): Promise<DeadEntry[]> {
+    const all = await Promise.all(this.shards.map((s) => s.listDead(limit)));
+    return all
+      .flat()
+      .sort((a, b) => a.deadAt - b.deadAt)
+      .slice(0, Math.max(0, Math.floor(limit)));
+  }
+
+  async retryDead(id?: string): Promise<number> {
+    return (await Promise.all(this.shards.map((s) => s.retryDead(id)))).reduce((a, b) => a + b, 0);
+  }
+
+  async purgeDead(): Promise<number> {
+    return (await Promise.all(this.shards.map((s) => s.purgeDead()))).reduce((a, b) => a + b, 0);
+  }
+}
