@@ -129,6 +129,8 @@ describe('README examples', () => {
       const entry = join(root, 'src/cli/run.ts');
       let worker: ReturnType<typeof spawn> | undefined;
       let workerErr = '';
+      let dashboard: ReturnType<typeof spawn> | undefined;
+      let dashboardUrl: Promise<string> | undefined;
       try {
         for (const line of lines.slice(1)) {
           const exported = /^export (\w+)=(.*)$/.exec(line);
@@ -143,6 +145,21 @@ describe('README examples', () => {
             worker.stderr!.on('data', (d: Buffer) => (workerErr += d.toString()));
             continue;
           }
+          if (args[0] === 'dashboard') {
+            // Long-running like the worker: start it on a free port, check it answers, stop it at the end.
+            dashboard = spawn(process.execPath, ['--import', 'tsx', entry, ...args, '--port', String(await freePort())], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+            let dashErr = '';
+            dashboardUrl = new Promise<string>((resolve, reject) => {
+              dashboard!.stderr!.on('data', (d: Buffer) => {
+                dashErr += d.toString();
+                const m = /dashboard_started url=(\S+)/.exec(dashErr);
+                if (m) resolve(m[1]!);
+              });
+              dashboard!.once('exit', (code) => reject(new Error(`dashboard exited ${code}: ${dashErr}`)));
+            });
+            dashboardUrl.catch(() => undefined); // awaited below; this only keeps an early exit from being an unhandled rejection
+            continue;
+          }
           const r = await runCli(args, { cwd: mkdtempSync(join(tmpdir(), 'mg-readme-op-')), env, timeoutMs: 180_000 });
           const expected = /dlq retry ID\b/.test(line) ? 1 : 0; // the guide says: exits 1 when no batch has that ID
           assert.equal(r.code, expected, `${line}\n${show(r)}\nworker: ${workerErr.slice(-1000)}`);
@@ -152,7 +169,12 @@ describe('README examples', () => {
         assert.ok(worker, 'the guide starts a worker');
         const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((res) => res.text());
         assert.match(metrics, /metamorphic_queue_cases_completed_total \d+/);
+        if (dashboardUrl) {
+          const res = await fetch(new URL('api/overview', await dashboardUrl));
+          assert.equal(res.status, 200, 'the dashboard the guide starts answers /api/overview');
+        }
       } finally {
+        dashboard?.kill('SIGTERM');
         if (worker && worker.exitCode === null) {
           const exited = new Promise<number | null>((resolve) => worker!.once('exit', (code) => resolve(code)));
           worker.kill('SIGTERM');
