@@ -1,10 +1,10 @@
 /**
  * End-to-end throughput of one evaluation (cases/s, both roles counted) on a trivial task:
- * the local dispatcher with 1 and 2 threads, the embedded in-process queue, Redis and Kafka (librdkafka's
- * mock cluster) each with one worker daemon process — side by side in one run, with the ratio to the
- * local 2-thread figure.
+ * the local dispatcher with 1 and 2 threads, the embedded in-process queue, Redis, Kafka (librdkafka's
+ * mock cluster), RabbitMQ (a rabbitmq-server started here) and SQS (the fauxqs emulator) each with one
+ * worker daemon process — side by side in one run, with the ratio to the local 2-thread figure.
  *
- *   node --import tsx bench/dispatch.ts [--n 20000] [--no-redis] [--no-kafka]
+ *   node --import tsx bench/dispatch.ts [--n 20000] [--no-redis] [--no-kafka] [--no-rabbitmq] [--no-sqs]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,7 +37,26 @@ async function measure(path: string, threads: number, n: number, values: Record<
   }
 }
 
-export async function runDispatchBench(n: number, withRedis: boolean, withKafka = false): Promise<DispatchRow[]> {
+/** One row through a broker the bench starts, with one worker daemon of 2 threads. */
+async function brokerRow(rows: DispatchRow[], path: string, n: number, unavailable: string | undefined, start: () => Promise<{ queueConfig: Record<string, unknown>; stop(): Promise<void> }>): Promise<void> {
+  if (unavailable) {
+    process.stderr.write(`bench: ${unavailable}, skipping the ${path} row\n`);
+    return;
+  }
+  const { spawnWorker } = await import('../test/helpers/queue-harness.ts');
+  const broker = await start();
+  const worker = spawnWorker(broker.queueConfig, { args: ['--threads', '2'] });
+  try {
+    await measure('warmup', 2, 500, { dispatcher: 'queue', queueConfig: broker.queueConfig });
+    rows.push(await measure(path, 2, n, { dispatcher: 'queue', queueConfig: broker.queueConfig }));
+  } finally {
+    worker.child.kill('SIGTERM');
+    await worker.exited;
+    await broker.stop();
+  }
+}
+
+export async function runDispatchBench(n: number, withRedis: boolean, withKafka = false, withRabbit = false, withSqs = false): Promise<DispatchRow[]> {
   const rows: DispatchRow[] = [];
   // Warm-up: module loading and JIT, not measured.
   await measure('warmup', 1, 500, { parallel: 1 });
@@ -93,12 +112,35 @@ export async function runDispatchBench(n: number, withRedis: boolean, withKafka 
       }
     }
   }
+  if (withRabbit) {
+    const { rabbitUnavailable, startRabbit } = await import('../test/helpers/rabbitmq-server.ts');
+    await brokerRow(rows, 'queue: rabbitmq (1 worker daemon)', n, rabbitUnavailable(), async () => {
+      const server = await startRabbit();
+      return { queueConfig: { backend: 'rabbitmq', url: server.url, queue: 'bench' }, stop: () => server.stop() };
+    });
+  }
+  if (withSqs) {
+    const { fauxqsUnavailable, startFauxqs } = await import('../test/helpers/fauxqs-server.ts');
+    await brokerRow(rows, 'queue: sqs via fauxqs (1 worker daemon)', n, fauxqsUnavailable(), async () => {
+      const server = await startFauxqs();
+      const queueConfig = { backend: 'sqs', endpoint_url: server.endpoint, region: 'us-east-1', aws_access_key_id: 'bench', aws_secret_access_key: 'bench', queue: 'bench' };
+      return { queueConfig, stop: () => server.stop() };
+    });
+  }
   return rows;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const { values } = parseArgs({ options: { n: { type: 'string', default: '20000' }, 'no-redis': { type: 'boolean', default: false }, 'no-kafka': { type: 'boolean', default: false } } });
-  const rows = await runDispatchBench(Number(values.n), !values['no-redis'], !values['no-kafka']);
+  const { values } = parseArgs({
+    options: {
+      n: { type: 'string', default: '20000' },
+      'no-redis': { type: 'boolean', default: false },
+      'no-kafka': { type: 'boolean', default: false },
+      'no-rabbitmq': { type: 'boolean', default: false },
+      'no-sqs': { type: 'boolean', default: false },
+    },
+  });
+  const rows = await runDispatchBench(Number(values.n), !values['no-redis'], !values['no-kafka'], !values['no-rabbitmq'], !values['no-sqs']);
   const ref = rows.find((r) => r.path === 'local' && r.threads === 2)!.cases_per_sec;
   printTable(
     `End-to-end evaluation throughput, trivial task, n=${values.n} per role`,

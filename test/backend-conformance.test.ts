@@ -27,6 +27,8 @@ import type { Backend, BatchMessage, ClaimedBatch, Claim, JobManifest, Priority,
 import { startKafkaMock, type KafkaMock } from './helpers/kafka-broker.js';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';
 import { startRedisCluster, type RedisCluster } from './helpers/redis-cluster.js';
+import { startRabbit, type RabbitServer } from './helpers/rabbitmq-server.js';
+import { startFauxqs, type Fauxqs } from './helpers/fauxqs-server.js';
 
 /** What a backend promises beyond the common contract; true for memory and Redis. */
 interface Capabilities {
@@ -66,8 +68,10 @@ const everything: Capabilities = {
 };
 
 interface Harness {
-  name: 'memory' | 'redis' | 'redis-cluster' | 'kafka';
+  name: 'memory' | 'redis' | 'redis-cluster' | 'kafka' | 'rabbitmq' | 'sqs';
   capabilities: Capabilities;
+  /** Why this backend lacks a capability (one line each), where the suite's default reason is Kafka's. */
+  reasons?: Partial<Record<keyof Capabilities, string>>;
   /**
    * How long (ms) claims, result reads and stats may lag behind the writes of the same backend. With 0
    * every poll below is a single call.
@@ -273,6 +277,108 @@ const kafkaHarness: Harness = {
   },
 };
 
+let rabbit: RabbitServer | undefined;
+
+/** RabbitMQ (src/queue/rabbitmq.ts): the lease is the connection, as Kafka's is the group membership. */
+const rabbitHarness: Harness = {
+  name: 'rabbitmq',
+  capabilities: {
+    ...everything,
+    leases: false, // an unacknowledged delivery is held until its connection dies: nothing to renew or expire
+    reclaim: false, // reclaimExpired is a no-op: the broker requeues a dead connection's deliveries
+    circuitBreaker: false, // circuit_breaker_threshold does not apply (no lease expiry to count)
+  },
+  reasons: {
+    leases: 'no per-batch lease: an unacknowledged delivery is held until its connection dies',
+    reclaim: 'reclaimExpired is a no-op: the broker requeues a dead connection\'s deliveries (test/broker-faults.test.ts)',
+    circuitBreaker: 'circuit_breaker_threshold does not apply: no lease expires',
+  },
+  patienceMs: 5000, // results and stream reads arrive through consumers, a moment after the write
+  concurrency: 4,
+  skipReason() {
+    return undefined; // startRabbit() fails naming the package when rabbitmq-server is missing
+  },
+  async setup() {
+    rabbit = await startRabbit();
+  },
+  async teardown() {
+    await rabbit?.stop();
+  },
+  async create(overrides) {
+    const { RabbitBackend } = await import('../src/queue/rabbitmq.js');
+    const config = validateQueueConfig({ backend: 'rabbitmq', url: rabbit!.url, queue: queueName(), ...fast, ...overrides });
+    const backend: Backend = new RabbitBackend(config);
+    await backend.connect();
+    return { backend, config };
+  },
+  async injectGarbage(_backend, config, entry, priority) {
+    const amqp = await import('amqplib');
+    const conn = await amqp.connect(rabbit!.url);
+    try {
+      const ch = await conn.createConfirmChannel();
+      ch.sendToQueue(`${config.queue}.${priority}`, Buffer.from('garbage'), { messageId: entry });
+      await ch.waitForConfirms();
+    } finally {
+      await conn.close();
+    }
+    return true;
+  },
+};
+
+let fauxqs: Fauxqs | undefined;
+
+/**
+ * SQS (src/queue/sqs.ts) against fauxqs: leases are visibility timeouts that SQS itself ends, and a
+ * standard queue keeps no order and no priorities. (Results arriving in completion order is what
+ * fauxqs does; real SQS may reorder them, which the coordinator does not mind.)
+ */
+const sqsHarness: Harness = {
+  name: 'sqs',
+  capabilities: {
+    ...everything,
+    leases: false, // visibility timeouts of whole seconds, ended by SQS: reclaimExpired has nothing to report
+    reclaim: false, // SQS makes an unrenewed message visible again by itself
+    circuitBreaker: false, // circuit_breaker_threshold does not apply (no reclaim to count)
+    strictPriority: false, // a standard queue has no priorities
+    weightedPriority: false, // a standard queue has no priorities
+    fifo: false, // a standard queue keeps no order
+    perPriorityStats: false, // one queue: pending is SQS's approximate count, under normal
+  },
+  reasons: {
+    leases: 'leases are visibility timeouts of whole seconds that SQS ends itself: reclaimExpired has nothing to report',
+    reclaim: 'SQS makes an unrenewed message visible again itself; reclaimExpired is a no-op (test/broker-faults.test.ts)',
+    circuitBreaker: 'circuit_breaker_threshold does not apply: no reclaim to count',
+    strictPriority: 'a standard SQS queue has no priorities',
+    weightedPriority: 'a standard SQS queue has no priorities',
+    perPriorityStats: 'one queue without priorities: pending is SQS\'s approximate count under normal',
+  },
+  patienceMs: 5000, // a counted retry's delay is rounded up to whole seconds
+  concurrency: 4,
+  skipReason() {
+    return undefined; // fauxqs is a devDependency: startFauxqs() fails naming it when npm ci was not run
+  },
+  async setup() {
+    fauxqs = await startFauxqs();
+  },
+  async teardown() {
+    await fauxqs?.stop();
+  },
+  async create(overrides) {
+    const { SqsBackend } = await import('../src/queue/sqs.js');
+    const config = validateQueueConfig({ backend: 'sqs', endpoint_url: fauxqs!.endpoint, region: 'us-east-1', aws_access_key_id: 'test', aws_secret_access_key: 'test', queue: `t${randomUUID().slice(0, 18)}`, ...fast, ...overrides });
+    const backend: Backend = new SqsBackend(config);
+    await backend.connect();
+    return { backend, config };
+  },
+  async injectGarbage(backend, _config, entry) {
+    const { SQSClient, SendMessageCommand } = await import('@aws-sdk/client-sqs');
+    const client = new SQSClient({ endpoint: fauxqs!.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+    await client.send(new SendMessageCommand({ QueueUrl: (backend as unknown as { queueUrl: string }).queueUrl, MessageBody: entry }));
+    client.destroy();
+    return true;
+  },
+};
+
 // ---------------------------------------------------------------------------------------------------
 
 let seq = 0;
@@ -303,7 +409,7 @@ function conformance(h: Harness): void {
   const reason = h.skipReason();
   const caps = h.capabilities;
   /** Skips a test for a backend without the capability, with the (one-line) reason. */
-  const needs = (cap: keyof Capabilities, why: string) => ({ skip: caps[cap] ? false : `${h.name}: ${why}` });
+  const needs = (cap: keyof Capabilities, why: string) => ({ skip: caps[cap] ? false : `${h.name}: ${h.reasons?.[cap] ?? why}` });
 
   /**
    * Claims until `want` claims arrived or the harness's patience ran out (with patience 0: one call).
@@ -1099,4 +1205,6 @@ describe('backend conformance', { concurrency: true }, () => {
   conformance(redisHarness);
   conformance(redisClusterHarness);
   conformance(kafkaHarness);
+  conformance(rabbitHarness);
+  conformance(sqsHarness);
 });

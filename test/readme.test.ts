@@ -3,7 +3,7 @@
  * written to a temporary folder; every `npx metaguard …` line of the sections that need no server
  * runs there and must succeed. The operator's guide runs against a real redis-server on a free port
  * (its address 10.0.0.5:6380 and the metrics port are the only substitutions). The Kafka lines, which
- * need a cluster, are parsed: their flags and queue config must be valid.
+ * need a cluster, are parsed: their flags and queue config must be valid; so are the RabbitMQ and SQS lines.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -184,8 +184,9 @@ describe('README examples', () => {
     });
   });
 
-  it('the Kafka lines parse: known flags and a valid queue config', () => {
-    const kafka = all.filter((b) => b.lang === 'sh' && b.section === 'Kafka').flatMap((b) => commands(b.body));
+  for (const section of ['Kafka', 'RabbitMQ', 'Amazon SQS'])
+  it(`the ${section} lines parse: known flags and a valid queue config`, () => {
+    const kafka = all.filter((b) => b.lang === 'sh' && b.section === section).flatMap((b) => commands(b.body));
     assert.ok(kafka.length >= 3);
     const env: Record<string, string> = {};
     const schemas: Record<string, Parameters<typeof parseFlags>[1]> = { evaluate: evaluateSchema, worker: workerSchema, queue: queueSchema };

@@ -14,7 +14,7 @@ type QField = Field & { backends?: readonly BackendName[] };
 
 const common = {
   backend: { type: 'enum', values: backends, default: 'memory', description: 'queue backend' },
-  queue: { type: 'string', default: 'metaguard', description: 'queue name (Redis key prefix, Kafka topic prefix)' },
+  queue: { type: 'string', default: 'metaguard', description: 'queue name (Redis key prefix, Kafka topic prefix, RabbitMQ/SQS queue name)' },
   lease_seconds: { type: 'number', min: 0, exclusiveMin: true, default: 60, description: 'lease of a claimed batch, renewed while it runs' },
   heartbeat_timeout: { type: 'number', min: 0, exclusiveMin: true, default: 30, description: 'a worker without a heartbeat this long is inactive' },
   heartbeat_check_interval: { type: 'number', min: 0, exclusiveMin: true, default: 5, description: 'seconds between heartbeats, lease renewals and reclaim sweeps' },
@@ -35,7 +35,7 @@ const common = {
   retry_base_ms: { type: 'int', min: 0, default: 200, description: 'base of exponential retry backoff' },
   retry_max_ms: { type: 'int', min: 0, default: 30_000, description: 'cap of retry backoff' },
   spawn_local_workers: { type: 'int', min: 0, max: 256, default: 0, description: 'in-process workers the coordinator starts (memory backend); true: one per thread', backends: ['memory'] },
-  connection: { type: 'json', description: 'redis connection {host, port, db, password, ssl} or {url}', backends: ['redis'] },
+  connection: { type: 'json', description: 'redis connection {host, port, db, password, ssl} or {url}; rabbitmq {host, port, virtual_host, username, password, ssl}', backends: ['redis', 'rabbitmq'] },
   url: { type: 'string', description: 'redis:// or amqp:// URL', backends: ['redis', 'rabbitmq'] },
   shards: { type: 'int', min: 1, max: 64, default: 1, description: 'spread each evaluation over this many queues on different hash tags (Redis Cluster masters); workers consume from all', backends: ['redis'] },
   cluster_nodes: { type: 'json', description: 'redis cluster seed nodes ["host:port", …] (or "host:port,host:port"): use the Redis Cluster client; credentials and TLS come from connection', backends: ['redis'] },
@@ -45,13 +45,21 @@ const common = {
   auto_commit: { type: 'bool', description: 'kafka (Metamorphic Guard spelling): accepted; offsets are always committed after results are published', backends: ['kafka'] },
   enable_auto_commit: { type: 'bool', description: 'kafka (librdkafka spelling): same as auto_commit', backends: ['kafka'] },
   session_timeout_ms: { type: 'int', min: 1000, max: 3_600_000, description: 'kafka consumer session timeout, ms (sets heartbeat_timeout when that is not given)', backends: ['kafka'] },
-  exchange: { type: 'string', description: 'rabbitmq exchange', backends: ['rabbitmq'] },
-  routing_key: { type: 'string', description: 'rabbitmq routing key', backends: ['rabbitmq'] },
-  durable: { type: 'bool', description: 'rabbitmq durable queue', backends: ['rabbitmq'] },
-  prefetch_count: { type: 'int', min: 1, description: 'rabbitmq prefetch', backends: ['rabbitmq'] },
+  queue_name: { type: 'string', description: 'rabbitmq/sqs queue name (the same as queue)', backends: ['rabbitmq', 'sqs'] },
+  exchange: { type: 'string', description: 'rabbitmq direct exchange the batches are published to (default metaguard)', backends: ['rabbitmq'] },
+  routing_key: { type: 'string', description: 'rabbitmq routing key of batches (default: the queue name; one per priority: <routing_key>.<priority>)', backends: ['rabbitmq'] },
+  durable: { type: 'bool', description: 'rabbitmq durable queues and persistent messages (default true)', backends: ['rabbitmq'] },
+  prefetch_count: { type: 'int', min: 1, max: 65_535, description: 'rabbitmq: most batches one backend holds unacknowledged; the results consumer prefetch (default 10)', backends: ['rabbitmq'] },
+  heartbeat: { type: 'int', min: 0, max: 3600, description: 'rabbitmq AMQP connection heartbeat, seconds (default 10; 0: off)', backends: ['rabbitmq'] },
   queue_url: { type: 'string', description: 'sqs queue URL', backends: ['sqs'] },
-  region: { type: 'string', description: 'sqs region', backends: ['sqs'] },
-  visibility_timeout: { type: 'int', min: 0, description: 'sqs visibility timeout', backends: ['sqs'] },
+  region: { type: 'string', description: 'sqs region (default: from queue_url, the AWS environment, or us-east-1)', backends: ['sqs'] },
+  endpoint_url: { type: 'string', description: 'sqs (and s3) endpoint, for emulators and VPC endpoints', backends: ['sqs'] },
+  visibility_timeout: { type: 'int', min: 1, max: 43_200, description: 'sqs lease of a received batch, seconds (default: lease_seconds), renewed while it runs', backends: ['sqs'] },
+  long_polling_seconds: { type: 'int', min: 0, max: 20, description: 'sqs WaitTimeSeconds of an idle worker\'s receive (default 20)', backends: ['sqs'] },
+  s3_bucket: { type: 'string', description: 'sqs: S3 bucket for messages over 256 KiB', backends: ['sqs'] },
+  aws_access_key_id: { type: 'string', description: 'sqs credentials (default: the AWS credential chain)', backends: ['sqs'] },
+  aws_secret_access_key: { type: 'string', description: 'sqs credentials (default: the AWS credential chain)', backends: ['sqs'] },
+
 } satisfies Record<string, QField>;
 
 export const queueConfigSchema: Record<string, QField> = common;
@@ -63,7 +71,12 @@ export interface RedisConnection {
   password?: string;
   ssl: boolean;
   url?: string;
+  /** rabbitmq only */
+  virtual_host?: string;
+  /** rabbitmq only */
+  username?: string;
 }
+
 
 export interface QueueConfig {
   backend: BackendName;
@@ -100,13 +113,20 @@ export interface QueueConfig {
   bootstrap_servers?: string;
   topic?: string;
   consumer_group?: string;
+  queue_name?: string;
   exchange?: string;
   routing_key?: string;
   durable?: boolean;
   prefetch_count?: number;
+  heartbeat?: number;
   queue_url?: string;
   region?: string;
+  endpoint_url?: string;
   visibility_timeout?: number;
+  long_polling_seconds?: number;
+  s3_bucket?: string;
+  aws_access_key_id?: string;
+  aws_secret_access_key?: string;
 }
 
 const field = (key: string) => `queue-config.${key}`;
@@ -123,14 +143,15 @@ function warnOnce(message: string): void {
   warningSink(message);
 }
 
-function validateConnection(raw: unknown): RedisConnection {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalidOption(field('connection'), 'must be an object {host, port, db, password, ssl} or {url}');
-  const allowed = new Set(['host', 'port', 'db', 'password', 'ssl', 'url', 'decode_responses']);
+function validateConnection(raw: unknown, backend: BackendName = 'redis'): RedisConnection {
+  const rabbit = backend === 'rabbitmq';
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalidOption(field('connection'), rabbit ? 'must be an object {host, port, virtual_host, username, password, ssl}' : 'must be an object {host, port, db, password, ssl} or {url}');
+  const allowed = new Set(rabbit ? ['host', 'port', 'virtual_host', 'username', 'password', 'ssl'] : ['host', 'port', 'db', 'password', 'ssl', 'url', 'decode_responses']);
   const c = raw as Record<string, unknown>;
   for (const key of Object.keys(c)) if (!allowed.has(key)) throw new MetaguardError('MG_ERR_UNKNOWN_OPTION', `${field('connection.' + key)}: unknown key (known: ${[...allowed].join(', ')})`, { field: field('connection.' + key) });
   const out: RedisConnection = {
     host: c.host === undefined ? '127.0.0.1' : (coerce(field('connection.host'), { type: 'string', description: '' }, c.host) as string),
-    port: c.port === undefined ? 6379 : (coerce(field('connection.port'), { type: 'int', min: 1, max: 65535, description: '' }, c.port) as number),
+    port: c.port === undefined ? (rabbit ? (c.ssl === true ? 5671 : 5672) : 6379) : (coerce(field('connection.port'), { type: 'int', min: 1, max: 65535, description: '' }, c.port) as number),
     db: c.db === undefined ? 0 : (coerce(field('connection.db'), { type: 'int', min: 0, max: 15, description: '' }, c.db) as number),
     ssl: c.ssl === undefined ? false : (coerce(field('connection.ssl'), { type: 'bool', description: '' }, c.ssl) as boolean),
   };
@@ -140,6 +161,8 @@ function validateConnection(raw: unknown): RedisConnection {
   }
   if (c.password !== undefined) out.password = coerce(field('connection.password'), { type: 'string', description: '' }, c.password) as string;
   if (c.url !== undefined) out.url = coerce(field('connection.url'), { type: 'string', description: '' }, c.url) as string;
+  if (c.virtual_host !== undefined) out.virtual_host = coerce(field('connection.virtual_host'), { type: 'string', description: '' }, c.virtual_host) as string;
+  if (c.username !== undefined) out.username = coerce(field('connection.username'), { type: 'string', description: '' }, c.username) as string;
   return out;
 }
 
@@ -210,7 +233,7 @@ export function validateQueueConfig(input: unknown, overrides: Partial<QueueConf
       out[key] = value ? availableParallelism() : 0;
       continue;
     }
-    out[key] = key === 'connection' ? validateConnection(value) : key === 'cluster_nodes' ? validateClusterNodes(value, given) : coerce(field(key), spec, value);
+    out[key] = key === 'connection' ? validateConnection(value, backend) : key === 'cluster_nodes' ? validateClusterNodes(value, given) : coerce(field(key), spec, value);
   }
   for (const key of ['auto_commit', 'enable_auto_commit'] as const) {
     if (out[key] === true) warnOnce(`${field(key)} = true has no effect: metaguard commits a partition's offset only after the results of every batch below it are published (at-least-once)`);
@@ -231,6 +254,27 @@ export function validateQueueConfig(input: unknown, overrides: Partial<QueueConf
   }
   if (backend === 'redis' && out.connection === undefined) out.connection = validateConnection(out.url !== undefined ? { url: out.url } : {});
   if (backend === 'kafka' && out.bootstrap_servers === undefined) throw invalidOption(field('bootstrap_servers'), 'is required for backend kafka');
+  if (out.queue_name !== undefined) {
+    if (given.queue !== undefined && given.queue !== out.queue_name) throw invalidOption(field('queue_name'), `names the queue differently from queue (${JSON.stringify(out.queue_name)} vs ${JSON.stringify(given.queue)}): give one`);
+    out.queue = out.queue_name;
+  }
+  if (backend === 'rabbitmq' && out.url !== undefined && out.connection !== undefined) throw invalidOption(field('url'), 'give url or connection, not both');
+  if (backend === 'rabbitmq' && out.url !== undefined && !/^amqps?:\/\//.test(out.url as string)) throw invalidOption(field('url'), 'must be an amqp:// or amqps:// URL');
+  if (backend === 'sqs') {
+    // Auxiliary queues are named <name>-<kind>-<24 hex>: SQS allows 80 characters, so names stop at 50.
+    const sqsName = /^[A-Za-z0-9_-]{1,50}$/;
+    if (out.queue_url !== undefined && !(/^https?:\/\/[^/]+\/.+$/.test(out.queue_url as string) && sqsName.test((out.queue_url as string).replace(/\/+$/, '').split('/').pop()!))) {
+      throw invalidOption(field('queue_url'), 'must be an http(s) SQS queue URL whose queue name is 1-50 letters, digits, _ and - (FIFO queues are not supported)');
+    }
+    if (out.queue_url === undefined && !sqsName.test(out.queue as string)) throw invalidOption(field(given.queue_name !== undefined ? 'queue_name' : 'queue'), 'an SQS queue name is 1-50 letters, digits, _ and - here (FIFO queues are not supported)');
+    if ((out.aws_access_key_id === undefined) !== (out.aws_secret_access_key === undefined)) throw invalidOption(field(out.aws_access_key_id === undefined ? 'aws_access_key_id' : 'aws_secret_access_key'), 'aws_access_key_id and aws_secret_access_key go together');
+    if (out.visibility_timeout !== undefined) {
+      // The visibility timeout is the lease: the worker renews it as it renews every lease.
+      if (given.lease_seconds !== undefined && Number(given.lease_seconds) !== out.visibility_timeout) throw invalidOption(field('visibility_timeout'), `is the lease on SQS; it differs from lease_seconds (${out.visibility_timeout} vs ${String(given.lease_seconds)}): give one`);
+      out.lease_seconds = out.visibility_timeout;
+    }
+    if (out.endpoint_url !== undefined && !/^https?:\/\//.test(out.endpoint_url as string)) throw invalidOption(field('endpoint_url'), 'must be an http(s) URL');
+  }
   if (!/^[A-Za-z0-9_.:-]{1,100}$/.test(out.queue as string)) throw invalidOption(field('queue'), 'must be 1-100 characters of letters, digits, _ . : -');
   return Object.freeze(out) as unknown as Readonly<QueueConfig>;
 }

@@ -21,7 +21,15 @@ export async function createBackend(config: QueueConfig): Promise<Backend> {
       const { KafkaBackend } = await import('./kafka.js');
       return new KafkaBackend(config);
     }
+    case 'rabbitmq': {
+      const { RabbitBackend } = await import('./rabbitmq.js');
+      return new RabbitBackend(config);
+    }
+    case 'sqs': {
+      const { SqsBackend } = await import('./sqs.js');
+      return new SqsBackend(config);
+    }
     default:
-      throw invalidOption('queue-config.backend', `${config.backend} is not available in this version (available: memory, redis, kafka)`);
+      throw invalidOption('queue-config.backend', `unknown backend ${String(config.backend)}`);
   }
 }

@@ -1,0 +1,182 @@
+/**
+ * Fault tests of the RabbitMQ and SQS backends, end to end: a real broker started by the test (Debian's
+ * rabbitmq-server; fauxqs, the SQS/S3 emulator from npm), worker daemons as real processes (the CLI's
+ * `worker`), a coordinator through runEvaluation, and a local run of the same seed to compare with.
+ *
+ *   (a) 2,000 cases, two workers, one killed with SIGKILL mid-run: every case accounted exactly once,
+ *       the report equal to the local run, and the killed worker's batches ran again (attempt 2).
+ *   (b) the broker restarted mid-run (SQS: its endpoint unreachable for 5 s, every connection cut):
+ *       coordinator and worker reconnect and the report is still equal.
+ *   (c) SIGTERM during a long case: the worker hands its batch back at once, uncounted, and another
+ *       worker finishes it long before any lease would have expired.
+ *
+ * For SQS the lease is the visibility timeout (4 s here), which ends on its own after the kill.
+ *
+ * Run: node --import tsx --test test/broker-faults.test.ts
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, waitFor, type RunOptions } from './helpers/queue-harness.ts';
+import { startRabbit, type RabbitServer } from './helpers/rabbitmq-server.ts';
+import { startFauxqs } from './helpers/fauxqs-server.ts';
+
+// Cases busy-wait SLOW_MS each: short, so that 2,000 of them take seconds (the local reference run reads
+// it too; outcomes do not depend on it).
+process.env.SLOW_MS = '2';
+const WORKER_ENV = { SLOW_MS: '2' };
+
+interface Broker {
+  /** The queue config of a fresh queue on this broker. */
+  config(extra?: object): Record<string, unknown>;
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+interface BrokerKind {
+  name: string;
+  start(): Promise<Broker>;
+}
+
+const rabbitKind: BrokerKind = {
+  name: 'rabbitmq',
+  async start() {
+    const server: RabbitServer = await startRabbit();
+    return {
+      config: (extra = {}) => ({ backend: 'rabbitmq', url: server.url, queue: `t_${randomUUID().slice(0, 8)}`, heartbeat: 2, ...extra }),
+      restart: () => server.restart(),
+      stop: () => server.stop(),
+    };
+  },
+};
+
+const sqsKind: BrokerKind = {
+  name: 'sqs',
+  async start() {
+    const server = await startFauxqs();
+    return {
+      // The lease is the visibility timeout: short, so that the killed worker's batches come back soon.
+      config: (extra = {}) => ({
+        backend: 'sqs',
+        endpoint_url: server.endpoint,
+        region: 'us-east-1',
+        aws_access_key_id: 'test',
+        aws_secret_access_key: 'test',
+        queue: `t${randomUUID().slice(0, 8)}`,
+        ...extra,
+        ...((extra as { lease_seconds?: number }).lease_seconds === 10 ? { lease_seconds: 4 } : {}),
+      }),
+      // SQS is a managed service: what fails is the endpoint or the network to it, for a while.
+      restart: () => server.outage(5000),
+      stop: () => server.stop(),
+    };
+  },
+};
+
+const slow = (n: number): RunOptions => ({ task: fixture('slow/task.mjs'), baseline: fixture('slow/baseline.mjs'), candidate: fixture('slow/candidate.mjs'), n });
+
+/** Fails with `diagnostics()` when `p` has not settled within `ms` (instead of a bare test timeout). */
+function within<T>(p: Promise<T>, ms: number, diagnostics: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`not finished within ${ms} ms\n${diagnostics()}`)), ms)))]).finally(() => clearTimeout(timer));
+}
+
+function claimedAttempts(output: string): number[] {
+  return [...output.matchAll(/"event":"batch_claimed"[^\n]*"attempt":(\d+)/g)].map((m) => Number(m[1]));
+}
+
+function faults(kind: BrokerKind): void {
+  describe(`broker faults: ${kind.name}`, { concurrency: false }, () => {
+    let broker: Broker;
+    let expected2000: Awaited<ReturnType<typeof localReport>>;
+
+    before(async () => {
+      [broker, expected2000] = await Promise.all([kind.start(), localReport(slow(2000))]);
+    });
+    after(async () => {
+      killAllWorkers();
+      await broker?.stop();
+    });
+
+    const base = { lease_seconds: 10, heartbeat_check_interval: 0.25, heartbeat_timeout: 5, batch_size: 10 };
+
+    it('(a) kill -9 of one of two workers mid-run: 2,000 cases accounted exactly once, report equal to a local run', async () => {
+      const qc = broker.config(base);
+      const a = spawnWorker(qc, { args: ['--threads', '1'], env: WORKER_ENV });
+      const b = spawnWorker(qc, { args: ['--threads', '1', '--log-level', 'debug'], env: WORKER_ENV });
+      let killedAt = -1;
+      let last = { done: 0, total: 0 };
+      const report = await within(
+        queueReport(slow(2000), qc, {
+          onProgress: (done, total) => {
+            last = { done, total };
+            if (killedAt < 0 && done > total * 0.3) {
+              killedAt = done;
+              a.child.kill('SIGKILL');
+            }
+          },
+        }),
+        200_000,
+        () => `progress ${last.done}/${last.total}; worker B output:\n${b.output().slice(-6000)}`,
+      );
+      assert.ok(killedAt > 0 && killedAt < last.total, `worker A was killed mid-run (at ${killedAt}/${last.total})`);
+      assert.equal((await a.exited).signal, 'SIGKILL');
+      assert.equal(last.done, last.total, 'every case accounted');
+      assert.equal(report.baseline.total, 2000);
+      assert.equal(report.candidate.total, 2000);
+      assertSameVerdict(report, expected2000);
+      // The batches A held when it died came back to B as a second attempt.
+      assert.ok(claimedAttempts(b.output()).some((n) => n === 2), 'the killed worker\'s batches were redelivered and counted');
+      b.child.kill('SIGTERM');
+      assert.equal((await b.exited).code, 0, b.output().slice(-3000));
+    });
+
+    it('(b) the broker restarted mid-run: coordinator and worker reconnect and finish exactly once', async () => {
+      const qc = broker.config(base);
+      const w = spawnWorker(qc, { args: ['--threads', '2'], env: WORKER_ENV });
+      let restarting: Promise<void> | undefined;
+      let progress = '';
+      const report = await within(
+        queueReport(slow(2000), qc, {
+          onProgress: (done, total) => {
+            progress = `${done}/${total}`;
+            if (!restarting && done > total * 0.3) restarting = broker.restart();
+          },
+        }),
+        200_000,
+        () => `progress ${progress}; worker output:\n${w.output().slice(-6000)}`,
+      );
+      assert.ok(restarting, 'the broker was restarted mid-run');
+      await restarting;
+      assertSameVerdict(report, expected2000);
+      assert.match(w.output(), /"event":"backend_reconnected"/, 'the worker saw the outage and came back');
+      w.child.kill('SIGTERM');
+      assert.equal((await w.exited).code, 0, w.output().slice(-3000));
+    });
+
+    it('(c) SIGTERM during a long case hands the batch back at once, uncounted, and another worker finishes it', async () => {
+      const qc = broker.config({ ...base, lease_seconds: 60, batch_size: 1 });
+      const long: RunOptions = { task: fixture('slow/task.mjs'), baseline: fixture('slow/long.mjs'), candidate: fixture('slow/long.mjs'), n: 2, timeoutS: 20 };
+      const env = { LONG_MS: '2500' };
+      const a = spawnWorker(qc, { args: ['--threads', '1', '--shutdown-timeout-s', '0.3', '--log-level', 'debug'], env });
+      const started = Date.now();
+      const run = queueReport(long, qc);
+      await waitFor(() => /"event":"batch_claimed"/.test(a.output()), 60_000, 'worker A claimed a batch');
+      await new Promise((r) => setTimeout(r, 500));
+      a.child.kill('SIGTERM');
+      assert.equal((await a.exited).code, 0, a.output().slice(-3000));
+      assert.match(a.output(), /"event":"queue_requeued"[^\n]*worker draining/, 'A handed its batch back');
+      const b = spawnWorker(qc, { args: ['--threads', '2', '--log-level', 'debug'], env });
+      const report = await run;
+      assert.ok(Date.now() - started < 50_000, `finished in ${Date.now() - started} ms (a 60 s lease was never waited for)`);
+      assert.equal(report.candidate.passes, 2);
+      assert.equal(report.baseline.passes, 2);
+      assert.deepEqual([...new Set(claimedAttempts(b.output()))], [1], 'a hand-back is not an attempt');
+      b.child.kill('SIGTERM');
+      assert.equal((await b.exited).code, 0, b.output().slice(-3000));
+    });
+  });
+}
+
+faults(rabbitKind);
+faults(sqsKind);
