@@ -20,6 +20,7 @@ import { loadPolicy } from '../src/gate/policy.ts';
 import { editDistance, nearest, parseFlags } from '../src/cli/args.ts';
 import { runCli, type CliResult } from './helpers/run-cli.ts';
 import { startRedis, type RedisServer } from './helpers/redis-server.ts';
+import { createBackend } from '../src/queue/index.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'mg-config-'));
 let files = 0;
@@ -211,6 +212,43 @@ describe('operator commands against redis-server', () => {
     assert.equal(s.queue, 'cfgtest');
     assert.equal(s.dead_letter_batches, 0);
     assert.ok('inflight_batches' in s && !('inflight' in s), 'batch counts are named as batches');
+  });
+});
+
+describe('dlq purge on a terminal', () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await startRedis({ appendonly: false });
+  });
+  after(async () => {
+    await redis?.stop();
+  });
+
+  it('asks before purging; "n" keeps the dead letters and exits 1, "y" purges them', { skip: spawnSync('script', ['--version']).error ? 'util-linux script(1) is needed for a pseudo-terminal (apt-get install bsdutils)' : false }, async () => {
+    const qc = { backend: 'redis', queue: 'purgetest', connection: { port: redis.port } };
+    const backend = await createBackend(validateQueueConfig(qc));
+    await backend.connect();
+    try {
+      await backend.enqueue([{ id: 'dead-1', jobId: 'j', role: 'baseline', priority: 'normal', payload: new Uint8Array([1]) }]);
+      assert.equal((await backend.claimBatches('w', 1, 60_000)).length, 1);
+      await backend.deadLetter('w', 'dead-1', 'test');
+      assert.equal((await backend.stats()).dead, 1);
+      const root = fileURLToPath(new URL('..', import.meta.url));
+      const cli = `${JSON.stringify(process.execPath)} --import tsx ${JSON.stringify(join(root, 'src/cli/run.ts'))} queue dlq purge --queue-config '${JSON.stringify(qc)}'`;
+      // script(1) gives the CLI a pseudo-terminal; the answer arrives on it as typed input.
+      const onTerminal = async (answer: string) => spawnSync('script', ['-qec', `${cli}; echo "exit=$?"`, '/dev/null'], { cwd: root, input: `${answer}\n`, encoding: 'utf8', timeout: 60_000 }).stdout;
+      const declined = await onTerminal('n');
+      assert.match(declined, /purge 1 dead-lettered batch of queue purgetest \(redis\)\? \[y\/N\]/);
+      assert.match(declined, /not confirmed; nothing purged/);
+      assert.match(declined, /exit=1/);
+      assert.equal((await backend.stats()).dead, 1, 'declined: kept');
+      const confirmed = await onTerminal('y');
+      assert.match(confirmed, /purged 1 dead-lettered batch/);
+      assert.match(confirmed, /exit=0/);
+      assert.equal((await backend.stats()).dead, 0, 'confirmed: purged');
+    } finally {
+      await backend.close();
+    }
   });
 });
 
