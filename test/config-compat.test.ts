@@ -186,6 +186,17 @@ describe('metaguard command line', () => {
     assert.equal(m.code, 78, show(m));
     assert.match(m.stderr, /--backend: memory is the in-process queue/);
   });
+
+  it('worker reads [queue] and [logging] from --config, naming the file and key when a value is bad', async () => {
+    const memory = await runCli(['worker', '--config', file('[queue]\nconfig = \'{"backend":"memory"}\'\n')]);
+    assert.equal(memory.code, 78, show(memory));
+    assert.match(memory.stderr, /queue-config\.backend: memory is the in-process queue/);
+    const bad = file('[queue]\nbackend = "redis"\n[logging]\nlevel = "loud"\n');
+    const r = await runCli(['worker'], { env: { METAGUARD_CONFIG: bad } });
+    assert.equal(r.code, 78, show(r));
+    assert.equal(errLines(r).length, 1, show(r));
+    assert.match(r.stderr, /config .*: logging\.level: must be one of debug, info, warn, error/);
+  });
 });
 
 describe('operator commands against redis-server', () => {
