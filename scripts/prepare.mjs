@@ -3,7 +3,8 @@
 // native module when cargo and liblz4 are there. Without them it says in one line that the JS codec
 // is used and why, and succeeds: the native module is an optional speed-up with the same frame format.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { delimiter } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nativeToolchainMissing } from './native-toolchain.mjs';
 
@@ -15,13 +16,15 @@ if (!existsSync(`${root}src`) || !existsSync(`${root}tsconfig.build.json`)) proc
 if (!existsSync(`${root}node_modules/typescript/bin/tsc`)) {
   say(existsSync(`${root}dist/index.js`) ? 'TypeScript not installed (--omit=dev); keeping the existing dist/' : 'TypeScript not installed (--omit=dev): run npm ci without --omit=dev to build dist/');
 } else {
-  const tsc = run([`${root}node_modules/typescript/bin/tsc`, '-p', 'tsconfig.build.json']);
-  if (tsc.status !== 0) {
-    process.stderr.write(tsc.stdout + tsc.stderr);
-    process.stderr.write('metaguard: the TypeScript build failed (errors above)\n');
+  // The same steps as `npm run build`, read from package.json so the two never drift apart.
+  const { scripts } = JSON.parse(readFileSync(`${root}package.json`, 'utf8'));
+  const path = `${root}node_modules/.bin${delimiter}${process.env.PATH ?? ''}`;
+  const build = spawnSync(scripts.build, { cwd: root, encoding: 'utf8', shell: true, env: { ...process.env, PATH: path } });
+  if (build.status !== 0) {
+    process.stderr.write(`${build.stdout ?? ''}${build.stderr ?? ''}`);
+    process.stderr.write('metaguard: the build failed (errors above)\n');
     process.exit(1);
   }
-  run(['scripts/write-dist-entry.mjs']);
   say('built dist/');
 }
 

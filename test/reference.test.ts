@@ -12,6 +12,7 @@ import { evaluateSchema } from '../src/options/evaluate.ts';
 import { workerSchema } from '../src/options/worker.ts';
 import { queueSchema } from '../src/cli/queue.ts';
 import { benchSchema } from '../src/cli/bench.ts';
+import { dashboardSchema } from '../src/dashboard/options.ts';
 import { queueConfigSchema } from '../src/queue/config.ts';
 import { envName, flagName, type Schema } from '../src/options/schema.ts';
 import { CaseErrorCodes, ErrorCodes } from '../src/errors.ts';
@@ -46,7 +47,9 @@ function subsection(title: string): string {
   return doc.slice(start, end < 0 ? undefined : start + 5 + end);
 }
 
-const commandSchemas: Record<string, Schema> = { evaluate: evaluateSchema, worker: workerSchema, queue: queueSchema, bench: benchSchema };
+const commandSchemas: Record<string, Schema> = { evaluate: evaluateSchema, worker: workerSchema, queue: queueSchema, bench: benchSchema, dashboard: dashboardSchema };
+/** A field's environment variable: its own name, or METAGUARD_<KEY>. */
+const envOf = (key: string, field: { env?: string }) => field.env ?? envName(key);
 const installFlags = ['--instance', '--prefix', '--exec', '--node', '--dry-run'];
 const globalFlags = ['--help', '--version'];
 /** Placeholders the reference uses to describe flag syntax. */
@@ -58,7 +61,7 @@ describe('docs/reference.md', () => {
       const text = subsection(`\`metaguard ${command}\``);
       for (const [key, field] of Object.entries(schema)) {
         assert.match(text, new RegExp('`--' + flagName(key) + '[ `]'), `${command} --${flagName(key)} is documented`);
-        if (!field.noEnv) assert.ok(text.includes('`' + envName(key) + '`'), `${command}: ${envName(key)} is documented`);
+        if (!field.noEnv) assert.ok(text.includes('`' + envOf(key, field) + '`'), `${command}: ${envOf(key, field)} is documented`);
       }
     }
     const install = subsection('`npm run install-service -- [options]`');
@@ -106,7 +109,7 @@ describe('docs/reference.md', () => {
   });
 
   it('lists every METAGUARD_* variable the code reads, and only existing ones', () => {
-    const schemaEnv = new Set(Object.values(commandSchemas).flatMap((s) => Object.entries(s).filter(([, f]) => !f.noEnv).map(([k]) => envName(k))));
+    const schemaEnv = new Set(Object.values(commandSchemas).flatMap((s) => Object.entries(s).filter(([, f]) => !f.noEnv).map(([k, f]) => envOf(k, f))));
     const inCode = new Set([...code.matchAll(/\bMETAGUARD_[A-Z0-9_]*[A-Z0-9]\b/g)].map((m) => m[0]));
     const native = read('native/build.rs');
     for (const m of native.matchAll(/\bMETAGUARD_[A-Z0-9_]*[A-Z0-9]\b/g)) inCode.add(m[0]);
