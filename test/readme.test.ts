@@ -184,6 +184,23 @@ describe('README examples', () => {
     });
   });
 
+  it('every npx metaguard line of the README names a command and flags that exist', async () => {
+    const { dashboardSchema } = await import('../src/dashboard/options.ts');
+    const { benchSchema } = await import('../src/cli/bench.ts');
+    const schemas: Record<string, Parameters<typeof parseFlags>[1]> = { evaluate: evaluateSchema, worker: workerSchema, queue: queueSchema, dashboard: dashboardSchema, bench: benchSchema, demo: {} };
+    let n = 0;
+    for (const b of all.filter((x) => x.lang === 'sh')) {
+      for (const line of commands(b.body).filter((l) => l.startsWith('npx metaguard '))) {
+        const [, , command, ...rest] = words(line, {});
+        if (command === 'help') continue;
+        assert.ok(schemas[command!], `${line}: command ${command} exists`);
+        assert.doesNotThrow(() => parseFlags(rest, schemas[command!]!), line);
+        n++;
+      }
+    }
+    assert.ok(n >= 10, `checked ${n} lines`);
+  });
+
   for (const section of ['Kafka', 'RabbitMQ', 'Amazon SQS'])
   it(`the ${section} lines parse: known flags and a valid queue config`, () => {
     const kafka = all.filter((b) => b.lang === 'sh' && b.section === section).flatMap((b) => commands(b.body));
