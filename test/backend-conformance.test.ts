@@ -326,6 +326,7 @@ const rabbitHarness: Harness = {
 };
 
 let fauxqs: Fauxqs | undefined;
+const SQS_MIN_HEARTBEAT_TIMEOUT = 3;
 
 /**
  * SQS (src/queue/sqs.ts) against fauxqs: leases are visibility timeouts that SQS itself ends, and a
@@ -365,7 +366,10 @@ const sqsHarness: Harness = {
   },
   async create(overrides) {
     const { SqsBackend } = await import('../src/queue/sqs.js');
-    const config = validateQueueConfig({ backend: 'sqs', endpoint_url: fauxqs!.endpoint, region: 'us-east-1', aws_access_key_id: 'test', aws_secret_access_key: 'test', queue: `t${randomUUID().slice(0, 18)}`, ...fast, ...overrides });
+    // Heartbeats are queue tags written over HTTP: a timeout of a few seconds, not a fraction of one,
+    // keeps the heartbeat test about heartbeats rather than about how loaded this machine is.
+    const heartbeat = Math.max(SQS_MIN_HEARTBEAT_TIMEOUT, Number(overrides.heartbeat_timeout ?? 0));
+    const config = validateQueueConfig({ backend: 'sqs', endpoint_url: fauxqs!.endpoint, region: 'us-east-1', aws_access_key_id: 'test', aws_secret_access_key: 'test', queue: `t${randomUUID().slice(0, 18)}`, ...fast, ...overrides, heartbeat_timeout: heartbeat });
     const backend: Backend = new SqsBackend(config);
     await backend.connect();
     return { backend, config };

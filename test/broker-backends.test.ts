@@ -110,7 +110,7 @@ describe('rabbitmq backend', () => {
     assert.equal(stats.code, 0, stats.stderr);
     assert.match(stats.stdout, /rabbitmq/);
     assert.match(stats.stdout, /normal=1/);
-    assert.match(stats.stdout, /dead 1/);
+    assert.match(stats.stdout, /dead-lettered 1/);
     const list = await runCli(['queue', 'dlq', 'list', '--json', '--queue-config', JSON.stringify(c)]);
     assert.equal(list.code, 0, list.stderr);
     assert.match(list.stdout, /poison pill/);
@@ -238,7 +238,7 @@ describe('sqs backend (fauxqs)', () => {
     assert.equal(stats.code, 0, stats.stderr);
     assert.match(stats.stdout, /sqs/);
     assert.match(stats.stdout, /normal=1/);
-    assert.match(stats.stdout, /dead 1/);
+    assert.match(stats.stdout, /dead-lettered 1/);
     const list = await runCli(['queue', 'dlq', 'list', '--json', '--queue-config', JSON.stringify(c)]);
     assert.equal(list.code, 0, list.stderr);
     assert.match(list.stdout, /poison pill/);

@@ -98,7 +98,7 @@ function faults(kind: BrokerKind): void {
       await broker?.stop();
     });
 
-    const base = { lease_seconds: 10, heartbeat_check_interval: 0.25, heartbeat_timeout: 5, batch_size: 10 };
+    const base = { lease_seconds: 10, heartbeat_check_interval: 0.25, heartbeat_timeout: 5, batch_size: 20 };
 
     it('(a) kill -9 of one of two workers mid-run: 2,000 cases accounted exactly once, report equal to a local run', async () => {
       const qc = broker.config(base);
