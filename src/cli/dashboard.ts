@@ -5,7 +5,8 @@ import { startDashboardServer } from '../dashboard/server.js';
 import { DashboardState } from '../dashboard/state.js';
 import { isLoopbackHost } from '../dashboard/security.js';
 import { createLogger } from '../observe/log.js';
-import { describeOptions, resolveOptions } from '../options/schema.js';
+import { refuseMemoryQueue, requireQueueConfig, resolveWithConfigFile } from '../options/config-file.js';
+import { describeOptions } from '../options/schema.js';
 import { validateQueueConfig } from '../queue/config.js';
 import { createBackend } from '../queue/index.js';
 import { parseFlags } from './args.js';
@@ -29,15 +30,16 @@ export async function dashboardCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length) throw invalidOption('dashboard', `takes no positional arguments, got ${JSON.stringify(positionals[0])}`);
-  const options = resolveOptions<DashboardOptions>(dashboardSchema, { flags, env: process.env });
+  const options = resolveWithConfigFile<DashboardOptions>(dashboardSchema, { flags, env: process.env });
   if (options.authToken !== undefined && options.authToken.length < MIN_TOKEN_LENGTH) {
     throw invalidOption(flags.authToken !== undefined ? '--auth-token' : 'METAGUARD_DASHBOARD_TOKEN', `must be at least ${MIN_TOKEN_LENGTH} characters`);
   }
   if (!isLoopbackHost(options.host) && options.authToken === undefined) {
     throw invalidOption('--host', `${options.host} is not a loopback address: binding there requires --auth-token or METAGUARD_DASHBOARD_TOKEN`);
   }
+  requireQueueConfig(options);
   const config = validateQueueConfig(options.queueConfig ?? {}, options.backend ? { backend: options.backend } : {});
-  if (config.backend === 'memory') throw invalidOption('queue-config.backend', 'the dashboard needs a shared queue (redis, kafka, …): the memory backend lives inside one process');
+  refuseMemoryQueue(config.backend, options.backend !== undefined);
   const logger = createLogger({ json: options.logJson, verbose: true });
   const backend = await createBackend(config);
   const state = new DashboardState({ backend, config, logger, refreshS: options.refreshS, ...(options.reportDir !== undefined ? { reportDir: options.reportDir } : {}) });

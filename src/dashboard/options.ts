@@ -3,6 +3,7 @@ import { backends } from '../queue/config.js';
 import type { Schema } from '../options/schema.js';
 
 export const dashboardSchema = {
+  config: { type: 'string', description: 'config file (TOML) with a [queue] table', placeholder: 'FILE' },
   backend: { type: 'enum', values: backends, description: 'queue backend (overrides queue-config.backend)' },
   queueConfig: { type: 'json', description: 'queue configuration JSON (the one the workers use)' },
   port: { type: 'int', min: 0, max: 65_535, default: 9465, env: 'METAGUARD_DASHBOARD_PORT', description: 'port to serve the dashboard on' },
@@ -19,6 +20,7 @@ export const dashboardSchema = {
 } satisfies Schema;
 
 export interface DashboardOptions {
+  config?: string;
   backend?: (typeof backends)[number];
   queueConfig?: Record<string, unknown>;
   port: number;
