@@ -100,6 +100,8 @@ function rawGet(url: string, headers: Record<string, string>): Promise<{ status:
   });
 }
 
+const oksOf = (claims: Awaited<ReturnType<RedisBackend['claimBatches']>>) => claims.map((c) => (c.ok ? c.batch.id : c.id));
+
 /** A browser page whose JavaScript errors and console errors are collected (and fail the test). */
 async function openPage(context: BrowserContext, errors: string[]): Promise<Page> {
   const page = await context.newPage();
@@ -250,8 +252,10 @@ describe('metaguard dashboard in a browser', { skip, concurrency: false }, () =>
     await page.goto(dashboard.url + '#dead');
     await page.locator('#view-dead .empty').waitFor({ timeout: 30_000 });
 
-    // Pause the worker so the batches wait; the test takes three as a worker would and dead-letters them.
-    worker.child.kill('SIGSTOP');
+    // Stop the worker so the batches wait (a SIGSTOP longer than its watchdog would look like a stall);
+    // the test takes batches as a worker would and dead-letters them.
+    worker.child.kill('SIGTERM');
+    await worker.exited;
     let run: Proc | undefined;
     let retried = '';
     try {
@@ -286,8 +290,16 @@ describe('metaguard dashboard in a browser', { skip, concurrency: false }, () =>
       await page.click('#confirm-yes');
       await page.locator('#view-dead .empty').waitFor({ timeout: 30_000 });
       assert.equal((await admin.listDead()).length, 0);
+
+      // Retry all: two more dead letters, one click, both back in the queue.
+      const more = oksOf(await admin.claimBatches('dashboard-test', 2, 120_000));
+      for (const id of more) await admin.deadLetter('dashboard-test', id, 'test: poisoned again');
+      await page.waitForFunction(() => document.querySelectorAll('tr[data-batch]').length === 2, null, { timeout: 30_000 });
+      await page.click('#retry-all');
+      await page.locator('#view-dead .empty').waitFor({ timeout: 30_000 });
+      assert.equal((await admin.listDead()).length, 0);
     } finally {
-      worker.child.kill('SIGCONT');
+      worker = spawnWorker(queueConfig, { args: ['--threads', '1'] });
     }
     // The retried batch runs on the worker like any other: its batch record goes once completed.
     const redisClient = new (await import('ioredis')).Redis({ port: redis.port, lazyConnect: true });
