@@ -314,6 +314,31 @@ describe('metaguard dashboard in a browser', { skip, concurrency: false }, () =>
     assert.deepEqual(errors, []);
   });
 
+  it('a sharded queue (shards: 3) keeps progress and cancel requests on its first shard and withdraws a job from every shard', async () => {
+    const { ShardedBackend } = await import('../src/queue/sharded.ts');
+    const sharded = new ShardedBackend(validateQueueConfig({ ...queueConfig, queue: `dash_sh_${randomUUID().slice(0, 8)}`, shards: 3 }));
+    await sharded.connect();
+    try {
+      const job = `job-${randomUUID()}`;
+      const other = `job-${randomUUID()}`;
+      const batch = (jobId: string, i: number) => ({ id: `${jobId}:baseline:${i}`, jobId, role: 'baseline' as const, priority: 'normal' as const, payload: new Uint8Array([i]) });
+      await sharded.enqueue([...Array.from({ length: 6 }, (_, i) => batch(job, i)), ...Array.from({ length: 3 }, (_, i) => batch(other, i))]);
+      const perShard = await Promise.all(sharded.shards.map(async (s) => (await s.stats()).pending.normal));
+      assert.deepEqual(perShard, [3, 3, 3], 'batches round-robin over the shards');
+      const progress = { jobId: job, task: 't', total: 6, done: { baseline: 0, candidate: 0 }, passed: { baseline: 0, candidate: 0 }, errors: { baseline: 0, candidate: 0 }, priority: 'normal' as const, host: 'h', pid: 1, startedAt: Date.now() };
+      assert.deepEqual(await sharded.publishProgress(progress), { cancelRequested: false });
+      assert.equal(await sharded.requestCancel(job), true);
+      assert.equal((await sharded.listProgress())[0]?.cancelRequested, true);
+      assert.equal(await sharded.withdrawJob(job), 6);
+      assert.equal((await sharded.stats()).pending.normal, 3);
+      const [claimed] = (await sharded.claimBatches('w', 1, 60_000)).filter((c) => c.ok);
+      assert.ok(claimed);
+      assert.equal((await sharded.priorityCounts()).inflight.normal, 1);
+    } finally {
+      await sharded.close();
+    }
+  });
+
   it('refuses a non-loopback bind without a token; with one, reads need it and cross-site mutations are refused', async () => {
     const qc = JSON.stringify(queueConfig);
     const refused = await runCli(['dashboard', '--host', '0.0.0.0', '--port', String(await freePort()), '--queue-config', qc]);

@@ -20,7 +20,7 @@ import { createRequire } from 'node:module';
 import { MetaguardError } from '../errors.js';
 import type { QueueConfig } from './config.js';
 import { RedisBackend } from './redis.js';
-import type { Backend, BatchMessage, Claim, DeadEntry, JobManifest, QueueStats, ReclaimOutcome, ResultEntry, WorkerInfo } from './types.js';
+import type { Backend, BatchMessage, BenchRecord, Claim, DeadEntry, JobManifest, JobProgress, Priority, QueueStats, ReclaimOutcome, ResultEntry, WorkerInfo } from './types.js';
 
 const keySlot = createRequire(import.meta.url)('cluster-key-slot') as (key: string) => number;
 
@@ -215,5 +215,43 @@ export class ShardedBackend implements Backend {
 
   async purgeDead(): Promise<number> {
     return (await Promise.all(this.shards.map((s) => s.purgeDead()))).reduce((a, b) => a + b, 0);
+  }
+
+  // Administration (dashboard): progress, cancel requests and the bench record live on shard 0 like the
+  // manifests; a job's batches may be on every shard, so withdrawal and per-priority counts cover all.
+
+  publishProgress(progress: JobProgress): Promise<{ cancelRequested: boolean }> {
+    return this.#home.publishProgress(progress);
+  }
+
+  listProgress(): Promise<JobProgress[]> {
+    return this.#home.listProgress();
+  }
+
+  removeProgress(jobId: string): Promise<void> {
+    return this.#home.removeProgress(jobId);
+  }
+
+  requestCancel(jobId: string): Promise<boolean> {
+    return this.#home.requestCancel(jobId);
+  }
+
+  async withdrawJob(jobId: string): Promise<number> {
+    return (await Promise.all(this.shards.map((s) => s.withdrawJob(jobId)))).reduce((a, b) => a + b, 0);
+  }
+
+  async priorityCounts(): Promise<{ inflight: Record<Priority, number>; dead: Record<Priority, number> }> {
+    const all = await Promise.all(this.shards.map((s) => s.priorityCounts()));
+    const sum = (pick: (c: (typeof all)[number]) => Record<Priority, number>) =>
+      Object.fromEntries((['critical', 'high', 'normal', 'low'] as const).map((p) => [p, all.reduce((t, c) => t + pick(c)[p], 0)])) as Record<Priority, number>;
+    return { inflight: sum((c) => c.inflight), dead: sum((c) => c.dead) };
+  }
+
+  putBenchRecord(record: Omit<BenchRecord, 'at'>): Promise<void> {
+    return this.#home.putBenchRecord(record);
+  }
+
+  getBenchRecord(): Promise<BenchRecord | null> {
+    return this.#home.getBenchRecord();
   }
 }
