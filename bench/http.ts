@@ -32,6 +32,8 @@ export interface HttpBenchRow {
   ratio_to_ideal: string;
   latency_p50_ms: number;
   latency_p99_ms: number;
+  /** CPU of this process (every thread) per execution, ms: load-independent, local rows only. */
+  cpu_ms_per_exec: string;
 }
 
 async function startServer(latencyMs: number): Promise<{ url: string; child: ChildProcess }> {
@@ -48,6 +50,7 @@ async function measure(path: string, url: string, n: number, concurrency: number
   try {
     const options = resolveEvaluateOptions({ values: { task, baseline: url, candidate: url, n, concurrency, parallel: 1, timeoutS: 30, reportDir: dir, ...values }, env: {} });
     const started = performance.now();
+    const cpuBefore = process.cpuUsage();
     let first = 0;
     let last = 0;
     const { report } = await runEvaluation(options, {
@@ -57,6 +60,7 @@ async function measure(path: string, url: string, n: number, concurrency: number
       },
     });
     const seconds = (performance.now() - started) / 1000;
+    const cpu = process.cpuUsage(cpuBefore);
     // Executions per second while cases ran: the first result arrives one latency after the first request.
     const runSeconds = (last - first) / 1000 + latencyMs / 1000;
     if (report.baseline.passes !== n || report.candidate.passes !== n) throw new Error(`bench: ${path} K=${concurrency}: not every case passed (${JSON.stringify(report.candidate.errors)})`);
@@ -75,6 +79,8 @@ async function measure(path: string, url: string, n: number, concurrency: number
       ratio_to_ideal: `${((perSec / ideal) * 100).toFixed(0)}%`,
       latency_p50_ms: report.candidate.http!.latency_ms.p50,
       latency_p99_ms: report.candidate.http!.latency_ms.p99,
+      // Through a queue the requests are made by the worker process, which this one does not measure.
+      cpu_ms_per_exec: values.dispatcher === 'queue' ? '-' : ((cpu.user + cpu.system) / 1000 / executions).toFixed(3),
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -181,6 +181,15 @@ describe('endpoints as implementations', () => {
     }
   });
 
+  it('time spent waiting for the rate limit does not count toward a case\'s limit', async () => {
+    // 16 cases in flight, 2 requests each, 5 requests/s: the last case waits ~6 s for its slots, far
+    // beyond the 1 s limit, yet no case times out.
+    const r = await evaluateWith({ baseline: `${ep.url}/ok?wait=1`, candidate: fixture('good.mjs'), n: 16, rateLimit: 5, timeoutS: 1 });
+    assert.equal(r.baseline.passes, 16, JSON.stringify(r.baseline.errors));
+    const at = seenOn('/ok?wait=1').map((s) => s.at).sort((a, b) => a - b);
+    assert.ok(at[at.length - 1] - at[0] >= 31 * 200 - 300, 'the requests were spaced by the rate limit');
+  });
+
   it('runs async modules with --concurrency and per-case deadlines', async () => {
     const viaFetch = httpModule('fetching.mjs', `export async function solve(xs) { const r = await fetch(${JSON.stringify(`${ep.url}/ok?delay=30&m=1`)}, { method: 'POST', body: JSON.stringify([xs]) }); return r.json(); }\n`);
     ep.maxInFlight.set('/ok', 0);
@@ -233,6 +242,10 @@ describe('secrets and configuration errors (CLI)', () => {
     for (const [what, content] of [['report', text], ['html', readFileSync(join(cwd, 'r.html'), 'utf8')], ['junit', readFileSync(join(cwd, 'r.xml'), 'utf8')], ['stdout', res.stdout], ['stderr', res.stderr]]) {
       assert.ok(!content.includes(secret), `${what} contains the secret`);
     }
+    const html = readFileSync(join(cwd, 'r.html'), 'utf8');
+    assert.match(html, /<th scope="row">latency p99<\/th><td>[\d.]+ ms<\/td><td>[\d.]+ ms<\/td>/);
+    assert.match(html, /<th scope="row">http statuses<\/th><td>200: 12<\/td><td>500: 6<\/td>/);
+    assert.match(html, /status 500\nbody: failure for Bearer \[REDACTED\]/);
     assert.match(res.stdout, /latency +baseline +p50 [\d.]+ ms +p95 [\d.]+ ms +p99 [\d.]+ ms +\(12 requests, 0 retries\)\n +candidate +p50 [\d.]+ ms +p95 [\d.]+ ms +p99 [\d.]+ ms +\(6 requests, 0 retries\)/);
   });
 
