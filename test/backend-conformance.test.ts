@@ -812,7 +812,9 @@ function conformance(h: Harness): void {
         const a = batch('j');
         await b.enqueue([a]);
         oks(await claimUntil(b, 'w1', 1, 5000));
-        await b.releaseBatch('w1', a.id, { delayMs: 400, countAttempt: true, reason: 'retry' });
+        // A delay well above scheduling noise on a loaded machine: the checks below run ~200 ms in.
+        await b.releaseBatch('w1', a.id, { delayMs: 2000, countAttempt: true, reason: 'retry' });
+        const released = Date.now();
         let s = await b.stats();
         assert.equal(s.inflight, 0);
         if (caps.delayedStats) assert.equal(s.delayed, 1);
@@ -820,7 +822,7 @@ function conformance(h: Harness): void {
         assert.deepEqual(await b.claimBatches('w1', 1, 5000), [], 'not before the delay');
         await sleep(200);
         assert.deepEqual(await b.claimBatches('w2', 1, 5000), [], 'still not before the delay');
-        await sleep(350);
+        await sleep(Math.max(0, released + 2100 - Date.now()));
         const [again] = oks(await claimUntil(b, 'w2', 1, 5000));
         assert.equal(again.id, a.id);
         assert.equal(again.attempt, 2);
