@@ -117,10 +117,10 @@ describe('Redis backend on a cluster of 3 masters + 3 replicas', { skip, concurr
     const env = { METAGUARD_QUEUE_CONFIG: JSON.stringify(qc) };
     const stats = await runCli(['queue', 'stats', '--json'], { env });
     assert.equal(stats.code, 0, stats.stderr);
-    const s = JSON.parse(stats.stdout) as { pending: Record<string, number>; dead: number; dispatched: number };
-    assert.equal(s.pending.low, 1);
-    assert.equal(s.dead, 2);
-    assert.equal(s.dispatched, 3);
+    const s = JSON.parse(stats.stdout) as { pending_batches: Record<string, number>; dead_letter_batches: number; batches_dispatched_total: number };
+    assert.equal(s.pending_batches.low, 1);
+    assert.equal(s.dead_letter_batches, 2);
+    assert.equal(s.batches_dispatched_total, 3);
 
     const list = await runCli(['queue', 'dlq', 'list', '--json'], { env });
     assert.equal(list.code, 0, list.stderr);
@@ -134,9 +134,9 @@ describe('Redis backend on a cluster of 3 masters + 3 replicas', { skip, concurr
     const purge = await runCli(['queue', 'dlq', 'purge', '--yes', '--json'], { env });
     assert.equal(purge.code, 0, purge.stderr);
     assert.deepEqual(JSON.parse(purge.stdout), { purged: 1 });
-    const after = JSON.parse((await runCli(['queue', 'stats', '--json'], { env })).stdout) as { pending: Record<string, number>; dead: number };
-    assert.equal(after.dead, 0);
-    assert.equal(after.pending.normal, 1, 'the retried batch is pending again');
+    const after = JSON.parse((await runCli(['queue', 'stats', '--json'], { env })).stdout) as { pending_batches: Record<string, number>; dead_letter_batches: number };
+    assert.equal(after.dead_letter_batches, 0);
+    assert.equal(after.pending_batches.normal, 1, 'the retried batch is pending again');
   });
 
   it('metaguard bench sweeps against the cluster with a worker on it', async () => {
@@ -160,7 +160,8 @@ describe('Redis backend on a cluster of 3 masters + 3 replicas', { skip, concurr
   });
 
   it('shards: 3 spreads one evaluation over three masters; workers consume from all; the report equals a local run', async () => {
-    const expected = await localReport(slow);
+    const sharded: RunOptions = { ...slow, n: 60 };
+    const expected = await localReport(sharded);
     const qc = config({ shards: 3 });
     const names = [0, 1, 2].map((i) => shardQueueName(qc.queue, i, 3));
     const masters = await Promise.all(names.map((q) => cluster.masterOf(`mg:{${q}}:x`)));
@@ -168,7 +169,7 @@ describe('Redis backend on a cluster of 3 masters + 3 replicas', { skip, concurr
     const a = spawnWorker(qc, { args: ['--threads', '1'] });
     const b = spawnWorker(qc, { args: ['--threads', '1'] });
     try {
-      const report = await queueReport(slow, qc);
+      const report = await queueReport(sharded, qc);
       assertSameVerdict(report, expected);
       // Every shard carried part of the evaluation.
       for (const q of names) {
@@ -179,9 +180,9 @@ describe('Redis backend on a cluster of 3 masters + 3 replicas', { skip, concurr
         assert.ok(s.completed > 0, `shard ${q} completed ${s.completed} batches`);
       }
       const env = { METAGUARD_QUEUE_CONFIG: JSON.stringify(qc) };
-      const stats = JSON.parse((await runCli(['queue', 'stats', '--json'], { env })).stdout) as { dispatched: number; completed: number; workers: unknown[] };
-      assert.equal(stats.dispatched, stats.completed);
-      assert.equal(stats.dispatched, (2 * slow.n) / 5, 'the summed stats count every batch once');
+      const stats = JSON.parse((await runCli(['queue', 'stats', '--json'], { env })).stdout) as { batches_dispatched_total: number; batches_completed_total: number };
+      assert.equal(stats.batches_completed_total, stats.batches_dispatched_total);
+      assert.equal(stats.batches_dispatched_total, (2 * sharded.n) / 5, 'the summed stats count every batch once');
     } finally {
       a.child.kill('SIGTERM');
       b.child.kill('SIGTERM');
