@@ -169,7 +169,18 @@ describe('Redis backend on a cluster of 3 masters + 3 replicas', { skip, concurr
     const a = spawnWorker(qc, { args: ['--threads', '1'] });
     const b = spawnWorker(qc, { args: ['--threads', '1'] });
     try {
-      const report = await queueReport(sharded, qc);
+      let progress = 0;
+      const report = await Promise.race([queueReport(sharded, qc, { onProgress: (d) => (progress = d) }), sleep(60_000, undefined, { ref: false })]);
+      if (!report) {
+        const dump: string[] = [];
+        for (const q of names) {
+          const shard = new RedisBackend(validateQueueConfig({ ...qc, shards: 1, queue: q }));
+          await shard.connect();
+          dump.push(`${q}: ${JSON.stringify({ ...(await shard.stats()), workers: undefined })}`);
+          await shard.close();
+        }
+        assert.fail(`no report within 60 s (${progress} of ${2 * sharded.n} cases)\n${dump.join('\n')}\nA: ${a.output().slice(-2500)}\nB: ${b.output().slice(-2500)}`);
+      }
       assertSameVerdict(report, expected);
       // Every shard carried part of the evaluation.
       for (const q of names) {
