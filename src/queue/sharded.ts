@@ -183,7 +183,9 @@ export class ShardedBackend implements Backend {
       const block = Math.min(blockMs, SHARD_BLOCK_MS);
       reads = await Promise.all(this.shards.map((s, i) => s.readResults(jobId, reads[i].cursor, block)));
     }
-    return { cursor: reads.map((r) => r.cursor).join(','), entries: reads.flatMap((r) => r.entries) };
+    const next = reads.map((r) => r.cursor);
+    // Nothing read yet from any shard: the start cursor, as a single queue would answer.
+    return { cursor: next.every((c) => c === '0') ? '0' : next.join(','), entries: reads.flatMap((r) => r.entries) };
   }
 
   heartbeat(info: WorkerInfo): Promise<void> {
