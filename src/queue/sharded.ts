@@ -46,6 +46,8 @@ export class ShardedBackend implements Backend {
   readonly shards: RedisBackend[];
   /** Shard of each id this process claimed and still holds. */
   readonly #claimedOn = new Map<string, number>();
+  /** The open waitForWork of each shard. */
+  readonly #waiting: (Promise<void> | undefined)[] = [];
   #enqueueTurn = 0;
   #claimTurn = 0;
 
@@ -105,8 +107,18 @@ export class ShardedBackend implements Backend {
   }
 
   async waitForWork(timeoutMs: number): Promise<void> {
-    // The first shard with new work ends the wait; the other waits end within timeoutMs on their own.
-    await Promise.race(this.shards.map((s) => s.waitForWork(timeoutMs)));
+    // The first shard with new work ends the wait; the other waits end within timeoutMs on their own
+    // and are joined, not duplicated, by the next call (each open wait holds a blocking connection).
+    // A failed wait only ends the wait: the claim that follows reports the fault.
+    const waits = this.shards.map((s, i) =>
+      (this.#waiting[i] ??= s
+        .waitForWork(timeoutMs)
+        .catch(() => undefined)
+        .finally(() => {
+          this.#waiting[i] = undefined;
+        })),
+    );
+    await Promise.race(waits);
   }
 
   async claimBatches(workerId: string, max: number, leaseMs: number): Promise<Claim[]> {
@@ -171,7 +183,9 @@ export class ShardedBackend implements Backend {
       const block = Math.min(blockMs, SHARD_BLOCK_MS);
       reads = await Promise.all(this.shards.map((s, i) => s.readResults(jobId, reads[i].cursor, block)));
     }
-    return { cursor: reads.map((r) => r.cursor).join(','), entries: reads.flatMap((r) => r.entries) };
+    const next = reads.map((r) => r.cursor);
+    // Nothing read yet from any shard: the start cursor, as a single queue would answer.
+    return { cursor: next.every((c) => c === '0') ? '0' : next.join(','), entries: reads.flatMap((r) => r.entries) };
   }
 
   heartbeat(info: WorkerInfo): Promise<void> {
