@@ -3,7 +3,7 @@
  * period in $WATCHDOG_USEC. The daemon must send READY=1 once it is up, WATCHDOG=1 while it consumes,
  * STATUS= lines, and STOPPING=1 when SIGTERM drains it; it exits 0.
  */
-import { it } from 'node:test';
+import { after, before, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -11,9 +11,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnWorker, waitFor } from './helpers/queue-harness.ts';
+import { startRedis, type RedisServer } from './helpers/redis-server.ts';
 
 const listener = fileURLToPath(new URL('./helpers/notify-listener.py', import.meta.url));
 const python = spawnSync('python3', ['--version']).status === 0;
+
+// A worker needs a queue another process can reach (the memory backend is refused): a real Redis.
+let redis: RedisServer;
+before(async () => {
+  redis = await startRedis({ appendonly: false });
+});
+after(async () => {
+  await redis?.stop();
+});
 
 for (const kind of ['path', 'abstract'] as const) {
   it(`sends READY, WATCHDOG, STATUS and STOPPING to a ${kind} NOTIFY_SOCKET`, { skip: python ? false : 'python3 missing' }, async () => {
@@ -23,7 +33,7 @@ for (const kind of ['path', 'abstract'] as const) {
     sock.stdout!.on('data', (d) => (got += d));
     try {
       await waitFor(() => got.includes('listening'), 5000, 'listener');
-      const w = spawnWorker({ backend: 'memory' }, { env: { NOTIFY_SOCKET: addr, WATCHDOG_USEC: '400000' }, args: ['--threads', '1'] });
+      const w = spawnWorker({ backend: 'redis', connection: { host: '127.0.0.1', port: redis.port } }, { env: { NOTIFY_SOCKET: addr, WATCHDOG_USEC: '400000' }, args: ['--threads', '1'] });
       await waitFor(() => /READY=1/.test(got), 15_000, 'READY=1');
       await waitFor(() => (got.match(/WATCHDOG=1/g) ?? []).length >= 2, 5000, 'two watchdog pings');
       assert.match(got, /STATUS=running: [\d.]+ cases\/s/);
