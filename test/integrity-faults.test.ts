@@ -2,7 +2,7 @@
  * Fault tests of integrity under attack (issue 12): someone with write access to Redis forges or
  * corrupts what the coordinator reads back, loses its state, or fills its memory. Each test is named
  * after what it attacks, runs against a real redis-server on a free port with worker daemons as real
- * processes, and checks that the verdict is the one a local run gives (or that the run stops with a
+ * processes (and against a Kafka-protocol broker where the attack applies), and checks that the verdict is the one a local run gives (or that the run stops with a
  * coded error) — never a forged verdict, never a hang.
  */
 import { after, before, describe, it } from 'node:test';
@@ -15,6 +15,8 @@ import { Redis } from 'ioredis';
 import { startRedis, redisAvailable, type RedisServer } from './helpers/redis-server.ts';
 import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, waitFor, type RunOptions } from './helpers/queue-harness.ts';
 import { runCli } from './helpers/run-cli.ts';
+import { kafkaMockUnavailable, startKafkaMock, type KafkaMock } from './helpers/kafka-broker.ts';
+import { Kafka, logLevel } from 'kafkajs';
 import { createCodec } from '../src/codec/index.ts';
 import { decodeCases, encodeResults } from '../src/queue/messages.ts';
 import { validateQueueConfig } from '../src/queue/config.ts';
@@ -412,6 +414,95 @@ describe('integrity under attack over Redis', { skip, concurrency: false }, () =
     assert.equal(report.candidate.errors.E_DELIVERY, 5);
     assert.ok(Date.now() - started < 60_000);
     assert.match(w.output(), /"event":"dead_lettered"[^\n]*MG_ERR_HMAC: batch is signed but this worker has no hmac_key/);
+    w.child.kill('SIGTERM');
+    assert.equal((await w.exited).code, 0, w.output());
+  });
+});
+
+describe('integrity under attack over Kafka', { skip: kafkaMockUnavailable() ?? false, concurrency: false }, () => {
+  let mock: KafkaMock;
+  let expected: Awaited<ReturnType<typeof localReport>>;
+  const topics = ['mg-int-a', 'mg-int-b'];
+
+  before(async () => {
+    mock = await startKafkaMock({ partitions: 2, topics });
+    expected = await localReport(worse);
+  });
+  after(async () => {
+    killAllWorkers();
+    await mock?.stop();
+  });
+
+  const config = (topic: string, extra: object = {}) => ({
+    backend: 'kafka',
+    bootstrap_servers: mock.bootstrap,
+    topic,
+    consumer_group: `${topic}-workers`,
+    heartbeat_timeout: 6,
+    heartbeat_check_interval: 0.5,
+    batch_size: 5,
+    ...extra,
+  });
+
+  it('forged results entries (hmac_key): a rejected candidate is not adopted', { timeout: 180_000 }, async () => {
+    const qc = config(topics[0], { hmac_key: 'k-' + randomUUID() });
+    const w = spawnWorker(qc, { args: ['--threads', '2'] });
+    const producer = new Kafka({ clientId: 'attacker', brokers: mock.bootstrap.split(','), logLevel: logLevel.NOTHING }).producer();
+    await producer.connect();
+    let d: QueueDispatcher | undefined;
+    try {
+      const report = await queueReport(worse, qc, {
+        onDispatcher: (x) => (d = x),
+        wrap: (backend) =>
+          overriding(backend, {
+            enqueue: async (batches: BatchMessage[]) => {
+              // Forgeries first, so they reach the coordinator before any worker's answer.
+              await producer.send({
+                topic: `${topics[0]}.results`,
+                messages: batches.map((b) => ({
+                  key: b.jobId,
+                  value: forgedFrame(indicesOf(b), b.role === 'candidate'),
+                  headers: { kind: 'results', batch: b.id, role: b.role, worker: 'attacker' },
+                })),
+              });
+              await backend.enqueue(batches);
+            },
+          }),
+      });
+      assertSameVerdict(report, expected);
+      assert.ok(d!.forged.bad_signature >= 16, JSON.stringify(d!.forged));
+    } finally {
+      await producer.disconnect();
+    }
+    w.child.kill('SIGTERM');
+    assert.equal((await w.exited).code, 0, w.output());
+  });
+
+  it('a results frame with a flipped byte sends its batch back; the run does not hang', { timeout: 180_000 }, async () => {
+    const qc = config(topics[1]);
+    const w = spawnWorker(qc, { args: ['--threads', '2'] });
+    let d: QueueDispatcher | undefined;
+    let flipped = 0;
+    const report = await queueReport(worse, qc, {
+      onDispatcher: (x) => (d = x),
+      wrap: (backend) =>
+        overriding(backend, {
+          readResults: async (jobId: string, cursor: string, blockMs: number) => {
+            const read = await backend.readResults(jobId, cursor, blockMs);
+            const entries = read.entries.map((e): ResultEntry => {
+              if (e.kind !== 'results' || flipped >= 1) return e;
+              flipped++;
+              const frame = Buffer.from(e.frame);
+              frame[frame.length - 3] ^= 0x40;
+              return { ...e, frame };
+            });
+            return { cursor: read.cursor, entries };
+          },
+        }),
+    });
+    assert.equal(flipped, 1);
+    assertSameVerdict(report, expected);
+    assert.equal(d!.forged.undecodable, 1);
     w.child.kill('SIGTERM');
     assert.equal((await w.exited).code, 0, w.output());
   });
