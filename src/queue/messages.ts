@@ -31,8 +31,18 @@ function decodeEach<T>(codec: Codec, frame: Uint8Array, check: (v: unknown) => v
 const isCase = (v: unknown): v is CaseInput =>
   v !== null && typeof v === 'object' && Number.isInteger((v as CaseInput).index) && (v as CaseInput).index >= 0 && Array.isArray((v as CaseInput).args);
 
-const isResult = (v: unknown): v is CaseResult =>
-  v !== null && typeof v === 'object' && Number.isInteger((v as CaseResult).index) && typeof (v as CaseResult).passed === 'boolean' && typeof (v as CaseResult).durationMs === 'number';
+const isNames = (v: unknown) => v === undefined || (Array.isArray(v) && v.length <= 10_000 && v.every((x) => typeof x === 'string'));
+
+/** A result as a worker writes it: read back from a shared backend, so every field is checked. */
+const isResult = (v: unknown): v is CaseResult => {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+  const r = v as CaseResult;
+  if (!Number.isInteger(r.index) || r.index < 0 || typeof r.passed !== 'boolean') return false;
+  if (typeof r.durationMs !== 'number' || !Number.isFinite(r.durationMs) || r.durationMs < 0 || r.durationMs > 1e9) return false;
+  if (r.error !== undefined && (r.error === null || typeof r.error !== 'object' || typeof r.error.code !== 'string' || !/^(E|MG_ERR)_[A-Z_]{1,40}$/.test(r.error.code) || typeof r.error.message !== 'string')) return false;
+  if (r.output !== undefined && typeof r.output !== 'string') return false;
+  return isNames(r.propViolations) && isNames(r.softViolations) && isNames(r.mrViolations);
+};
 
 export const encodeCases = (codec: Codec, cases: CaseInput[]): Uint8Array => codec.encode(cases.map(pack));
 export const decodeCases = (codec: Codec, frame: Uint8Array): CaseInput[] => decodeEach(codec, frame, isCase, 'case', unpack);
