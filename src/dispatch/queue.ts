@@ -217,7 +217,8 @@ export class QueueDispatcher implements Dispatcher {
       }
       if (again.length === 0) return;
       await this.#withRetry('requeue', () => backend.enqueue(again));
-      metrics?.casesRequeued.inc(again.length);
+      metrics?.batchesRequeued.inc(again.length);
+      metrics?.casesRequeued.inc(again.reduce((sum, b) => sum + (outstanding.get(b.id)?.size ?? 0), 0));
       this.#logger.warn('queue_requeued', { job: jobId, batches: again.length, reason: why });
     };
 

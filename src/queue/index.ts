@@ -18,7 +18,7 @@ export async function createBackend(config: QueueConfig, options: CreateBackendO
     case 'redis': {
       if (config.shards > 1) {
         const { ShardedBackend } = await import('./sharded.js');
-        return new ShardedBackend(config);
+        return new ShardedBackend(config, options.logger ? { logger: options.logger } : {});
       }
       const { RedisBackend } = await import('./redis.js');
       return new RedisBackend(config, options.logger ? { logger: options.logger } : {});
