@@ -402,6 +402,53 @@ describe('integrity under attack over Redis', { skip, concurrency: false }, () =
     assert.equal((await w.exited).code, 0, w.output());
   });
 
+  it('different hmac_keys on coordinator and worker: no case is trusted, the run ends without a verdict', async () => {
+    const qc = config({ hmac_key: 'coordinator-' + randomUUID(), max_requeue_attempts: 1 });
+    const w = spawnWorker({ ...qc, hmac_key: 'worker-' + randomUUID() }, { args: ['--threads', '2'] });
+    let d: QueueDispatcher | undefined;
+    const small: RunOptions = { ...worse, n: 5 };
+    const report = await queueReport(small, qc, { onDispatcher: (x) => (d = x) });
+    assert.equal(report.baseline.errors.E_DELIVERY, 5);
+    assert.equal(report.candidate.errors.E_DELIVERY, 5);
+    assert.match(w.output(), /"event":"worker_started"[^\n]*"verifies_signatures":true/);
+    assert.match(w.output(), /"event":"dead_lettered"[^\n]*MG_ERR_HMAC: batch signature does not match/);
+    // The worker's dead letters are signed with its own key: the coordinator cannot trust them either.
+    assert.ok(d!.forged.bad_signature >= 2, JSON.stringify(d!.forged));
+    w.child.kill('SIGTERM');
+    assert.equal((await w.exited).code, 0, w.output());
+  });
+
+  it('lost state that cannot be republished stops the run with MG_ERR_QUEUE_STATE_LOST naming what was lost', async () => {
+    const qc = config();
+    const w = spawnWorker(qc, { args: ['--threads', '1'] });
+    let lose = false;
+    const run = queueReport(worse, qc, {
+      onProgress: (done) => {
+        if (done >= 4) lose = true;
+      },
+      wrap: (backend) =>
+        overriding(backend, {
+          // After a few results, every outstanding batch is reported gone, and republishing fails
+          // for a reason retrying cannot fix.
+          missingBatches: async (ids: string[]) => (lose ? ids : backend.missingBatches!(ids)),
+          enqueue: async (batches: BatchMessage[]) => {
+            if (lose) {
+              const { MetaguardError } = await import('../src/errors.ts');
+              throw new MetaguardError('MG_ERR_BACKEND_OOM', 'redis is out of memory (injected)');
+            }
+            await backend.enqueue(batches);
+          },
+        }),
+    });
+    await assert.rejects(run, (err: { code?: string; message?: string }) => {
+      assert.equal(err.code, 'MG_ERR_QUEUE_STATE_LOST', err.message);
+      assert.match(err.message ?? '', /\d+ batches \(\d+ cases\) of job [\w-]+ vanished from the redis backend and could not be republished: redis is out of memory/);
+      return true;
+    });
+    w.child.kill('SIGTERM');
+    assert.equal((await w.exited).code, 0, w.output());
+  });
+
   it('hmac_key on the coordinator only: the worker says it does not verify and refuses signed batches with a coded dead letter', async () => {
     const qc = config({ hmac_key: 'k-' + randomUUID(), max_requeue_attempts: 1 });
     const { hmac_key: _key, ...workerQc } = qc as typeof qc & { hmac_key: string };
