@@ -291,8 +291,10 @@ const rabbitHarness: Harness = {
     leases: false, // an unacknowledged delivery is held until its connection dies: nothing to renew or expire
     reclaim: false, // reclaimExpired is a no-op: the broker requeues a dead connection's deliveries
     circuitBreaker: false, // circuit_breaker_threshold does not apply (no lease expiry to count)
+    idempotentEnqueue: false, // a queue of messages: a re-sent batch is a second message (results are deduplicated)
   },
   reasons: {
+    idempotentEnqueue: 'a queue of messages: a re-sent batch is a second message (results are deduplicated)',
     leases: 'no per-batch lease: an unacknowledged delivery is held until its connection dies',
     reclaim: 'reclaimExpired is a no-op: the broker requeues a dead connection\'s deliveries (test/broker-faults.test.ts)',
     circuitBreaker: 'circuit_breaker_threshold does not apply: no lease expires',
@@ -348,8 +350,10 @@ const sqsHarness: Harness = {
     weightedPriority: false, // a standard queue has no priorities
     fifo: false, // a standard queue keeps no order
     perPriorityStats: false, // one queue: pending is SQS's approximate count, under normal
+    idempotentEnqueue: false, // a queue of messages: a re-sent batch is a second message (results are deduplicated)
   },
   reasons: {
+    idempotentEnqueue: 'a queue of messages: a re-sent batch is a second message (results are deduplicated)',
     leases: 'leases are visibility timeouts of whole seconds that SQS ends itself: reclaimExpired has nothing to report',
     reclaim: 'SQS makes an unrenewed message visible again itself; reclaimExpired is a no-op (test/broker-faults.test.ts)',
     circuitBreaker: 'circuit_breaker_threshold does not apply: no reclaim to count',
