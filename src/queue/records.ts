@@ -95,7 +95,7 @@ export function parseManifest(jobId: string, raw: string): JobManifest {
 }
 
 /** A heartbeat record; `threads` bounds what a coordinator sizes its pipeline by. */
-export function parseWorkerInfo(workerId: string, lastHeartbeat: number, raw: string): WorkerInfo {
+export function parseWorkerInfo(workerId: string, lastHeartbeat: number, raw: string, onDropped?: (err: MalformedRecord) => void): WorkerInfo {
   const record = `worker ${workerId}`;
   let v: unknown;
   try {
@@ -117,19 +117,36 @@ export function parseWorkerInfo(workerId: string, lastHeartbeat: number, raw: st
     if (o.state !== 'running' && o.state !== 'draining') throw new MalformedRecord(record, 'state', `must be running or draining, got ${show(o.state)}`);
     info.state = o.state;
   }
-  if (o.version !== undefined) info.version = stringOf(record, 'version', o.version, undefined, 100);
-  if (o.node !== undefined) info.node = stringOf(record, 'node', o.node, undefined, 100);
-  if (o.codec !== undefined) {
+  // Display-only fields (dashboard, queue stats): one that fails its check is left out, the record kept.
+  const optional = (fn: () => void) => {
+    try {
+      fn();
+    } catch (err) {
+      if (!(err instanceof MalformedRecord)) throw err;
+      onDropped?.(err);
+    }
+  };
+  optional(() => {
+    if (o.version !== undefined) info.version = stringOf(record, 'version', o.version, undefined, 100);
+  });
+  optional(() => {
+    if (o.node !== undefined) info.node = stringOf(record, 'node', o.node, undefined, 100);
+  });
+  optional(() => {
+    if (o.codec === undefined) return;
     if (o.codec !== 'native' && o.codec !== 'js') throw new MalformedRecord(record, 'codec', `must be native or js, got ${show(o.codec)}`);
     info.codec = o.codec;
-  }
-  if (o.casesPerSec !== undefined) info.casesPerSec = numberIn(record, 'casesPerSec', o.casesPerSec, 0, 1e9);
-  if (o.threadLoad !== undefined) {
+  });
+  optional(() => {
+    if (o.casesPerSec !== undefined) info.casesPerSec = numberIn(record, 'casesPerSec', o.casesPerSec, 0, 1e9);
+  });
+  optional(() => {
+    if (o.threadLoad === undefined) return;
     if (!Array.isArray(o.threadLoad) || o.threadLoad.length > 1024) throw new MalformedRecord(record, 'threadLoad', 'must be a list of at most 1024 entries');
     info.threadLoad = o.threadLoad.map((t, i) => {
       const e = objectOf(record, `threadLoad[${i}]`, t);
-      return { busy: numberIn(record, `threadLoad[${i}].busy`, e.busy, 0, 1e3), heapBytes: numberIn(record, `threadLoad[${i}].heapBytes`, e.heapBytes, 0, 2 ** 53) };
+      return { busy: numberIn(record, `threadLoad[${i}].busy`, e.busy ?? 0, 0, 1e3), heapBytes: numberIn(record, `threadLoad[${i}].heapBytes`, e.heapBytes ?? 0, 0, 2 ** 53) };
     });
-  }
+  });
   return info;
 }

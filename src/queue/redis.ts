@@ -925,7 +925,7 @@ export class RedisBackend implements Backend {
         continue;
       }
       try {
-        out.push(parseWorkerInfo(id, Number(str(rows[i + 1])), json));
+        out.push(parseWorkerInfo(id, Number(str(rows[i + 1])), json, (err) => logMalformed(this.#logger, err, { queue: this.#config.queue })));
       } catch (err) {
         if (!(err instanceof MalformedRecord)) throw err;
         logMalformed(this.#logger, err, { queue: this.#config.queue });
