@@ -52,6 +52,8 @@ interface Capabilities {
   delayedStats: boolean;
   /** The harness can plant a raw entry that is not a batch where claims read from. */
   garbageInjection: boolean;
+  /** Enqueueing a batch id that is already pending, delayed or in flight adds nothing. */
+  idempotentEnqueue: boolean;
 }
 
 const everything: Capabilities = {
@@ -65,6 +67,7 @@ const everything: Capabilities = {
   pendingExcludesClaimed: true,
   delayedStats: true,
   garbageInjection: true,
+  idempotentEnqueue: true,
 };
 
 interface Harness {
@@ -223,6 +226,7 @@ const kafkaHarness: Harness = {
     perPriorityStats: false, // pending is the group's consumer lag, all under normal
     pendingExcludesClaimed: false, // the lag counts claimed records until their offsets are committed
     delayedStats: false, // delayed counts only retry copies this process has fetched
+    idempotentEnqueue: false, // an append-only log: a re-sent batch is a second record (results are deduplicated)
   },
   patienceMs: 20_000,
   // Each test waits ~3 s for its consumer groups to join; the tests share nothing (a topic and a group each).
@@ -287,8 +291,10 @@ const rabbitHarness: Harness = {
     leases: false, // an unacknowledged delivery is held until its connection dies: nothing to renew or expire
     reclaim: false, // reclaimExpired is a no-op: the broker requeues a dead connection's deliveries
     circuitBreaker: false, // circuit_breaker_threshold does not apply (no lease expiry to count)
+    idempotentEnqueue: false, // a queue of messages: a re-sent batch is a second message (results are deduplicated)
   },
   reasons: {
+    idempotentEnqueue: 'a queue of messages: a re-sent batch is a second message (results are deduplicated)',
     leases: 'no per-batch lease: an unacknowledged delivery is held until its connection dies',
     reclaim: 'reclaimExpired is a no-op: the broker requeues a dead connection\'s deliveries (test/broker-faults.test.ts)',
     circuitBreaker: 'circuit_breaker_threshold does not apply: no lease expires',
@@ -344,8 +350,10 @@ const sqsHarness: Harness = {
     weightedPriority: false, // a standard queue has no priorities
     fifo: false, // a standard queue keeps no order
     perPriorityStats: false, // one queue: pending is SQS's approximate count, under normal
+    idempotentEnqueue: false, // a queue of messages: a re-sent batch is a second message (results are deduplicated)
   },
   reasons: {
+    idempotentEnqueue: 'a queue of messages: a re-sent batch is a second message (results are deduplicated)',
     leases: 'leases are visibility timeouts of whole seconds that SQS ends itself: reclaimExpired has nothing to report',
     reclaim: 'SQS makes an unrenewed message visible again itself; reclaimExpired is a no-op (test/broker-faults.test.ts)',
     circuitBreaker: 'circuit_breaker_threshold does not apply: no reclaim to count',
@@ -681,6 +689,59 @@ function conformance(h: Harness): void {
         assert.equal(await b.retryDead(sent.id), 1);
         const [back] = oks(await b.claimBatches('w3', 1, 5000));
         assert.equal(back.attempt, 1, 'attempts reset by retryDead');
+      }));
+
+    it('enqueue is idempotent: a batch id already pending or in flight is not added again', needs('idempotentEnqueue', 'an append-only log: a re-sent batch is a second record'), () =>
+      withBackend({}, async (b) => {
+        const job = `job-${randomUUID()}`;
+        const [x, y] = [batch(job), batch(job)];
+        await b.enqueue([x, y]);
+        await b.enqueue([x, y]);
+        const [c] = oks(await claimUntil(b, 'w1', 1, 5000));
+        await b.enqueue([x, y]);
+        const rest = oks(await b.claimBatches('w2', 10, 5000));
+        assert.deepEqual([c.id, ...rest.map((r) => r.id)], [x.id, y.id]);
+        assert.equal((await b.stats()).dispatched, 2);
+      }));
+
+    it('missingBatches names the batches neither pending, delayed nor in flight', () =>
+      withBackend({}, async (b, config) => {
+        if (!b.missingBatches) return;
+        const job = `job-${randomUUID()}`;
+        await b.putJob(manifest(job, await b.now()));
+        const [p, f, d, r] = [batch(job), batch(job), batch(job), batch(job)];
+        await b.enqueue([f, d, r]);
+        const claimed = oks(await claimUntil(b, 'w1', 3, 5000));
+        assert.equal(claimed.length, 3);
+        await b.enqueue([p]);
+        await b.completeBatch('w1', claimed.find((c) => c.id === f.id)!, Uint8Array.from([1]));
+        await b.deadLetter('w1', d.id, 'gone');
+        await b.releaseBatch('w1', r.id, { delayMs: 60_000, countAttempt: true, reason: 'later' });
+        assert.ok(config.max_requeue_attempts >= 1);
+        assert.deepEqual((await b.missingBatches([p.id, f.id, d.id, r.id, 'never-sent'])).sort(), [f.id, d.id, 'never-sent'].sort());
+      }));
+
+    it('with hmac_key, results entries and dead letters are signed for their job, batch and role', () =>
+      withBackend({ hmac_key: 'conformance-key' }, async (b) => {
+        const { verifyDead, verifyResults } = await import('../src/queue/messages.js');
+        const job = `job-${randomUUID()}`;
+        await b.putJob(manifest(job, await b.now()));
+        const [x, y] = [batch(job, { role: 'baseline' }), batch(job, { role: 'candidate' })];
+        await b.enqueue([x, y]);
+        const got = oks(await claimUntil(b, 'w1', 2, 5000));
+        const frame = Uint8Array.from([9, 8, 7]);
+        await b.completeBatch('w1', got.find((g) => g.id === x.id)!, frame);
+        await b.deadLetter('w1', y.id, 'poison');
+        const entries = await readAll(b, job, 2);
+        const results = entries.find((e) => e.kind === 'results');
+        const dead = entries.find((e) => e.kind === 'dead');
+        assert.ok(results && results.kind === 'results' && dead && dead.kind === 'dead', JSON.stringify(entries));
+        assert.ok(verifyResults('conformance-key', { jobId: job, batchId: x.id, role: 'baseline', workerId: 'w1' }, results.frame, results.mac));
+        assert.ok(!verifyResults('conformance-key', { jobId: job, batchId: x.id, role: 'candidate', workerId: 'w1' }, results.frame, results.mac), 'bound to the role');
+        assert.ok(!verifyResults('other-key', { jobId: job, batchId: x.id, role: 'baseline', workerId: 'w1' }, results.frame, results.mac), 'bound to the key');
+        assert.equal(dead.role, 'candidate');
+        assert.ok(verifyDead('conformance-key', { jobId: job, batchId: y.id, role: 'candidate', reason: 'poison' }, dead.mac));
+        assert.ok(!verifyDead('conformance-key', { jobId: job, batchId: x.id, role: 'candidate', reason: 'poison' }, dead.mac), 'bound to the batch');
       }));
 
     it('deadLetter records the reason and tells the job; listDead, retryDead and purgeDead manage the DLQ', () =>

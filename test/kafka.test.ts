@@ -288,7 +288,7 @@ describe('kafka backend (librdkafka mock cluster)', { skip: unavailable, concurr
     await worker.releaseBatch('w1', b.id, { delayMs: 0, countAttempt: true, reason: 'boom' });
 
     const entries = await readAll(coord, 'job-r', 1);
-    assert.deepEqual(entries, [{ kind: 'dead', batchId: b.id, reason: 'boom (gave up after 2 attempts)' }]);
+    assert.deepEqual(entries, [{ kind: 'dead', batchId: b.id, reason: 'boom (gave up after 2 attempts)', role: b.role }]);
     const dead = await coord.listDead();
     assert.equal(dead.length, 1);
     assert.equal(dead[0].attempts, 2);

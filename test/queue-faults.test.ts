@@ -132,9 +132,12 @@ describe('queue faults over Redis', { skip, concurrency: false }, () => {
     const w = spawnWorker(qc, { args: ['--threads', '2'] });
     let dispatcher: QueueDispatcher | undefined;
     const sent: BatchMessage[] = [];
-    // Two kinds of double delivery: every third batch is enqueued again under the same id (so a
-    // worker may run it twice), and every results entry reaches the coordinator twice (as when a
-    // reclaimed batch's first owner still publishes).
+    // Two kinds of double delivery: every third batch id is pushed onto the pending list a second
+    // time (enqueue itself is idempotent, so this goes around it; a worker may run it twice), and
+    // every results entry reaches the coordinator twice (as when a reclaimed batch's first owner
+    // still publishes).
+    const raw = new Redis({ port: redis.port, lazyConnect: true });
+    await raw.connect();
     const report = await queueReport(slow, qc, {
       onDispatcher: (d) => (dispatcher = d),
       wrap: (backend: Backend) =>
@@ -142,7 +145,8 @@ describe('queue faults over Redis', { skip, concurrency: false }, () => {
           enqueue: async (batches: BatchMessage[]) => {
             await backend.enqueue(batches);
             sent.push(...batches);
-            await backend.enqueue(batches.filter((_, i) => i % 3 === 0));
+            const again = batches.filter((_, i) => i % 3 === 0).map((b) => b.id);
+            if (again.length) await raw.rpush(`mg:{${qc.queue}}:pending:normal`, ...again);
           },
           readResults: async (jobId: string, cursor: string, blockMs: number) => {
             const read = await backend.readResults(jobId, cursor, blockMs);
@@ -150,6 +154,7 @@ describe('queue faults over Redis', { skip, concurrency: false }, () => {
           },
         }),
     });
+    raw.disconnect();
     assert.ok(sent.length > 0);
     assertSameVerdict(report, expected);
     assert.ok(dispatcher!.duplicatesDropped > 0, `duplicates were dropped (${dispatcher!.duplicatesDropped})`);

@@ -6,6 +6,15 @@
  * Accounting: every (role, case index) is recorded once. Results of a batch delivered twice are
  * dropped the second time; a batch dead-lettered before all its cases have results records the rest
  * as E_DELIVERY, so an evaluation never waits for cases that cannot come.
+ *
+ * Trust: nothing read back is taken on its word. Every entry of the result stream must name a batch
+ * this job sent, with the role and exactly the case indices it was sent with; with `hmac_key` it must
+ * also carry a valid signature. Anything else is dropped, counted (`metaguard_forged_entries_total`)
+ * and logged (`forged_entry`). A results entry for an outstanding batch that cannot be decoded or
+ * verified sends the batch back for another run (at most `max_requeue_attempts` times, then its cases
+ * are E_DELIVERY). Every tick the coordinator checks that its outstanding batches still exist in the
+ * backend and republishes those that vanished (`queue_state_lost`), with the manifest and artifacts
+ * when they vanished too.
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,13 +24,13 @@ import { isMetaguardError, MetaguardError } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/log.js';
 import { caseStatus, type Metrics } from '../observe/metrics.js';
 import type { EvaluateOptions } from '../options/evaluate.js';
-import { publishArtifact, sha256 } from '../queue/artifacts.js';
+import { loadArtifact, sha256 } from '../queue/artifacts.js';
 import { isEndpointUrl } from '../http/endpoint.js';
 import { AdaptiveBatchSize } from '../queue/batching.js';
 import { resolveQueueConfig, type QueueConfig } from '../queue/config.js';
 import { createBackend } from '../queue/index.js';
-import { decodeResults, encodeCases, signBatch } from '../queue/messages.js';
-import type { ArtifactRef, Backend, BatchMessage, JobManifest } from '../queue/types.js';
+import { decodeResults, encodeCases, signBatch, signManifest, verifyDead, verifyResults } from '../queue/messages.js';
+import type { ArtifactRef, Backend, BatchMessage, JobManifest, ResultEntry } from '../queue/types.js';
 import { ProgressPublisher } from './progress.js';
 import { roles, type DispatchEvents, type Dispatcher, type JobSpec, type Role } from './types.js';
 
@@ -39,7 +48,12 @@ interface Outstanding {
   role: Role;
   indices: number[];
   size: number;
+  /** Times this coordinator sent it again (bad results frame, lost from the backend). */
+  resends: number;
 }
+
+/** Why an entry of the result stream was dropped (label of metaguard_forged_entries_total). */
+export type ForgedReason = 'unknown_batch' | 'wrong_role' | 'wrong_indices' | 'bad_signature' | 'undecodable';
 
 /**
  * How many batches to keep outstanding: at least four per worker thread (plus four), and at least
@@ -61,6 +75,10 @@ export class QueueDispatcher implements Dispatcher {
   #localWorkers: { close(): Promise<void> }[] = [];
   /** Duplicate results dropped (redeliveries); exposed for tests and metrics. */
   duplicatesDropped = 0;
+  /** Result-stream entries dropped as forged or unusable, by reason (also metaguard_forged_entries_total). */
+  readonly forged: Record<ForgedReason, number> = { unknown_batch: 0, wrong_role: 0, wrong_indices: 0, bad_signature: 0, undecodable: 0 };
+  /** Batches republished after they vanished from the backend. */
+  batchesLost = 0;
 
   constructor(options: QueueDispatcherOptions) {
     this.#options = options;
@@ -83,17 +101,24 @@ export class QueueDispatcher implements Dispatcher {
 
   async run(job: JobSpec, events: DispatchEvents = {}): Promise<Record<Role, CaseResult[]>> {
     const config = this.#config;
-    const backend = (this.#backend ??= this.#options.backend ?? (await createBackend(config)));
+    const key = config.hmac_key;
+    const backend = (this.#backend ??= this.#options.backend ?? (await createBackend(config, { logger: this.#logger })));
     await backend.connect();
+    for (const notice of (await backend.preflight?.().catch(() => [])) ?? []) this.#logger.warn(notice.event, { ...notice });
     const codec = createCodec({ compress: config.compress });
     const metrics = this.#options.metrics;
     metrics?.codecInfo.set({ impl: codec.impl }, 1);
     const jobId = randomUUID();
-    const [task, baseline, candidate] = await this.#withRetry('publish artifacts', () =>
-      Promise.all([publishArtifact(backend, job.taskUrl), publishImplementation(backend, job.implUrls.baseline), publishImplementation(backend, job.implUrls.candidate)]),
-    );
+    // The bytes are kept: a manifest republished after the backend lost it names the same code.
+    const artifacts = [loadArtifact(job.taskUrl), loadImplementation(job.implUrls.baseline), loadImplementation(job.implUrls.candidate)];
+    const [task, baseline, candidate] = artifacts.map((a) => a.ref);
     const manifest: JobManifest = { jobId, task, implementations: { baseline, candidate }, seed: job.seed, timeoutMs: job.timeoutMs, memMb: job.memMb, createdAt: await backend.now(), ...(job.exec ? { exec: job.exec } : {}) };
-    await this.#withRetry('publish job', () => backend.putJob(manifest));
+    if (key) manifest.mac = signManifest(key, manifest);
+    const publishJob = async () => {
+      await this.#withRetry('publish artifacts', () => Promise.all(artifacts.map((a) => backend.putArtifact(a.ref.sha256, a.bytes))));
+      await this.#withRetry('publish job', () => backend.putJob(manifest));
+    };
+    await publishJob();
 
     if (config.backend === 'memory' && config.spawn_local_workers > 0) {
       const { startWorker } = await import('../worker/daemon.js');
@@ -134,78 +159,209 @@ export class QueueDispatcher implements Dispatcher {
         this.#options.onBatchSize?.(size);
       },
     });
+    /** Every batch this job sent (what result entries are checked against), and those not yet answered. */
+    const sent = new Map<string, Outstanding>();
     const outstanding = new Map<string, Outstanding>();
     const next: Record<Role, number> = { baseline: 0, candidate: 0 };
     let turn = 0;
     let slots = 1;
 
+    const message = (id: string, b: Outstanding): BatchMessage => {
+      const msg: BatchMessage = { id, jobId, role: b.role, priority: config.priority, payload: encodeCases(codec, b.indices.map((index) => ({ index, args: job.cases[index] }))) };
+      if (key) msg.mac = signBatch(key, msg);
+      return msg;
+    };
+
     const publishMore = async () => {
       const target = outstandingTarget(slots, batcher.size);
       const batch: BatchMessage[] = [];
-      while (outstanding.size + batch.length < target && (next.baseline < n || next.candidate < n)) {
+      while (outstanding.size < target && (next.baseline < n || next.candidate < n)) {
         const role = roles[turn++ % 2];
         if (next[role] >= n) continue;
         const start = next[role];
         const end = Math.min(n, start + batcher.size);
         next[role] = end;
-        const cases = [];
-        for (let i = start; i < end; i++) cases.push({ index: i, args: job.cases[i] });
-        const msg: BatchMessage = { id: `${jobId}:${role}:${start}`, jobId, role, priority: config.priority, payload: encodeCases(codec, cases) };
-        if (config.hmac_key) msg.mac = signBatch(config.hmac_key, msg);
-        batch.push(msg);
-        outstanding.set(msg.id, { role, indices: cases.map((c) => c.index), size: cases.length });
+        const indices = [];
+        for (let i = start; i < end; i++) indices.push(i);
+        const b: Outstanding = { role, indices, size: indices.length, resends: 0 };
+        const id = `${jobId}:${role}:${start}`;
+        batch.push(message(id, b));
+        sent.set(id, b);
+        outstanding.set(id, b);
       }
       if (batch.length) {
+        // Idempotent on the backend: a retry after a failure that had in fact committed adds nothing.
         await this.#withRetry('enqueue', () => backend.enqueue(batch));
-        metrics?.casesDispatched.inc(batch.reduce((s, b) => s + outstanding.get(b.id)!.size, 0));
-        this.#logger.log('debug', 'queue_dispatched', { job: jobId, batches: batch.length, cases: batch.reduce((s, b) => s + outstanding.get(b.id)!.size, 0) });
+        metrics?.casesDispatched.inc(batch.reduce((s, b) => s + sent.get(b.id)!.size, 0));
+        this.#logger.log('debug', 'queue_dispatched', { job: jobId, batches: batch.length, cases: batch.reduce((s, b) => s + sent.get(b.id)!.size, 0) });
       }
     };
 
+    const giveUp = (id: string, b: Outstanding, reason: string) => {
+      outstanding.delete(id);
+      for (const index of b.indices) {
+        if (!recorded[b.role][index]) record(b.role, { index, passed: false, durationMs: 0, error: { code: 'E_DELIVERY', message: reason } });
+      }
+    };
+
+    /** Sends batches back for another run, bounded by max_requeue_attempts (then their cases are E_DELIVERY). */
+    const resend = async (ids: string[], why: string) => {
+      const again: BatchMessage[] = [];
+      for (const id of ids) {
+        const b = outstanding.get(id);
+        if (!b) continue;
+        if (++b.resends > config.max_requeue_attempts) {
+          this.#logger.warn('dead_lettered', { job: jobId, batch: id, reason: `${why}; gave up after ${b.resends - 1} resends` });
+          giveUp(id, b, `batch ${why}; gave up after ${b.resends - 1} resends`);
+        } else again.push(message(id, b));
+      }
+      if (again.length === 0) return;
+      await this.#withRetry('requeue', () => backend.enqueue(again));
+      metrics?.batchesRequeued.inc(again.length);
+      metrics?.casesRequeued.inc(again.reduce((sum, b) => sum + (outstanding.get(b.id)?.size ?? 0), 0));
+      this.#logger.warn('queue_requeued', { job: jobId, batches: again.length, reason: why });
+    };
+
+    const forged = (entry: ResultEntry, reason: ForgedReason, message: string) => {
+      this.forged[reason]++;
+      metrics?.forgedEntries.inc({ reason });
+      this.#logger.warn('forged_entry', {
+        job: jobId,
+        batch: entry.batchId,
+        kind: entry.kind,
+        reason,
+        message,
+        ...(entry.kind === 'dead' ? { claimed_reason: entry.reason } : { worker: entry.workerId }),
+      });
+    };
+
+    /** Checks one entry of the result stream against what was sent; returns batches to send again. */
+    const accept = (entry: ResultEntry): string | undefined => {
+      const b = sent.get(entry.batchId);
+      if (!b) return void forged(entry, 'unknown_batch', 'this job never sent a batch with this id');
+      if (entry.role !== undefined && entry.role !== b.role) return void forged(entry, 'wrong_role', `batch was sent as ${b.role}, entry says ${entry.role}`);
+      const open = outstanding.has(entry.batchId);
+      if (entry.kind === 'dead') {
+        if (key && !verifyDead(key, { jobId, batchId: entry.batchId, role: entry.role ?? '', reason: entry.reason }, entry.mac)) {
+          // Not trusted; if the batch really is gone, the next tick's check republishes it.
+          return void forged(entry, 'bad_signature', entry.mac ? 'dead letter signature does not match (forged, or a different hmac_key)' : 'dead letter is not signed (hmac_key is set)');
+        }
+        this.#logger.warn('dead_lettered', { job: jobId, batch: entry.batchId, reason: entry.reason });
+        if (open) giveUp(entry.batchId, b, `batch dead-lettered: ${entry.reason}`);
+        return undefined;
+      }
+      if (key && !verifyResults(key, { jobId, batchId: entry.batchId, role: entry.role, workerId: entry.workerId }, entry.frame, entry.mac)) {
+        forged(entry, 'bad_signature', entry.mac ? 'results signature does not match (forged, tampered, or a different hmac_key)' : 'results are not signed (hmac_key is set)');
+        return open ? entry.batchId : undefined;
+      }
+      let results: CaseResult[];
+      try {
+        results = decodeResults(codec, entry.frame);
+      } catch (err) {
+        metrics?.serializationErrors.inc();
+        this.#logger.warn('batch_rejected', { job: jobId, batch: entry.batchId, message: (err as Error).message });
+        forged(entry, 'undecodable', (err as Error).message);
+        return open ? entry.batchId : undefined;
+      }
+      const seen = new Set<number>();
+      const want = new Set(b.indices);
+      for (const r of results) {
+        if (!want.has(r.index) || seen.has(r.index)) break;
+        seen.add(r.index);
+      }
+      if (seen.size !== want.size || results.length !== want.size) {
+        forged(entry, 'wrong_indices', `results cover other case indices than the ${b.size} the batch was sent with`);
+        return open ? entry.batchId : undefined;
+      }
+      let busyMs = 0;
+      for (const r of results) {
+        record(b.role, r);
+        busyMs += r.durationMs;
+      }
+      if (open) {
+        outstanding.delete(entry.batchId);
+        batcher.record(results.length, busyMs);
+        this.#logger.log('debug', 'queue_completed', { job: jobId, batch: entry.batchId, worker: entry.workerId, cases: b.size });
+      }
+      return undefined;
+    };
+
     let cursor = '0';
+    /** Reads the stream once; returns how many entries came and the outstanding batches with a bad results entry. */
+    const consume = async (blockMs: number): Promise<{ count: number; bad: string[] }> => {
+      const read = await this.#withRetry('read results', () => backend.readResults(jobId, cursor, blockMs));
+      cursor = read.cursor;
+      const bad: string[] = [];
+      for (const entry of read.entries) {
+        const again = accept(entry);
+        if (again !== undefined) bad.push(again);
+      }
+      return { count: read.entries.length, bad };
+    };
+
+    /**
+     * Batches with a results entry that could not be decoded or verified. A forgery for a batch that
+     * is still pending or running costs nothing (its real results come); a batch that is gone from the
+     * backend (its worker's frame was the bad one) is sent back for another run.
+     */
+    const suspects = new Set<string>();
+    const rejectedFrames = async (bad: string[]) => {
+      if (bad.length === 0) return;
+      if (!backend.missingBatches) return resend([...new Set(bad)], 'results frame could not be decoded or verified');
+      for (const id of bad) suspects.add(id);
+      await checkLost(bad);
+    };
+
+    /** Republishes outstanding batches (of `ids`) that vanished from the backend (a restart without persistence, eviction, deletion). */
+    const checkLost = async (ids: string[]) => {
+      const check = [...new Set(ids)].filter((id) => outstanding.has(id));
+      if (!backend.missingBatches || check.length === 0) return;
+      const missing = await this.#withRetry('check batches', () => backend.missingBatches!(check));
+      if (missing.length === 0) return;
+      // A batch completed or dead-lettered before the check has its entry on the stream already.
+      for (;;) {
+        const more = await consume(0);
+        for (const id of more.bad) suspects.add(id);
+        if (more.count === 0 || remaining === 0) break;
+      }
+      const gone = missing.filter((id) => outstanding.has(id));
+      if (gone.length === 0) return;
+      const rejected = gone.filter((id) => suspects.has(id));
+      const lost = gone.filter((id) => !suspects.has(id));
+      for (const id of gone) suspects.delete(id);
+      const cases = gone.reduce((s, id) => s + outstanding.get(id)!.size, 0);
+      try {
+        // The manifest and artifacts may have vanished with the batches: workers need them to run.
+        const manifestLost = (await this.#withRetry('check job', () => backend.getJob(jobId).catch((err: unknown) => {
+          if (isMetaguardError(err) && err.code === 'MG_ERR_MALFORMED_RECORD') return null;
+          throw err;
+        }))) === null;
+        if (manifestLost) await publishJob();
+        if (rejected.length) await resend(rejected, 'results frame could not be decoded or verified');
+        if (lost.length === 0 && !manifestLost) return;
+        this.batchesLost += lost.length;
+        this.#logger.warn('queue_state_lost', {
+          job: jobId,
+          batches: lost.length,
+          cases: lost.reduce((s, id) => s + outstanding.get(id)!.size, 0),
+          manifest_republished: manifestLost,
+          message: 'outstanding batches vanished from the backend; republishing them',
+        });
+        await resend(lost, 'lost from the backend');
+      } catch (err) {
+        throw new MetaguardError('MG_ERR_QUEUE_STATE_LOST', `${gone.length} batches (${cases} cases) of job ${jobId} vanished from the ${backend.kind} backend and could not be republished: ${(err as Error).message}`, { cause: err });
+      }
+    };
+
     let lastTick = 0;
     const tickMs = config.heartbeat_check_interval * 1000;
     try {
       while (remaining > 0) {
         if (await progress.tick()) await withdrawCancelledJob(backend, jobId, this.#logger);
         await publishMore();
-        const read = await this.#withRetry('read results', () => backend.readResults(jobId, cursor, Math.min(250, tickMs)));
-        cursor = read.cursor;
-        for (const entry of read.entries) {
-          const batch = outstanding.get(entry.batchId);
-          if (entry.kind === 'results') {
-            let results: CaseResult[];
-            try {
-              results = decodeResults(codec, entry.frame);
-            } catch (err) {
-              this.#logger.warn('batch_rejected', { job: jobId, batch: entry.batchId, message: (err as Error).message });
-              metrics?.serializationErrors.inc();
-              continue;
-            }
-            let busyMs = 0;
-            for (const r of results) {
-              record(entry.role, r);
-              busyMs += r.durationMs;
-            }
-            if (batch) {
-              outstanding.delete(entry.batchId);
-              batcher.record(results.length, busyMs);
-              this.#logger.log('debug', 'queue_completed', { job: jobId, batch: entry.batchId, worker: entry.workerId, cases: batch.size });
-            }
-          } else {
-            this.#logger.warn('dead_lettered', { job: jobId, batch: entry.batchId, reason: entry.reason });
-            if (batch) {
-              outstanding.delete(entry.batchId);
-              for (const index of batch.indices) {
-                if (!recorded[batch.role][index]) {
-                  record(batch.role, { index, passed: false, durationMs: 0, error: { code: 'E_DELIVERY', message: `batch dead-lettered: ${entry.reason}` } });
-                }
-              }
-            }
-          }
-        }
+        await rejectedFrames((await consume(Math.min(250, tickMs))).bad);
         const now = Date.now();
-        if (now - lastTick >= tickMs) {
+        if (remaining > 0 && now - lastTick >= tickMs) {
           lastTick = now;
           // Reclaim here too: dead-lettering must not depend on a live worker to notice.
           const reclaimed = await this.#withRetry('reclaim', () => backend.reclaimExpired());
@@ -214,6 +370,7 @@ export class QueueDispatcher implements Dispatcher {
             metrics?.batchesRequeued.inc(reclaimed.requeued.length);
             metrics?.casesRequeued.inc(reclaimed.requeued.reduce((sum, id) => sum + (outstanding.get(id)?.size ?? 0), 0));
           }
+          await checkLost([...outstanding.keys()]);
           const workers = await this.#withRetry('active workers', () => backend.activeWorkers());
           slots = Math.max(1, workers.reduce((s, w) => s + w.threads, 0));
           if (workers.length === 0) this.#logger.warn('heartbeat_timeout', { job: jobId, message: 'no active workers; cases wait in the queue', outstanding_batches: outstanding.size });
@@ -245,12 +402,10 @@ export class QueueDispatcher implements Dispatcher {
  * Publishes an implementation's module; an endpoint has no code, so workers get a one-line module
  * naming it (its requests take the default shape; the manifest's `exec` has the full description).
  */
-async function publishImplementation(backend: Backend, url: string): Promise<ArtifactRef> {
-  if (!isEndpointUrl(url)) return publishArtifact(backend, url);
+function loadImplementation(url: string): { ref: ArtifactRef; bytes: Uint8Array } {
+  if (!isEndpointUrl(url)) return loadArtifact(url);
   const bytes = Buffer.from(`export const http = ${JSON.stringify({ url })};\n`);
-  const ref: ArtifactRef = { sha256: sha256(bytes), ext: '.mjs', name: 'endpoint.mjs' };
-  await backend.putArtifact(ref.sha256, bytes);
-  return ref;
+  return { ref: { sha256: sha256(bytes), ext: '.mjs', name: 'endpoint.mjs' }, bytes };
 }
 
 /**

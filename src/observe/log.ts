@@ -33,7 +33,11 @@ export type LogEvent =
   | 'endpoint_unusable'
   | 'job_withdrawn'
   | 'dashboard_started'
-  | 'dashboard_action';
+  | 'dashboard_action'
+  | 'forged_entry'
+  | 'queue_state_lost'
+  | 'malformed_record'
+  | 'redis_eviction_policy';
 
 export const levels: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 

@@ -30,6 +30,7 @@ export class Metrics {
   readonly heartbeats: Counter;
   readonly timeoutFailures: Counter;
   readonly serializationErrors: Counter;
+  readonly forgedEntries: Counter<'reason'>;
   readonly cases: Counter<'role' | 'status'>;
   readonly threadCases: Counter<'thread'>;
   readonly threadDuration: Histogram<'thread'>;
@@ -68,6 +69,12 @@ export class Metrics {
     this.heartbeats = new Counter({ name: 'metamorphic_queue_worker_heartbeats_total', help: 'Worker heartbeats sent', registers });
     this.timeoutFailures = new Counter({ name: 'metamorphic_queue_timeout_failures_total', help: 'Cases that ended with E_TIMEOUT', registers });
     this.serializationErrors = new Counter({ name: 'metamorphic_queue_serialization_errors_total', help: 'Messages that could not be decoded or verified (dead-lettered)', registers });
+    this.forgedEntries = new Counter({
+      name: 'metaguard_forged_entries_total',
+      help: 'Result-stream entries the coordinator dropped: unknown batch, wrong role or case indices, bad or missing signature, undecodable',
+      labelNames: ['reason'],
+      registers,
+    });
     this.cases = new Counter({ name: 'metamorphic_cases_total', help: 'Cases by role and outcome', labelNames: ['role', 'status'], registers });
     this.threadCases = new Counter({ name: 'metaguard_thread_cases_total', help: 'Cases run, per thread', labelNames: ['thread'], registers });
     this.threadDuration = new Histogram({

@@ -16,11 +16,16 @@ export const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).
 
 const ALLOWED_EXT = new Set(['.mjs', '.js', '.cjs', '.ts', '.mts', '.cts']);
 
-/** Reads a module file and publishes it; returns its reference for the job manifest. */
-export async function publishArtifact(backend: Backend, url: string): Promise<ArtifactRef> {
+/** Reads a module file: its bytes and its reference for the job manifest. */
+export function loadArtifact(url: string): { ref: ArtifactRef; bytes: Uint8Array } {
   const path = fileURLToPath(url);
   const bytes = readFileSync(path);
-  const ref: ArtifactRef = { sha256: sha256(bytes), ext: extname(path) || '.mjs', name: basename(path) };
+  return { ref: { sha256: sha256(bytes), ext: extname(path) || '.mjs', name: basename(path) }, bytes };
+}
+
+/** Reads a module file and publishes it; returns its reference for the job manifest. */
+export async function publishArtifact(backend: Backend, url: string): Promise<ArtifactRef> {
+  const { ref, bytes } = loadArtifact(url);
   await backend.putArtifact(ref.sha256, bytes);
   return ref;
 }

@@ -30,7 +30,7 @@ const common = {
   priority: { type: 'enum', values: priorities, default: 'normal', description: 'priority of this evaluation\'s batches' },
   queue_weights: { type: 'json', description: 'weights of weighted priority claiming', default: { critical: 6, high: 3, normal: 2, low: 1 } },
   strict_priority: { type: 'bool', default: false, description: 'always claim the highest non-empty priority first' },
-  hmac_key: { type: 'string', description: 'sign every batch and result with HMAC-SHA256' },
+  hmac_key: { type: 'string', description: 'sign batches, job manifests, results and dead letters with HMAC-SHA256 (same key on coordinator and workers)' },
   result_ttl_seconds: { type: 'int', min: 1, default: 86_400, description: 'retention of results, manifests, artifacts and dead letters' },
   retry_base_ms: { type: 'int', min: 0, default: 200, description: 'base of exponential retry backoff' },
   retry_max_ms: { type: 'int', min: 0, default: 30_000, description: 'cap of retry backoff' },

@@ -1,9 +1,15 @@
 /** Backend factory: the only place that maps a queue config's `backend` to an implementation. */
 import { invalidOption } from '../errors.js';
 import type { QueueConfig } from './config.js';
+import type { Logger } from '../observe/log.js';
 import type { Backend } from './types.js';
 
-export async function createBackend(config: QueueConfig): Promise<Backend> {
+export interface CreateBackendOptions {
+  /** Receives `malformed_record` warnings for records read back that fail their schema. */
+  logger?: Logger;
+}
+
+export async function createBackend(config: QueueConfig, options: CreateBackendOptions = {}): Promise<Backend> {
   switch (config.backend) {
     case 'memory': {
       const { MemoryBackend } = await import('./memory.js');
@@ -12,14 +18,14 @@ export async function createBackend(config: QueueConfig): Promise<Backend> {
     case 'redis': {
       if (config.shards > 1) {
         const { ShardedBackend } = await import('./sharded.js');
-        return new ShardedBackend(config);
+        return new ShardedBackend(config, options.logger ? { logger: options.logger } : {});
       }
       const { RedisBackend } = await import('./redis.js');
-      return new RedisBackend(config);
+      return new RedisBackend(config, options.logger ? { logger: options.logger } : {});
     }
     case 'kafka': {
       const { KafkaBackend } = await import('./kafka.js');
-      return new KafkaBackend(config);
+      return new KafkaBackend(config, options.logger ? { logger: options.logger } : {});
     }
     case 'rabbitmq': {
       const { RabbitBackend } = await import('./rabbitmq.js');

@@ -65,7 +65,10 @@ import { Kafka, logLevel as KafkaLogLevel, Partitioners, type Admin, type Consum
 import { MetaguardError } from '../errors.js';
 import type { Role } from '../dispatch/types.js';
 import type { QueueConfig } from './config.js';
+import type { Logger } from '../observe/log.js';
 import { waitForAny } from '../util/wait.js';
+import { signDead, signResults } from './messages.js';
+import { isRecordId, logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from './records.js';
 import { pickPriority } from './priority.js';
 import {
   priorities,
@@ -95,6 +98,8 @@ export interface KafkaBackendOptions {
   catchUpTimeoutMs?: number;
   /** Group-membership events of the worker consumer, for logs and tests. */
   onEvent?(event: KafkaBackendEvent): void;
+  /** Receives `malformed_record` warnings for records read back that fail their schema. */
+  logger?: Logger;
 }
 
 export type KafkaBackendEvent =
@@ -173,7 +178,12 @@ type Parsed =
   | { ok: false; id: string; reason: string; jobId?: string; role?: Role; attempts: number };
 
 /** Reads a batch record; anything that is not a well-formed batch is a claim to dead-letter. */
-function parseBatchRecord(topic: string, partition: number, m: KafkaMessage): Parsed {
+function notBeforeOf(raw: string | undefined, maxDelayMs: number): number {
+  const t = int(raw);
+  return t > Date.now() + maxDelayMs ? 0 : t;
+}
+
+function parseBatchRecord(topic: string, partition: number, m: KafkaMessage, maxDelayMs: number): Parsed {
   const h = m.headers;
   const key = m.key ? m.key.toString('utf8') : undefined;
   const id = header(h, 'id') ?? key;
@@ -190,7 +200,9 @@ function parseBatchRecord(topic: string, partition: number, m: KafkaMessage): Pa
     ok: true,
     batch: { id, jobId, role: role as Role, priority: prioOf(header(h, 'priority')), payload: m.value, ...(mac ? { mac } : {}) },
     attempts,
-    notBefore: int(header(h, 'not_before')),
+    // A retry is never scheduled further out than retry backoff allows: a later not_before is forged
+    // (it would park the record in a worker's buffer for ever) and is ignored.
+    notBefore: notBeforeOf(header(h, 'not_before'), maxDelayMs),
   };
 }
 
@@ -384,6 +396,8 @@ export class KafkaBackend implements Backend {
   // jobs, workers and dead-letter views
   #jobsView: TopicView | undefined;
   readonly #manifests = new Map<string, JobManifest>();
+  /** Manifests that failed their schema: getJob throws their error instead of trusting them. */
+  readonly #badManifests = new Map<string, MalformedRecord>();
   readonly #artifacts = new Map<string, Buffer>();
   readonly #jobTombstones = new Set<string>();
   #workersView: TopicView | undefined;
@@ -584,10 +598,19 @@ export class KafkaBackend implements Backend {
         const jobId = key.slice('job:'.length);
         if (m.value === null) {
           this.#manifests.delete(jobId);
+          this.#badManifests.delete(jobId);
           this.#jobTombstones.add(jobId);
         } else {
-          this.#manifests.set(jobId, JSON.parse(m.value.toString('utf8')) as JobManifest);
           this.#jobTombstones.delete(jobId);
+          try {
+            this.#manifests.set(jobId, parseManifest(jobId, m.value.toString('utf8')));
+            this.#badManifests.delete(jobId);
+          } catch (err) {
+            if (!(err instanceof MalformedRecord)) throw err;
+            this.#manifests.delete(jobId);
+            this.#badManifests.set(jobId, err);
+            logMalformed(this.#options.logger, err, { topic: this.#topics.jobs });
+          }
         }
       }
     }));
@@ -616,7 +639,9 @@ export class KafkaBackend implements Backend {
 
   async getJob(jobId: string): Promise<JobManifest | null> {
     this.#checkOpen();
-    if (!this.#manifests.has(jobId) && !this.#jobTombstones.has(jobId)) await this.#caughtUp(this.#startJobsView(), `job ${jobId}`);
+    if (!this.#manifests.has(jobId) && !this.#jobTombstones.has(jobId) && !this.#badManifests.has(jobId)) await this.#caughtUp(this.#startJobsView(), `job ${jobId}`);
+    const bad = this.#badManifests.get(jobId);
+    if (bad) throw bad;
     const m = this.#manifests.get(jobId);
     return m ? structuredClone(m) : null;
   }
@@ -742,7 +767,7 @@ export class KafkaBackend implements Backend {
             st = { order: [], recs: new Map(), maxReceived: off - 1n, committed: off, want: off };
             this.#parts.set(p, st);
           }
-          const parsed = parseBatchRecord(topic, p, m);
+          const parsed = parseBatchRecord(topic, p, m, this.#config.retry_max_ms + 60_000);
           const rec: Rec = {
             partition: p,
             offset: off,
@@ -923,8 +948,10 @@ export class KafkaBackend implements Backend {
 
   async completeBatch(workerId: string, batch: Pick<BatchMessage, 'id' | 'jobId' | 'role'>, results: Uint8Array): Promise<boolean> {
     // Results first (acknowledged by the brokers), offset after: never at-most-once.
+    const key = this.#config.hmac_key;
+    const mac = key ? { mac: signResults(key, { jobId: batch.jobId, batchId: batch.id, role: batch.role, workerId }, results) } : {};
     await this.#send('complete batch', this.#topics.results, [
-      { key: batch.jobId, value: toBuffer(results), headers: { kind: 'results', batch: batch.id, role: batch.role, worker: workerId } },
+      { key: batch.jobId, value: toBuffer(results), headers: { kind: 'results', batch: batch.id, role: batch.role, worker: workerId, ...mac } },
     ]);
     const rec = this.#held.get(batch.id);
     if (!rec || rec.owner !== workerId) return false;
@@ -1013,8 +1040,10 @@ export class KafkaBackend implements Backend {
       try {
         await this.#send('dead-letter', this.#topics.dlq, [{ key: rec.id, value: rec.message.value, headers }]);
         if (jobId !== undefined) {
+          const key = this.#config.hmac_key;
+          const mac = key ? { mac: signDead(key, { jobId, batchId: rec.id, role: role ?? '', reason }) } : {};
           await this.#send('dead-letter', this.#topics.results, [
-            { key: jobId, value: null, headers: { kind: 'dead', batch: rec.id, reason, ...(role ? { role } : {}) } },
+            { key: jobId, value: null, headers: { kind: 'dead', batch: rec.id, reason, ...(role ? { role } : {}), ...mac } },
           ]);
         }
       } catch (err) {
@@ -1051,12 +1080,21 @@ export class KafkaBackend implements Backend {
       if (!jobId || this.#deletedJobs.has(jobId)) return;
       const kind = header(m.headers, 'kind');
       const batchId = header(m.headers, 'batch') ?? '';
+      const role = header(m.headers, 'role') ?? '';
+      const mac = header(m.headers, 'mac');
+      const record = `result record ${this.#topics.results}/${_p}@${m.offset}`;
+      const malformed = (field: string, reason: string) => logMalformed(this.#options.logger, new MalformedRecord(record, field, reason), { job: jobId });
       let entry: ResultEntry;
+      if (kind !== 'results' && kind !== 'dead') return malformed('kind', `must be results or dead, got ${JSON.stringify(String(kind).slice(0, 40))}`);
+      if (!isRecordId(batchId)) return malformed('batch', 'must be a batch id');
       if (kind === 'results') {
-        entry = { kind: 'results', batchId, role: (header(m.headers, 'role') ?? '') as Role, workerId: header(m.headers, 'worker') ?? '', frame: m.value ? Buffer.from(m.value) : Buffer.alloc(0) };
-      } else if (kind === 'dead') {
-        entry = { kind: 'dead', batchId, reason: header(m.headers, 'reason') ?? '' };
-      } else return;
+        if (!roleSet.has(role)) return malformed('role', `must be baseline or candidate, got ${JSON.stringify(role.slice(0, 40))}`);
+        if (!m.value || m.value.length === 0) return malformed('value', 'must be a non-empty frame');
+        entry = { kind: 'results', batchId, role: role as Role, workerId: (header(m.headers, 'worker') ?? '').slice(0, 300), frame: Buffer.from(m.value), ...(mac !== undefined ? { mac } : {}) };
+      } else {
+        if (role !== '' && !roleSet.has(role)) return malformed('role', `must be baseline or candidate, got ${JSON.stringify(role.slice(0, 40))}`);
+        entry = { kind: 'dead', batchId, reason: (header(m.headers, 'reason') ?? '').slice(0, 2000), ...(role !== '' ? { role: role as Role } : {}), ...(mac !== undefined ? { mac } : {}) };
+      }
       let stream = this.#results.get(jobId);
       if (!stream) {
         this.#pruneUnregistered();
@@ -1109,15 +1147,12 @@ export class KafkaBackend implements Backend {
       const at = Number(m.timestamp);
       const prev = this.#workers.get(workerId);
       if (prev && (prev.lastHeartbeat ?? 0) > at) return;
-      let info: WorkerInfo = { workerId, host: '', pid: 0, threads: 0, startedAt: 0 };
       try {
-        info = { ...info, ...(JSON.parse(m.value.toString('utf8')) as Partial<WorkerInfo>) };
-      } catch {
-        // keep the minimal record: the heartbeat itself is what makes the worker active
+        this.#workers.set(workerId, parseWorkerInfo(workerId, at, m.value.toString('utf8')));
+      } catch (err) {
+        if (!(err instanceof MalformedRecord)) throw err;
+        logMalformed(this.#options.logger, err, { topic: this.#topics.workers });
       }
-      info.workerId = workerId;
-      info.lastHeartbeat = at;
-      this.#workers.set(workerId, info);
     });
     this.#workersView = view;
     view.start().catch(() => {}); // retried by the next activeWorkers

@@ -9,6 +9,7 @@ import type { Role } from '../dispatch/types.js';
 import type { QueueConfig } from './config.js';
 import { waitForAny } from '../util/wait.js';
 import { pickPriority } from './priority.js';
+import { signDead, signResults } from './messages.js';
 import {
   priorities,
   type Backend,
@@ -101,9 +102,23 @@ export class MemoryBackend implements Backend {
     this.#results.delete(jobId);
   }
 
+  /** True while `id` is pending, delayed or in flight. */
+  #live(id: string): boolean {
+    if (!this.#batches.has(id)) return false;
+    return this.#inflight.has(id) || this.#delayed.has(id) || [...this.#pending.values()].some((q) => q.includes(id));
+  }
+
+  async missingBatches(ids: string[]): Promise<string[]> {
+    this.#check();
+    return ids.filter((id) => !this.#live(id));
+  }
+
+  /** Idempotent: a batch already pending, delayed or in flight is left alone. */
   async enqueue(batches: BatchMessage[]): Promise<void> {
     this.#check();
     for (const b of batches) {
+      if (this.#live(b.id)) continue;
+      this.#dead.delete(b.id);
       this.#batches.set(b.id, { ...b, attempts: 0 });
       this.#pending.get(b.priority)!.push(b.id);
       this.#counters.dispatched++;
@@ -176,7 +191,9 @@ export class MemoryBackend implements Backend {
 
   async completeBatch(workerId: string, batch: Pick<BatchMessage, 'id' | 'jobId' | 'role'>, results: Uint8Array): Promise<boolean> {
     this.#check();
-    this.#append(batch.jobId, { kind: 'results', batchId: batch.id, role: batch.role, workerId, frame: Uint8Array.from(results) });
+    const key = this.#config.hmac_key;
+    const mac = key ? { mac: signResults(key, { jobId: batch.jobId, batchId: batch.id, role: batch.role, workerId }, results) } : {};
+    this.#append(batch.jobId, { kind: 'results', batchId: batch.id, role: batch.role, workerId, frame: Uint8Array.from(results), ...mac });
     const lease = this.#inflight.get(batch.id);
     if (!lease || lease.owner !== workerId) return false;
     this.#inflight.delete(batch.id);
@@ -191,7 +208,11 @@ export class MemoryBackend implements Backend {
     this.#inflight.delete(id);
     this.#delayed.delete(id);
     this.#dead.set(id, { id, reason, attempts: b?.attempts ?? 0, deadAt: Date.now(), ...(b ? { jobId: b.jobId, role: b.role as Role, batch: b } : {}) });
-    if (b && this.#jobs.has(b.jobId)) this.#append(b.jobId, { kind: 'dead', batchId: id, reason });
+    if (b && this.#jobs.has(b.jobId)) {
+      const key = this.#config.hmac_key;
+      const mac = key ? { mac: signDead(key, { jobId: b.jobId, batchId: id, role: b.role, reason }) } : {};
+      this.#append(b.jobId, { kind: 'dead', batchId: id, role: b.role, reason, ...mac });
+    }
   }
 
   async releaseBatch(workerId: string, id: string, options: { delayMs: number; countAttempt: boolean; reason: string }): Promise<void> {

@@ -9,7 +9,7 @@ import { MetaguardError } from '../errors.js';
 import type { Codec } from '../codec/types.js';
 import { pack, unpack } from '../codec/serialize.js';
 import type { CaseInput, CaseResult } from '../execution/protocol.js';
-import type { BatchMessage } from './types.js';
+import type { BatchMessage, JobManifest } from './types.js';
 
 function parseJson(bytes: Uint8Array, what: string): unknown {
   try {
@@ -31,8 +31,18 @@ function decodeEach<T>(codec: Codec, frame: Uint8Array, check: (v: unknown) => v
 const isCase = (v: unknown): v is CaseInput =>
   v !== null && typeof v === 'object' && Number.isInteger((v as CaseInput).index) && (v as CaseInput).index >= 0 && Array.isArray((v as CaseInput).args);
 
-const isResult = (v: unknown): v is CaseResult =>
-  v !== null && typeof v === 'object' && Number.isInteger((v as CaseResult).index) && typeof (v as CaseResult).passed === 'boolean' && typeof (v as CaseResult).durationMs === 'number';
+const isNames = (v: unknown) => v === undefined || (Array.isArray(v) && v.length <= 10_000 && v.every((x) => typeof x === 'string'));
+
+/** A result as a worker writes it: read back from a shared backend, so every field is checked. */
+const isResult = (v: unknown): v is CaseResult => {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+  const r = v as CaseResult;
+  if (!Number.isInteger(r.index) || r.index < 0 || typeof r.passed !== 'boolean') return false;
+  if (typeof r.durationMs !== 'number' || !Number.isFinite(r.durationMs) || r.durationMs < 0 || r.durationMs > 1e9) return false;
+  if (r.error !== undefined && (r.error === null || typeof r.error !== 'object' || typeof r.error.code !== 'string' || !/^(E|MG_ERR)_[A-Z_]{1,40}$/.test(r.error.code) || typeof r.error.message !== 'string')) return false;
+  if (r.output !== undefined && typeof r.output !== 'string') return false;
+  return isNames(r.propViolations) && isNames(r.softViolations) && isNames(r.mrViolations);
+};
 
 export const encodeCases = (codec: Codec, cases: CaseInput[]): Uint8Array => codec.encode(cases.map(pack));
 export const decodeCases = (codec: Codec, frame: Uint8Array): CaseInput[] => decodeEach(codec, frame, isCase, 'case', unpack);
@@ -51,4 +61,67 @@ export function signBatch(key: string, batch: Pick<BatchMessage, 'id' | 'jobId' 
 export function verifyBatch(key: string, batch: BatchMessage): void {
   if (!batch.mac || !/^[0-9a-f]{64}$/.test(batch.mac)) throw new MetaguardError('MG_ERR_HMAC', 'batch is not signed (hmac_key is set)');
   if (!timingSafeEqual(Buffer.from(batch.mac, 'hex'), mac(key, batch))) throw new MetaguardError('MG_ERR_HMAC', 'batch signature does not match (tampered or wrong hmac_key)');
+}
+
+/**
+ * MAC of a typed record: a tag (what kind of record) and length-prefixed fields, then raw bytes. The
+ * tag keeps a signature of one kind from passing as another; the lengths keep fields from shifting.
+ */
+function typedMac(key: string, tag: string, fields: readonly string[], bytes?: Uint8Array): Buffer {
+  const h = createHmac('sha256', key).update(`metaguard/${tag}/1\n`);
+  for (const f of fields) h.update(`${Buffer.byteLength(f)}:${f}\n`);
+  if (bytes) h.update(bytes);
+  return h.digest();
+}
+
+function macMatches(given: string | undefined, expected: Buffer): boolean {
+  if (typeof given !== 'string' || !/^[0-9a-f]{64}$/.test(given)) return false;
+  return timingSafeEqual(Buffer.from(given, 'hex'), expected);
+}
+
+/** What a results entry is bound to: the job, the batch, the role and the worker that ran it. */
+export interface ResultsBinding {
+  jobId: string;
+  batchId: string;
+  role: string;
+  workerId: string;
+}
+
+export const signResults = (key: string, b: ResultsBinding, frame: Uint8Array): string => typedMac(key, 'results', [b.jobId, b.batchId, b.role, b.workerId], frame).toString('hex');
+export const verifyResults = (key: string, b: ResultsBinding, frame: Uint8Array, given: string | undefined): boolean => macMatches(given, typedMac(key, 'results', [b.jobId, b.batchId, b.role, b.workerId], frame));
+
+/** What a dead letter on a job's result stream is bound to (its reason too: it is shown to the operator). */
+export interface DeadBinding {
+  jobId: string;
+  batchId: string;
+  role: string;
+  reason: string;
+}
+
+export const signDead = (key: string, b: DeadBinding): string => typedMac(key, 'dead', [b.jobId, b.batchId, b.role, b.reason]).toString('hex');
+export const verifyDead = (key: string, b: DeadBinding, given: string | undefined): boolean => macMatches(given, typedMac(key, 'dead', [b.jobId, b.batchId, b.role, b.reason]));
+
+function manifestFields(m: JobManifest): string[] {
+  const ref = (r: JobManifest['task']) => [r.sha256, r.ext, r.name];
+  // exec (endpoints, header templates, concurrency) is signed as its JSON text: JSON keeps key order
+  // through a round trip, so the worker re-serializes exactly what the coordinator signed.
+  return [
+    m.jobId,
+    ...ref(m.task),
+    ...ref(m.implementations.baseline),
+    ...ref(m.implementations.candidate),
+    String(m.seed),
+    String(m.timeoutMs),
+    String(m.memMb),
+    String(m.createdAt),
+    m.exec === undefined ? '' : JSON.stringify(m.exec),
+  ];
+}
+
+export const signManifest = (key: string, m: JobManifest): string => typedMac(key, 'manifest', manifestFields(m)).toString('hex');
+
+/** Throws MG_ERR_HMAC when the manifest is unsigned or its signature does not match (roles swapped, limits changed, …). */
+export function verifyManifest(key: string, m: JobManifest): void {
+  if (!m.mac) throw new MetaguardError('MG_ERR_HMAC', `job manifest ${m.jobId} is not signed (hmac_key is set)`);
+  if (!macMatches(m.mac, typedMac(key, 'manifest', manifestFields(m)))) throw new MetaguardError('MG_ERR_HMAC', `job manifest ${m.jobId} signature does not match (tampered or wrong hmac_key)`);
 }

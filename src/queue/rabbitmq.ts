@@ -42,6 +42,7 @@ import { connect as amqpConnect, type Channel, type ChannelModel, type ConfirmCh
 import { MetaguardError } from '../errors.js';
 import type { Role } from '../dispatch/types.js';
 import type { QueueConfig } from './config.js';
+import { signDead, signResults } from './messages.js';
 import { pickPriority } from './priority.js';
 import { waitForAny } from '../util/wait.js';
 import {
@@ -729,7 +730,9 @@ export class RabbitBackend implements Backend {
     // Results first, confirmed by the broker; the acknowledgement after: never at-most-once.
     await this.#run('complete batch', async () => {
       await this.#declareResults(batch.jobId);
-      await this.#publish('', this.names().results(batch.jobId), toBuffer(results), { headers: { kind: 'results', batch: batch.id, role: batch.role, worker: workerId } });
+      const key = this.#config.hmac_key;
+      const mac = key ? { mac: signResults(key, { jobId: batch.jobId, batchId: batch.id, role: batch.role, workerId }, results) } : {};
+      await this.#publish('', this.names().results(batch.jobId), toBuffer(results), { headers: { kind: 'results', batch: batch.id, role: batch.role, worker: workerId, ...mac } });
     });
     const h = this.#mine(workerId, batch.id);
     if (!h) return false;
@@ -781,7 +784,9 @@ export class RabbitBackend implements Backend {
     await this.#publish(`${this.#x}.dead`, this.#q, h.msg.content, { messageId: h.id, headers, persistent: true });
     if (jobId !== undefined && !this.#deletedJobs.has(jobId)) {
       await this.#declareResults(jobId);
-      await this.#publish('', this.names().results(jobId), Buffer.alloc(0), { headers: { kind: 'dead', batch: h.id, reason, ...(role ? { role } : {}) } });
+      const key = this.#config.hmac_key;
+      const mac = key ? { mac: signDead(key, { jobId, batchId: h.id, role: role ?? '', reason }) } : {};
+      await this.#publish('', this.names().results(jobId), Buffer.alloc(0), { headers: { kind: 'dead', batch: h.id, reason, ...(role ? { role } : {}), ...mac } });
     }
     this.#ack(h);
   }
@@ -818,9 +823,12 @@ export class RabbitBackend implements Backend {
         const kind = hstr(h, 'kind');
         const batchId = hstr(h, 'batch') ?? '';
         if (kind === 'results') {
-          s.entries.push({ kind: 'results', batchId, role: (hstr(h, 'role') ?? '') as Role, workerId: hstr(h, 'worker') ?? '', frame: Buffer.from(msg.content) });
+          const mac = hstr(h, 'mac');
+          s.entries.push({ kind: 'results', batchId, role: (hstr(h, 'role') ?? '') as Role, workerId: hstr(h, 'worker') ?? '', frame: Buffer.from(msg.content), ...(mac ? { mac } : {}) });
         } else if (kind === 'dead') {
-          s.entries.push({ kind: 'dead', batchId, reason: hstr(h, 'reason') ?? '' });
+          const mac = hstr(h, 'mac');
+          const role = hstr(h, 'role');
+          s.entries.push({ kind: 'dead', batchId, reason: hstr(h, 'reason') ?? '', ...(role ? { role: role as Role } : {}), ...(mac ? { mac } : {}) });
         }
         try {
           ch.ack(msg);

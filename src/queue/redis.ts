@@ -32,8 +32,12 @@ import { MetaguardError } from '../errors.js';
 import { createClusterClient, duplicateCluster } from './redis-cluster.js';
 import type { Role } from '../dispatch/types.js';
 import type { QueueConfig } from './config.js';
+import type { Logger } from '../observe/log.js';
+import { signDead, signResults } from './messages.js';
+import { isRecordId, logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from './records.js';
 import {
   priorities,
+  type BackendNotice,
   type Backend,
   type BatchMessage,
   type Claim,
@@ -65,6 +69,24 @@ local function now_ms()
 end
 local function fmt(n) return string.format('%d', n) end
 local function prio_of(p) if p and PENDING[p] then return p end return 'normal' end
+-- Counters are statistics: a field someone overwrote with a non-integer is reset, never fatal.
+local function bump(key, field, n)
+  local r = redis.pcall('HINCRBY', key, field, n)
+  if type(r) == 'table' and r.err then
+    if string.find(r.err, 'OOM', 1, true) then error(r) end
+    redis.call('HSET', key, field, n)
+    return n
+  end
+  return r
+end
+-- Deliveries so far, or nil when the field is not a non-negative integer (a malformed batch).
+local function attempts_of(bk)
+  local a = tonumber(redis.call('HGET', bk, 'attempts'))
+  if a == nil or a < 0 or a ~= math.floor(a) or a > 1000000 then return nil end
+  return a
+end
+-- With hmac_key the caller signs dead letters: scripts collect them here instead of appending them.
+local DEADS = nil
 local function dead_letter(id, reason, now, ttl)
   local h = redis.call('HMGET', P .. 'batch:' .. id, 'job', 'role', 'attempts')
   local e = {id = id, reason = reason, attempts = tonumber(h[3]) or 0, deadAt = now}
@@ -72,8 +94,15 @@ local function dead_letter(id, reason, now, ttl)
   if h[2] then e.role = h[2] end
   redis.call('HSET', DEAD, id, cjson.encode(e))
   redis.call('ZADD', DEADIDX, fmt(now), id)
-  redis.call('HINCRBY', COUNTERS, 'dead', 1)
-  if h[1] then
+  bump(COUNTERS, 'dead', 1)
+  if DEADS then
+    if h[1] then
+      DEADS[#DEADS + 1] = id
+      DEADS[#DEADS + 1] = h[1]
+      DEADS[#DEADS + 1] = h[2] or ''
+      DEADS[#DEADS + 1] = reason
+    end
+  elseif h[1] then
     local s = P .. 'results:' .. h[1]
     if h[2] then
       redis.call('XADD', s, '*', 'kind', 'dead', 'batch', id, 'role', h[2], 'reason', reason)
@@ -86,21 +115,47 @@ end
 `;
 
 const SCRIPTS = {
-  /** ARGV: P, then groups of 6 (id, job, role, priority, payload, mac|''). */
+  /**
+   * ARGV: P, then groups of 6 (id, job, role, priority, payload, mac|''). Idempotent: a batch that is
+   * already pending, delayed or in flight is left alone (a retried enqueue never duplicates an id); a
+   * dead-lettered or vanished one is published afresh. Pushes wake tokens. Returns how many were new.
+   */
   mgEnqueue: `
 local n = 0
+local pend = nil
+local function live(id, bk)
+  if redis.call('EXISTS', bk) == 0 or redis.call('HEXISTS', DEAD, id) == 1 then return false end
+  if redis.call('ZSCORE', INFLIGHT, id) or redis.call('ZSCORE', DELAYED, id) then return true end
+  if not pend then
+    pend = {}
+    for _, pr in ipairs(PRIOS) do
+      for _, x in ipairs(redis.call('LRANGE', PENDING[pr], 0, -1)) do pend[x] = true end
+    end
+  end
+  return pend[id] == true
+end
 for i = 2, #ARGV, 6 do
   local id = ARGV[i]
   local bk = P .. 'batch:' .. id
-  redis.call('DEL', bk)
-  redis.call('HSET', bk, 'job', ARGV[i + 1], 'role', ARGV[i + 2], 'priority', ARGV[i + 3], 'payload', ARGV[i + 4], 'attempts', 0)
-  if ARGV[i + 5] ~= '' then redis.call('HSET', bk, 'mac', ARGV[i + 5]) end
-  redis.call('HDEL', DEAD, id)
-  redis.call('ZREM', DEADIDX, id)
-  redis.call('RPUSH', PENDING[prio_of(ARGV[i + 3])], id)
-  n = n + 1
+  if not live(id, bk) then
+    redis.call('DEL', bk)
+    redis.call('HSET', bk, 'job', ARGV[i + 1], 'role', ARGV[i + 2], 'priority', ARGV[i + 3], 'payload', ARGV[i + 4], 'attempts', 0)
+    if ARGV[i + 5] ~= '' then redis.call('HSET', bk, 'mac', ARGV[i + 5]) end
+    redis.call('HDEL', DEAD, id)
+    redis.call('ZREM', DEADIDX, id)
+    redis.call('RPUSH', PENDING[prio_of(ARGV[i + 3])], id)
+    if pend then pend[id] = true end
+    n = n + 1
+  end
 end
-redis.call('HINCRBY', COUNTERS, 'dispatched', n)
+if n > 0 then
+  bump(COUNTERS, 'dispatched', n)
+  -- Wake tokens for workers blocked in waitForWork (a hint: a lost token costs a poll interval).
+  local wake = P .. 'wake'
+  for i = 1, math.min(n, 256) do redis.call('LPUSH', wake, '1') end
+  redis.call('LTRIM', wake, 0, 255)
+  redis.call('PEXPIRE', wake, 60000)
+end
 return n
 `,
   /** ARGV: P, worker, max, leaseMs, strict (1|0), weights critical/high/normal/low, random[1..max] in [0,1). */
@@ -142,6 +197,7 @@ for i = 1, max do
   redis.call('ZADD', INFLIGHT, deadline, id)
   redis.call('HSET', OWNER, id, worker)
   local h = redis.call('HMGET', bk, 'job', 'role', 'priority', 'payload', 'mac')
+  local attempts = attempts_of(bk)
   if redis.call('EXISTS', bk) == 0 then
     out[#out + 1] = {0, id, 'unknown batch id'}
   elseif not h[4] then
@@ -150,9 +206,11 @@ for i = 1, max do
     out[#out + 1] = {0, id, 'malformed batch: no job'}
   elseif h[2] ~= 'baseline' and h[2] ~= 'candidate' then
     out[#out + 1] = {0, id, 'malformed batch: bad role'}
+  elseif not attempts then
+    out[#out + 1] = {0, id, 'malformed batch: attempts is not a count'}
   else
-    local attempt = redis.call('HINCRBY', bk, 'attempts', 1)
-    out[#out + 1] = {1, id, h[1], h[2], prio_of(h[3]), h[4], h[5] or '', attempt}
+    redis.call('HSET', bk, 'attempts', attempts + 1)
+    out[#out + 1] = {1, id, h[1], h[2], prio_of(h[3]), h[4], h[5] or '', attempts + 1}
   end
 end
 return out
@@ -172,59 +230,84 @@ for i = 4, #ARGV do
 end
 return lost
 `,
-  /** ARGV: P, worker, id, job, role, frame, ttlMs. Returns 1 when the worker still held the lease. */
+  /** ARGV: P, worker, id, job, role, frame, ttlMs, mac|''. Returns 1 when the worker still held the lease. */
   mgComplete: `
 local worker, id = ARGV[2], ARGV[3]
 local s = P .. 'results:' .. ARGV[4]
-redis.call('XADD', s, '*', 'kind', 'results', 'batch', id, 'role', ARGV[5], 'worker', worker, 'frame', ARGV[6])
+if ARGV[8] ~= '' then
+  redis.call('XADD', s, '*', 'kind', 'results', 'batch', id, 'role', ARGV[5], 'worker', worker, 'frame', ARGV[6], 'mac', ARGV[8])
+else
+  redis.call('XADD', s, '*', 'kind', 'results', 'batch', id, 'role', ARGV[5], 'worker', worker, 'frame', ARGV[6])
+end
 redis.call('PEXPIRE', s, ARGV[7])
 if redis.call('HGET', OWNER, id) == worker then
   redis.call('ZREM', INFLIGHT, id)
   redis.call('HDEL', OWNER, id)
   redis.call('DEL', P .. 'batch:' .. id)
-  redis.call('HINCRBY', COUNTERS, 'completed', 1)
+  bump(COUNTERS, 'completed', 1)
   return 1
 end
 return 0
 `,
-  /** ARGV: P, worker, id, delayMs, countAttempt (1|0), reason, maxRequeue, ttlMs. 0 not owned, 1 requeued, 2 dead. */
+  /**
+   * ARGV: P, worker, id, delayMs, countAttempt (1|0), reason, maxRequeue, ttlMs, sign (1|0).
+   * Returns {0 not owned | 1 requeued | 2 dead, dead letters to sign}.
+   */
   mgRelease: `
 local worker, id, ttl = ARGV[2], ARGV[3], ARGV[8]
-if redis.call('HGET', OWNER, id) ~= worker then return 0 end
+if ARGV[9] == '1' then DEADS = {} end
+if redis.call('HGET', OWNER, id) ~= worker then return {0, {}} end
 local now = now_ms()
 redis.call('ZREM', INFLIGHT, id)
 redis.call('HDEL', OWNER, id)
 local bk = P .. 'batch:' .. id
 if redis.call('HEXISTS', bk, 'payload') == 0 then
   dead_letter(id, ARGV[6], now, ttl)
-  return 2
+  return {2, DEADS or {}}
 end
 local attempts = tonumber(redis.call('HGET', bk, 'attempts')) or 0
 if ARGV[5] == '1' then
   if attempts >= tonumber(ARGV[7]) + 1 then
     dead_letter(id, ARGV[6] .. ' (gave up after ' .. attempts .. ' attempts)', now, ttl)
-    return 2
+    return {2, DEADS or {}}
   end
   redis.call('ZADD', DELAYED, fmt(now + math.max(0, tonumber(ARGV[4]))), id)
-  redis.call('HINCRBY', COUNTERS, 'requeued', 1)
+  bump(COUNTERS, 'requeued', 1)
 else
   if attempts > 0 then redis.call('HSET', bk, 'attempts', attempts - 1) end
   redis.call('LPUSH', PENDING[prio_of(redis.call('HGET', bk, 'priority'))], id)
 end
-return 1
+return {1, {}}
 `,
-  /** ARGV: P, worker, id, reason, ttlMs. A no-op unless the worker holds the entry. */
+  /** ARGV: P, worker, id, reason, ttlMs, sign (1|0). A no-op unless the worker holds the entry. Returns dead letters to sign. */
   mgDeadLetter: `
 local worker, id = ARGV[2], ARGV[3]
-if redis.call('HGET', OWNER, id) ~= worker then return 0 end
+if ARGV[6] == '1' then DEADS = {} end
+if redis.call('HGET', OWNER, id) ~= worker then return {} end
 redis.call('ZREM', INFLIGHT, id)
 redis.call('HDEL', OWNER, id)
 dead_letter(id, ARGV[4], now_ms(), ARGV[5])
-return 1
+return DEADS or {}
 `,
-  /** ARGV: P, enableRequeue (1|0), maxRequeue, breakerThreshold, blockMs, ttlMs. Returns {requeued, dead}. */
+  /** ARGV: P, ids... Of the ids, those neither pending, delayed nor in flight (completed, dead or lost). */
+  mgMissing: `
+local pend = {}
+for _, pr in ipairs(PRIOS) do
+  for _, x in ipairs(redis.call('LRANGE', PENDING[pr], 0, -1)) do pend[x] = true end
+end
+local out = {}
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local here = redis.call('HEXISTS', P .. 'batch:' .. id, 'payload') == 1 and redis.call('HEXISTS', DEAD, id) == 0
+    and (pend[id] or redis.call('ZSCORE', INFLIGHT, id) or redis.call('ZSCORE', DELAYED, id))
+  if not here then out[#out + 1] = id end
+end
+return out
+`,
+  /** ARGV: P, enableRequeue (1|0), maxRequeue, breakerThreshold, blockMs, ttlMs, sign (1|0). Returns {requeued, dead, dead letters to sign}. */
   mgReclaim: `
 local enable, maxRequeue, threshold, blockMs, ttl = ARGV[2] == '1', tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+if ARGV[7] == '1' then DEADS = {} end
 local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', INFLIGHT, '-inf', '(' .. fmt(now), 'LIMIT', 0, 1000)
 local requeued, dead = {}, {}
@@ -233,7 +316,7 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', INFLIGHT, id)
   redis.call('HDEL', OWNER, id)
   if owner then
-    local strikes = redis.call('HINCRBY', STRIKES, owner, 1)
+    local strikes = bump(STRIKES, owner, 1)
     if strikes >= threshold then
       redis.call('SET', P .. 'blocked:' .. owner, '1', 'PX', blockMs)
       redis.call('HDEL', STRIKES, owner)
@@ -250,7 +333,7 @@ for _, id in ipairs(ids) do
       dead[#dead + 1] = id
     else
       redis.call('LPUSH', PENDING[prio_of(redis.call('HGET', bk, 'priority'))], id)
-      redis.call('HINCRBY', COUNTERS, 'requeued', 1)
+      bump(COUNTERS, 'requeued', 1)
       requeued[#requeued + 1] = id
     end
   end
@@ -261,7 +344,7 @@ for _, id in ipairs(old) do
   redis.call('ZREM', DEADIDX, id)
   if not redis.call('HGET', OWNER, id) then redis.call('DEL', P .. 'batch:' .. id) end
 end
-return {requeued, dead}
+return {requeued, dead, DEADS or {}}
 `,
   /** ARGV: P, workerId, infoJson, pxMs. Returns the server time of the beat. */
   mgHeartbeat: `
@@ -424,6 +507,19 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** True for Redis's refusal of a write over `maxmemory` (also when hidden behind a MULTI's EXECABORT). */
+function isOom(err: unknown): boolean {
+  const e = err as { message?: unknown; previousErrors?: unknown[] };
+  if (typeof e?.message === 'string' && /\bOOM command not allowed\b/.test(e.message)) return true;
+  return Array.isArray(e?.previousErrors) && e.previousErrors.some(isOom);
+}
+
+export interface RedisBackendOptions {
+  clientName?: string;
+  /** Where malformed records read back are reported (`malformed_record`). */
+  logger?: Logger;
+}
+
 export class RedisBackend implements Backend {
   readonly kind = 'redis';
   readonly #config: QueueConfig;
@@ -437,9 +533,11 @@ export class RedisBackend implements Backend {
   #closed = false;
   #connected = false;
   #lastError: Error | undefined;
+  readonly #logger: Logger | undefined;
 
-  constructor(config: QueueConfig, options: { clientName?: string } = {}) {
+  constructor(config: QueueConfig, options: RedisBackendOptions = {}) {
     this.#config = config;
+    this.#logger = options.logger;
     this.#prefix = `mg:{${config.queue}}:`;
     this.#keys = STATIC_KEYS.map((k) => this.#prefix + k);
     this.#clientName = options.clientName ?? `metaguard:${config.queue}`;
@@ -510,8 +608,64 @@ export class RedisBackend implements Backend {
     } catch (err) {
       if (err instanceof MetaguardError) throw err;
       if (this.#closed) throw new MetaguardError('MG_ERR_BACKEND_CLOSED', `redis backend closed during ${op}`, { cause: err });
+      if (isOom(err)) throw await this.#oomError(op, err);
       throw new MetaguardError('MG_ERR_BACKEND', `redis ${op} failed (queue ${this.#config.queue}): ${describe(err)}`, { cause: err });
     }
+  }
+
+  /** INFO memory (readable without CONFIG rights): used memory, maxmemory and the eviction policy. */
+  async #memoryInfo(): Promise<{ used: string; maxmemory: string; policy: string } | undefined> {
+    try {
+      const text = await this.#client.info('memory');
+      const field = (name: string) => new RegExp(`^${name}:(.*)$`, 'm').exec(text)?.[1]?.trim() ?? '?';
+      return { used: field('used_memory_human'), maxmemory: `${field('maxmemory')} bytes (${field('maxmemory_human')})`, policy: field('maxmemory_policy') };
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #oomError(op: string, err: unknown): Promise<MetaguardError> {
+    const mem = await this.#memoryInfo();
+    const detail = mem ? `used_memory ${mem.used}, maxmemory ${mem.maxmemory}, maxmemory-policy ${mem.policy}` : 'maxmemory and maxmemory-policy could not be read';
+    return new MetaguardError(
+      'MG_ERR_BACKEND_OOM',
+      `redis is out of memory: it refused ${op} (queue ${this.#config.queue}; ${detail}). Raise maxmemory, free memory, or shorten result_ttl_seconds`,
+      { cause: err },
+    );
+  }
+
+  async preflight(): Promise<BackendNotice[]> {
+    const mem = await this.#memoryInfo();
+    if (!mem || mem.policy === 'noeviction' || mem.policy === '?') return [];
+    return [
+      {
+        event: 'redis_eviction_policy',
+        message: `redis maxmemory-policy is ${mem.policy} (maxmemory ${mem.maxmemory}): under memory pressure Redis may evict batches, leases and results; use noeviction`,
+        policy: mem.policy,
+        maxmemory: mem.maxmemory,
+      },
+    ];
+  }
+
+  /** Appends dead letters the scripts collected (flat id, job, role, reason), signed with hmac_key. */
+  async #publishDeads(flat: unknown[]): Promise<void> {
+    const key = this.#config.hmac_key;
+    if (!key || flat.length === 0) return;
+    const pipe = this.#client.pipeline();
+    for (let i = 0; i + 3 < flat.length; i += 4) {
+      const [batchId, jobId, role, reason] = [str(flat[i]), str(flat[i + 1]), str(flat[i + 2]), str(flat[i + 3])];
+      const stream = this.key(`results:${jobId}`);
+      const mac = signDead(key, { jobId, batchId, role, reason });
+      if (role) pipe.xadd(stream, '*', 'kind', 'dead', 'batch', batchId, 'role', role, 'reason', reason, 'mac', mac);
+      else pipe.xadd(stream, '*', 'kind', 'dead', 'batch', batchId, 'reason', reason, 'mac', mac);
+      pipe.pexpire(stream, this.#ttlMs);
+    }
+    const replies = (await pipe.exec()) ?? [];
+    for (const [err] of replies) if (err) throw err;
+  }
+
+  get #sign(): 0 | 1 {
+    return this.#config.hmac_key ? 1 : 0;
   }
 
   #script(name: ScriptName, args: Arg[], buffer = false): Promise<unknown> {
@@ -596,13 +750,15 @@ export class RedisBackend implements Backend {
     await this.#run('put job', () => this.#client.set(this.key(`job:${manifest.jobId}`), JSON.stringify(manifest), 'EX', this.#config.result_ttl_seconds));
   }
 
+  /** Throws MG_ERR_MALFORMED_RECORD (logged) for a manifest outside its schema. */
   async getJob(jobId: string): Promise<JobManifest | null> {
     const raw = await this.#run('get job', () => this.#client.get(this.key(`job:${jobId}`)));
     if (raw === null) return null;
     try {
-      return JSON.parse(raw) as JobManifest;
+      return parseManifest(jobId, raw);
     } catch (err) {
-      throw new MetaguardError('MG_ERR_BACKEND', `redis job manifest ${jobId} is not valid JSON`, { cause: err });
+      if (err instanceof MalformedRecord) logMalformed(this.#logger, err, { queue: this.#config.queue });
+      throw err;
     }
   }
 
@@ -621,9 +777,15 @@ export class RedisBackend implements Backend {
       for (const b of batches.slice(i, i + ENQUEUE_CHUNK)) args.push(b.id, b.jobId, b.role, b.priority, toBuffer(b.payload), b.mac ?? '');
       await this.#run('enqueue', () => this.#script('mgEnqueue', args));
     }
-    // Wake tokens for workers blocked in waitForWork (a hint: a lost token only costs a poll interval).
-    const wake = this.key('wake');
-    await this.#run('wake workers', () => this.#client.multi().lpush(wake, ...batches.map(() => '1')).ltrim(wake, 0, 255).pexpire(wake, 60_000).exec());
+  }
+
+  async missingBatches(ids: string[]): Promise<string[]> {
+    const out: string[] = [];
+    for (let i = 0; i < ids.length; i += ENQUEUE_CHUNK) {
+      const rows = await this.#run('check batches', () => this.#script('mgMissing', ids.slice(i, i + ENQUEUE_CHUNK)));
+      for (const id of rows as unknown[]) out.push(str(id));
+    }
+    return out;
   }
 
   async waitForWork(timeoutMs: number): Promise<void> {
@@ -677,26 +839,37 @@ export class RedisBackend implements Backend {
   }
 
   async completeBatch(workerId: string, batch: Pick<BatchMessage, 'id' | 'jobId' | 'role'>, results: Uint8Array): Promise<boolean> {
-    const owned = await this.#run('complete batch', () => this.#script('mgComplete', [workerId, batch.id, batch.jobId, batch.role, toBuffer(results), this.#ttlMs]));
+    const key = this.#config.hmac_key;
+    const mac = key ? signResults(key, { jobId: batch.jobId, batchId: batch.id, role: batch.role, workerId }, results) : '';
+    const owned = await this.#run('complete batch', () => this.#script('mgComplete', [workerId, batch.id, batch.jobId, batch.role, toBuffer(results), this.#ttlMs, mac]));
     return Number(owned) === 1;
   }
 
   async releaseBatch(workerId: string, id: string, options: { delayMs: number; countAttempt: boolean; reason: string }): Promise<void> {
-    await this.#run('release batch', () =>
-      this.#script('mgRelease', [workerId, id, Math.max(0, Math.ceil(options.delayMs)), options.countAttempt ? 1 : 0, options.reason, this.#config.max_requeue_attempts, this.#ttlMs]),
-    );
+    await this.#run('release batch', async () => {
+      const [, deads] = (await this.#script('mgRelease', [workerId, id, Math.max(0, Math.ceil(options.delayMs)), options.countAttempt ? 1 : 0, options.reason, this.#config.max_requeue_attempts, this.#ttlMs, this.#sign])) as [unknown, unknown[]];
+      await this.#publishDeads(deads);
+    });
   }
 
   async deadLetter(workerId: string, id: string, reason: string): Promise<void> {
-    await this.#run('dead-letter', () => this.#script('mgDeadLetter', [workerId, id, reason, this.#ttlMs]));
+    await this.#run('dead-letter', async () => this.#publishDeads((await this.#script('mgDeadLetter', [workerId, id, reason, this.#ttlMs, this.#sign])) as unknown[]));
   }
 
   async reclaimExpired(): Promise<ReclaimOutcome> {
     const c = this.#config;
-    const [requeued, dead] = (await this.#run('reclaim', () =>
-      this.#script('mgReclaim', [c.enable_requeue ? 1 : 0, c.max_requeue_attempts, c.circuit_breaker_threshold, Math.max(1, Math.ceil(c.heartbeat_timeout * 1000)), this.#ttlMs]),
-    )) as unknown[][];
-    return { requeued: requeued.map(str), deadLettered: dead.map(str) };
+    return this.#run('reclaim', async () => {
+      const [requeued, dead, deads] = (await this.#script('mgReclaim', [
+        c.enable_requeue ? 1 : 0,
+        c.max_requeue_attempts,
+        c.circuit_breaker_threshold,
+        Math.max(1, Math.ceil(c.heartbeat_timeout * 1000)),
+        this.#ttlMs,
+        this.#sign,
+      ])) as unknown[][];
+      await this.#publishDeads(deads);
+      return { requeued: requeued.map(str), deadLettered: dead.map(str) };
+    });
   }
 
   async readResults(jobId: string, cursor: string, blockMs: number): Promise<{ cursor: string; entries: ResultEntry[] }> {
@@ -724,7 +897,7 @@ export class RedisBackend implements Backend {
       if (this.#closed) conn.disconnect();
       else if (conn.status === 'ready' || conn.status === 'connect' || conn.status === 'connecting' || conn.status === 'reconnecting') this.#idleBlocking.push(conn);
     }
-    return decodeStreamReply(reply, from);
+    return decodeStreamReply(reply, from, (err) => logMalformed(this.#logger, err, { queue: this.#config.queue, job: jobId }));
   }
 
   async heartbeat(info: WorkerInfo): Promise<void> {
@@ -744,7 +917,19 @@ export class RedisBackend implements Backend {
     const rows = (await this.#run('active workers', () => this.#script('mgActiveWorkers', [Math.ceil(this.#config.heartbeat_timeout * 1000)]))) as unknown[];
     const out: WorkerInfo[] = [];
     for (let i = 0; i + 2 < rows.length; i += 3) {
-      out.push(parseWorker(str(rows[i]), Number(str(rows[i + 1])), str(rows[i + 2])));
+      const id = str(rows[i]);
+      const json = str(rows[i + 2]);
+      // A heartbeat without its record (expired between the two reads) still makes a worker active.
+      if (json === '') {
+        out.push({ workerId: id, host: '', pid: 0, threads: 1, startedAt: 0, lastHeartbeat: Number(str(rows[i + 1])) });
+        continue;
+      }
+      try {
+        out.push(parseWorkerInfo(id, Number(str(rows[i + 1])), json, (err) => logMalformed(this.#logger, err, { queue: this.#config.queue })));
+      } catch (err) {
+        if (!(err instanceof MalformedRecord)) throw err;
+        logMalformed(this.#logger, err, { queue: this.#config.queue });
+      }
     }
     return out;
   }
@@ -848,22 +1033,8 @@ export class RedisBackend implements Backend {
   }
 }
 
-function parseWorker(workerId: string, lastHeartbeat: number, json: string): WorkerInfo {
-  let info: WorkerInfo = { workerId, host: '', pid: 0, threads: 0, startedAt: 0 };
-  if (json !== '') {
-    try {
-      info = { ...info, ...(JSON.parse(json) as Partial<WorkerInfo>) };
-    } catch {
-      // keep the minimal record: the heartbeat itself is what makes the worker active
-    }
-  }
-  info.workerId = workerId;
-  info.lastHeartbeat = lastHeartbeat;
-  return info;
-}
-
 /** Decodes an XREAD reply `[[key, [[id, [field, value, ...]], ...]]]` (buffers) into result entries. */
-function decodeStreamReply(reply: unknown, cursor: string): { cursor: string; entries: ResultEntry[] } {
+function decodeStreamReply(reply: unknown, cursor: string, malformed: (err: MalformedRecord) => void): { cursor: string; entries: ResultEntry[] } {
   const entries: ResultEntry[] = [];
   let last = cursor;
   if (!Array.isArray(reply)) return { cursor: last, entries };
@@ -875,19 +1046,26 @@ function decodeStreamReply(reply: unknown, cursor: string): { cursor: string; en
       const fields = new Map<string, unknown>();
       const list = rawFields ?? [];
       for (let i = 0; i + 1 < list.length; i += 2) fields.set(str(list[i]), list[i + 1]);
+      const record = `result stream entry ${last}`;
       const kind = str(fields.get('kind'));
       const batchId = str(fields.get('batch'));
-      if (kind === 'results') {
+      const role = str(fields.get('role'));
+      const mac = fields.has('mac') ? str(fields.get('mac')) : undefined;
+      if (kind !== 'results' && kind !== 'dead') {
+        malformed(new MalformedRecord(record, 'kind', `must be results or dead, got ${JSON.stringify(kind.slice(0, 40))}`));
+      } else if (!isRecordId(batchId)) {
+        malformed(new MalformedRecord(record, 'batch', 'must be a batch id'));
+      } else if (kind === 'results') {
         const frame = fields.get('frame');
-        entries.push({
-          kind: 'results',
-          batchId,
-          role: str(fields.get('role')) as Role,
-          workerId: str(fields.get('worker')),
-          frame: Buffer.isBuffer(frame) ? frame : Buffer.from(str(frame)),
-        });
-      } else if (kind === 'dead') {
-        entries.push({ kind: 'dead', batchId, reason: str(fields.get('reason')) });
+        const workerId = str(fields.get('worker'));
+        if (!roleSet.has(role)) malformed(new MalformedRecord(record, 'role', `must be baseline or candidate, got ${JSON.stringify(role.slice(0, 40))}`));
+        else if (!Buffer.isBuffer(frame) || frame.length === 0) malformed(new MalformedRecord(record, 'frame', 'must be a non-empty frame'));
+        else if (workerId.length > 300) malformed(new MalformedRecord(record, 'worker', 'must be at most 300 characters'));
+        else entries.push({ kind: 'results', batchId, role: role as Role, workerId, frame, ...(mac !== undefined ? { mac } : {}) });
+      } else if (role !== '' && !roleSet.has(role)) {
+        malformed(new MalformedRecord(record, 'role', `must be baseline or candidate, got ${JSON.stringify(role.slice(0, 40))}`));
+      } else {
+        entries.push({ kind: 'dead', batchId, reason: str(fields.get('reason')).slice(0, 2000), ...(role !== '' ? { role: role as Role } : {}), ...(mac !== undefined ? { mac } : {}) });
       }
     }
   }

@@ -20,7 +20,8 @@ import { createRequire } from 'node:module';
 import { MetaguardError } from '../errors.js';
 import type { QueueConfig } from './config.js';
 import { RedisBackend } from './redis.js';
-import type { Backend, BatchMessage, BenchRecord, Claim, DeadEntry, JobManifest, JobProgress, Priority, QueueStats, ReclaimOutcome, ResultEntry, WorkerInfo } from './types.js';
+import type { Logger } from '../observe/log.js';
+import type { Backend, BackendNotice, BatchMessage, BenchRecord, Claim, DeadEntry, JobManifest, JobProgress, Priority, QueueStats, ReclaimOutcome, ResultEntry, WorkerInfo } from './types.js';
 
 const keySlot = createRequire(import.meta.url)('cluster-key-slot') as (key: string) => number;
 
@@ -51,11 +52,11 @@ export class ShardedBackend implements Backend {
   #enqueueTurn = 0;
   #claimTurn = 0;
 
-  constructor(config: QueueConfig, options: { clientName?: string } = {}) {
+  constructor(config: QueueConfig, options: { clientName?: string; logger?: Logger } = {}) {
     const n = config.shards;
     this.shards = Array.from({ length: n }, (_, i) => {
       const queue = shardQueueName(config.queue, i, n);
-      return new RedisBackend({ ...config, queue }, { clientName: `${options.clientName ?? `metaguard:${config.queue}`}:${i}` });
+      return new RedisBackend({ ...config, queue }, { clientName: `${options.clientName ?? `metaguard:${config.queue}`}:${i}`, ...(options.logger ? { logger: options.logger } : {}) });
     });
   }
 
@@ -167,6 +168,21 @@ export class ShardedBackend implements Backend {
     if (!shard) return;
     await shard.deadLetter(workerId, id, reason);
     this.#claimedOn.delete(id);
+  }
+
+  /** A batch is missing only when no shard has it (a resend may land on another shard than the first copy). */
+  async missingBatches(ids: string[]): Promise<string[]> {
+    let missing = ids;
+    for (const shard of this.shards) {
+      if (missing.length === 0) break;
+      missing = await shard.missingBatches(missing);
+    }
+    return missing;
+  }
+
+  async preflight(): Promise<BackendNotice[]> {
+    const all = (await Promise.all(this.shards.map((s) => s.preflight()))).flat();
+    return [...new Map(all.map((n) => [n.message, n])).values()];
   }
 
   async reclaimExpired(): Promise<ReclaimOutcome> {

@@ -59,6 +59,7 @@ import { S3Client, PutObjectCommand, GetObjectCommand } from '@aws-sdk/client-s3
 import { MetaguardError, invalidOption } from '../errors.js';
 import type { Role } from '../dispatch/types.js';
 import type { QueueConfig } from './config.js';
+import { signDead, signResults } from './messages.js';
 import { waitForAny } from '../util/wait.js';
 import {
   priorities,
@@ -668,7 +669,9 @@ export class SqsBackend implements Backend {
       // No results queue: the job is finished (deleted) or expired, and nobody reads these results.
       const url = await this.#urlOf(this.names().results(batch.jobId));
       if (!url) return;
-      const attrs = await this.#carry(`results of batch ${batch.id}`, toBuffer(results), { kind: str('results'), batch: str(batch.id), role: str(batch.role), worker: str(workerId) }, batch.id);
+      const key = this.#config.hmac_key;
+      const mac: Record<string, MessageAttributeValue> = key ? { mac: str(signResults(key, { jobId: batch.jobId, batchId: batch.id, role: batch.role, workerId }, results)) } : {};
+      const attrs = await this.#carry(`results of batch ${batch.id}`, toBuffer(results), { kind: str('results'), batch: str(batch.id), role: str(batch.role), worker: str(workerId), ...mac }, batch.id);
       try {
         await this.#send(new SendMessageCommand({ QueueUrl: url, MessageBody: batch.id, MessageAttributes: attrs }));
       } catch (err) {
@@ -737,7 +740,9 @@ export class SqsBackend implements Backend {
     await this.#send(new SendMessageCommand({ QueueUrl: this.#dlqUrl!, MessageBody: m.Body || x.id, MessageAttributes: attrs }));
     const url = jobId !== undefined && !this.#deletedJobs.has(jobId) ? await this.#urlOf(this.names().results(jobId)) : undefined;
     if (url) {
-      await this.#send(new SendMessageCommand({ QueueUrl: url, MessageBody: x.id, MessageAttributes: { kind: str('dead'), batch: str(x.id), reason: str(reason), ...(role ? { role: str(role) } : {}) } })).catch((err) => {
+      const key = this.#config.hmac_key;
+      const mac: Record<string, MessageAttributeValue> = key && jobId !== undefined ? { mac: str(signDead(key, { jobId, batchId: x.id, role: role ?? '', reason })) } : {};
+      await this.#send(new SendMessageCommand({ QueueUrl: url, MessageBody: x.id, MessageAttributes: { kind: str('dead'), batch: str(x.id), reason: str(reason), ...(role ? { role: str(role) } : {}), ...mac } })).catch((err) => {
         if (!notFound(err)) throw err;
       });
     }
@@ -772,9 +777,12 @@ export class SqsBackend implements Backend {
             const batchId = attr(m, 'batch') ?? '';
             if (kind === 'results') {
               const frame = await this.#bytesOf(m).catch(() => undefined);
-              if (frame) list.push({ kind: 'results', batchId, role: (attr(m, 'role') ?? '') as Role, workerId: attr(m, 'worker') ?? '', frame });
+              const mac = attr(m, 'mac');
+              if (frame) list.push({ kind: 'results', batchId, role: (attr(m, 'role') ?? '') as Role, workerId: attr(m, 'worker') ?? '', frame, ...(mac ? { mac } : {}) });
             } else if (kind === 'dead') {
-              list.push({ kind: 'dead', batchId, reason: attr(m, 'reason') ?? '' });
+              const mac = attr(m, 'mac');
+              const role = attr(m, 'role');
+              list.push({ kind: 'dead', batchId, reason: attr(m, 'reason') ?? '', ...(role ? { role: role as Role } : {}), ...(mac ? { mac } : {}) });
             }
           }
           if (got.length) await this.#deleteAll(url, got.map((m) => m.ReceiptHandle!));

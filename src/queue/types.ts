@@ -33,6 +33,8 @@ export interface JobManifest {
   createdAt: number;
   /** Concurrency and endpoints per role (header templates only, never values); absent: plain modules. */
   exec?: JobExec;
+  /** Hex HMAC over every field above (messages.signManifest), when the queue has an `hmac_key`. */
+  mac?: string;
 }
 
 /** A batch as it travels on the queue. `payload` is a codec frame of serialized cases. */
@@ -54,9 +56,13 @@ export interface ClaimedBatch extends BatchMessage {
 /** What a claim returns: a batch, or an entry that is not a well-formed batch (to dead-letter). */
 export type Claim = { ok: true; batch: ClaimedBatch } | { ok: false; id: string; reason: string };
 
+/**
+ * An entry of a job's result stream, as read back: nothing in it is trusted until the coordinator has
+ * checked it against the batch it sent (id, role, case indices) and, with `hmac_key`, its `mac`.
+ */
 export type ResultEntry =
-  | { kind: 'results'; batchId: string; role: Role; workerId: string; frame: Uint8Array }
-  | { kind: 'dead'; batchId: string; reason: string };
+  | { kind: 'results'; batchId: string; role: Role; workerId: string; frame: Uint8Array; mac?: string }
+  | { kind: 'dead'; batchId: string; role?: Role; reason: string; mac?: string };
 
 export interface WorkerInfo {
   workerId: string;
@@ -131,6 +137,12 @@ export interface QueueStats {
   workers: WorkerInfo[];
 }
 
+export interface BackendNotice {
+  event: 'redis_eviction_policy';
+  message: string;
+  [field: string]: unknown;
+}
+
 export interface ReclaimOutcome {
   requeued: string[];
   deadLettered: string[];
@@ -180,6 +192,14 @@ export interface Backend {
    * timeout.
    */
   waitForWork?(timeoutMs: number): Promise<void>;
+  /**
+   * Optional: of `ids`, those that are neither pending, delayed nor in flight (completed,
+   * dead-lettered, or lost with the backend's state). The coordinator calls it every tick and
+   * republishes what was lost. Backends that cannot lose a batch once acknowledged leave it out.
+   */
+  missingBatches?(ids: string[]): Promise<string[]>;
+  /** Optional: configuration problems worth a warning at start (e.g. a Redis eviction policy). */
+  preflight?(): Promise<BackendNotice[]>;
   /** Requeues batches whose lease expired, dead-lettering those past `max_requeue_attempts`. */
   reclaimExpired(): Promise<ReclaimOutcome>;
 

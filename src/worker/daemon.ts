@@ -22,7 +22,7 @@ import { version } from '../version.js';
 import { ArtifactCache, defaultCacheDir } from '../queue/artifacts.js';
 import { validateQueueConfig, type QueueConfig } from '../queue/config.js';
 import { createBackend } from '../queue/index.js';
-import { decodeCases, encodeResults, verifyBatch } from '../queue/messages.js';
+import { decodeCases, encodeResults, verifyBatch, verifyManifest } from '../queue/messages.js';
 import { retryDelayMs } from '../queue/retry.js';
 import type { Backend, ClaimedBatch, JobManifest } from '../queue/types.js';
 import { parseJobExec, parseSecretNames } from '../http/endpoint.js';
@@ -164,12 +164,25 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     await this.#backend.connect();
     // One pool up front for the default limits, so a worker is ready before its first batch.
     this.#pool(Math.round((this.#options.defaultTimeoutS ?? 2) * 1000), this.#options.defaultMemMb ?? 512);
+    for (const notice of (await this.#backend.preflight?.().catch(() => [])) ?? []) this.#logger.warn(notice.event, { worker: this.workerId, ...notice });
     this.#state = 'running';
     await this.#heartbeat();
     const tickMs = Math.max(50, Math.min(this.#config.lease_seconds * 1000 / 3, this.#config.heartbeat_check_interval * 1000));
     this.#tick = setInterval(() => void this.#onTick(), tickMs);
     this.#loop = this.#consume();
-    this.#logger.info('worker_started', { worker: this.workerId, threads: this.threads, backend: this.#backend.kind, version, node: process.version, codec: this.codecImpl });
+    // Say whether this worker checks signatures: a fleet where only some workers have the key is a
+    // misconfiguration the operator should see at start, not through dead letters.
+    const verifies = this.#config.hmac_key !== undefined;
+    this.#logger.info('worker_started', {
+      worker: this.workerId,
+      threads: this.threads,
+      backend: this.#backend.kind,
+      version,
+      node: process.version,
+      codec: this.codecImpl,
+      verifies_signatures: verifies,
+      message: verifies ? 'batches and job manifests are verified with hmac_key' : 'no hmac_key: batches are not verified, and signed batches are refused (dead-lettered with MG_ERR_HMAC)',
+    });
     this.emit('ready');
   }
 
@@ -395,11 +408,14 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     let urls: { task: string; impl: string };
     let exec: ChunkExec | undefined;
     try {
-      if (this.#config.hmac_key) verifyBatch(this.#config.hmac_key, batch);
+      const key = this.#config.hmac_key;
+      if (key) verifyBatch(key, batch);
+      else if (batch.mac !== undefined) throw new MetaguardError('MG_ERR_HMAC', 'batch is signed but this worker has no hmac_key (give every worker the coordinator\'s hmac_key)');
       cases = decodeCases(this.#codec, batch.payload);
       this.emit('decoded', { id: batch.id, cases: cases.length });
       manifest = await this.#manifest(batch.jobId);
       if (!manifest) throw new MetaguardError('MG_ERR_ARTIFACT', `job ${batch.jobId} not found (finished, expired, or never published)`);
+      if (key) verifyManifest(key, manifest);
       const impl = manifest.implementations[batch.role];
       if (!impl) throw new MetaguardError('MG_ERR_CODEC', `batch role ${JSON.stringify(batch.role)} is not baseline or candidate`);
       urls = { task: await this.#cache.resolve(this.#backend, manifest.task), impl: await this.#cache.resolve(this.#backend, impl) };
@@ -416,7 +432,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
         // another worker may; past max_requeue_attempts the batch is dead-lettered with this reason.
         this.#logger.warn('endpoint_unusable', { worker: this.workerId, batch: batch.id, message: err.message });
         await this.#retryLater(batch, `${err.code}: ${err.message}`);
-      } else if (isMetaguardError(err) && ['MG_ERR_CODEC', 'MG_ERR_HMAC', 'MG_ERR_ARTIFACT'].includes(err.code)) {
+      } else if (isMetaguardError(err) && ['MG_ERR_CODEC', 'MG_ERR_HMAC', 'MG_ERR_ARTIFACT', 'MG_ERR_MALFORMED_RECORD'].includes(err.code)) {
         await this.#deadLetter(batch.id, `${err.code}: ${err.message}`);
       } else {
         // Retryable: the backend or the disk failed while preparing. Retry after a backoff that
@@ -523,7 +539,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
 /** Starts a worker daemon: claims and runs batches until `close()`. */
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
   const config = options.config ?? validateQueueConfig(options.queueConfig ?? {});
-  const backend = options.backend ?? (await createBackend(config));
+  const backend = options.backend ?? (await createBackend(config, options.logger ? { logger: options.logger } : {}));
   const handle = new WorkerHandle({ ...options, config }, backend, options.backend === undefined);
   await handle.start();
   return handle;
