@@ -18,6 +18,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { resolveEvaluateOptions, runEvaluation } from '../src/evaluate.ts';
 import { CasePool } from '../src/execution/pool.ts';
+import { createRolePools } from '../src/execution/pools.ts';
 import { LocalDispatcher } from '../src/dispatch/local.ts';
 import { Metrics } from '../src/observe/metrics.ts';
 import type { Report } from '../src/reports/types.ts';
@@ -328,8 +329,7 @@ describe('time limits with --concurrency', () => {
 describe('metrics', () => {
   it('counts requests by role and status, their latency and the retries', async () => {
     const metrics = new Metrics();
-    const pool = new CasePool({ threads: 1, timeoutMs: 5000 });
-    const dispatcher = new LocalDispatcher({ threads: 1, pool, metrics });
+    const dispatcher = new LocalDispatcher({ threads: 1, pools: createRolePools(1, { timeoutMs: 5000 }), metrics });
     const urls = { baseline: `${ep.url}/ok`, candidate: `${ep.url}/retry-after/503?s=0&metrics=1` };
     const endpoint = (url: string) => parseEndpoint({ url }, 'test');
     try {
