@@ -168,8 +168,9 @@ describe('endpoints as implementations', () => {
   });
 
   it('--rate-limit spaces each role\'s requests 1/RPS apart', async () => {
-    // Two threads and small chunks (concurrency 1): both threads send a role's requests, through one shared bucket.
-    const r = await evaluateWith({ baseline: `${ep.url}/ok?rl=b`, candidate: `${ep.url}/ok?rl=c`, n: 15, rateLimit: 20, parallel: 2, concurrency: 1 });
+    // Two threads per role (--parallel 4: a pool per role) and small chunks (concurrency 1): both
+    // threads send a role's requests, through one shared bucket.
+    const r = await evaluateWith({ baseline: `${ep.url}/ok?rl=b`, candidate: `${ep.url}/ok?rl=c`, n: 15, rateLimit: 20, parallel: 4, concurrency: 1 });
     assert.equal(r.config.rate_limit, 20);
     for (const marker of ['b', 'c']) {
       const at = seenOn(`/ok?rl=${marker}`).map((s) => s.at).sort((a, b) => a - b);

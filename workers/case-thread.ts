@@ -108,7 +108,7 @@ function errorInfo(err: unknown, fallbackCode: string): { code: string; message:
     // A thrown value whose message or toString throws.
     info = { code: fallbackCode, message: '[an error that cannot be printed]' };
   }
-  return { code: info.code, message: truncate(info.message, MAX_MESSAGE_CHARS) };
+  return { ...info, message: truncate(info.message, MAX_MESSAGE_CHARS) };
 }
 
 function failedProperties(task: TaskSpec, output: unknown, args: unknown[], mode: 'hard' | 'soft'): string[] {

@@ -16,10 +16,12 @@ export const MAX_OUTPUT_CHARS = 200;
 /** Names kept per violation list, and characters kept per name. */
 export const MAX_NAMES = 32;
 export const MAX_NAME_CHARS = 120;
+/** Characters kept of an endpoint's response body in an E_HTTP_* error (the client keeps 200 bytes). */
+export const MAX_HTTP_BODY_CHARS = 400;
 /** Characters kept of an error code (codes are short identifiers). */
 export const MAX_CODE_CHARS = 40;
 /** Upper bound of one result's JSON encoding with every field at its limit (UTF-16 worst case aside). */
-export const MAX_RESULT_BYTES = 2 * (MAX_MESSAGE_CHARS + MAX_OUTPUT_CHARS + MAX_CODE_CHARS + 3 * MAX_NAMES * (MAX_NAME_CHARS + 3)) + 256;
+export const MAX_RESULT_BYTES = 2 * (MAX_MESSAGE_CHARS + MAX_HTTP_BODY_CHARS + MAX_OUTPUT_CHARS + MAX_CODE_CHARS + 3 * MAX_NAMES * (MAX_NAME_CHARS + 3)) + 2 * 3 * MAX_NAMES * 12 + 256;
 
 /** Cuts `s` to at most `max` characters, saying how much was cut. */
 export function truncate(s: string, max: number): string {
@@ -52,6 +54,9 @@ export function boundResult(raw: unknown): CaseResult | null {
     const e = (r.error ?? {}) as Record<string, unknown>;
     const code = typeof e.code === 'string' && /^(E_|MG_ERR_)[A-Z0-9_]+$/.test(e.code) ? truncate(e.code, MAX_CODE_CHARS) : 'E_THROW';
     out.error = { code, message: truncate(typeof e.message === 'string' ? e.message : String(e.message), MAX_MESSAGE_CHARS) };
+    // E_HTTP_*: the response status and the first bytes of its body.
+    if (Number.isSafeInteger(e.status)) out.error.status = e.status as number;
+    if (typeof e.body === 'string') out.error.body = truncate(e.body, MAX_HTTP_BODY_CHARS);
     out.passed = false;
   }
   const prop = names(r.propViolations, 'properties');
