@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { dirname } from 'node:path';
 import { existsSync } from 'node:fs';
 import { MetaguardError, invalidOption } from './errors.js';
 import { resolveOptions, type Sources } from './options/schema.js';
@@ -13,7 +14,8 @@ import { loadPolicy } from './gate/policy.js';
 import { decide } from './gate/index.js';
 import { builtinTask } from './spec/builtin.js';
 import { loadTask, moduleUrl } from './spec/load.js';
-import { CasePool } from './execution/pool.js';
+import type { CaseRunner } from './execution/pool.js';
+import { createRolePools } from './execution/pools.js';
 import type { CaseResult } from './execution/protocol.js';
 import { LocalDispatcher } from './dispatch/local.js';
 import { roles, type Dispatcher, type JobSpec, type Role } from './dispatch/types.js';
@@ -80,10 +82,10 @@ function generateCases(gen: (n: number, seed: number) => unknown[][], n: number,
 
 /**
  * Fails with exit-2 errors for implementations that load but are unusable; load-time crashes are case
- * results. The check runs in a thread of `pool`, never in this one.
+ * results. Each role is checked in a thread of its own pool, never in this one.
  */
-async function checkImplementations(modules: ResolvedModules, pool: CasePool): Promise<void> {
-  const checks = await Promise.all(roles.map((role) => pool.checkModules(modules.taskUrl, modules.implUrls[role])));
+async function checkImplementations(modules: ResolvedModules, pools: Record<Role, CaseRunner>): Promise<void> {
+  const checks = await Promise.all(roles.map((role) => pools[role].checkModules(modules.taskUrl, modules.implUrls[role])));
   for (const info of checks) {
     if (info && info.code.startsWith('MG_ERR_')) throw new MetaguardError(info.code as 'MG_ERR_INVALID_IMPLEMENTATION', info.message);
   }
@@ -91,16 +93,16 @@ async function checkImplementations(modules: ResolvedModules, pool: CasePool): P
 
 /**
  * Concurrency and endpoint of each role: a URL is an endpoint; a module exporting `http` describes one
- * (asked in a thread of `pool`). Undefined when both roles are modules run one case at a time.
+ * (asked in a thread of the role's pool). Undefined when both roles are modules run one case at a time.
  */
-async function describeExec(options: EvaluateOptions, modules: ResolvedModules, pool: CasePool): Promise<JobExec | undefined> {
+async function describeExec(options: EvaluateOptions, modules: ResolvedModules, pools: Record<Role, CaseRunner>): Promise<JobExec | undefined> {
   const roleExec = async (role: Role): Promise<RoleExec> => {
     const url = modules.implUrls[role];
     let described: unknown;
     if (isEndpointUrl(url)) described = { url };
     else {
       // A module that fails to load has no endpoint: its cases report the failure (E_CRASH).
-      const d = await pool.describeImplementation(url).catch(() => ({ kind: 'none' as const }));
+      const d = await pools[role].describeImplementation(url).catch(() => ({ kind: 'none' as const }));
       if (d.kind === 'invalid') throw new MetaguardError('MG_ERR_INVALID_IMPLEMENTATION', `implementation ${fileURLToPath(url)}: http: ${d.message}`);
       if (d.kind === 'http') described = d.http;
     }
@@ -136,23 +138,26 @@ export async function runEvaluation(options: Readonly<EvaluateOptions>, hooks: E
   const cases = generateCases(task.gen.bind(task), options.n, options.seed, task.name);
   const job: JobSpec = { ...modules, taskName: task.name, seed: options.seed, timeoutMs: Math.round(options.timeoutS * 1000), memMb: options.memMb, cases };
   const env = hooks.env ?? process.env;
-  // The local dispatcher runs on the pool that checked the implementations; a queue needs one thread.
-  const pool = new CasePool({ threads: options.dispatcher === 'local' ? options.parallel : 1, timeoutMs: job.timeoutMs, memMb: job.memMb });
+  // The local dispatcher runs on the pools that checked the implementations (one per role); a queue
+  // needs one thread per role for the check.
+  const readPaths = [modules.taskUrl, ...roles.map((r) => modules.implUrls[r])].filter((u) => u.startsWith('file:')).map((u) => dirname(fileURLToPath(u)));
+  const pools = createRolePools(options.dispatcher === 'local' ? options.parallel : 1, { timeoutMs: job.timeoutMs, memMb: job.memMb }, { isolation: options.isolation ?? 'thread', readPaths });
+  const destroyPools = () => Promise.all(roles.map((role) => pools[role].destroy()));
   try {
-    await checkImplementations(modules, pool);
-    const exec = await describeExec(options, modules, pool);
+    await checkImplementations(modules, pools);
+    const exec = await describeExec(options, modules, pools);
     if (exec) job.exec = exec;
     // Run here, header variables must be set now (exit 2 naming the header); through a queue each
     // worker fills them in from its own environment.
     if (options.dispatcher === 'local') for (const role of roles) if (exec?.roles[role].endpoint) resolveHeaders(exec.roles[role].endpoint!, env);
   } catch (err) {
-    await pool.destroy();
+    await destroyPools();
     throw err;
   }
-  if (options.dispatcher !== 'local') await pool.destroy();
+  if (options.dispatcher !== 'local') await destroyPools();
   const metrics = options.metrics ? new Metrics({ defaultMetrics: true }) : undefined;
   let dispatcher: Dispatcher;
-  if (options.dispatcher === 'local') dispatcher = new LocalDispatcher({ threads: options.parallel, pool, env, ...(metrics ? { metrics } : {}) });
+  if (options.dispatcher === 'local') dispatcher = new LocalDispatcher({ threads: options.parallel, pools, env, ...(metrics ? { metrics } : {}) });
   else if (hooks.createDispatcher) dispatcher = await hooks.createDispatcher(options, { logger, ...(metrics ? { metrics } : {}) });
   else dispatcher = createQueueDispatcher(options, logger, metrics);
   let server: MetricsServer | undefined;

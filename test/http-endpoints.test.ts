@@ -18,6 +18,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { resolveEvaluateOptions, runEvaluation } from '../src/evaluate.ts';
 import { CasePool } from '../src/execution/pool.ts';
+import { createRolePools } from '../src/execution/pools.ts';
 import { LocalDispatcher } from '../src/dispatch/local.ts';
 import { Metrics } from '../src/observe/metrics.ts';
 import type { Report } from '../src/reports/types.ts';
@@ -167,8 +168,9 @@ describe('endpoints as implementations', () => {
   });
 
   it('--rate-limit spaces each role\'s requests 1/RPS apart', async () => {
-    // Two threads and small chunks (concurrency 1): both threads send a role's requests, through one shared bucket.
-    const r = await evaluateWith({ baseline: `${ep.url}/ok?rl=b`, candidate: `${ep.url}/ok?rl=c`, n: 15, rateLimit: 20, parallel: 2, concurrency: 1 });
+    // Two threads per role (--parallel 4: a pool per role) and small chunks (concurrency 1): both
+    // threads send a role's requests, through one shared bucket.
+    const r = await evaluateWith({ baseline: `${ep.url}/ok?rl=b`, candidate: `${ep.url}/ok?rl=c`, n: 15, rateLimit: 20, parallel: 4, concurrency: 1 });
     assert.equal(r.config.rate_limit, 20);
     for (const marker of ['b', 'c']) {
       const at = seenOn(`/ok?rl=${marker}`).map((s) => s.at).sort((a, b) => a - b);
@@ -341,8 +343,7 @@ describe('time limits with --concurrency', () => {
 describe('metrics', () => {
   it('counts requests by role and status, their latency and the retries', async () => {
     const metrics = new Metrics();
-    const pool = new CasePool({ threads: 1, timeoutMs: 5000 });
-    const dispatcher = new LocalDispatcher({ threads: 1, pool, metrics });
+    const dispatcher = new LocalDispatcher({ threads: 1, pools: createRolePools(1, { timeoutMs: 5000 }), metrics });
     const urls = { baseline: `${ep.url}/ok`, candidate: `${ep.url}/retry-after/503?s=0&metrics=1` };
     const endpoint = (url: string) => parseEndpoint({ url }, 'test');
     try {

@@ -57,7 +57,7 @@ it('worker and coordinator write the documented events as JSON lines', { skip },
     env: {},
   });
   const outcome = await runEvaluation(options, { logger: createLogger({ file: coordLog, level: 'debug' }) });
-  assert.ok(outcome.report.baseline.errors.E_TIMEOUT! > 0 && outcome.report.candidate.errors.E_OOM! > 0);
+  assert.ok(outcome.report.baseline.errors.E_TIMEOUT! > 0 && outcome.report.candidate.errors.E_OOM! > 0, JSON.stringify([outcome.report.baseline.errors, outcome.report.candidate.errors]));
   w.child.kill('SIGTERM');
   assert.equal((await w.exited).code, 0, w.output());
   await raw.quit();

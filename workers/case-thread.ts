@@ -2,13 +2,19 @@
  * Piscina thread entry: runs a chunk of cases of one implementation. For each case it calls the
  * implementation, checks every property, and runs every relation (the implementation again on the
  * transformed arguments, with an rng seeded from seed, case index and relation index). Results stream
- * back on the chunk's port as each case finishes. Time and memory limits are enforced by the parent,
- * which terminates this thread; this side only measures and classifies what it can see.
+ * back on parentPort, tagged with the chunk's token, as cases finish. Time and memory limits are
+ * enforced by the parent, which terminates this thread; this side only measures and classifies what
+ * it can see, and cuts what it sends to size (src/execution/limits.ts).
+ *
+ * Structure: `runCase` runs one case; `runChunk` (the piscina task) loads the modules, runs the cases
+ * one after another and flushes results; `Flusher` groups results into messages.
  */
+import { guardThread } from '../src/execution/thread-guard.js';
 import { isDeepStrictEqual } from 'node:util';
 import { performance } from 'node:perf_hooks';
-import { getHeapStatistics } from 'node:v8';
-import { threadId } from 'node:worker_threads';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { parentPort, threadId } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { MetaguardError, toErrorInfo } from '../src/errors.js';
 import { importModule, validateImplementation, validateTask } from '../src/spec/load.js';
@@ -18,6 +24,10 @@ import type { CaseInput, CaseResult, ChunkExec, ChunkRequest, ThreadMessage } fr
 import { HttpCaller, type CallScope, type HttpShape, type HttpTrace } from '../src/http/client.js';
 import { isEndpointUrl } from '../src/http/endpoint.js';
 import { CaseDeadline, raceAbort, runInLanes } from '../src/execution/lanes.js';
+import { MAX_MESSAGE_CHARS, MAX_OUTPUT_CHARS, truncate } from '../src/execution/limits.js';
+
+// Before any user module is imported.
+guardThread();
 
 const FLUSH_MS = 2;
 const FLUSH_MAX = 256;
@@ -77,9 +87,28 @@ function preview(value: unknown): string {
   try {
     s = JSON.stringify(value) ?? String(value);
   } catch {
-    s = String(value);
+    try {
+      s = String(value);
+    } catch {
+      s = `[unprintable ${typeof value}]`;
+    }
   }
-  return s.length > 200 ? s.slice(0, 197) + '...' : s;
+  return truncate(s, MAX_OUTPUT_CHARS);
+}
+
+function errorInfo(err: unknown, fallbackCode: string): { code: string; message: string } {
+  let info: { code: string; message: string };
+  try {
+    info = toErrorInfo(err, fallbackCode);
+    // Node's permission model (--isolation process) refuses with ERR_ACCESS_DENIED.
+    if ((err as { code?: unknown })?.code === 'ERR_ACCESS_DENIED') info.code = 'E_PERMISSION';
+    // An allocation the OS limit refused (--isolation process: RLIMIT_AS) is the memory limit.
+    else if (err instanceof RangeError && /allocat/i.test(err.message)) info.code = 'E_OOM';
+  } catch {
+    // A thrown value whose message or toString throws.
+    info = { code: fallbackCode, message: '[an error that cannot be printed]' };
+  }
+  return { ...info, message: truncate(info.message, MAX_MESSAGE_CHARS) };
 }
 
 function failedProperties(task: TaskSpec, output: unknown, args: unknown[], mode: 'hard' | 'soft'): string[] {
@@ -109,7 +138,7 @@ async function runCase(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: 
   const elapsed = () => performance.now() - started - (ctx?.deadline.extendedMs ?? 0);
   const withTrace = (r: CaseResult): CaseResult => (ctx?.trace.ms.length ? { ...r, http: ctx.trace } : r);
   const failWith = (err: unknown): CaseResult => {
-    const error = ctx?.deadline.signal.aborted ? toErrorInfo(ctx.deadline.signal.reason) : toErrorInfo(err, 'E_THROW');
+    const error = ctx?.deadline.signal.aborted ? errorInfo(ctx.deadline.signal.reason, 'E_TIMEOUT') : errorInfo(err, 'E_THROW');
     if (ctx) error.message = ctx.redact(error.message);
     return withTrace({ index: c.index, passed: false, durationMs: elapsed(), error });
   };
@@ -162,10 +191,48 @@ async function runCase(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: 
   return result;
 }
 
-export default async function runChunk(req: ChunkRequest): Promise<number> {
-  const { port } = req;
-  const post = (m: ThreadMessage) => port.postMessage(m);
-  post({ t: 'started' });
+/**
+ * Groups results into messages: one message per case would make the parent's thread the bottleneck on
+ * fast cases. A group is flushed once FLUSH_MS have passed since the last flush, so a slow case's
+ * result leaves at once, and a thread cut short loses at most FLUSH_MS of finished work.
+ */
+class Flusher {
+  #pending: CaseResult[] = [];
+  #lastFlush = performance.now();
+  constructor(readonly post: (m: ThreadMessage) => void, readonly token: string, readonly flushMs = FLUSH_MS) {}
+
+  add(result: CaseResult): void {
+    this.#pending.push(result);
+    const now = performance.now();
+    if (now - this.#lastFlush >= this.flushMs || this.#pending.length >= FLUSH_MAX) this.flush(now);
+  }
+
+  flush(now = performance.now()): void {
+    if (this.#pending.length) this.post({ t: 'results', token: this.token, results: this.#pending });
+    this.#pending = [];
+    this.#lastFlush = now;
+  }
+}
+
+// Our own reference: user code may replace parentPort.postMessage in this realm, not this binding.
+// (No parentPort when a case process imports this module for runCases.)
+const postMessage = parentPort ? parentPort.postMessage.bind(parentPort) : undefined;
+
+/** Piscina task: runs a chunk, results on parentPort. */
+export default function runChunk(req: ChunkRequest): Promise<number> {
+  return runCases(req, (m) => postMessage!(m), { threadId, flushMs: FLUSH_MS });
+}
+
+/**
+ * Runs a chunk's cases one after another, posting begin / results / end with `post`. `flushMs` 0
+ * sends each result as its case ends (a case process has no shared progress slot: the first case
+ * without a result is the one running).
+ */
+export async function runCases(req: Omit<ChunkRequest, 'progress'> & { progress?: Int32Array }, post: (m: ThreadMessage) => void, where: { threadId: number; flushMs: number }): Promise<number> {
+  const { token } = req;
+  const threadId = where.threadId;
+  const out = new Flusher(post, token, where.flushMs);
+  post({ t: 'started', token });
   let task: TaskSpec;
   let impl: Loaded;
   try {
@@ -173,45 +240,31 @@ export default async function runChunk(req: ChunkRequest): Promise<number> {
     if ('http' in impl && !req.exec?.http) throw new Error('the implementation is an HTTP endpoint but the chunk carries no endpoint description');
   } catch (err) {
     // Failing at import is a crash of the implementation: every case of the chunk records it.
-    const error = { code: 'E_CRASH', message: `failed at import: ${toErrorInfo(err).message.split('\n')[0]}` };
-    post({ t: 'begin', threadId });
-    post({ t: 'results', results: req.cases.map((c) => ({ index: c.index, passed: false, durationMs: 0, error })) });
-    post({ t: 'end', count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
-    port.close();
+    const error = { code: 'E_CRASH', message: truncate(`failed at import: ${errorInfo(err, 'E_CRASH').message.split('\n')[0]}`, MAX_MESSAGE_CHARS) };
+    post({ t: 'begin', token, threadId });
+    post({ t: 'results', token, results: req.cases.map((c) => ({ index: c.index, passed: false, durationMs: 0, error })) });
+    post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
     return req.cases.length;
   }
-  post({ t: 'begin', threadId });
+  post({ t: 'begin', token, threadId });
   if ('http' in impl || (req.exec?.concurrency ?? 1) > 1) {
     await runConcurrently(req, task, impl, post);
-    post({ t: 'end', count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
-    port.close();
+    post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
     return req.cases.length;
   }
   const solve = impl.solve;
   const invoke: Invoke = (args) => call(solve, args);
-  // Results are flushed in small groups: one message per case would make the parent's thread the
-  // bottleneck on fast cases. A group is flushed once FLUSH_MS have passed since the last flush, so a
-  // slow case's result leaves at once, and a thread cut short loses at most FLUSH_MS of finished work.
-  let pending: CaseResult[] = [];
-  let lastFlush = performance.now();
   for (let i = 0; i < req.cases.length; i++) {
-    Atomics.store(req.progress, 0, i);
-    pending.push(await runCase(task, invoke, req.seed, req.timeoutMs, req.cases[i]));
-    const now = performance.now();
-    if (now - lastFlush >= FLUSH_MS || pending.length >= FLUSH_MAX) {
-      post({ t: 'results', results: pending });
-      pending = [];
-      lastFlush = now;
-    }
+    if (req.progress) Atomics.store(req.progress, 0, i);
+    out.add(await runCase(task, invoke, req.seed, req.timeoutMs, req.cases[i]));
   }
-  if (pending.length) post({ t: 'results', results: pending });
-  post({ t: 'end', count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
-  port.close();
+  out.flush();
+  post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
   return req.cases.length;
 }
 
 /** Cases of a chunk with up to `exec.concurrency` in flight, each under its own deadline (src/execution/lanes). */
-async function runConcurrently(req: ChunkRequest, task: TaskSpec, impl: Loaded, post: (m: ThreadMessage) => void): Promise<void> {
+async function runConcurrently(req: Omit<ChunkRequest, 'progress'> & { progress?: Int32Array }, task: TaskSpec, impl: Loaded, post: (m: ThreadMessage) => void): Promise<void> {
   const exec: ChunkExec = req.exec ?? { concurrency: 1 };
   const caller = 'http' in impl ? new HttpCaller(exec.http!, impl.http, exec.concurrency, exec.rateLimit) : undefined;
   const invoke: Invoke = caller
@@ -224,8 +277,10 @@ async function runConcurrently(req: ChunkRequest, task: TaskSpec, impl: Loaded, 
     timeoutMs: req.timeoutMs,
     flushMs: FLUSH_MS,
     flushMax: FLUSH_MAX,
-    onStart: (position) => Atomics.store(req.progress, 0, position),
-    post: (results) => post({ t: 'results', results }),
+    onStart: (position) => {
+      if (req.progress) Atomics.store(req.progress, 0, position);
+    },
+    post: (results) => post({ t: 'results', token: req.token, results }),
     runCase: async (position, deadline) => {
       const trace: HttpTrace = { calls: 0, ms: [], status: [] };
       const scope: CallScope = { signal: deadline.signal, trace, extend: (ms) => deadline.extend(ms), remainingMs: () => deadline.remainingMs() };
@@ -234,7 +289,7 @@ async function runConcurrently(req: ChunkRequest, task: TaskSpec, impl: Loaded, 
         return await runCase(task, invoke, req.seed, req.timeoutMs, c, { deadline, scope, trace, redact });
       } catch (err) {
         // A task check that throws outside its guards: the case's result, never the lane's end.
-        return { index: c.index, passed: false, durationMs: 0, error: { code: 'E_THROW', message: redact(toErrorInfo(err).message) } };
+        return { index: c.index, passed: false, durationMs: 0, error: { code: 'E_THROW', message: redact(errorInfo(err, 'E_THROW').message) } };
       }
     },
   });
@@ -273,6 +328,18 @@ export async function checkModules(req: { taskUrl: string; implUrl: string }): P
     await Promise.all([loadTask(req.taskUrl), loadImpl(req.implUrl)]);
     return null;
   } catch (err) {
-    return toErrorInfo(err, 'E_CRASH');
+    return errorInfo(err, 'E_CRASH');
   }
+}
+
+/**
+ * Diagnostic task for leak tests and the soak benchmark: the thread's heap after a full collection.
+ * (`--expose-gc` cannot be given to a worker thread; setting the flag at run time exposes gc to new
+ * contexts.)
+ */
+export function heapAfterGc(): number {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  gc();
+  return getHeapStatistics().used_heap_size;
 }

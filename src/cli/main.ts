@@ -64,7 +64,7 @@ export async function main(argv: string[]): Promise<number> {
 export function reportError(err: unknown, codeForBadInput: number): number {
   if (isMetaguardError(err)) {
     process.stderr.write(`metaguard: ${err.message}\n`);
-    const badInput = err.code === 'MG_ERR_INVALID_OPTION' || err.code === 'MG_ERR_UNKNOWN_OPTION';
+    const badInput = err.code === 'MG_ERR_INVALID_OPTION' || err.code === 'MG_ERR_UNKNOWN_OPTION' || err.code === 'MG_ERR_BACKEND_AUTH';
     return badInput ? codeForBadInput : EXIT.ERROR;
   }
   process.stderr.write(`metaguard: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

@@ -17,6 +17,8 @@ function codecImpl(): string {
   const why = nativeLoadError();
   return impl === 'js' && why ? `js (native module not loaded: ${why.message.split('\n')[0]})` : impl;
 }
+import { parseHideEnv } from '../execution/env.js';
+import { invalidOption } from '../errors.js';
 
 export const workerHelp = `Usage: metaguard worker [options]
 
@@ -42,6 +44,8 @@ export async function workerCommand(argv: string[]): Promise<number> {
   requireQueueConfig(options);
   const config = validateQueueConfig(options.queueConfig ?? {}, options.backend ? { backend: options.backend } : {});
   refuseMemoryQueue(config.backend, options.backend !== undefined);
+  const hidden = parseHideEnv(options.hideEnv);
+  if ('error' in hidden) throw invalidOption('METAGUARD_HIDE_ENV', hidden.error);
   const logger = createLogger({ level: options.logLevel, json: options.logJson, file: options.logFile, verbose: true });
   // A signal during start-up drains right after start instead of killing the process mid-connect.
   let early: string | undefined;
@@ -54,6 +58,8 @@ export async function workerCommand(argv: string[]): Promise<number> {
     pollIntervalS: options.pollInterval,
     defaultTimeoutS: options.defaultTimeoutS,
     defaultMemMb: options.defaultMemMb,
+    isolation: options.isolation,
+    hideEnv: hidden.patterns,
     shutdownTimeoutS: options.shutdownTimeoutS,
     logger,
     ...(options.workerId ? { workerId: options.workerId } : {}),

@@ -1,5 +1,9 @@
-/** The local dispatcher: cases run in this process's case pool, in chunks, both roles interleaved. */
-import { CasePool } from '../execution/pool.js';
+/**
+ * The local dispatcher: cases run in this process's case threads, in chunks, both roles interleaved,
+ * each role in its own pool (a candidate never shares a realm with the baseline).
+ */
+import type { CaseRunner } from '../execution/pool.js';
+import { createRolePools } from '../execution/pools.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { CaseResult } from '../execution/protocol.js';
 import { chunkExecFor, RateLimitStates } from '../http/exec.js';
@@ -8,8 +12,8 @@ import { roles, type DispatchEvents, type Dispatcher, type JobSpec, type Role } 
 export interface LocalDispatcherOptions {
   threads: number;
   metrics?: Metrics;
-  /** Run on this pool (already started, e.g. by the implementation check) instead of a new one. */
-  pool?: CasePool;
+  /** Run on these pools (already started, e.g. by the implementation check) instead of new ones. */
+  pools?: Record<Role, CaseRunner>;
   /** Cases per `pool.run`. @defaultValue about four chunks per thread and role, 1..256 (at least 8 × concurrency) */
   chunkSize?: number;
   /** Where endpoint headers' `${VAR}` values come from. @defaultValue process.env */
@@ -22,15 +26,15 @@ export function defaultChunkSize(n: number, threads: number): number {
 
 export class LocalDispatcher implements Dispatcher {
   readonly #options: LocalDispatcherOptions;
-  #pool: CasePool | undefined;
+  #pools: Record<Role, CaseRunner> | undefined;
 
   constructor(options: LocalDispatcherOptions) {
     this.#options = options;
-    this.#pool = options.pool;
+    this.#pools = options.pools;
   }
 
   async run(job: JobSpec, events: DispatchEvents = {}): Promise<Record<Role, CaseResult[]>> {
-    const pool = (this.#pool ??= new CasePool({ threads: this.#options.threads, timeoutMs: job.timeoutMs, memMb: job.memMb }));
+    const pools = (this.#pools ??= createRolePools(this.#options.threads, { timeoutMs: job.timeoutMs, memMb: job.memMb }));
     const n = job.cases.length;
     const rateLimits = new RateLimitStates();
     const execs = { baseline: chunkExecFor(job.exec, 'baseline', { jobId: 'local', env: this.#options.env ?? process.env, rateLimits }), candidate: chunkExecFor(job.exec, 'candidate', { jobId: 'local', env: this.#options.env ?? process.env, rateLimits }) };
@@ -46,7 +50,7 @@ export class LocalDispatcher implements Dispatcher {
       for (const role of roles) {
         inFlight++;
         work.push(
-          pool
+          pools[role]
             .runChunk(
               { taskUrl: job.taskUrl, implUrl: job.implUrls[role], seed: job.seed, cases, ...(execs[role] ? { exec: execs[role] } : {}) },
               {
@@ -75,6 +79,6 @@ export class LocalDispatcher implements Dispatcher {
   }
 
   async close(): Promise<void> {
-    await this.#pool?.close();
+    if (this.#pools) await Promise.all(roles.map((role) => this.#pools![role].close()));
   }
 }

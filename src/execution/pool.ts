@@ -10,15 +10,27 @@
  *
  * In each case the running case — the first one of the chunk without a result — takes the error,
  * the cases that finished keep their results, and only the rest are run again.
+ *
+ * Results come back on the threads' `parentPort` (piscina re-emits those messages as the pool's
+ * 'message' event), tagged with a random token per attempt. An earlier version transferred a new
+ * MessagePort per chunk, and each left ~1.2 KB in the thread's heap for good (a daemon grew by
+ * ~60 MB per million cases). Messages without a known token are dropped, and every result is checked
+ * and cut to size (`limits.ts`) before it is believed: the thread's realm belongs to user code.
+ *
+ * A pool runs one role of one job: baseline and candidate never share a thread or a realm (a
+ * candidate that replaces `Array.prototype.sort` in its realm cannot make the baseline fail). Threads
+ * see a scrubbed environment (`env.ts`).
  */
 import { EventEmitter } from 'node:events';
-import { MessageChannel } from 'node:worker_threads';
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { MetaguardError, type ErrorInfo } from '../errors.js';
 import { runningFromSource } from '../util/paths.js';
 import type { CaseInput, CaseResult, ChunkExec, ChunkRequest, ThreadMessage } from './protocol.js';
+import { boundResult } from './limits.js';
+import { caseEnvironment } from './env.js';
 
 export interface CasePoolOptions {
   /** Number of threads. @defaultValue available parallelism */
@@ -27,6 +39,12 @@ export interface CasePoolOptions {
   timeoutMs?: number;
   /** Heap limit of each thread (old generation), in MiB. @defaultValue 512 */
   memMb?: number;
+  /** Environment of the threads. @defaultValue `caseEnvironment()`: process.env without METAGUARD_* and METAGUARD_HIDE_ENV's names */
+  env?: Record<string, string>;
+  /** Seconds a thread may sit idle before piscina stops it (it is restarted on demand). @defaultValue 60 */
+  idleTimeoutS?: number;
+  /** First slot number of this pool's threads (pools of one pool set number their threads apart). @defaultValue 0 */
+  slotBase?: number;
 }
 
 export interface ChunkSpec {
@@ -77,7 +95,7 @@ export function timeoutSlackMs(timeoutMs: number): number {
 /** How long a thread may take to import a task and an implementation before the chunk is failed. */
 const importBudgetMs = (timeoutMs: number) => Math.max(10_000, timeoutMs * 2);
 
-interface AttemptOutcome {
+export interface AttemptOutcome {
   results: CaseResult[];
   /** The thread that ran the attempt (-1 if it never began) and its slot. */
   threadId: number;
@@ -85,10 +103,77 @@ interface AttemptOutcome {
   /** Position in the attempt's cases of the case running when it ended (-1: none had started). */
   position: number;
   /** Set when the thread was cut short; the first case without a result takes this error. */
-  fault?: ErrorInfo & { beforeBegin: boolean; reason: 'timeout' | 'oom' | 'crash' };
+  fault?: ErrorInfo & { beforeBegin: boolean; reason: 'timeout' | 'oom' | 'crash'; unfinished?: boolean };
 }
 
-export class CasePool extends EventEmitter {
+/**
+ * Runs `cases` by attempts until each has a result. After a fault, the running case — at the shared
+ * progress position — takes the error, the cases that finished keep their results, and only the rest
+ * are run again. Shared by the thread pool and the process pool.
+ */
+export async function runAttempts(
+  cases: CaseInput[],
+  events: ChunkEvents,
+  timeoutMs: number,
+  attempt: (cases: CaseInput[]) => Promise<AttemptOutcome>,
+  hooks: { closed(): boolean; released(threadId: number): void },
+): Promise<CaseResult[]> {
+  const done: CaseResult[] = [];
+  let remaining = cases;
+  while (remaining.length > 0) {
+    const outcome = await attempt(remaining);
+    // A pool destroyed mid-chunk (a worker handing its batches back) has no trustworthy outcome.
+    if (hooks.closed()) throw new MetaguardError('MG_ERR_POOL_CLOSED', 'the case pool was closed while the chunk ran');
+    done.push(...outcome.results);
+    if (!outcome.fault) break;
+    if (!outcome.fault.unfinished) {
+      events.onRestart?.(outcome.fault.reason, outcome.slot);
+      hooks.released(outcome.threadId);
+    }
+    const finished = new Set(outcome.results.map((r) => r.index));
+    const error = { code: outcome.fault.code, message: outcome.fault.message };
+    // Before 'begin' the thread died loading modules: no case ran, every case of the chunk fails
+    // alike. Otherwise the case at the progress position takes the error, and every other case
+    // without a received result runs again (those that finished but whose results were not yet sent
+    // included: at most a few milliseconds of work).
+    const running = outcome.fault.beforeBegin || outcome.fault.unfinished ? -1 : outcome.position;
+    const victim = remaining[running];
+    const victims =
+      running < 0 ? remaining.filter((c) => !finished.has(c.index)) : victim && !finished.has(victim.index) ? [victim] : remaining.filter((c) => !finished.has(c.index)).slice(0, 1);
+    for (const c of victims) {
+      const r: CaseResult = { index: c.index, passed: false, durationMs: outcome.fault.code === 'E_TIMEOUT' ? timeoutMs : 0, error };
+      done.push(r);
+      events.onResult?.(r, outcome.slot);
+    }
+    const blamed = new Set(victims.map((c) => c.index));
+    remaining = remaining.filter((c) => !finished.has(c.index) && !blamed.has(c.index));
+  }
+  return done;
+}
+
+/** What an implementation module's `http` export describes (see workers/case-thread describeImplementation). */
+export type ImplementationDescription = { kind: 'none' } | { kind: 'http'; http: unknown } | { kind: 'invalid'; message: string };
+
+/** What a pool of case threads or case processes offers (see CasePool, ProcessCasePool). */
+export interface CaseRunner {
+  readonly threads: number;
+  readonly timeoutMs: number;
+  readonly memMb: number;
+  readonly needsDrain: boolean;
+  readonly utilization: number;
+  readonly running: number;
+  readonly closed: boolean;
+  readonly threadCount: number;
+  runChunk(spec: ChunkSpec, events?: ChunkEvents): Promise<CaseResult[]>;
+  checkModules(taskUrl: string, implUrl: string): Promise<ErrorInfo | null>;
+  heapAfterGc(): Promise<number>;
+  describeImplementation(implUrl: string): Promise<ImplementationDescription>;
+  close(): Promise<void>;
+  destroy(): Promise<void>;
+  on(event: 'drain', listener: () => void): unknown;
+}
+
+export class CasePool extends EventEmitter implements CaseRunner {
   readonly threads: number;
   readonly timeoutMs: number;
   readonly memMb: number;
@@ -97,18 +182,26 @@ export class CasePool extends EventEmitter {
   readonly #slots = new Map<number, number>();
   #nextSlot = 0;
   readonly #freeSlots: number[] = [];
+  readonly #slotBase: number;
+  /** Attempts in flight by token: thread messages are routed here. */
+  readonly #attempts = new Map<string, (m: ThreadMessage) => void>();
+  #running = 0;
   #closed = false;
+  /** When the last chunk finished (for idle eviction by a pool set). */
+  lastUsed = Date.now();
 
   constructor(options: CasePoolOptions = {}) {
     super();
     this.threads = options.threads ?? availableParallelism();
     this.timeoutMs = options.timeoutMs ?? 2000;
     this.memMb = options.memMb ?? 512;
+    this.#slotBase = options.slotBase ?? 0;
     this.#pool = new Piscina<ChunkRequest, number>({
       filename: threadFile,
       minThreads: this.threads,
       maxThreads: this.threads,
-      idleTimeout: 60_000,
+      idleTimeout: (options.idleTimeoutS ?? 60) * 1000,
+      env: options.env ?? caseEnvironment(),
       // Young generation is kept small so the old-generation limit is what a heap hog hits.
       resourceLimits: { maxOldGenerationSizeMb: this.memMb, maxYoungGenerationSizeMb: Math.min(64, Math.max(8, this.memMb / 8)) },
       // Threads need the loader flags (--import tsx when running from source) but reject others
@@ -118,6 +211,7 @@ export class CasePool extends EventEmitter {
     // piscina emits 'error' for a thread that dies with no task; the chunk runner already handles
     // deaths during tasks, so an idle death only needs the pool to replace the thread.
     this.#pool.on('error', () => {});
+    this.#pool.on('message', (m: unknown) => this.#route(m));
     this.#pool.on('drain', () => this.emit('drain'));
   }
 
@@ -130,44 +224,54 @@ export class CasePool extends EventEmitter {
     return this.#pool.utilization;
   }
 
+  /** Chunks running or queued now. */
+  get running(): number {
+    return this.#running;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Live threads (for the bound on OS threads). */
+  get threadCount(): number {
+    return this.#pool.threads.length;
+  }
+
+  #route(m: unknown): void {
+    if (m === null || typeof m !== 'object') return;
+    const token = (m as { token?: unknown }).token;
+    if (typeof token !== 'string') return;
+    this.#attempts.get(token)?.(m as ThreadMessage);
+  }
+
   /** Runs a chunk of cases; never rejects for a case's fault (those are results). */
   async runChunk(spec: ChunkSpec, events: ChunkEvents = {}): Promise<CaseResult[]> {
     if (this.#closed) throw new MetaguardError('MG_ERR_POOL_CLOSED', 'the case pool is closed');
-    const done: CaseResult[] = [];
-    let remaining = spec.cases;
-    while (remaining.length > 0) {
-      const outcome = await this.#attempt(spec, remaining, events);
-      // A pool destroyed mid-chunk (a worker handing its batches back) has no trustworthy outcome.
-      if (this.#closed) throw new MetaguardError('MG_ERR_POOL_CLOSED', 'the case pool was closed while the chunk ran');
-      done.push(...outcome.results);
-      if (!outcome.fault) break;
-      events.onRestart?.(outcome.fault.reason, outcome.slot);
-      this.#releaseSlot(outcome.threadId);
-      const finished = new Set(outcome.results.map((r) => r.index));
-      const error = { code: outcome.fault.code, message: outcome.fault.message };
-      // Before 'begin' the thread died loading modules: no case ran, every case of the chunk fails
-      // alike. Otherwise the case at the shared progress position takes the error, and every other
-      // case without a received result runs again (those that finished but whose results were not yet
-      // sent included: at most a few milliseconds of work).
-      const running = outcome.fault.beforeBegin ? -1 : outcome.position;
-      const victims = running < 0 ? remaining.filter((c) => !finished.has(c.index)) : [remaining[running]];
-      for (const c of victims) {
-        const r: CaseResult = { index: c.index, passed: false, durationMs: outcome.fault.code === 'E_TIMEOUT' ? this.timeoutMs : 0, error };
-        done.push(r);
-        events.onResult?.(r, outcome.slot);
-      }
-      const blamed = new Set(victims.map((c) => c.index));
-      remaining = remaining.filter((c) => !finished.has(c.index) && !blamed.has(c.index));
+    this.#running++;
+    try {
+      return await this.#runChunk(spec, events);
+    } finally {
+      this.#running--;
+      this.lastUsed = Date.now();
     }
-    return done;
+  }
+
+  #runChunk(spec: ChunkSpec, events: ChunkEvents): Promise<CaseResult[]> {
+    return runAttempts(spec.cases, events, this.timeoutMs, (cases) => this.#attempt(spec, cases, events), {
+      closed: () => this.#closed,
+      released: (threadId) => this.#releaseSlot(threadId),
+    });
   }
 
   #attempt(spec: ChunkSpec, cases: CaseInput[], events: ChunkEvents): Promise<AttemptOutcome> {
-    const { port1, port2 } = new MessageChannel();
+    const token = randomBytes(16).toString('base64url');
     const progress = new Int32Array(new SharedArrayBuffer(4));
     progress[0] = -1;
     const abort = new AbortController();
     const results: CaseResult[] = [];
+    // Only the indices this attempt was sent, each believed once.
+    const awaited = new Set(cases.map((c) => c.index));
     const limitMs = this.timeoutMs + timeoutSlackMs(this.timeoutMs);
     let begun = false;
     let timedOut = false;
@@ -184,17 +288,19 @@ export class CasePool extends EventEmitter {
     // piscina's queue behind a long chunk (which would fail a chunk that never ran as E_TIMEOUT).
     let timer: NodeJS.Timeout = setTimeout(() => {}, 0);
 
-    port1.on('message', (m: ThreadMessage) => {
+    this.#attempts.set(token, (m: ThreadMessage) => {
       if (m.t === 'started') {
         clearTimeout(timer);
         timer = setTimeout(onLimit, importBudgetMs(this.timeoutMs));
-      } else if (m.t === 'results') {
-        for (const r of m.results) {
+      } else if (m.t === 'results' && Array.isArray(m.results)) {
+        for (const raw of m.results) {
+          const r = boundResult(raw);
+          if (!r || !awaited.delete(r.index)) continue;
           results.push(r);
           events.onResult?.(r, slot);
         }
         timer.refresh();
-      } else if (m.t === 'begin') {
+      } else if (m.t === 'begin' && !begun && Number.isSafeInteger(m.threadId)) {
         begun = true;
         thread = m.threadId;
         slot = this.#slotOf(thread);
@@ -202,26 +308,33 @@ export class CasePool extends EventEmitter {
         clearTimeout(timer);
         timer = setTimeout(onLimit, limitMs);
       } else if (m.t === 'end') {
-        expected = m.count;
-        events.onHeap?.(m.heapUsed, slot);
+        if (typeof m.heapUsed === 'number' && Number.isFinite(m.heapUsed)) events.onHeap?.(m.heapUsed, slot);
       }
       if (expected >= 0 && results.length >= expected) settle?.();
     });
 
-    const request: ChunkRequest = { taskUrl: spec.taskUrl, implUrl: spec.implUrl, seed: spec.seed, timeoutMs: this.timeoutMs, cases, port: port2, progress, ...(spec.exec ? { exec: spec.exec } : {}) };
+    const request: ChunkRequest = { taskUrl: spec.taskUrl, implUrl: spec.implUrl, seed: spec.seed, timeoutMs: this.timeoutMs, cases, token, progress, ...(spec.exec ? { exec: spec.exec } : {}) };
     const finish = (fault?: AttemptOutcome['fault']): AttemptOutcome => {
       clearTimeout(timer);
-      port1.close();
+      this.#attempts.delete(token);
       const position = Atomics.load(progress, 0);
       return fault ? { results, threadId: thread, slot, position, fault } : { results, threadId: thread, slot, position };
     };
-    return this.#pool.run(request, { transferList: [port2], signal: abort.signal }).then(
-      (count) =>
+    return this.#pool.run(request, { signal: abort.signal }).then(
+      () =>
         new Promise<AttemptOutcome>((resolve) => {
-          // Results travel on their own port: wait until all `count` of them have arrived.
-          expected = count;
+          // Results travel on the thread's parentPort, not with the task's return value: wait until
+          // one has arrived for every case sent (the thread's own count is not trusted).
+          expected = cases.length;
           settle = () => resolve(finish());
-          if (results.length >= count) settle();
+          if (results.length >= expected) settle();
+          else {
+            // Both channels are FIFO, but they are distinct: give late messages a moment, then treat
+            // missing results as a crash of the case that was running (a thread that lied).
+            setTimeout(() => {
+              if (this.#attempts.has(token)) resolve(finish({ code: 'E_CRASH', message: 'thread ended its chunk without a result for every case', beforeBegin: !begun, reason: 'crash', unfinished: true }));
+            }, 1000).unref();
+          }
         }),
       (err: unknown) =>
         new Promise<AttemptOutcome>((resolve) => {
@@ -234,7 +347,7 @@ export class CasePool extends EventEmitter {
   #slotOf(threadId: number): number {
     let slot = this.#slots.get(threadId);
     if (slot === undefined) {
-      slot = this.#freeSlots.length ? this.#freeSlots.shift()! : this.#nextSlot++;
+      slot = this.#freeSlots.length ? this.#freeSlots.shift()! : this.#slotBase + this.#nextSlot++;
       this.#slots.set(threadId, slot);
     }
     return slot;
@@ -276,9 +389,14 @@ export class CasePool extends EventEmitter {
   }
 
   /** Asks a thread what an implementation module's `http` export describes (url, method, header templates). */
-  async describeImplementation(implUrl: string): Promise<{ kind: 'none' } | { kind: 'http'; http: unknown } | { kind: 'invalid'; message: string }> {
+  async describeImplementation(implUrl: string): Promise<ImplementationDescription> {
     const answer: unknown = await this.#pool.run({ implUrl } as unknown as ChunkRequest, { name: 'describeImplementation', signal: AbortSignal.timeout(importBudgetMs(this.timeoutMs)) });
-    return answer as { kind: 'none' } | { kind: 'http'; http: unknown } | { kind: 'invalid'; message: string };
+    return answer as ImplementationDescription;
+  }
+
+  /** A thread's heap after a full collection, in bytes (leak tests and the soak benchmark). */
+  async heapAfterGc(): Promise<number> {
+    return (await this.#pool.run({} as ChunkRequest, { name: 'heapAfterGc' })) as unknown as number;
   }
 
   /** Waits for running chunks, then stops the threads. Idempotent. */

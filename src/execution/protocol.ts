@@ -2,7 +2,6 @@
  * Messages between the case pool (parent) and a case thread (`workers/case-thread`). Everything here
  * crosses a structured clone, so errors travel as `{ code, message }` objects.
  */
-import type { MessagePort } from 'node:worker_threads';
 import type { ErrorInfo } from '../errors.js';
 import type { HttpTarget, HttpTrace } from '../http/client.js';
 
@@ -48,8 +47,12 @@ export interface ChunkRequest {
   seed: number;
   timeoutMs: number;
   cases: CaseInput[];
-  /** Results stream back here in small groups, so a chunk cut short keeps what was already sent. */
-  port: MessagePort;
+  /**
+   * Results stream back on the thread's parentPort in small groups (so a chunk cut short keeps what
+   * was already sent), each message tagged with this token; the parent drops messages without a
+   * token it is waiting for.
+   */
+  token: string;
   /**
    * Shared with the parent: the position (within `cases`) of the case now running, -1 before the
    * first. When the parent terminates the thread it blames exactly that case.
@@ -59,7 +62,7 @@ export interface ChunkRequest {
 }
 
 export type ThreadMessage =
-  | { t: 'started' }
-  | { t: 'begin'; threadId: number }
-  | { t: 'results'; results: CaseResult[] }
-  | { t: 'end'; count: number; heapUsed: number };
+  | { t: 'started'; token: string }
+  | { t: 'begin'; token: string; threadId: number }
+  | { t: 'results'; token: string; results: CaseResult[] }
+  | { t: 'end'; token: string; count: number; heapUsed: number };

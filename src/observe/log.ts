@@ -37,7 +37,9 @@ export type LogEvent =
   | 'forged_entry'
   | 'queue_state_lost'
   | 'malformed_record'
-  | 'redis_eviction_policy';
+  | 'redis_eviction_policy'
+
+  | 'batch_failed';
 
 export const levels: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 

@@ -23,7 +23,8 @@ export const evaluateSchema = {
   policy: { type: 'string', description: 'gating policy: a TOML file with [gating], or superiority:margin=X / noninferiority:margin=X', placeholder: 'FILE|PRESET' },
   dispatcher: { type: 'enum', values: ['local', 'queue'], default: 'local', description: 'run cases in-process or through a queue' },
   queueConfig: { type: 'json', description: 'queue configuration JSON for --dispatcher queue (keys: docs/reference.md)' },
-  parallel: { type: 'int', min: 1, max: 256, default: Math.max(1, availableParallelism()), description: 'threads of the local dispatcher' },
+  parallel: { type: 'int', min: 1, max: 256, default: Math.max(1, availableParallelism()), description: 'threads of the local dispatcher, split between the roles (a pool each, at least one thread each)' },
+  isolation: { type: 'enum', values: ['thread', 'process'], default: 'thread', description: 'where local cases run: threads, or child processes under the permission model and prlimit' },
   reportDir: { type: 'string', default: 'reports', description: 'folder of the JSON report', placeholder: 'DIR' },
   htmlReport: { type: 'string', description: 'also write a self-contained HTML report', placeholder: 'FILE' },
   junitReport: { type: 'string', description: 'also write a JUnit XML report', placeholder: 'FILE' },
@@ -58,6 +59,7 @@ export interface EvaluateOptions {
   dispatcher: 'local' | 'queue';
   queueConfig?: Record<string, unknown>;
   parallel: number;
+  isolation: 'thread' | 'process';
   reportDir: string;
   htmlReport?: string;
   junitReport?: string;

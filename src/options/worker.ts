@@ -11,6 +11,8 @@ export const workerSchema = {
   pollInterval: { type: 'number', min: 0.01, max: 60, default: 1.0, description: 'seconds between claims when the queue is empty' },
   defaultTimeoutS: { type: 'number', min: 0, exclusiveMin: true, default: 2.0, description: 'case time limit when a job has none, seconds' },
   defaultMemMb: { type: 'int', min: 16, max: 65_536, default: 512, description: 'thread heap limit when a job has none, MiB' },
+  isolation: { type: 'enum', values: ['thread', 'process'], default: 'thread', description: 'where cases run: threads, or child processes under the permission model and prlimit' },
+  hideEnv: { type: 'string', description: 'more variables hidden from cases, comma-separated names or PREFIX* (METAGUARD_* always are)', placeholder: 'NAMES' },
   shutdownTimeoutS: { type: 'number', min: 0, max: 3600, default: 30, description: 'drain deadline on SIGTERM/SIGINT, seconds' },
   workerId: { type: 'string', description: 'worker id (default host:pid:random)' },
   cacheDir: { type: 'string', description: 'artifact cache folder (default $CACHE_DIRECTORY or ~/.cache/metaguard)', placeholder: 'DIR' },
@@ -31,6 +33,8 @@ export interface WorkerCliOptions {
   pollInterval: number;
   defaultTimeoutS: number;
   defaultMemMb: number;
+  isolation: 'thread' | 'process';
+  hideEnv?: string;
   shutdownTimeoutS: number;
   workerId?: string;
   cacheDir?: string;

@@ -35,7 +35,7 @@ const common = {
   retry_base_ms: { type: 'int', min: 0, default: 200, description: 'base of exponential retry backoff' },
   retry_max_ms: { type: 'int', min: 0, default: 30_000, description: 'cap of retry backoff' },
   spawn_local_workers: { type: 'int', min: 0, max: 256, default: 0, description: 'in-process workers the coordinator starts (memory backend); true: one per thread', backends: ['memory'] },
-  connection: { type: 'json', description: 'redis connection {host, port, db, password, ssl} or {url}; rabbitmq {host, port, virtual_host, username, password, ssl}', backends: ['redis', 'rabbitmq'] },
+  connection: { type: 'json', description: 'redis connection {host, port, db, username, password, ssl, sentinels, name, sentinel_password} or {url}; rabbitmq {host, port, virtual_host, username, password, ssl}', backends: ['redis', 'rabbitmq'] },
   url: { type: 'string', description: 'redis:// or amqp:// URL', backends: ['redis', 'rabbitmq'] },
   shards: { type: 'int', min: 1, max: 64, default: 1, description: 'spread each evaluation over this many queues on different hash tags (Redis Cluster masters); workers consume from all', backends: ['redis'] },
   cluster_nodes: { type: 'json', description: 'redis cluster seed nodes ["host:port", …] (or "host:port,host:port"): use the Redis Cluster client; credentials and TLS come from connection', backends: ['redis'] },
@@ -45,6 +45,8 @@ const common = {
   auto_commit: { type: 'bool', description: 'kafka (Metamorphic Guard spelling): accepted; offsets are always committed after results are published', backends: ['kafka'] },
   enable_auto_commit: { type: 'bool', description: 'kafka (librdkafka spelling): same as auto_commit', backends: ['kafka'] },
   session_timeout_ms: { type: 'int', min: 1000, max: 3_600_000, description: 'kafka consumer session timeout, ms (sets heartbeat_timeout when that is not given)', backends: ['kafka'] },
+  ssl: { type: 'json', description: 'kafka TLS: true, or {ca, cert, key, servername, reject_unauthorized} (file paths)', backends: ['kafka'] },
+  sasl: { type: 'json', description: 'kafka SASL: {mechanism: plain|scram-sha-256|scram-sha-512, username, password}', backends: ['kafka'] },
   queue_name: { type: 'string', description: 'rabbitmq/sqs queue name (the same as queue)', backends: ['rabbitmq', 'sqs'] },
   exchange: { type: 'string', description: 'rabbitmq direct exchange the batches are published to (default metaguard)', backends: ['rabbitmq'] },
   routing_key: { type: 'string', description: 'rabbitmq routing key of batches (default: the queue name; one per priority: <routing_key>.<priority>)', backends: ['rabbitmq'] },
@@ -64,17 +66,38 @@ const common = {
 
 export const queueConfigSchema: Record<string, QField> = common;
 
+/** TLS settings: file paths as given; the files are read when the backend connects (tls.ts). */
+export interface TlsSettings {
+  ca?: string;
+  cert?: string;
+  key?: string;
+  servername?: string;
+  rejectUnauthorized: boolean;
+}
+
 export interface RedisConnection {
   host: string;
   port: number;
   db: number;
+  /** Redis 6 ACL user. */
+  username?: string;
   password?: string;
+  /** `ssl: true` (system CAs) or an object with files: either way TLS is on. */
   ssl: boolean;
+  tls?: TlsSettings;
   url?: string;
   /** rabbitmq only */
   virtual_host?: string;
-  /** rabbitmq only */
-  username?: string;
+  /** Redis Sentinel: the sentinels to ask and the monitored master's name. */
+  sentinels?: { host: string; port: number }[];
+  name?: string;
+  sentinel_password?: string;
+}
+
+export interface KafkaSasl {
+  mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512';
+  username: string;
+  password: string;
 }
 
 
@@ -114,6 +137,9 @@ export interface QueueConfig {
   topic?: string;
   consumer_group?: string;
   queue_name?: string;
+  /** Kafka TLS (true: system CAs). */
+  ssl?: boolean | TlsSettings;
+  sasl?: KafkaSasl;
   exchange?: string;
   routing_key?: string;
   durable?: boolean;
@@ -143,26 +169,79 @@ function warnOnce(message: string): void {
   warningSink(message);
 }
 
+const str = (name: string, v: unknown) => coerce(name, { type: 'string', description: '' }, v) as string;
+
+function knownKeys(c: Record<string, unknown>, allowed: readonly string[], where: string): void {
+  for (const key of Object.keys(c)) {
+    if (!allowed.includes(key)) throw new MetaguardError('MG_ERR_UNKNOWN_OPTION', `${field(where + '.' + key)}: unknown key (known: ${allowed.join(', ')})`, { field: field(where + '.' + key) });
+  }
+}
+
+/** `true`/`false`, or an object of TLS files and switches. */
+export function validateTls(raw: unknown, where: string): { on: boolean; tls?: TlsSettings } {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return { on: coerce(field(where), { type: 'bool', description: '' }, raw) as boolean };
+  const c = raw as Record<string, unknown>;
+  knownKeys(c, ['ca', 'cert', 'key', 'servername', 'reject_unauthorized'], where);
+  const tls: TlsSettings = { rejectUnauthorized: c.reject_unauthorized === undefined ? true : (coerce(field(where + '.reject_unauthorized'), { type: 'bool', description: '' }, c.reject_unauthorized) as boolean) };
+  for (const k of ['ca', 'cert', 'key', 'servername'] as const) if (c[k] !== undefined) tls[k] = str(field(`${where}.${k}`), c[k]);
+  if ((tls.cert === undefined) !== (tls.key === undefined)) throw invalidOption(field(where), 'a client certificate needs both cert and key');
+  return { on: true, tls };
+}
+
+function validateSasl(raw: unknown): KafkaSasl {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalidOption(field('sasl'), 'must be an object {mechanism, username, password}');
+  const c = raw as Record<string, unknown>;
+  knownKeys(c, ['mechanism', 'username', 'password'], 'sasl');
+  const mechanism = coerce(field('sasl.mechanism'), { type: 'enum', values: ['plain', 'scram-sha-256', 'scram-sha-512'], description: '' }, c.mechanism ?? 'plain') as KafkaSasl['mechanism'];
+  if (c.username === undefined || c.password === undefined) throw invalidOption(field('sasl'), 'needs username and password');
+  return { mechanism, username: str(field('sasl.username'), c.username), password: str(field('sasl.password'), c.password) };
+}
+
 function validateConnection(raw: unknown, backend: BackendName = 'redis'): RedisConnection {
   const rabbit = backend === 'rabbitmq';
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalidOption(field('connection'), rabbit ? 'must be an object {host, port, virtual_host, username, password, ssl}' : 'must be an object {host, port, db, password, ssl} or {url}');
-  const allowed = new Set(rabbit ? ['host', 'port', 'virtual_host', 'username', 'password', 'ssl'] : ['host', 'port', 'db', 'password', 'ssl', 'url', 'decode_responses']);
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalidOption(field('connection'), rabbit ? 'must be an object {host, port, virtual_host, username, password, ssl}' : 'must be an object {host, port, db, username, password, ssl, sentinels, name} or {url}');
+  const allowed = new Set(rabbit ? ['host', 'port', 'virtual_host', 'username', 'password', 'ssl'] : ['host', 'port', 'db', 'username', 'password', 'ssl', 'url', 'sentinels', 'name', 'sentinel_password', 'decode_responses']);
   const c = raw as Record<string, unknown>;
   for (const key of Object.keys(c)) if (!allowed.has(key)) throw new MetaguardError('MG_ERR_UNKNOWN_OPTION', `${field('connection.' + key)}: unknown key (known: ${[...allowed].join(', ')})`, { field: field('connection.' + key) });
   const out: RedisConnection = {
     host: c.host === undefined ? '127.0.0.1' : (coerce(field('connection.host'), { type: 'string', description: '' }, c.host) as string),
     port: c.port === undefined ? (rabbit ? (c.ssl === true ? 5671 : 5672) : 6379) : (coerce(field('connection.port'), { type: 'int', min: 1, max: 65535, description: '' }, c.port) as number),
     db: c.db === undefined ? 0 : (coerce(field('connection.db'), { type: 'int', min: 0, max: 15, description: '' }, c.db) as number),
-    ssl: c.ssl === undefined ? false : (coerce(field('connection.ssl'), { type: 'bool', description: '' }, c.ssl) as boolean),
+    ssl: false,
   };
   if (c.decode_responses !== undefined) {
     coerce(field('connection.decode_responses'), { type: 'bool', description: '' }, c.decode_responses);
     warnOnce(`${field('connection.decode_responses')} has no effect: metaguard reads binary frames from Redis and decodes them itself`);
   }
-  if (c.password !== undefined) out.password = coerce(field('connection.password'), { type: 'string', description: '' }, c.password) as string;
-  if (c.url !== undefined) out.url = coerce(field('connection.url'), { type: 'string', description: '' }, c.url) as string;
-  if (c.virtual_host !== undefined) out.virtual_host = coerce(field('connection.virtual_host'), { type: 'string', description: '' }, c.virtual_host) as string;
-  if (c.username !== undefined) out.username = coerce(field('connection.username'), { type: 'string', description: '' }, c.username) as string;
+  if (c.ssl !== undefined && rabbit) out.ssl = coerce(field('connection.ssl'), { type: 'bool', description: '' }, c.ssl) as boolean;
+  else if (c.ssl !== undefined) {
+    const { on, tls } = validateTls(c.ssl, 'connection.ssl');
+    out.ssl = on;
+    if (tls) out.tls = tls;
+  }
+  if (c.username !== undefined) out.username = str(field('connection.username'), c.username);
+  if (c.password !== undefined) out.password = str(field('connection.password'), c.password);
+  if (c.url !== undefined) out.url = str(field('connection.url'), c.url);
+  if (c.sentinels !== undefined) {
+    if (!Array.isArray(c.sentinels) || c.sentinels.length === 0) throw invalidOption(field('connection.sentinels'), 'must be a non-empty list of {host, port}');
+    out.sentinels = c.sentinels.map((sn, i) => {
+      const where = `connection.sentinels[${i}]`;
+      if (sn === null || typeof sn !== 'object' || Array.isArray(sn)) throw invalidOption(field(where), 'must be an object {host, port}');
+      knownKeys(sn as Record<string, unknown>, ['host', 'port'], where);
+      const e = sn as Record<string, unknown>;
+      return {
+        host: e.host === undefined ? '127.0.0.1' : str(field(where + '.host'), e.host),
+        port: e.port === undefined ? 26379 : (coerce(field(where + '.port'), { type: 'int', min: 1, max: 65535, description: '' }, e.port) as number),
+      };
+    });
+    if (c.name === undefined) throw invalidOption(field('connection.name'), 'is required with sentinels (the master name the sentinels monitor)');
+  }
+  if (c.name !== undefined) {
+    if (c.sentinels === undefined) throw invalidOption(field('connection.name'), 'is only used with sentinels');
+    out.name = str(field('connection.name'), c.name);
+  }
+  if (c.sentinel_password !== undefined) out.sentinel_password = str(field('connection.sentinel_password'), c.sentinel_password);
+  if (c.virtual_host !== undefined) out.virtual_host = str(field('connection.virtual_host'), c.virtual_host);
   return out;
 }
 
@@ -191,7 +270,7 @@ function validateClusterNodes(raw: unknown, given: Record<string, unknown>): Clu
   if (given.url !== undefined) throw invalidOption(field('url'), 'cannot be combined with cluster_nodes (the cluster is reached through its seed nodes)');
   const conn = given.connection;
   if (conn !== null && typeof conn === 'object' && !Array.isArray(conn)) {
-    for (const key of ['url', 'host', 'port'] as const) {
+    for (const key of ['url', 'host', 'port', 'sentinels', 'name'] as const) {
       if ((conn as Record<string, unknown>)[key] !== undefined) throw invalidOption(field(`connection.${key}`), 'cannot be combined with cluster_nodes (the cluster is reached through its seed nodes)');
     }
     const db = (conn as Record<string, unknown>).db;
@@ -233,7 +312,13 @@ export function validateQueueConfig(input: unknown, overrides: Partial<QueueConf
       out[key] = value ? availableParallelism() : 0;
       continue;
     }
-    out[key] = key === 'connection' ? validateConnection(value, backend) : key === 'cluster_nodes' ? validateClusterNodes(value, given) : coerce(field(key), spec, value);
+    if (key === 'connection') out[key] = validateConnection(value, backend);
+    else if (key === 'cluster_nodes') out[key] = validateClusterNodes(value, given);
+    else if (key === 'ssl') {
+      const { on, tls } = validateTls(value, 'ssl');
+      out[key] = tls ?? on;
+    } else if (key === 'sasl') out[key] = validateSasl(value);
+    else out[key] = coerce(field(key), spec, value);
   }
   for (const key of ['auto_commit', 'enable_auto_commit'] as const) {
     if (out[key] === true) warnOnce(`${field(key)} = true has no effect: metaguard commits a partition's offset only after the results of every batch below it are published (at-least-once)`);

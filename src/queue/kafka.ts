@@ -61,7 +61,8 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Kafka, logLevel as KafkaLogLevel, Partitioners, type Admin, type Consumer, type IHeaders, type KafkaMessage, type Message, type Producer } from 'kafkajs';
+import { Kafka, logLevel as KafkaLogLevel, Partitioners, type Admin, type Consumer, type IHeaders, type KafkaMessage, type Message, type Producer, type SASLOptions } from 'kafkajs';
+import { tlsOptions, isAuthFailure } from './tls.js';
 import { MetaguardError } from '../errors.js';
 import type { Role } from '../dispatch/types.js';
 import type { QueueConfig } from './config.js';
@@ -446,6 +447,8 @@ export class KafkaBackend implements Backend {
       brokers: this.#brokers,
       connectionTimeout: 3000,
       requestTimeout: 30_000,
+      ...(config.ssl === undefined || config.ssl === false ? {} : { ssl: config.ssl === true ? true : tlsOptions(config.ssl, 'queue-config.ssl') }),
+      ...(config.sasl ? { sasl: config.sasl as SASLOptions } : {}),
       retry: { initialRetryTime: 100, maxRetryTime: 2000, retries: 8 },
       logLevel: level,
       logCreator: () => (entry) => {
@@ -557,7 +560,13 @@ export class KafkaBackend implements Backend {
   // --- lifecycle -----------------------------------------------------------------------------------
 
   async connect(): Promise<void> {
-    await this.#ensureConnected();
+    try {
+      await this.#ensureConnected();
+    } catch (err) {
+      // Refused credentials are a configuration error (the worker exits 78), not an outage to retry.
+      if (isAuthFailure(err)) throw new MetaguardError('MG_ERR_BACKEND_AUTH', `kafka at ${this.#brokers.join(',')} refused the credentials (queue-config.sasl): ${(err as Error).message}`, { cause: err, field: 'queue-config.sasl' });
+      throw err;
+    }
   }
 
   close(): Promise<void> {

@@ -10,6 +10,8 @@ import type { Codec } from '../codec/types.js';
 import { pack, unpack } from '../codec/serialize.js';
 import type { CaseInput, CaseResult } from '../execution/protocol.js';
 import type { BatchMessage, JobManifest } from './types.js';
+import { MAX_FRAME_BODY } from '../codec/frame.js';
+import { truncate } from '../execution/limits.js';
 
 function parseJson(bytes: Uint8Array, what: string): unknown {
   try {
@@ -47,6 +49,34 @@ const isResult = (v: unknown): v is CaseResult => {
 export const encodeCases = (codec: Codec, cases: CaseInput[]): Uint8Array => codec.encode(cases.map(pack));
 export const decodeCases = (codec: Codec, frame: Uint8Array): CaseInput[] => decodeEach(codec, frame, isCase, 'case', unpack);
 export const encodeResults = (codec: Codec, results: CaseResult[]): Uint8Array => codec.encode(results.map((r) => Buffer.from(JSON.stringify(r))));
+/** Raw bytes a results frame may carry before results are compacted (a quarter of the codec's limit). */
+export const RESULTS_FRAME_BUDGET = MAX_FRAME_BODY / 4;
+
+function compact(r: CaseResult): CaseResult {
+  const out: CaseResult = { index: r.index, passed: r.passed, durationMs: r.durationMs };
+  if (r.error) out.error = { code: r.error.code, message: truncate(r.error.message, 100) };
+  const names = (list: string[] | undefined) => list && list.slice(0, 4).map((n) => truncate(n, 40)).concat(list.length > 4 ? [`…[${list.length - 4} more]`] : []);
+  if (r.propViolations) out.propViolations = names(r.propViolations);
+  if (r.softViolations) out.softViolations = names(r.softViolations);
+  if (r.mrViolations) out.mrViolations = names(r.mrViolations);
+  return out;
+}
+
+/**
+ * Encodes results so the frame fits: results arrive bounded (execution/limits.ts), and a batch whose
+ * results together would exceed RESULTS_FRAME_BUDGET is sent with every result compacted (previews
+ * dropped, messages and names cut further) instead of failing to encode.
+ */
+export function encodeResultsWithin(codec: Codec, results: CaseResult[], budget = RESULTS_FRAME_BUDGET): Uint8Array {
+  let payloads = results.map((r) => Buffer.from(JSON.stringify(r)));
+  let total = payloads.reduce((n, p) => n + p.byteLength, 0);
+  if (total > budget) {
+    payloads = results.map((r) => Buffer.from(JSON.stringify(compact(r))));
+    total = payloads.reduce((n, p) => n + p.byteLength, 0);
+    if (total > budget) throw new MetaguardError('MG_ERR_CODEC', `results of ${results.length} cases need ${total} bytes even compacted (budget ${budget})`);
+  }
+  return codec.encode(payloads);
+}
 export const decodeResults = (codec: Codec, frame: Uint8Array): CaseResult[] => decodeEach(codec, frame, isResult, 'result', parseJson);
 
 function mac(key: string, batch: Pick<BatchMessage, 'id' | 'jobId' | 'role' | 'payload'>): Buffer {

@@ -28,6 +28,7 @@
  *   bench               STRING JSON BenchRecord of the last `metaguard bench` sweep
  */
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { tlsOptions, isAuthFailure } from './tls.js';
 import { MetaguardError } from '../errors.js';
 import { createClusterClient, duplicateCluster } from './redis-cluster.js';
 import type { Role } from '../dispatch/types.js';
@@ -563,23 +564,27 @@ export class RedisBackend implements Backend {
       connectTimeout: CONNECT_TIMEOUT_MS,
       connectionName,
     };
+    // Credentials and transport (ACL user, TLS files, Sentinel) apply to every connection.
+    const auth: RedisOptions = {};
+    if (conn?.username !== undefined) auth.username = conn.username;
+    if (conn?.password !== undefined) auth.password = conn.password;
+    if (conn?.ssl) auth.tls = tlsOptions(conn.tls, 'queue-config.connection.ssl');
     let client: RedisClient;
     const url = conn?.url ?? this.#config.url;
     if (this.#config.cluster_nodes !== undefined) {
-      const opts: RedisOptions = { ...base };
-      if (conn?.password !== undefined) opts.password = conn.password;
-      if (conn?.ssl) opts.tls = {};
-      client = createClusterClient(this.#config.cluster_nodes, opts) as unknown as RedisClient;
-    } else if (url !== undefined) {
-      const opts: RedisOptions = { ...base };
-      if (conn?.password !== undefined) opts.password = conn.password;
-      if (conn?.ssl) opts.tls = {};
-      client = new Redis(url, opts);
-    } else {
-      const opts: RedisOptions = { ...base, host: conn?.host ?? '127.0.0.1', port: conn?.port ?? 6379, db: conn?.db ?? 0 };
-      if (conn?.password !== undefined) opts.password = conn.password;
-      if (conn?.ssl) opts.tls = {};
+      client = createClusterClient(this.#config.cluster_nodes, { ...base, ...auth }) as unknown as RedisClient;
+    } else if (conn?.sentinels) {
+      const opts: RedisOptions = { ...base, ...auth, sentinels: conn.sentinels, name: conn.name!, db: conn.db };
+      if (conn.sentinel_password !== undefined) opts.sentinelPassword = conn.sentinel_password;
+      if (conn.ssl) {
+        opts.enableTLSForSentinelMode = true;
+        opts.sentinelTLS = auth.tls!;
+      }
       client = new Redis(opts);
+    } else if (url !== undefined) {
+      client = new Redis(url, { ...base, ...auth });
+    } else {
+      client = new Redis({ ...base, ...auth, host: conn?.host ?? '127.0.0.1', port: conn?.port ?? 6379, db: conn?.db ?? 0 });
     }
     client.on('error', (err: Error) => {
       this.#lastError = err;
@@ -703,6 +708,9 @@ export class RedisBackend implements Backend {
         // Stop ioredis from reconnecting in the background: the caller retries at a higher level.
         this.#client.disconnect();
         const detail = this.#lastError && this.#lastError !== err ? `${describe(err)}; ${describe(this.#lastError)}` : describe(err);
+        if (isAuthFailure(err) || isAuthFailure(this.#lastError)) {
+          throw new MetaguardError('MG_ERR_BACKEND_AUTH', `redis at ${target} refused the credentials (queue-config.connection.username/password): ${detail}`, { cause: err, field: 'queue-config.connection.password' });
+        }
         throw new MetaguardError('MG_ERR_BACKEND', `cannot connect to redis at ${target}: ${detail}`, { cause: err });
       } finally {
         clearTimeout(timer);

@@ -15,14 +15,17 @@ import { createCodec } from '../codec/index.js';
 import type { Codec } from '../codec/types.js';
 import { FRAME_HEADER_BYTES, readHeader } from '../codec/frame.js';
 import { isMetaguardError, MetaguardError } from '../errors.js';
-import { CasePool } from '../execution/pool.js';
+import type { CaseRunner } from '../execution/pool.js';
+import { PoolSet, splitThreads, type Isolation } from '../execution/pools.js';
+import { caseEnvironment } from '../execution/env.js';
 import type { CaseInput, CaseResult } from '../execution/protocol.js';
 import { silentLogger, type Logger } from '../observe/log.js';
 import { version } from '../version.js';
 import { ArtifactCache, defaultCacheDir } from '../queue/artifacts.js';
 import { validateQueueConfig, type QueueConfig } from '../queue/config.js';
 import { createBackend } from '../queue/index.js';
-import { decodeCases, encodeResults, verifyBatch, verifyManifest } from '../queue/messages.js';
+import { decodeCases, encodeResultsWithin, verifyBatch, verifyManifest } from '../queue/messages.js';
+import { MAX_MESSAGE_CHARS, truncate } from '../execution/limits.js';
 import { retryDelayMs } from '../queue/retry.js';
 import type { Backend, ClaimedBatch, JobManifest } from '../queue/types.js';
 import { parseJobExec, parseSecretNames } from '../http/endpoint.js';
@@ -50,6 +53,13 @@ export interface WorkerOptions {
   /** Environment variables a job's endpoint headers may read (`${NAME}`), comma-separated. @defaultValue none */
   httpSecrets?: string;
   /** Where those variables are read. @defaultValue process.env */
+  /** Where cases run: piscina threads, or child processes under the permission model. @defaultValue 'thread' */
+  isolation?: Isolation;
+  /** Seconds an unused case pool lives before its threads stop. @defaultValue 30 */
+  poolIdleS?: number;
+  /** Variables hidden from cases besides METAGUARD_* and METAGUARD_HIDE_ENV's (names or PREFIX*). */
+  hideEnv?: string[];
+  /** Environment case threads start from (scrubbed of METAGUARD_* and METAGUARD_HIDE_ENV's names). @defaultValue process.env */
   env?: NodeJS.ProcessEnv;
 }
 
@@ -90,7 +100,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
   readonly #backend: Backend;
   readonly #codec: Codec;
   readonly #cache: ArtifactCache;
-  readonly #pools = new Map<string, CasePool>();
+  readonly #pools: PoolSet;
   readonly #held = new Map<string, Held>();
   readonly #jobs = new Map<string, Promise<JobManifest | null>>();
   /** One rate-limit state per (job, role), shared by this worker's threads. */
@@ -120,9 +130,19 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     this.threads = options.threads ?? 1;
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     this.#codec = createCodec({ compress: this.#config.compress });
-    this.#cache = new ArtifactCache(options.cacheDir ?? defaultCacheDir());
+    const cacheDir = options.cacheDir ?? defaultCacheDir();
+    this.#cache = new ArtifactCache(cacheDir);
+    this.#pools = new PoolSet({
+      ...splitThreads(this.threads),
+      idleS: options.poolIdleS ?? 30,
+      // The variables endpoint headers may read are secrets too: hidden from cases.
+      env: caseEnvironment(options.env ?? process.env, [...(options.hideEnv ?? []), ...parseSecretNames(options.httpSecrets)]),
+      isolation: options.isolation ?? 'thread',
+      readPaths: [cacheDir],
+    });
+    this.#pools.onCreate = (pool) => pool.on('drain', () => this.#signal());
     this.#httpSecrets = parseSecretNames(options.httpSecrets);
-    this.#load = new WorkerLoad(this.threads);
+    this.#load = new WorkerLoad(this.#pools.maxPools * this.#pools.threadsPerPool);
     this.on('case', (r, _role, thread) => this.#load.recordCase(r.durationMs, thread));
     this.on('heap', (bytes, thread) => this.#load.recordHeap(bytes, thread));
   }
@@ -156,20 +176,26 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
 
   get utilization(): number {
     let u = 0;
-    for (const pool of this.#pools.values()) u = Math.max(u, pool.utilization);
+    for (const pool of this.#pools.pools) u = Math.max(u, pool.utilization);
     return u;
+  }
+
+  /** Case pools and threads alive now (bounded: see PoolSet). */
+  get poolStats(): { pools: number; threads: number; created: number; retired: number } {
+    return { pools: this.#pools.pools.length, threads: this.#pools.threadCount, created: this.#pools.created, retired: this.#pools.retired };
   }
 
   async start(): Promise<void> {
     await this.#backend.connect();
-    // One pool up front for the default limits, so a worker is ready before its first batch.
-    this.#pool(Math.round((this.#options.defaultTimeoutS ?? 2) * 1000), this.#options.defaultMemMb ?? 512);
     for (const notice of (await this.#backend.preflight?.().catch(() => [])) ?? []) this.#logger.warn(notice.event, { worker: this.workerId, ...notice });
     this.#state = 'running';
     await this.#heartbeat();
     const tickMs = Math.max(50, Math.min(this.#config.lease_seconds * 1000 / 3, this.#config.heartbeat_check_interval * 1000));
     this.#tick = setInterval(() => void this.#onTick(), tickMs);
-    this.#loop = this.#consume();
+    // The loop handles its own faults; anything else is logged, never left as an unhandled rejection.
+    this.#loop = this.#consume().catch((err: unknown) => {
+      this.#logger.error('backend_error', { worker: this.workerId, during: 'consume loop', code: (err as { code?: string })?.code, message: truncateMessage(err) });
+    });
     // Say whether this worker checks signatures: a fleet where only some workers have the key is a
     // misconfiguration the operator should see at start, not through dead letters.
     const verifies = this.#config.hmac_key !== undefined;
@@ -180,21 +206,11 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
       version,
       node: process.version,
       codec: this.codecImpl,
+      isolation: this.#options.isolation ?? 'thread',
       verifies_signatures: verifies,
       message: verifies ? 'batches and job manifests are verified with hmac_key' : 'no hmac_key: batches are not verified, and signed batches are refused (dead-lettered with MG_ERR_HMAC)',
     });
     this.emit('ready');
-  }
-
-  #pool(timeoutMs: number, memMb: number): CasePool {
-    const key = `${timeoutMs}:${memMb}`;
-    let pool = this.#pools.get(key);
-    if (!pool) {
-      pool = new CasePool({ threads: this.threads, timeoutMs, memMb });
-      pool.on('drain', () => this.#signal());
-      this.#pools.set(key, pool);
-    }
-    return pool;
   }
 
   #progress(): void {
@@ -247,6 +263,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
         await this.#heartbeat();
         this.emit('heartbeat');
       }
+      await this.#pools.sweep();
       await this.#backend.reclaimExpired();
       if (this.#backendDown) {
         this.#backendDown = false;
@@ -269,7 +286,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
 
   #capacityFull(): boolean {
     if (this.#freeSlots() === 0) return true;
-    for (const pool of this.#pools.values()) if (pool.needsDrain) return true;
+    for (const pool of this.#pools.pools) if (pool.needsDrain) return true;
     return false;
   }
 
@@ -349,12 +366,23 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
         this.#logger.log('debug', 'batch_claimed', { worker: this.workerId, batch: claim.batch.id, attempt: claim.batch.attempt });
         const held: Held = { batch: claim.batch, abandoned: false, leaseLost: false, done: Promise.resolve() };
         this.#held.set(claim.batch.id, held);
-        held.done = this.#runBatch(held).finally(() => {
-          this.#held.delete(claim.batch.id);
-          this.#signal();
-        });
+        held.done = this.#runBatch(held)
+          .catch((err: unknown) => this.#batchFailed(held, err))
+          .finally(() => {
+            this.#held.delete(claim.batch.id);
+            this.#signal();
+          });
       }
     }
+  }
+
+  /** Last resort for an unexpected failure in a batch's run: log it and hand the batch back. */
+  async #batchFailed(held: Held, err: unknown): Promise<void> {
+    const code = (err as { code?: string })?.code;
+    const message = truncateMessage(err);
+    this.#logger.error('batch_failed', { worker: this.workerId, batch: held.batch.id, code, message });
+    if (held.abandoned || this.#state === 'stopped') return;
+    await this.#retryLater(held.batch, `unexpected failure: ${code ? code + ': ' : ''}${message}`);
   }
 
   async #deadLetter(id: string, reason: string): Promise<void> {
@@ -442,16 +470,39 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
       }
       return;
     }
-    const pool = this.#pool(manifest.timeoutMs || Math.round((this.#options.defaultTimeoutS ?? 2) * 1000), manifest.memMb || (this.#options.defaultMemMb ?? 512));
+    const limits = {
+      timeoutMs: manifest.timeoutMs || Math.round((this.#options.defaultTimeoutS ?? 2) * 1000),
+      memMb: manifest.memMb || (this.#options.defaultMemMb ?? 512),
+    };
+    // One pool per (job, role, artifacts, limits): the candidate never shares a realm with the
+    // baseline, and no thread carries one job's globals into another job.
+    const impl = manifest.implementations[batch.role];
+    const poolKey = [batch.jobId, batch.role, manifest.task.sha256, impl.sha256, limits.timeoutMs, limits.memMb].join('\n');
+    let pool: CaseRunner;
+    try {
+      pool = await this.#pools.acquire(poolKey, limits);
+    } catch (err) {
+      if (held.abandoned || this.#state !== 'running') return;
+      throw err;
+    }
+    try {
+      await this.#runOnPool(held, pool, cases, urls, manifest, exec, started);
+    } finally {
+      this.#pools.release(poolKey);
+    }
+  }
+
+  async #runOnPool(held: Held, pool: CaseRunner, cases: CaseInput[], urls: { task: string; impl: string }, manifest: JobManifest, exec: ChunkExec | undefined, started: number): Promise<void> {
+    const { batch } = held;
     // A concurrent role fills each thread's lanes before it spreads over more threads.
-    const chunks = Math.max(1, Math.min(this.threads, Math.ceil(cases.length / (exec?.concurrency ?? 1))));
+    const chunks = Math.max(1, Math.min(pool.threads, Math.ceil(cases.length / (exec?.concurrency ?? 1))));
     const per = Math.ceil(cases.length / chunks);
     let results: CaseResult[];
     try {
       const parts = await Promise.all(
         Array.from({ length: chunks }, (_, i) =>
           pool.runChunk(
-            { taskUrl: urls.task, implUrl: urls.impl, seed: manifest!.seed, cases: cases.slice(i * per, (i + 1) * per), ...(exec ? { exec } : {}) },
+            { taskUrl: urls.task, implUrl: urls.impl, seed: manifest.seed, cases: cases.slice(i * per, (i + 1) * per), ...(exec ? { exec } : {}) },
             {
               onResult: (r, thread) => {
                 this.#progress();
@@ -473,7 +524,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
       throw err;
     }
     if (held.abandoned) return;
-    const frame = encodeResults(this.#codec, results);
+    const frame = encodeResultsWithin(this.#codec, results);
     for (let attempt = 0; ; attempt++) {
       try {
         await this.#backend.completeBatch(this.workerId, batch, frame);
@@ -524,7 +575,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     await Promise.all(leftovers.map((h) => this.#release(h.batch.id, 'worker draining')));
     clearInterval(this.#tick);
     this.#state = 'stopped';
-    await Promise.all([...this.#pools.values()].map((p) => (leftovers.length ? p.destroy() : p.close())));
+    await (leftovers.length ? this.#pools.destroy() : this.#pools.close());
     await all.catch(() => {});
     try {
       await this.#backend.removeWorker(this.workerId);
@@ -533,6 +584,14 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     }
     if (this.#ownsBackend) await this.#backend.close();
     this.#logger.info('worker_stopped', { worker: this.workerId, cases_completed: this.casesCompleted, handed_back: leftovers.length });
+  }
+}
+
+function truncateMessage(err: unknown): string {
+  try {
+    return truncate(String((err as Error)?.message ?? err), MAX_MESSAGE_CHARS);
+  } catch {
+    return 'unprintable error';
   }
 }
 

@@ -75,6 +75,10 @@ export interface RunOptions {
   n: number;
   seed?: number;
   timeoutS?: number;
+  /** Threads of a local run. @defaultValue 2 */
+  parallel?: number;
+  /** Where a local run's cases run. @defaultValue 'thread' */
+  isolation?: 'thread' | 'process';
 }
 
 function evaluateValues(run: RunOptions, dir: string) {
@@ -91,7 +95,7 @@ function evaluateValues(run: RunOptions, dir: string) {
 
 export async function localReport(run: RunOptions): Promise<Report> {
   const dir = mkdtempSync(join(tmpdir(), 'mg-local-'));
-  const options = resolveEvaluateOptions({ values: { ...evaluateValues(run, dir), dispatcher: 'local', parallel: 2 }, env: {} });
+  const options = resolveEvaluateOptions({ values: { ...evaluateValues(run, dir), dispatcher: 'local', parallel: run.parallel ?? 2, ...(run.isolation ? { isolation: run.isolation } : {}) }, env: {} });
   return (await runEvaluation(options)).report;
 }
 

@@ -1,0 +1,101 @@
+/**
+ * `--isolation process` (src/execution/process-pool.ts, workers/case-process.ts): cases run in child
+ * processes under Node's permission model and prlimit. Each hostile act ends as a coded result and the
+ * pool goes on: reads outside the package and the artifacts, writes, child processes and worker
+ * threads are E_PERMISSION; a 3 GB off-heap Buffer is E_OOM; process.exit and process.abort are
+ * E_CRASH; a busy loop is E_TIMEOUT. The environment is scrubbed as in threads. Through Redis, a
+ * worker started with --isolation process gives the same verdicts.
+ *
+ * Needs the compiled package (npm run build) and prlimit (util-linux).
+ * Run: node --import tsx --test test/process-isolation.test.ts
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { ProcessCasePool, findPrlimit } from '../src/execution/process-pool.ts';
+import { caseEnvironment } from '../src/execution/env.ts';
+import { startRedis, redisAvailable, type RedisServer } from './helpers/redis-server.ts';
+import { fixture, killAllWorkers, localReport, queueReport, spawnWorker, type RunOptions } from './helpers/queue-harness.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const skip = !findPrlimit() ? 'prlimit is not installed' : !existsSync(join(root, 'dist', 'workers', 'case-process.js')) ? 'the package is not built (npm run build)' : false;
+const url = (p: string) => pathToFileURL(p).href;
+const probes = fixture('isolation/probes.mjs');
+
+describe('case processes', { skip }, () => {
+  let pool: ProcessCasePool;
+  before(() => {
+    pool = new ProcessCasePool({
+      threads: 1,
+      timeoutMs: 1500,
+      memMb: 64,
+      readPaths: [dirname(probes), dirname(fixture('realm/task.mjs'))],
+      env: caseEnvironment({ PATH: process.env.PATH, METAGUARD_QUEUE_CONFIG: '{"hmac_key":"topsecret"}' }),
+    });
+  });
+  after(() => pool.destroy());
+
+  it('turn each hostile act into a coded result and go on', async () => {
+    const acts = ['ok', 'read', 'write', 'spawn', 'thread', 'offheap', 'exit', 'abort', 'loop', 'ok'];
+    const results = await pool.runChunk({ taskUrl: url(fixture('isolation/task.mjs')), implUrl: url(probes), seed: 1, cases: acts.map((a, index) => ({ index, args: [a] })) });
+    const byAct = Object.fromEntries(results.sort((a, b) => a.index - b.index).map((r) => [`${acts[r.index]}#${r.index}`, r.error?.code ?? (r.passed ? 'pass' : 'fail')]));
+    assert.deepEqual(byAct, {
+      'ok#0': 'pass',
+      'read#1': 'E_PERMISSION',
+      'write#2': 'E_PERMISSION',
+      'spawn#3': 'E_PERMISSION',
+      'thread#4': 'E_PERMISSION',
+      'offheap#5': 'E_OOM',
+      'exit#6': 'E_CRASH',
+      'abort#7': 'E_CRASH',
+      'loop#8': 'E_TIMEOUT',
+      'ok#9': 'pass',
+    });
+  });
+
+  it('see a scrubbed environment, no inspector, no signals', async () => {
+    const [r] = await pool.runChunk({ taskUrl: url(fixture('realm/task.mjs')), implUrl: url(fixture('realm/env-probe.mjs')), seed: 1, cases: [{ index: 0, args: [[1]] }] });
+    assert.deepEqual(JSON.parse(r.error!.message.slice('probe '.length)), { env: [], values: 0, inspector_import: 'refused', inspector_builtin: 'refused', binding: 'refused', kill: 'refused' });
+  });
+});
+
+const sabotage: RunOptions = { task: fixture('realm/task.mjs'), baseline: fixture('realm/baseline.mjs'), candidate: fixture('realm/saboteur.mjs'), n: 40 };
+
+describe('evaluate --isolation process (local)', { skip }, () => {
+  it('gives the same verdict as threads, with the saboteur kept out of the baseline', async () => {
+    const report = await localReport({ ...sabotage, isolation: 'process' });
+    assert.equal(report.baseline.pass_rate, 1, JSON.stringify(report.baseline));
+    assert.equal(report.candidate.pass_rate, 1, JSON.stringify(report.candidate));
+  });
+});
+
+describe('worker --isolation process over Redis', { skip: skip || (redisAvailable() ? false : 'redis-server is not installed'), concurrency: false }, () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    killAllWorkers();
+    await redis?.stop();
+  });
+
+  it('runs a job with every case accounted, a killer case ending as a result, and the daemon alive', async () => {
+    const qc = { backend: 'redis', connection: { host: '127.0.0.1', port: redis.port }, queue: `proc_${randomUUID().slice(0, 8)}`, lease_seconds: 5, heartbeat_check_interval: 0.25, batch_size: 10 };
+    const w = spawnWorker(qc, { args: ['--threads', '2'], env: { METAGUARD_ISOLATION: 'process' } });
+    try {
+      const report = await queueReport(sabotage, qc);
+      assert.equal(report.baseline.pass_rate, 1, JSON.stringify(report.baseline));
+      assert.equal(report.candidate.pass_rate, 1, JSON.stringify(report.candidate));
+      const probed = await queueReport({ task: fixture('isolation/task.mjs'), baseline: fixture('realm/baseline.mjs'), candidate: probes, n: 10, timeoutS: 2 }, qc);
+      assert.deepEqual(probed.candidate.errors, { E_PERMISSION: 4, E_OOM: 1, E_CRASH: 2, E_TIMEOUT: 1 }, JSON.stringify(probed.candidate));
+      assert.equal(w.child.exitCode, null, 'the worker is still running');
+      assert.match(w.output(), /"isolation":"process"/);
+    } finally {
+      w.child.kill('SIGTERM');
+      assert.equal((await w.exited).code, 0, w.output().slice(-2000));
+    }
+  });
+});
