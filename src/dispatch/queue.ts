@@ -8,6 +8,7 @@
  * as E_DELIVERY, so an evaluation never waits for cases that cannot come.
  */
 import { randomUUID } from 'node:crypto';
+import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CaseResult } from '../execution/protocol.js';
 import { createCodec } from '../codec/index.js';
@@ -23,7 +24,7 @@ import { createBackend } from '../queue/index.js';
 import { decodeResults, encodeCases, signBatch } from '../queue/messages.js';
 import type { ArtifactRef, Backend, BatchMessage, JobManifest } from '../queue/types.js';
 import { ProgressPublisher } from './progress.js';
-import { roles, type DispatchEvents, type Dispatcher, type JobSpec, type Role } from './types.js';
+import { abortReason, moduleLoadError, roles, stoppedError, type DispatchEvents, type Dispatcher, type JobSpec, type Role } from './types.js';
 
 export interface QueueDispatcherOptions {
   config: QueueConfig;
@@ -33,6 +34,37 @@ export interface QueueDispatcherOptions {
   /** Called when the batch size changes. */
   onBatchSize?(size: number): void;
   metrics?: Metrics;
+  /**
+   * When no worker has been alive for this long, the run withdraws its job and fails with
+   * MG_ERR_NO_WORKERS. 0 waits forever. @defaultValue 120
+   */
+  noWorkerTimeoutS?: number;
+}
+
+/** Where a queue is, for messages: backend, address and queue name, never a password. */
+export function describeQueue(config: QueueConfig): string {
+  const name = `queue "${config.queue}"`;
+  switch (config.backend) {
+    case 'memory':
+      return `${name} on the in-process memory backend`;
+    case 'redis': {
+      const url = config.url ?? config.connection?.url;
+      if (url) {
+        try {
+          const u = new URL(url);
+          return `${name} on redis ${u.hostname}:${u.port || 6379}`;
+        } catch {
+          return `${name} on redis (connection url)`;
+        }
+      }
+      const c = config.connection;
+      return `${name} on redis ${c?.host ?? '127.0.0.1'}:${c?.port ?? 6379}${c?.db ? `/${c.db}` : ''}`;
+    }
+    case 'kafka':
+      return `topic "${config.topic ?? config.queue}" on kafka ${config.bootstrap_servers ?? 'localhost:9092'}`;
+    default:
+      return `${name} on ${config.backend}`;
+  }
 }
 
 interface Outstanding {
@@ -68,15 +100,16 @@ export class QueueDispatcher implements Dispatcher {
     this.#logger = options.logger ?? silentLogger;
   }
 
-  async #withRetry<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    // The coordinator rides out backend outages (a Redis restart): retry with capped backoff.
+  async #withRetry<T>(what: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    // The coordinator rides out backend outages (a Redis restart): retry with capped backoff, until
+    // the run is stopped.
     for (let attempt = 0; ; attempt++) {
       try {
         return await fn();
       } catch (err) {
-        if (!isMetaguardError(err) || err.code !== 'MG_ERR_BACKEND') throw err;
+        if (!isMetaguardError(err) || err.code !== 'MG_ERR_BACKEND' || signal?.aborted) throw err;
         this.#logger.warn('backend_error', { during: what, attempt, message: err.message });
-        await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
+        await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)), undefined, signal ? { signal } : undefined).catch(() => {});
       }
     }
   }
@@ -90,7 +123,11 @@ export class QueueDispatcher implements Dispatcher {
     metrics?.codecInfo.set({ impl: codec.impl }, 1);
     const jobId = randomUUID();
     const [task, baseline, candidate] = await this.#withRetry('publish artifacts', () =>
-      Promise.all([publishArtifact(backend, job.taskUrl), publishImplementation(backend, job.implUrls.baseline), publishImplementation(backend, job.implUrls.candidate)]),
+      Promise.all([
+        publishArtifact(backend, job.taskUrl, job.sources && basename(job.sources.task)),
+        publishImplementation(backend, job.implUrls.baseline, job.sources && basename(job.sources.baseline)),
+        publishImplementation(backend, job.implUrls.candidate, job.sources && basename(job.sources.candidate)),
+      ]),
     );
     const manifest: JobManifest = { jobId, task, implementations: { baseline, candidate }, seed: job.seed, timeoutMs: job.timeoutMs, memMb: job.memMb, createdAt: await backend.now(), ...(job.exec ? { exec: job.exec } : {}) };
     await this.#withRetry('publish job', () => backend.putJob(manifest));
@@ -135,6 +172,22 @@ export class QueueDispatcher implements Dispatcher {
       },
     });
     const outstanding = new Map<string, Outstanding>();
+    const signal = events.signal;
+    const where = describeQueue(config);
+    /** Withdraws the job (best effort: a backend that is down leaves the batches to expire) and says so. */
+    const withdraw = async (why: string): Promise<string> => {
+      try {
+        const removed = await backend.withdrawJob(jobId, [...outstanding.keys()]);
+        this.#logger.warn('job_withdrawn', { job: jobId, reason: why, batches_removed: removed, queue: where });
+        return `job ${jobId} withdrawn from ${where}${removed ? ` (${removed} pending batches removed)` : ''}`;
+      } catch (err) {
+        this.#logger.error('backend_error', { job: jobId, during: 'withdraw job', code: (err as { code?: string }).code, message: (err as Error).message });
+        return `job ${jobId} could not be withdrawn from ${where} (${(err as Error).message}); its batches expire after result_ttl_seconds`;
+      }
+    };
+    const noWorkerMs = (this.#options.noWorkerTimeoutS ?? 120) * 1000;
+    let lastAlive = Date.now();
+    let waiting = false;
     const next: Record<Role, number> = { baseline: 0, candidate: 0 };
     let turn = 0;
     let slots = 1;
@@ -156,7 +209,7 @@ export class QueueDispatcher implements Dispatcher {
         outstanding.set(msg.id, { role, indices: cases.map((c) => c.index), size: cases.length });
       }
       if (batch.length) {
-        await this.#withRetry('enqueue', () => backend.enqueue(batch));
+        await this.#withRetry('enqueue', () => backend.enqueue(batch), signal);
         metrics?.casesDispatched.inc(batch.reduce((s, b) => s + outstanding.get(b.id)!.size, 0));
         this.#logger.log('debug', 'queue_dispatched', { job: jobId, batches: batch.length, cases: batch.reduce((s, b) => s + outstanding.get(b.id)!.size, 0) });
       }
@@ -167,9 +220,24 @@ export class QueueDispatcher implements Dispatcher {
     const tickMs = config.heartbeat_check_interval * 1000;
     try {
       while (remaining > 0) {
-        if (await progress.tick()) await withdrawCancelledJob(backend, jobId, this.#logger);
-        await publishMore();
-        const read = await this.#withRetry('read results', () => backend.readResults(jobId, cursor, Math.min(250, tickMs)));
+        if (signal?.aborted) throw stoppedError(signal, await withdraw(abortReason(signal).message));
+        if (await progress.tick()) {
+          const why = 'cancelled from the dashboard';
+          throw new MetaguardError('MG_ERR_CANCELLED', `evaluation ${why}: ${await withdraw(why)}`);
+        }
+        try {
+          await publishMore();
+        } catch (err) {
+          if (signal?.aborted) continue;
+          throw err;
+        }
+        let read;
+        try {
+          read = await this.#withRetry('read results', () => backend.readResults(jobId, cursor, Math.min(250, tickMs)), signal);
+        } catch (err) {
+          if (signal?.aborted) continue;
+          throw err;
+        }
         cursor = read.cursor;
         for (const entry of read.entries) {
           const batch = outstanding.get(entry.batchId);
@@ -181,6 +249,12 @@ export class QueueDispatcher implements Dispatcher {
               this.#logger.warn('batch_rejected', { job: jobId, batch: entry.batchId, message: (err as Error).message });
               metrics?.serializationErrors.inc();
               continue;
+            }
+            const unloadable = results.find((r) => r.error?.code === 'MG_ERR_MODULE_LOAD' || r.error?.code === 'MG_ERR_INVALID_IMPLEMENTATION' || r.error?.code === 'MG_ERR_INVALID_TASK');
+            if (unloadable) {
+              // A worker could not load the job's modules: a job-level error, not N case results.
+              const err = moduleLoadError(entry.role, job.sources, unloadable.error!, ` on worker ${entry.workerId}`);
+              throw new MetaguardError(err.code, `${err.message}; ${await withdraw(err.message)}`);
             }
             let busyMs = 0;
             for (const r of results) {
@@ -208,15 +282,27 @@ export class QueueDispatcher implements Dispatcher {
         if (now - lastTick >= tickMs) {
           lastTick = now;
           // Reclaim here too: dead-lettering must not depend on a live worker to notice.
-          const reclaimed = await this.#withRetry('reclaim', () => backend.reclaimExpired());
+          const reclaimed = await this.#withRetry('reclaim', () => backend.reclaimExpired(), signal);
           if (reclaimed.requeued.length) {
             this.#logger.warn('queue_requeued', { job: jobId, batches: reclaimed.requeued.length });
             metrics?.batchesRequeued.inc(reclaimed.requeued.length);
             metrics?.casesRequeued.inc(reclaimed.requeued.reduce((sum, id) => sum + (outstanding.get(id)?.size ?? 0), 0));
           }
-          const workers = await this.#withRetry('active workers', () => backend.activeWorkers());
+          const workers = await this.#withRetry('active workers', () => backend.activeWorkers(), signal);
           slots = Math.max(1, workers.reduce((s, w) => s + w.threads, 0));
-          if (workers.length === 0) this.#logger.warn('heartbeat_timeout', { job: jobId, message: 'no active workers; cases wait in the queue', outstanding_batches: outstanding.size });
+          if (workers.length > 0) {
+            lastAlive = now;
+            if (waiting) events.onWaiting?.((waiting = false));
+          } else {
+            if (!waiting) {
+              events.onWaiting?.((waiting = true));
+              this.#logger.warn('heartbeat_timeout', { job: jobId, message: 'no active workers; cases wait in the queue', outstanding_batches: outstanding.size, queue: where });
+            }
+            if (noWorkerMs > 0 && now - lastAlive >= noWorkerMs) {
+              const why = `no worker has been alive for ${noWorkerMs / 1000} s (--no-worker-timeout-s)`;
+              throw new MetaguardError('MG_ERR_NO_WORKERS', `${why}; ${await withdraw(why)}`);
+            }
+          }
         }
       }
     } finally {
@@ -245,30 +331,16 @@ export class QueueDispatcher implements Dispatcher {
  * Publishes an implementation's module; an endpoint has no code, so workers get a one-line module
  * naming it (its requests take the default shape; the manifest's `exec` has the full description).
  */
-async function publishImplementation(backend: Backend, url: string): Promise<ArtifactRef> {
-  if (!isEndpointUrl(url)) return publishArtifact(backend, url);
+async function publishImplementation(backend: Backend, url: string, name?: string): Promise<ArtifactRef> {
+  if (!isEndpointUrl(url)) return publishArtifact(backend, url, name);
   const bytes = Buffer.from(`export const http = ${JSON.stringify({ url })};\n`);
   const ref: ArtifactRef = { sha256: sha256(bytes), ext: '.mjs', name: 'endpoint.mjs' };
   await backend.putArtifact(ref.sha256, bytes);
   return ref;
 }
 
-/**
- * A cancellation requested from the dashboard: withdraw the job (its queued batches and manifest go)
- * and stop the evaluation with MG_ERR_CANCELLED. Kept apart so the coordinator's own withdrawal on
- * SIGINT can share it.
- */
-async function withdrawCancelledJob(backend: Backend, jobId: string, logger: Logger): Promise<never> {
-  const removed = await backend.withdrawJob?.(jobId).catch((err: unknown) => {
-    logger.warn('backend_error', { job: jobId, during: 'withdraw job', code: (err as { code?: string }).code, message: (err as Error).message });
-    return undefined;
-  });
-  logger.warn('job_withdrawn', { job: jobId, reason: 'cancelled from the dashboard', batches_removed: removed });
-  throw new MetaguardError('MG_ERR_CANCELLED', `evaluation cancelled from the dashboard: job ${jobId} withdrawn`);
-}
-
 /** The CLI's and evaluate()'s factory for `--dispatcher queue`. */
-export function createQueueDispatcher(options: Pick<EvaluateOptions, 'queueConfig'>, logger?: Logger, metrics?: Metrics): QueueDispatcher {
+export function createQueueDispatcher(options: Pick<EvaluateOptions, 'queueConfig'> & Partial<Pick<EvaluateOptions, 'noWorkerTimeoutS'>>, logger?: Logger, metrics?: Metrics): QueueDispatcher {
   const config = resolveQueueConfig(options.queueConfig ?? {});
-  return new QueueDispatcher({ config, ...(logger ? { logger } : {}), ...(metrics ? { metrics } : {}) });
+  return new QueueDispatcher({ config, ...(logger ? { logger } : {}), ...(metrics ? { metrics } : {}), ...(options.noWorkerTimeoutS !== undefined ? { noWorkerTimeoutS: options.noWorkerTimeoutS } : {}) });
 }

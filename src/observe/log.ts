@@ -33,7 +33,8 @@ export type LogEvent =
   | 'endpoint_unusable'
   | 'job_withdrawn'
   | 'dashboard_started'
-  | 'dashboard_action';
+  | 'dashboard_action'
+  | 'evaluation_preparing';
 
 export const levels: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 

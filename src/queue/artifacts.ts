@@ -16,11 +16,11 @@ export const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).
 
 const ALLOWED_EXT = new Set(['.mjs', '.js', '.cjs', '.ts', '.mts', '.cts']);
 
-/** Reads a module file and publishes it; returns its reference for the job manifest. */
-export async function publishArtifact(backend: Backend, url: string): Promise<ArtifactRef> {
+/** Reads a module file (a bundle) and publishes it; returns its reference for the job manifest. `name` is for messages. */
+export async function publishArtifact(backend: Backend, url: string, name?: string): Promise<ArtifactRef> {
   const path = fileURLToPath(url);
   const bytes = readFileSync(path);
-  const ref: ArtifactRef = { sha256: sha256(bytes), ext: extname(path) || '.mjs', name: basename(path) };
+  const ref: ArtifactRef = { sha256: sha256(bytes), ext: extname(path) || '.mjs', name: name ?? basename(path) };
   await backend.putArtifact(ref.sha256, bytes);
   return ref;
 }

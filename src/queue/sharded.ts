@@ -98,6 +98,12 @@ export class ShardedBackend implements Backend {
     await Promise.all(this.shards.map((s) => s.deleteJob(jobId)));
   }
 
+  async withdrawJob(jobId: string, batchIds?: readonly string[]): Promise<number> {
+    // Each shard removes the ids it carries (the others are not its job's batches there).
+    const removed = await Promise.all(this.shards.map((s) => s.withdrawJob(jobId, batchIds)));
+    return removed.reduce((a, b) => a + b, 0);
+  }
+
   async enqueue(batches: BatchMessage[]): Promise<void> {
     const groups: BatchMessage[][] = this.shards.map(() => []);
     for (const b of batches) groups[this.#enqueueTurn++ % this.shards.length].push(b);
