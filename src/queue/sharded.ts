@@ -242,9 +242,6 @@ export class ShardedBackend implements Backend {
     return this.#home.requestCancel(jobId);
   }
 
-  async withdrawJob(jobId: string): Promise<number> {
-    return (await Promise.all(this.shards.map((s) => s.withdrawJob(jobId)))).reduce((a, b) => a + b, 0);
-  }
 
   async priorityCounts(): Promise<{ inflight: Record<Priority, number>; dead: Record<Priority, number> }> {
     const all = await Promise.all(this.shards.map((s) => s.priorityCounts()));
