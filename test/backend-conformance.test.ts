@@ -1087,16 +1087,17 @@ function conformance(h: Harness): void {
         const claimed = oks(await b.claimBatches('w1', 2, 5000));
         assert.deepEqual(claimed.map((c) => c.id), [mine[2].id, mine[0].id]);
         await b.releaseBatch('w1', mine[0].id, { delayMs: 60_000, countAttempt: true, reason: 'later' });
-        assert.equal(await b.withdrawJob(job), 2, 'the delayed and the pending batch of the job');
+        assert.equal(await b.withdrawJob(job), 3, 'the delayed, the pending and the claimed batch of the job');
         const s = await b.stats();
         assert.equal(s.pending.normal, 2, "the other job's batches stay");
         assert.equal(s.delayed, 0);
-        assert.equal(s.inflight, 1, 'a claimed batch runs to its end');
+        assert.equal(s.inflight, 0, 'a claimed batch of a withdrawn job loses its lease (its worker drops it)');
+        assert.deepEqual(await b.renewLeases('w1', [mine[2].id], 5000), [mine[2].id]);
         if (b.priorityCounts) {
           const [left] = oks(await b.claimBatches('w2', 1, 5000));
           await b.deadLetter('w2', left.id, 'bad');
           const counts = await b.priorityCounts();
-          assert.deepEqual(counts.inflight, { critical: 0, high: 1, normal: 0, low: 0 });
+          assert.deepEqual(counts.inflight, { critical: 0, high: 0, normal: 0, low: 0 });
           assert.deepEqual(counts.dead, { critical: 0, high: 0, normal: 1, low: 0 });
         }
         await b.removeProgress(job);

@@ -319,9 +319,9 @@ describe('through Redis', { skip: redisAvailable() ? false : 'redis-server is no
 
   it('--deadline-s through the queue: exit 2, the job withdrawn', async () => {
     const qc = config();
-    const r = await runCli(['evaluate', '--task', slowTask, '--baseline', fixture('slow/baseline.mjs'), '--candidate', fixture('slow/candidate.mjs'), '--n', '100', '--queue-config', JSON.stringify(qc), '--no-worker-timeout-s', '0', '--deadline-s', '2', '--log-level', 'error', '--report-dir', freshDir('qdeadline')]);
+    const r = await runCli(['evaluate', '--task', slowTask, '--baseline', fixture('slow/baseline.mjs'), '--candidate', fixture('slow/candidate.mjs'), '--n', '100', '--queue-config', JSON.stringify(qc), '--no-worker-timeout-s', '0', '--deadline-s', '10', '--log-level', 'error', '--report-dir', freshDir('qdeadline')]);
     assert.equal(r.code, 2, describeRun(r));
-    assert.match(r.stderr, new RegExp(`^metaguard: --deadline-s 2 passed with 0 of 200 cases done; job [0-9a-f-]{36} withdrawn from queue "${qc.queue}" on redis 127\\.0\\.0\\.1:${redis.port} \\(\\d+ pending batches removed\\)\n$`));
+    assert.match(r.stderr, new RegExp(`^metaguard: --deadline-s 10 passed with 0 of 200 cases done; job [0-9a-f-]{36} withdrawn from queue "${qc.queue}" on redis 127\\.0\\.0\\.1:${redis.port} \\(\\d+ pending batches removed\\)\n$`));
     assert.deepEqual(await leftovers(qc.queue), { pending: 0, inflight: 0, delayed: 0, batches: [], jobs: [], results: [] });
   });
 
