@@ -177,6 +177,7 @@ export class QueueDispatcher implements Dispatcher {
     /** Withdraws the job (best effort: a backend that is down leaves the batches to expire) and says so. */
     const withdraw = async (why: string): Promise<string> => {
       try {
+        if (!backend.withdrawJob) return `job ${jobId} left on ${where} (the ${backend.kind} backend cannot withdraw a job; its batches run and their results expire)`;
         const removed = await backend.withdrawJob(jobId, [...outstanding.keys()]);
         this.#logger.warn('job_withdrawn', { job: jobId, reason: why, batches_removed: removed, queue: where });
         return `job ${jobId} withdrawn from ${where}${removed ? ` (${removed} pending batches removed)` : ''}`;

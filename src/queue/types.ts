@@ -158,8 +158,11 @@ export interface Backend {
    * `result_ttl_seconds`, so results a worker still publishes for it are dropped rather than stored.
    * Workers holding one of its batches see the lease lost and the job gone, and drop the batch;
    * nothing is dead-lettered. Returns how many batches were removed.
+   *
+   * Optional: a backend without it (RabbitMQ, SQS so far) leaves a stopped job's batches to be run
+   * and their results to expire.
    */
-  withdrawJob(jobId: string, batchIds?: readonly string[]): Promise<number>;
+  withdrawJob?(jobId: string, batchIds?: readonly string[]): Promise<number>;
 
   /** Adds batches to the pending queue of their priority. */
   enqueue(batches: BatchMessage[]): Promise<void>;
