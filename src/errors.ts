@@ -9,7 +9,7 @@ export const CaseErrorCodes = {
   E_TIMEOUT: 'the case exceeded its time limit',
   E_OOM: 'the case exhausted its memory limit',
   E_THROW: 'the implementation threw',
-  E_CRASH: 'the implementation exited its thread or process, or failed at import',
+  E_CRASH: 'the implementation exited its thread or process',
   E_PERMISSION: 'the implementation attempted an operation its isolation forbids (signals, child processes, files outside the artifact cache, …)',
   E_DELIVERY: 'the case could not be delivered to a worker within its attempts',
   E_HTTP_STATUS: 'an endpoint answered a non-2xx status (after retries for 429 and 503)',
@@ -25,7 +25,7 @@ export const ErrorCodes = {
   MG_ERR_FILE_NOT_FOUND: 'a file named on the command line does not exist',
   MG_ERR_INVALID_TASK: 'a task module does not export a valid spec',
   MG_ERR_INVALID_IMPLEMENTATION: 'an implementation module does not export solve',
-  MG_ERR_MODULE_LOAD: 'a task or implementation module failed to load',
+  MG_ERR_MODULE_LOAD: 'a task or implementation module failed to load (here or on a worker): the run stops before any verdict',
   MG_ERR_INVALID_POLICY: 'a policy file is malformed',
   MG_ERR_TASK_GEN: 'the task generator failed or returned malformed cases',
   MG_ERR_BACKEND: 'the queue backend failed',
@@ -42,6 +42,10 @@ export const ErrorCodes = {
   MG_ERR_HTTP_CONFIG: 'an endpoint description is invalid, or a header names a variable that is not provided',
   MG_ERR_DASHBOARD_ASSETS: 'the dashboard page could not be loaded or built',
   MG_ERR_CANCELLED: 'the evaluation was cancelled from the dashboard (its job was withdrawn)',
+  MG_ERR_INCOMPLETE: 'some cases could not be delivered: the verdict is withheld (see --allow-incomplete)',
+  MG_ERR_DEADLINE: 'the evaluation did not finish within --deadline-s',
+  MG_ERR_NO_WORKERS: 'no queue worker was alive for --no-worker-timeout-s',
+  MG_ERR_INTERRUPTED: 'the evaluation was stopped by SIGINT or SIGTERM',
 } as const;
 export type MetaguardErrorCode = keyof typeof ErrorCodes;
 

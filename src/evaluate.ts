@@ -7,23 +7,22 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname } from 'node:path';
 import { existsSync } from 'node:fs';
-import { MetaguardError, invalidOption } from './errors.js';
-import { resolveOptions, type Sources } from './options/schema.js';
+import { MetaguardError, invalidOption, type MetaguardErrorCode } from './errors.js';
 import { evaluateSchema, type EvaluateOptions } from './options/evaluate.js';
-import { loadPolicy } from './gate/policy.js';
 import { decide } from './gate/index.js';
 import { builtinTask } from './spec/builtin.js';
-import { loadTask, moduleUrl } from './spec/load.js';
-import type { CaseRunner } from './execution/pool.js';
+import { moduleUrl } from './spec/load.js';
+import { bundleModule } from './spec/bundle.js';
+import { CasePool, type CaseRunner } from './execution/pool.js';
 import { createRolePools } from './execution/pools.js';
 import type { CaseResult } from './execution/protocol.js';
 import { LocalDispatcher } from './dispatch/local.js';
-import { roles, type Dispatcher, type JobSpec, type Role } from './dispatch/types.js';
-import { collectViolations, summarizeRole, violatingCases } from './reports/build.js';
+import { abortReason, moduleLoadError, roles, type Dispatcher, type JobSpec, type Role } from './dispatch/types.js';
+import { collectViolations, countedErrors, summarizeRole, violatingCases } from './reports/build.js';
 import { writeJsonReport, writeTextFile } from './reports/write.js';
 import { renderHtml } from './reports/html.js';
 import { renderJunit } from './reports/junit.js';
-import type { Report } from './reports/types.js';
+import type { Decision, Report } from './reports/types.js';
 import { computeInterval, mcnemarTest, pairedPower } from './statistics/index.js';
 import { silentLogger, type Logger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
@@ -55,7 +54,7 @@ function resolveModules(options: EvaluateOptions): ResolvedModules {
   return { taskUrl: moduleUrl(taskPath, 'task'), implUrls: { baseline: pick('baseline'), candidate: pick('candidate') } };
 }
 
-/** A module's sha256; an endpoint URL's hash of its method, URL and header names. */
+/** A module's sha256 (of its bundle); an endpoint URL's hash of its method, URL and header names. */
 function implementationHash(url: string, exec?: RoleExec): string {
   return isEndpointUrl(url) && exec?.endpoint ? endpointHash(exec.endpoint) : sha256File(url);
 }
@@ -64,49 +63,35 @@ export function sha256File(url: string): string {
   return createHash('sha256').update(readFileSync(fileURLToPath(url))).digest('hex');
 }
 
-function generateCases(gen: (n: number, seed: number) => unknown[][], n: number, seed: number, task: string): unknown[][] {
-  let cases: unknown;
-  try {
-    cases = gen(n, seed);
-  } catch (err) {
-    throw new MetaguardError('MG_ERR_TASK_GEN', `task ${task}: gen(${n}, ${seed}) threw: ${(err as Error).message ?? err}`, { cause: err });
-  }
-  if (!Array.isArray(cases) || cases.length !== n) {
-    throw new MetaguardError('MG_ERR_TASK_GEN', `task ${task}: gen(${n}, ${seed}) must return an array of ${n} argument lists, got ${Array.isArray(cases) ? `${cases.length} items` : typeof cases}`);
-  }
-  cases.forEach((c, i) => {
-    if (!Array.isArray(c)) throw new MetaguardError('MG_ERR_TASK_GEN', `task ${task}: case ${i} is not an argument list (an array)`);
-  });
-  return cases as unknown[][];
-}
-
 /**
- * Fails with exit-2 errors for implementations that load but are unusable; load-time crashes are case
- * results. Each role is checked in a thread of its own pool, never in this one.
+ * Loads both implementations (with the task) in a thread of each role's own pool — user code never runs in this
+ * thread — and fails with one line naming the role and the file when one cannot be loaded: a module
+ * that does not load is an error (exit 2), never a verdict.
  */
-async function checkImplementations(modules: ResolvedModules, pools: Record<Role, CaseRunner>): Promise<void> {
-  const checks = await Promise.all(roles.map((role) => pools[role].checkModules(modules.taskUrl, modules.implUrls[role])));
-  for (const info of checks) {
-    if (info && info.code.startsWith('MG_ERR_')) throw new MetaguardError(info.code as 'MG_ERR_INVALID_IMPLEMENTATION', info.message);
-  }
+async function checkImplementations(modules: ResolvedModules, sources: Record<'task' | Role, string>, pools: Record<Role, CaseRunner>): Promise<void> {
+  const checks = await Promise.all(roles.map((role) => (isEndpointUrl(modules.implUrls[role]) ? null : pools[role].checkModules(modules.taskUrl, modules.implUrls[role]))));
+  roles.forEach((role, i) => {
+    const info = checks[i];
+    if (info) throw moduleLoadError(role, sources, info);
+  });
 }
 
 /**
  * Concurrency and endpoint of each role: a URL is an endpoint; a module exporting `http` describes one
  * (asked in a thread of the role's pool). Undefined when both roles are modules run one case at a time.
  */
-async function describeExec(options: EvaluateOptions, modules: ResolvedModules, pools: Record<Role, CaseRunner>): Promise<JobExec | undefined> {
+async function describeExec(options: EvaluateOptions, modules: ResolvedModules, sources: Record<'task' | Role, string>, pools: Record<Role, CaseRunner>): Promise<JobExec | undefined> {
   const roleExec = async (role: Role): Promise<RoleExec> => {
     const url = modules.implUrls[role];
     let described: unknown;
     if (isEndpointUrl(url)) described = { url };
     else {
-      // A module that fails to load has no endpoint: its cases report the failure (E_CRASH).
+      // Loading was checked just before: a module that still fails here has no endpoint.
       const d = await pools[role].describeImplementation(url).catch(() => ({ kind: 'none' as const }));
-      if (d.kind === 'invalid') throw new MetaguardError('MG_ERR_INVALID_IMPLEMENTATION', `implementation ${fileURLToPath(url)}: http: ${d.message}`);
+      if (d.kind === 'invalid') throw new MetaguardError('MG_ERR_INVALID_IMPLEMENTATION', `implementation ${sources[role]}: http: ${d.message}`);
       if (d.kind === 'http') described = d.http;
     }
-    const endpoint = described === undefined ? undefined : parseEndpoint(described, isEndpointUrl(url) ? `--${role}` : `implementation ${fileURLToPath(url)}: http`);
+    const endpoint = described === undefined ? undefined : parseEndpoint(described, isEndpointUrl(url) ? `--${role}` : `implementation ${sources[role]}: http`);
     return { concurrency: options.concurrency ?? (endpoint ? DEFAULT_CONCURRENCY.endpoint : DEFAULT_CONCURRENCY.module), ...(endpoint ? { endpoint } : {}) };
   };
   const exec = { baseline: await roleExec('baseline'), candidate: await roleExec('candidate') };
@@ -118,9 +103,16 @@ export interface EvaluationHooks {
   logger?: Logger;
   /** Called as cases finish: (done, total) over both roles. */
   onProgress?(done: number, total: number): void;
+  /** Called with true while the queue has no live worker (cases wait), false once one is alive. */
+  onWaiting?(waiting: boolean): void;
   /** Supplies the queue dispatcher for `--dispatcher queue`. @defaultValue the queue dispatcher of the queue config */
   createDispatcher?(options: EvaluateOptions, extras: { logger: Logger; metrics?: Metrics }): Promise<Dispatcher> | Dispatcher;
   env?: NodeJS.ProcessEnv;
+  /**
+   * Stops the evaluation (SIGINT, SIGTERM): its reason — `{ code, message }`, e.g. a MetaguardError —
+   * becomes the rejection, with the cases done and what was withdrawn appended.
+   */
+  signal?: AbortSignal;
 }
 
 export interface EvaluationOutcome {
@@ -133,19 +125,79 @@ export interface EvaluationOutcome {
 export async function runEvaluation(options: Readonly<EvaluateOptions>, hooks: EvaluationHooks = {}): Promise<EvaluationOutcome> {
   const logger = hooks.logger ?? silentLogger;
   const started = new Date();
-  const modules = resolveModules(options);
-  const task = await loadTask(modules.taskUrl);
-  const cases = generateCases(task.gen.bind(task), options.n, options.seed, task.name);
-  const job: JobSpec = { ...modules, taskName: task.name, seed: options.seed, timeoutMs: Math.round(options.timeoutS * 1000), memMb: options.memMb, cases };
-  const env = hooks.env ?? process.env;
-  // The local dispatcher runs on the pools that checked the implementations (one per role); a queue
-  // needs one thread per role for the check.
-  const readPaths = [modules.taskUrl, ...roles.map((r) => modules.implUrls[r])].filter((u) => u.startsWith('file:')).map((u) => dirname(fileURLToPath(u)));
-  const pools = createRolePools(options.dispatcher === 'local' ? options.parallel : 1, { timeoutMs: job.timeoutMs, memMb: job.memMb }, { isolation: options.isolation ?? 'thread', readPaths });
-  const destroyPools = () => Promise.all(roles.map((role) => pools[role].destroy()));
+  const files = resolveModules(options);
+  const sources = { task: describePath(files.taskUrl), baseline: describePath(files.implUrls.baseline), candidate: describePath(files.implUrls.candidate) };
+  // One loader: every module becomes a bundle; the pool runs it, the queue ships it, `hashes` name it.
+  // An endpoint URL is not a module: it stays as it is.
+  const bundled = (url: string, path: string, what: string) => (isEndpointUrl(url) ? Promise.resolve(url) : bundleModule(path, what, options.cacheDir).then((b) => b.url));
+  const [taskBundle, baselineBundle, candidateBundle] = await Promise.all([
+    bundled(files.taskUrl, sources.task, 'task'),
+    bundled(files.implUrls.baseline, sources.baseline, 'baseline'),
+    bundled(files.implUrls.candidate, sources.candidate, 'candidate'),
+  ]);
+  const modules: ResolvedModules = { taskUrl: taskBundle, implUrls: { baseline: baselineBundle, candidate: candidateBundle } };
+  let done = 0;
+  const total = options.n * 2;
+  // One signal stops the run, whatever asked: the caller (a signal), or --deadline-s. User code never
+  // runs in this thread (the task's gen included), so the signal is always heard.
+  const stop = new AbortController();
+  const forward = () => {
+    const reason = abortReason(hooks.signal!);
+    stop.abort(new MetaguardError(reason.code as MetaguardErrorCode, `${reason.message} with ${done} of ${total} cases done`));
+  };
+  if (hooks.signal?.aborted) forward();
+  else hooks.signal?.addEventListener('abort', forward, { once: true });
+  const deadline =
+    options.deadlineS === undefined
+      ? undefined
+      : setTimeout(() => stop.abort(new MetaguardError('MG_ERR_DEADLINE', `--deadline-s ${options.deadlineS} passed with ${done} of ${total} cases done`)), options.deadlineS * 1000);
   try {
-    await checkImplementations(modules, pools);
-    const exec = await describeExec(options, modules, pools);
+    return await runCases(options, hooks, logger, started, modules, sources, stop.signal, () => done++);
+  } finally {
+    clearTimeout(deadline);
+    hooks.signal?.removeEventListener('abort', forward);
+  }
+}
+
+async function runCases(
+  options: Readonly<EvaluateOptions>,
+  hooks: EvaluationHooks,
+  logger: Logger,
+  started: Date,
+  modules: ResolvedModules,
+  sources: Record<'task' | Role, string>,
+  signal: AbortSignal,
+  countOne: () => number,
+): Promise<EvaluationOutcome> {
+  const abortError = () => {
+    const r = abortReason(signal);
+    return new MetaguardError(r.code as MetaguardErrorCode, r.message);
+  };
+  const timeoutMs = Math.round(options.timeoutS * 1000);
+  const env = hooks.env ?? process.env;
+  // Each role runs in a pool of its own (a candidate never shares a realm with the baseline); the local
+  // dispatcher runs on the pools that checked the implementations, a queue needs one thread per role.
+  const readPaths = [modules.taskUrl, ...roles.map((r) => modules.implUrls[r])].filter((u) => u.startsWith('file:')).map((u) => dirname(fileURLToPath(u)));
+  const pools = createRolePools(options.dispatcher === 'local' ? options.parallel : 1, { timeoutMs, memMb: options.memMb }, { isolation: options.isolation ?? 'thread', readPaths });
+  const destroyPools = () => Promise.all(roles.map((role) => pools[role].destroy()));
+  let job: JobSpec;
+  let taskName: string;
+  logger.log('debug', 'evaluation_preparing', { task: sources.task, baseline: sources.baseline, candidate: sources.candidate });
+  try {
+    // The task's gen runs in a thread of its own, never in this one (a hung gen cannot defeat a
+    // deadline or a signal) and never in an implementation's realm.
+    const genPool = new CasePool({ threads: 1, timeoutMs, memMb: options.memMb });
+    let generated: Awaited<ReturnType<CasePool['generate']>>;
+    try {
+      generated = await raceAbort(genPool.generate(modules.taskUrl, sources.task, options.n, options.seed, signal), signal, abortError);
+    } finally {
+      await genPool.destroy();
+    }
+    if (!generated.ok) throw new MetaguardError(generated.code as MetaguardErrorCode, generated.message);
+    taskName = generated.name;
+    job = { ...modules, taskName, seed: options.seed, timeoutMs, memMb: options.memMb, cases: generated.cases, sources };
+    await raceAbort(checkImplementations(modules, sources, pools), signal, abortError);
+    const exec = await raceAbort(describeExec(options, modules, sources, pools), signal, abortError);
     if (exec) job.exec = exec;
     // Run here, header variables must be set now (exit 2 naming the header); through a queue each
     // worker fills them in from its own environment.
@@ -174,17 +226,20 @@ export async function runEvaluation(options: Readonly<EvaluateOptions>, hooks: E
     });
   }
 
-  logger.info('evaluation_started', { task: task.name, n: options.n, seed: options.seed, dispatcher: options.dispatcher });
-  let done = 0;
+  logger.info('evaluation_started', { task: taskName, n: options.n, seed: options.seed, dispatcher: options.dispatcher });
+  const cases = job.cases;
   const total = cases.length * 2;
   // Case faults are logged as they happen, the first few of each kind per role; the report has every count.
   const logged = new Map<string, number>();
   const caseEvents = { E_TIMEOUT: 'case_timeout', E_OOM: 'case_oom', E_CRASH: 'case_crash' } as const;
   let results: Record<Role, CaseResult[]>;
+  hooks.onProgress?.(0, total);
   try {
     results = await dispatcher.run(job, {
+      signal,
+      ...(hooks.onWaiting ? { onWaiting: hooks.onWaiting } : {}),
       onResult: (role, r) => {
-        done++;
+        const done = countOne() + 1;
         const event = r.error && caseEvents[r.error.code as keyof typeof caseEvents];
         if (event) {
           const key = `${role}:${event}`;
@@ -200,12 +255,52 @@ export async function runEvaluation(options: Readonly<EvaluateOptions>, hooks: E
     await server?.close();
   }
 
-  const report = buildReport(options, task.name, modules, cases, results, started, job.exec);
-  logger.info('evaluation_finished', { task: task.name, adopt: report.decision.adopt, reason: report.decision.reason, delta_pass_rate: report.delta_pass_rate });
+  const report = buildReport(options, taskName, modules, cases, results, started, job.exec);
+  logger.info('evaluation_finished', { task: taskName, adopt: report.decision.adopt, reason: report.decision.reason, delta_pass_rate: report.delta_pass_rate });
   const outcome: EvaluationOutcome = { report, reportPath: writeJsonReport(report, options.reportDir) };
   if (options.htmlReport) outcome.htmlPath = writeTextFile(options.htmlReport, renderHtml(report));
   if (options.junitReport) outcome.junitPath = writeTextFile(options.junitReport, renderJunit(report));
   return outcome;
+}
+
+/** Settles with `work`, or rejects with the abort's error as soon as `signal` aborts. */
+async function raceAbort<T>(work: Promise<T>, signal: AbortSignal, error: () => Error): Promise<T> {
+  if (signal.aborted) throw error();
+  let onAbort!: () => void;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(error());
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work, aborted]);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
+const describePath = (url: string) => (url.startsWith('file:') ? fileURLToPath(url) : isEndpointUrl(url) ? displayUrl(url) : url);
+
+/** Case results without the indices where either role's case was not delivered (E_DELIVERY). */
+function delivered(results: Record<Role, CaseResult[]>): { results: Record<Role, CaseResult[]>; undelivered: number; reason: string } {
+  const n = results.baseline.length;
+  const keep: Record<Role, CaseResult[]> = { baseline: [], candidate: [] };
+  let undelivered = 0;
+  const reasons = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const b = results.baseline[i];
+    const c = results.candidate[i];
+    const lost = [b, c].filter((r) => r?.error?.code === 'E_DELIVERY');
+    if (lost.length) {
+      undelivered++;
+      for (const r of lost) reasons.set(r.error!.message, (reasons.get(r.error!.message) ?? 0) + 1);
+      continue;
+    }
+    // Re-indexed, so countedErrors pairs the same case of both roles.
+    keep.baseline.push({ ...b, index: keep.baseline.length });
+    keep.candidate.push({ ...c, index: keep.candidate.length });
+  }
+  const top = [...reasons.entries()].sort((a, b) => b[1] - a[1])[0];
+  return { results: keep, undelivered, reason: top ? top[0] : '' };
 }
 
 function buildReport(
@@ -218,11 +313,14 @@ function buildReport(
   exec?: JobExec,
 ): Report {
   const n = cases.length;
+  // The statistics and the gate see only cases delivered for both roles; the role summaries see all.
+  const kept = delivered(results);
   const pass = (rs: CaseResult[]) => Uint8Array.from(rs, (r) => (r.passed ? 1 : 0));
-  const b = pass(results.baseline);
-  const c = pass(results.candidate);
+  const b = pass(kept.results.baseline);
+  const c = pass(kept.results.candidate);
+  const m = b.length;
   let both = 0, candOnly = 0, baseOnly = 0, neither = 0;
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < m; i++) {
     if (b[i] && c[i]) both++;
     else if (c[i]) candOnly++;
     else if (b[i]) baseOnly++;
@@ -230,11 +328,14 @@ function buildReport(
   }
   const baseline = summarizeRole(results.baseline);
   const candidate = summarizeRole(results.candidate);
-  const deltaCi = computeInterval(options.ciMethod, b, c, { alpha: options.alpha, samples: options.bootstrapSamples, seed: options.seed });
-  const decision = decide(
-    { candidateViolations: violatingCases(results.candidate), candidatePassRate: candidate.pass_rate, deltaCi },
+  const deltaCi: [number, number] = m > 0 ? computeInterval(options.ciMethod, b, c, { alpha: options.alpha, samples: options.bootstrapSamples, seed: options.seed }) : [0, 0];
+  const counted = { counted_violations: violatingCases(kept.results.candidate), counted_errors: countedErrors(kept.results.candidate, kept.results.baseline) };
+  const gated = decide(
+    { candidateViolations: counted.counted_violations + counted.counted_errors, candidatePassRate: m ? summarizeRole(kept.results.candidate).pass_rate : 0, deltaCi },
     { violationCap: options.violationCap, minPassRate: options.minPassRate, minDelta: options.minDelta },
   );
+  const withheld = kept.undelivered > 0 && !options.allowIncomplete;
+  const decision: Decision = withheld ? { adopt: false, reason: 'incomplete', ...counted } : { ...gated, ...counted };
   const violations = collectViolations(results, cases);
   const finished = new Date();
   return {
@@ -253,6 +354,7 @@ function buildReport(
       dispatcher: options.dispatcher,
       ...(options.dispatcher === 'local' ? { parallel: options.parallel } : {}),
       ...(options.policy ? { policy: options.policy } : {}),
+      ...(options.allowIncomplete ? { allow_incomplete: true } : {}),
       ...(exec
         ? {
             concurrency: { baseline: exec.roles.baseline.concurrency, candidate: exec.roles.candidate.concurrency },
@@ -274,10 +376,11 @@ function buildReport(
     delta_ci: deltaCi,
     ci_method: options.ciMethod,
     decision,
+    ...(kept.undelivered > 0 ? { incomplete: { undelivered_cases: kept.undelivered, reason: kept.reason, decided_on_delivered: !withheld } } : {}),
     statistics: {
       paired: { both_pass: both, candidate_only: candOnly, baseline_only: baseOnly, neither },
       mcnemar: mcnemarTest(candOnly, baseOnly),
-      power: pairedPower({ n, b: candOnly, c: baseOnly, minDelta: options.minDelta, alpha: options.alpha }),
+      power: pairedPower({ n: m, b: candOnly, c: baseOnly, minDelta: options.minDelta, alpha: options.alpha }),
       alpha: options.alpha,
       ...(options.ciMethod.startsWith('bootstrap') ? { bootstrap_samples: options.bootstrapSamples } : {}),
     },

@@ -744,6 +744,48 @@ function conformance(h: Harness): void {
         assert.ok(!verifyDead('conformance-key', { jobId: job, batchId: x.id, role: 'candidate', reason: 'poison' }, dead.mac), 'bound to the batch');
       }));
 
+    it('withdrawJob removes the job\'s batches wherever they wait, drops its manifest and results, and leaves other jobs alone', () =>
+      withBackend({}, async (b, _c) => {
+        if (!b.withdrawJob) return;
+        const job = `job-${randomUUID()}`;
+        const other = `job-${randomUUID()}`;
+        await b.putJob(manifest(job, await b.now()));
+        await b.putJob(manifest(other, await b.now()));
+        const mine = [batch(job), batch(job), batch(job), batch(job, { priority: 'high' })];
+        const theirs = batch(other);
+        await b.enqueue([...mine, theirs]);
+        let inFlight: ClaimedBatch | undefined;
+        if (caps.leases && caps.fifo) {
+          // One of the job's batches in flight, one waiting out a retry delay, two pending.
+          const got = oks(await b.claimBatches('w1', 2, 60_000)).filter((x) => x.jobId === job);
+          assert.ok(got.length >= 2, `claimed ${got.length} of the job's batches`);
+          inFlight = got[0];
+          await b.releaseBatch('w1', got[1].id, { delayMs: 60_000, countAttempt: true, reason: 'later' });
+        }
+        const removed = await b.withdrawJob(job, mine.map((x) => x.id));
+        if (caps.pendingExcludesClaimed) assert.equal(removed, mine.length, 'every batch of the job is removed');
+        assert.equal(await eventually(() => b.getJob(job), (m) => m === null), null, 'manifest dropped');
+        assert.equal((await b.getJob(other))?.jobId, other, 'another job keeps its manifest');
+        if (inFlight) {
+          assert.deepEqual(await b.renewLeases('w1', [inFlight.id], 60_000), [inFlight.id], 'the lease of a withdrawn batch is revoked');
+          assert.equal(await b.completeBatch('w1', inFlight, Uint8Array.from([1])), false);
+          assert.deepEqual((await b.readResults(job, '0', 0)).entries, [], 'results of a withdrawn job are dropped');
+          await b.deadLetter('w1', inFlight.id, 'late');
+          assert.deepEqual(await b.listDead(), [], 'nothing of a withdrawn job reaches the DLQ');
+        }
+        // Only the other job's batch is left to claim.
+        const left = oks(await claimUntil(b, 'w2', 10, 5000, 1));
+        assert.deepEqual(left.map((x) => x.id), [theirs.id]);
+        assert.deepEqual(oks(await b.claimBatches('w2', 10, 5000)), []);
+        if (caps.delayedStats) {
+          const s = await b.stats();
+          assert.equal(s.delayed, 0);
+          assert.equal(s.inflight, 1);
+        }
+        assert.equal(await b.completeBatch('w2', left[0], Uint8Array.from([2])), true);
+        assert.equal((await readAll(b, other, 1)).length, 1, 'the other job still gets its results');
+      }));
+
     it('deadLetter records the reason and tells the job; listDead, retryDead and purgeDead manage the DLQ', () =>
       withBackend({}, async (b) => {
         const job = `job-${randomUUID()}`;
@@ -1109,16 +1151,17 @@ function conformance(h: Harness): void {
         const claimed = oks(await b.claimBatches('w1', 2, 5000));
         assert.deepEqual(claimed.map((c) => c.id), [mine[2].id, mine[0].id]);
         await b.releaseBatch('w1', mine[0].id, { delayMs: 60_000, countAttempt: true, reason: 'later' });
-        assert.equal(await b.withdrawJob(job), 2, 'the delayed and the pending batch of the job');
+        assert.equal(await b.withdrawJob(job), 3, 'the delayed, the pending and the claimed batch of the job');
         const s = await b.stats();
         assert.equal(s.pending.normal, 2, "the other job's batches stay");
         assert.equal(s.delayed, 0);
-        assert.equal(s.inflight, 1, 'a claimed batch runs to its end');
+        assert.equal(s.inflight, 0, 'a claimed batch of a withdrawn job loses its lease (its worker drops it)');
+        assert.deepEqual(await b.renewLeases('w1', [mine[2].id], 5000), [mine[2].id]);
         if (b.priorityCounts) {
           const [left] = oks(await b.claimBatches('w2', 1, 5000));
           await b.deadLetter('w2', left.id, 'bad');
           const counts = await b.priorityCounts();
-          assert.deepEqual(counts.inflight, { critical: 0, high: 1, normal: 0, low: 0 });
+          assert.deepEqual(counts.inflight, { critical: 0, high: 0, normal: 0, low: 0 });
           assert.deepEqual(counts.dead, { critical: 0, high: 0, normal: 1, low: 0 });
         }
         await b.removeProgress(job);

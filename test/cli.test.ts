@@ -74,7 +74,7 @@ describe('metaguard evaluate: verdicts', { concurrency: 2 }, () => {
     assert.equal(report.n, 60);
     assert.equal(report.seed, 3);
     assert.equal(report.ci_method, 'newcombe');
-    assert.deepEqual(report.decision, { adopt: true, reason: 'meets_gate' });
+    assert.deepEqual(report.decision, { adopt: true, reason: 'meets_gate', counted_violations: 0, counted_errors: 0 });
     // Same report as the file written.
     const [file] = readdirSync(dir);
     assert.deepEqual(JSON.parse(readFileSync(join(dir, file), 'utf8')), report);

@@ -74,7 +74,7 @@ describe('evaluate() on the built-in tasks', () => {
   it('top_k: the candidate is adopted (meets_gate)', async () => {
     topK = await run('top_k');
     const r = topK.report;
-    assert.deepEqual(r.decision, { adopt: true, reason: 'meets_gate' });
+    assert.deepEqual(r.decision, { adopt: true, reason: 'meets_gate', counted_violations: 0, counted_errors: 0 });
     assert.equal(r.task, 'top_k');
     assert.equal(r.n, N);
     assert.equal(r.seed, 42);
@@ -143,15 +143,20 @@ describe('evaluate() on the built-in tasks', () => {
     }
   });
 
-  it('hashes are the sha256 hex of the task and implementation files', () => {
-    const expect = (task: string, ext: string) => ({
-      task: sha256(join(root, 'examples', task, `task.${ext}`)),
-      baseline: sha256(join(root, 'examples', task, `baseline.${ext}`)),
-      candidate: sha256(join(root, 'examples', task, `candidate.${ext}`)),
+  it('hashes are the sha256 hex of the bundles run (and shipped) for the task and implementation files', async () => {
+    const { bundleModule } = await import('../src/spec/bundle.ts');
+    const expect = async (task: string, ext: string) => ({
+      task: (await bundleModule(join(root, 'examples', task, `task.${ext}`), 'task')).sha256,
+      baseline: (await bundleModule(join(root, 'examples', task, `baseline.${ext}`), 'baseline')).sha256,
+      candidate: (await bundleModule(join(root, 'examples', task, `candidate.${ext}`), 'candidate')).sha256,
     });
-    assert.deepEqual(topK.report.hashes, expect('top_k', 'mjs'));
-    assert.deepEqual(median.report.hashes, expect('median', 'ts'));
-    for (const h of Object.values(topK.report.hashes)) assert.match(h, /^[0-9a-f]{64}$/);
+    assert.deepEqual(topK.report.hashes, await expect('top_k', 'mjs'));
+    assert.deepEqual(median.report.hashes, await expect('median', 'ts'));
+    const { defaultCacheDir } = await import('../src/queue/artifacts.ts');
+    for (const h of Object.values(topK.report.hashes)) {
+      assert.match(h, /^[0-9a-f]{64}$/);
+      assert.equal(sha256(join(defaultCacheDir(), 'bundles', `${h}.mjs`)), h, 'the hash is of the bundle file the pool ran');
+    }
   });
 
   it('report file names are report_<task>_<UTC stamp>_<8 hex>.json', () => {

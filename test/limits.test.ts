@@ -148,14 +148,14 @@ describe('case limits (timeout 300 ms, 64 MiB, 2 threads)', () => {
     assert.deepEqual(events.restarts, ['crash', 'crash']);
   });
 
-  it('throws-at-import.mjs: every case is E_CRASH "failed at import"', async () => {
+  it('throws-at-import.mjs: every case carries the load error MG_ERR_MODULE_LOAD (a run-level error, not a crash)', async () => {
     const cases = casesOf(12);
     const results = await run('throws-at-import.mjs', cases);
     const map = byIndex(cases, results);
     for (const r of map.values()) {
       assert.equal(r.passed, false);
-      assert.equal(r.error?.code, 'E_CRASH');
-      assert.match(r.error!.message, /failed at import/);
+      assert.equal(r.error?.code, 'MG_ERR_MODULE_LOAD');
+      assert.match(r.error!.message, /failed to load/);
       assert.match(r.error!.message, /broken module/);
     }
   });

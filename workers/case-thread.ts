@@ -17,7 +17,7 @@ import { runInNewContext } from 'node:vm';
 import { parentPort, threadId } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { MetaguardError, toErrorInfo } from '../src/errors.js';
-import { importModule, validateImplementation, validateTask } from '../src/spec/load.js';
+import { generateCases as generate, importModule, validateImplementation, validateTask } from '../src/spec/load.js';
 import { relationRng } from '../src/util/rng.js';
 import type { Solve, TaskSpec } from '../src/spec/types.js';
 import type { CaseInput, CaseResult, ChunkExec, ChunkRequest, ThreadMessage } from '../src/execution/protocol.js';
@@ -239,8 +239,10 @@ export async function runCases(req: Omit<ChunkRequest, 'progress'> & { progress?
     [task, impl] = await Promise.all([loadTask(req.taskUrl), loadImpl(req.implUrl)]);
     if ('http' in impl && !req.exec?.http) throw new Error('the implementation is an HTTP endpoint but the chunk carries no endpoint description');
   } catch (err) {
-    // Failing at import is a crash of the implementation: every case of the chunk records it.
-    const error = { code: 'E_CRASH', message: truncate(`failed at import: ${errorInfo(err, 'E_CRASH').message.split('\n')[0]}`, MAX_MESSAGE_CHARS) };
+    // A module that cannot be loaded is not a case result: every case of the chunk carries the load
+    // error (MG_ERR_MODULE_LOAD), which the local dispatcher and the queue coordinator turn into a
+    // run-level error (exit 2) instead of a verdict.
+    const error = { code: 'MG_ERR_MODULE_LOAD', message: truncate(`failed to load: ${errorInfo(err, 'MG_ERR_MODULE_LOAD').message.split('\n')[0]}`, MAX_MESSAGE_CHARS) };
     post({ t: 'begin', token, threadId });
     post({ t: 'results', token, results: req.cases.map((c) => ({ index: c.index, passed: false, durationMs: 0, error })) });
     post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
@@ -323,12 +325,40 @@ export async function describeImplementation(req: { implUrl: string }): Promise<
  * Loads a task and an implementation and reports what is wrong with them, if anything: the evaluator
  * checks implementations here, in a thread, so user code never runs in the coordinator's thread.
  */
-export async function checkModules(req: { taskUrl: string; implUrl: string }): Promise<{ code: string; message: string } | null> {
+export async function checkModules(req: { taskUrl: string; implUrl: string }): Promise<{ code: string; message: string; module: 'task' | 'implementation' } | null> {
+  const problem = async (module: 'task' | 'implementation', load: Promise<unknown>) => {
+    try {
+      await load;
+      return null;
+    } catch (err) {
+      const info = toErrorInfo(err, 'MG_ERR_MODULE_LOAD');
+      // Shape errors (no solve, no gen) keep their code and say what is missing; anything thrown while
+      // importing is a load failure, reported by its first line.
+      if (info.code === 'MG_ERR_INVALID_IMPLEMENTATION' || info.code === 'MG_ERR_INVALID_TASK') return { code: info.code, message: info.message.replace(/^(task|implementation) [^:]*: /, ''), module };
+      return { code: 'MG_ERR_MODULE_LOAD', message: `failed to load: ${info.message.split('\n')[0]}`, module };
+    }
+  };
+  return (await problem('task', loadTask(req.taskUrl))) ?? (await problem('implementation', loadImpl(req.implUrl)));
+}
+
+/**
+ * Loads the task and generates the evaluation's cases here, in a thread, so that the coordinator's
+ * thread never runs user code. Errors come back as `{ ok: false, code, message }` naming `where`.
+ */
+export async function generateCases(req: { taskUrl: string; where: string; n: number; seed: number }): Promise<{ ok: true; name: string; cases: unknown[][] } | { ok: false; code: string; message: string }> {
+  let task: TaskSpec;
   try {
-    await Promise.all([loadTask(req.taskUrl), loadImpl(req.implUrl)]);
-    return null;
+    task = validateTask((await importModule(req.taskUrl)).default, req.where);
   } catch (err) {
-    return errorInfo(err, 'E_CRASH');
+    const info = toErrorInfo(err, 'MG_ERR_MODULE_LOAD');
+    if (info.code === 'MG_ERR_INVALID_TASK') return { ok: false, code: info.code, message: info.message };
+    return { ok: false, code: 'MG_ERR_MODULE_LOAD', message: `task ${req.where}: failed to load: ${info.message.split('\n')[0]}` };
+  }
+  try {
+    return { ok: true, name: task.name, cases: generate(task, req.n, req.seed, req.where) };
+  } catch (err) {
+    const info = toErrorInfo(err, 'MG_ERR_TASK_GEN');
+    return { ok: false, code: info.code, message: info.message };
   }
 }
 

@@ -12,7 +12,7 @@ export function formatSummary(report: Report, paths: { reportPath: string; htmlP
     return r.startsWith('..') ? p : r;
   };
   const lines = [
-    `${report.task}: candidate ${decision.adopt ? 'ADOPTED' : 'REJECTED'} (${decision.reason})`,
+    decision.reason === 'incomplete' ? `${report.task}: verdict WITHHELD (incomplete)` : `${report.task}: candidate ${decision.adopt ? 'ADOPTED' : 'REJECTED'} (${decision.reason})`,
     `  pass rate   baseline ${pct(report.baseline.pass_rate)} (${report.baseline.passes}/${report.baseline.total})  candidate ${pct(report.candidate.pass_rate)} (${report.candidate.passes}/${report.candidate.total})`,
     `  delta       ${signedPct(report.delta_pass_rate)}  ${Math.round((1 - report.statistics.alpha) * 100)}% CI [${signedPct(report.delta_ci[0])}, ${signedPct(report.delta_ci[1])}]  (${report.ci_method})`,
   ];
@@ -20,7 +20,8 @@ export function formatSummary(report: Report, paths: { reportPath: string; htmlP
   if (report.candidate.prop_violations || report.candidate.mr_violations || errs.length) {
     lines.push(
       `  candidate   ${report.candidate.prop_violations} property, ${report.candidate.mr_violations} relation violations` +
-        (errs.length ? `; errors ${errs.map(([k, v]) => `${k}=${v}`).join(' ')}` : ''),
+        (errs.length ? `; errors ${errs.map(([k, v]) => `${k}=${v}`).join(' ')}` : '') +
+        (decision.counted_errors ? ` (${decision.counted_errors} counted toward --violation-cap ${report.config.violation_cap})` : ''),
     );
   }
   // Endpoint roles: request latency percentiles, requests and retries.
@@ -31,6 +32,9 @@ export function formatSummary(report: Report, paths: { reportPath: string; htmlP
     const ms = (x: number) => `${x.toFixed(x < 10 ? 1 : 0)} ms`;
     lines.push(`  ${label.padEnd(11)} ${role.padEnd(9)} p50 ${ms(h.latency_ms.p50)}  p95 ${ms(h.latency_ms.p95)}  p99 ${ms(h.latency_ms.p99)}  (${h.requests} requests, ${h.retries} retries)`);
     label = '';
+  }
+  if (report.incomplete) {
+    lines.push(`  incomplete  ${report.incomplete.undelivered_cases} cases not delivered: ${report.incomplete.reason}${report.incomplete.decided_on_delivered ? ' (decided on the delivered cases: --allow-incomplete)' : ''}`);
   }
   lines.push(`  report      ${rel(paths.reportPath)}`);
   if (paths.htmlPath) lines.push(`  html        ${rel(paths.htmlPath)}`);

@@ -7,7 +7,7 @@ import { createRolePools } from '../execution/pools.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { CaseResult } from '../execution/protocol.js';
 import { chunkExecFor, RateLimitStates } from '../http/exec.js';
-import { roles, type DispatchEvents, type Dispatcher, type JobSpec, type Role } from './types.js';
+import { moduleLoadError, roles, stoppedError, type DispatchEvents, type Dispatcher, type JobSpec, type Role } from './types.js';
 
 export interface LocalDispatcherOptions {
   threads: number;
@@ -45,36 +45,65 @@ export class LocalDispatcher implements Dispatcher {
     const work: Promise<void>[] = [];
     let inFlight = 0;
     let wake: (() => void) | undefined;
-    for (let start = 0; start < n; start += size) {
-      const cases = job.cases.slice(start, start + size).map((args, i) => ({ index: start + i, args }));
-      for (const role of roles) {
-        inFlight++;
-        work.push(
-          pools[role]
-            .runChunk(
-              { taskUrl: job.taskUrl, implUrl: job.implUrls[role], seed: job.seed, cases, ...(execs[role] ? { exec: execs[role] } : {}) },
-              {
-                onResult: (r, slot) => {
-                  this.#options.metrics?.recordCase(r, role, slot);
-                  events.onResult?.(role, r);
+    // The run stops early for a stop signal or a module that failed to load in a thread: no verdict.
+    let failure: Error | undefined;
+    let stopped!: (err: Error) => void;
+    const failed = new Promise<never>((_, reject) => (stopped = reject));
+    failed.catch(() => {});
+    const fail = (err: Error) => {
+      failure ??= err;
+      stopped(failure);
+      wake?.();
+    };
+    const onAbort = () => fail(stoppedError(events.signal!, 'no case is left running'));
+    if (events.signal?.aborted) onAbort();
+    events.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for (let start = 0; start < n && !failure; start += size) {
+        const cases = job.cases.slice(start, start + size).map((args, i) => ({ index: start + i, args }));
+        for (const role of roles) {
+          inFlight++;
+          work.push(
+            pools[role]
+              .runChunk(
+                { taskUrl: job.taskUrl, implUrl: job.implUrls[role], seed: job.seed, cases, ...(execs[role] ? { exec: execs[role] } : {}) },
+                {
+                  onResult: (r, slot) => {
+                    if (failure) return;
+                    if (r.error?.code === 'MG_ERR_MODULE_LOAD') {
+                      fail(moduleLoadError(role, job.sources, r.error));
+                      return;
+                    }
+                    this.#options.metrics?.recordCase(r, role, slot);
+                    events.onResult?.(role, r);
+                  },
+                  onRestart: (reason, slot) => this.#options.metrics?.threadRestarts.inc({ thread: String(slot), reason }),
+                  onHeap: (bytes, slot) => this.#options.metrics?.threadHeap.set({ thread: String(slot) }, bytes),
                 },
-                onRestart: (reason, slot) => this.#options.metrics?.threadRestarts.inc({ thread: String(slot), reason }),
-                onHeap: (bytes, slot) => this.#options.metrics?.threadHeap.set({ thread: String(slot) }, bytes),
-              },
-            )
-            .then((results) => {
-              for (const r of results) out[role][r.index] = r;
-            })
-            .finally(() => {
-              inFlight--;
-              wake?.();
-            }),
-        );
+              )
+              .then((results) => {
+                for (const r of results) out[role][r.index] = r;
+              })
+              .finally(() => {
+                inFlight--;
+                wake?.();
+              }),
+          );
+        }
+        // Backpressure: at most two chunks per thread in flight, instead of queueing every chunk up front.
+        while (inFlight >= 2 * this.#options.threads && !failure) await new Promise<void>((resolve) => (wake = resolve));
       }
-      // Backpressure: at most two chunks per thread in flight, instead of queueing every chunk up front.
-      while (inFlight >= 2 * this.#options.threads) await new Promise<void>((resolve) => (wake = resolve));
+      if (!failure) await Promise.race([Promise.all(work), failed]);
+      if (failure) throw failure;
+    } catch (err) {
+      // Chunks still running (a hung case, a signal) must not keep the process alive: stop the threads.
+      // The pool's rejections of the abandoned chunks are expected.
+      for (const w of work) w.catch(() => {});
+      await Promise.all(roles.map((r) => pools[r].destroy()));
+      throw failure ?? err;
+    } finally {
+      events.signal?.removeEventListener('abort', onAbort);
     }
-    await Promise.all(work);
     return out;
   }
 

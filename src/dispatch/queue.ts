@@ -17,6 +17,7 @@
  * when they vanished too.
  */
 import { randomUUID } from 'node:crypto';
+import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CaseResult } from '../execution/protocol.js';
 import { createCodec } from '../codec/index.js';
@@ -32,7 +33,7 @@ import { createBackend } from '../queue/index.js';
 import { decodeResults, encodeCases, signBatch, signManifest, verifyDead, verifyResults } from '../queue/messages.js';
 import type { ArtifactRef, Backend, BatchMessage, JobManifest, ResultEntry } from '../queue/types.js';
 import { ProgressPublisher } from './progress.js';
-import { roles, type DispatchEvents, type Dispatcher, type JobSpec, type Role } from './types.js';
+import { abortReason, moduleLoadError, roles, stoppedError, type DispatchEvents, type Dispatcher, type JobSpec, type Role } from './types.js';
 
 export interface QueueDispatcherOptions {
   config: QueueConfig;
@@ -42,6 +43,37 @@ export interface QueueDispatcherOptions {
   /** Called when the batch size changes. */
   onBatchSize?(size: number): void;
   metrics?: Metrics;
+  /**
+   * When no worker has been alive for this long, the run withdraws its job and fails with
+   * MG_ERR_NO_WORKERS. 0 waits forever. @defaultValue 120
+   */
+  noWorkerTimeoutS?: number;
+}
+
+/** Where a queue is, for messages: backend, address and queue name, never a password. */
+export function describeQueue(config: QueueConfig): string {
+  const name = `queue "${config.queue}"`;
+  switch (config.backend) {
+    case 'memory':
+      return `${name} on the in-process memory backend`;
+    case 'redis': {
+      const url = config.url ?? config.connection?.url;
+      if (url) {
+        try {
+          const u = new URL(url);
+          return `${name} on redis ${u.hostname}:${u.port || 6379}`;
+        } catch {
+          return `${name} on redis (connection url)`;
+        }
+      }
+      const c = config.connection;
+      return `${name} on redis ${c?.host ?? '127.0.0.1'}:${c?.port ?? 6379}${c?.db ? `/${c.db}` : ''}`;
+    }
+    case 'kafka':
+      return `topic "${config.topic ?? config.queue}" on kafka ${config.bootstrap_servers ?? 'localhost:9092'}`;
+    default:
+      return `${name} on ${config.backend}`;
+  }
 }
 
 interface Outstanding {
@@ -86,15 +118,16 @@ export class QueueDispatcher implements Dispatcher {
     this.#logger = options.logger ?? silentLogger;
   }
 
-  async #withRetry<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    // The coordinator rides out backend outages (a Redis restart): retry with capped backoff.
+  async #withRetry<T>(what: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    // The coordinator rides out backend outages (a Redis restart): retry with capped backoff, until
+    // the run is stopped.
     for (let attempt = 0; ; attempt++) {
       try {
         return await fn();
       } catch (err) {
-        if (!isMetaguardError(err) || err.code !== 'MG_ERR_BACKEND') throw err;
+        if (!isMetaguardError(err) || err.code !== 'MG_ERR_BACKEND' || signal?.aborted) throw err;
         this.#logger.warn('backend_error', { during: what, attempt, message: err.message });
-        await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
+        await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)), undefined, signal ? { signal } : undefined).catch(() => {});
       }
     }
   }
@@ -110,7 +143,12 @@ export class QueueDispatcher implements Dispatcher {
     metrics?.codecInfo.set({ impl: codec.impl }, 1);
     const jobId = randomUUID();
     // The bytes are kept: a manifest republished after the backend lost it names the same code.
-    const artifacts = [loadArtifact(job.taskUrl), loadImplementation(job.implUrls.baseline), loadImplementation(job.implUrls.candidate)];
+    const name = (path: string | undefined) => (path === undefined ? undefined : basename(path));
+    const artifacts = [
+      loadArtifact(job.taskUrl, name(job.sources?.task)),
+      loadImplementation(job.implUrls.baseline, name(job.sources?.baseline)),
+      loadImplementation(job.implUrls.candidate, name(job.sources?.candidate)),
+    ];
     const [task, baseline, candidate] = artifacts.map((a) => a.ref);
     const manifest: JobManifest = { jobId, task, implementations: { baseline, candidate }, seed: job.seed, timeoutMs: job.timeoutMs, memMb: job.memMb, createdAt: await backend.now(), ...(job.exec ? { exec: job.exec } : {}) };
     if (key) manifest.mac = signManifest(key, manifest);
@@ -162,6 +200,23 @@ export class QueueDispatcher implements Dispatcher {
     /** Every batch this job sent (what result entries are checked against), and those not yet answered. */
     const sent = new Map<string, Outstanding>();
     const outstanding = new Map<string, Outstanding>();
+    const signal = events.signal;
+    const where = describeQueue(config);
+    /** Withdraws the job (best effort: a backend that is down leaves the batches to expire) and says so. */
+    const withdraw = async (why: string): Promise<string> => {
+      try {
+        if (!backend.withdrawJob) return `job ${jobId} left on ${where} (the ${backend.kind} backend cannot withdraw a job; its batches run and their results expire)`;
+        const removed = await backend.withdrawJob(jobId, [...outstanding.keys()]);
+        this.#logger.warn('job_withdrawn', { job: jobId, reason: why, batches_removed: removed, queue: where });
+        return `job ${jobId} withdrawn from ${where}${removed ? ` (${removed} pending batches removed)` : ''}`;
+      } catch (err) {
+        this.#logger.error('backend_error', { job: jobId, during: 'withdraw job', code: (err as { code?: string }).code, message: (err as Error).message });
+        return `job ${jobId} could not be withdrawn from ${where} (${(err as Error).message}); its batches expire after result_ttl_seconds`;
+      }
+    };
+    const noWorkerMs = (this.#options.noWorkerTimeoutS ?? 120) * 1000;
+    let lastAlive = Date.now();
+    let waiting = false;
     const next: Record<Role, number> = { baseline: 0, candidate: 0 };
     let turn = 0;
     let slots = 1;
@@ -191,7 +246,7 @@ export class QueueDispatcher implements Dispatcher {
       }
       if (batch.length) {
         // Idempotent on the backend: a retry after a failure that had in fact committed adds nothing.
-        await this.#withRetry('enqueue', () => backend.enqueue(batch));
+        await this.#withRetry('enqueue', () => backend.enqueue(batch), signal);
         metrics?.casesDispatched.inc(batch.reduce((s, b) => s + sent.get(b.id)!.size, 0));
         this.#logger.log('debug', 'queue_dispatched', { job: jobId, batches: batch.length, cases: batch.reduce((s, b) => s + sent.get(b.id)!.size, 0) });
       }
@@ -235,6 +290,8 @@ export class QueueDispatcher implements Dispatcher {
       });
     };
 
+    /** Set when a worker reports that it could not load the job's modules (the run stops with exit 2). */
+    let unloadable: { role: Role; workerId: string; error: { code: string; message: string } } | undefined;
     /** Checks one entry of the result stream against what was sent; returns batches to send again. */
     const accept = (entry: ResultEntry): string | undefined => {
       const b = sent.get(entry.batchId);
@@ -273,6 +330,11 @@ export class QueueDispatcher implements Dispatcher {
         forged(entry, 'wrong_indices', `results cover other case indices than the ${b.size} the batch was sent with`);
         return open ? entry.batchId : undefined;
       }
+      const noLoad = results.find((r) => r.error?.code === 'MG_ERR_MODULE_LOAD' || r.error?.code === 'MG_ERR_INVALID_IMPLEMENTATION' || r.error?.code === 'MG_ERR_INVALID_TASK');
+      if (noLoad) {
+        unloadable ??= { role: b.role, workerId: entry.workerId, error: noLoad.error! };
+        return undefined;
+      }
       let busyMs = 0;
       for (const r of results) {
         record(b.role, r);
@@ -289,7 +351,7 @@ export class QueueDispatcher implements Dispatcher {
     let cursor = '0';
     /** Reads the stream once; returns how many entries came and the outstanding batches with a bad results entry. */
     const consume = async (blockMs: number): Promise<{ count: number; bad: string[] }> => {
-      const read = await this.#withRetry('read results', () => backend.readResults(jobId, cursor, blockMs));
+      const read = await this.#withRetry('read results', () => backend.readResults(jobId, cursor, blockMs), signal);
       cursor = read.cursor;
       const bad: string[] = [];
       for (const entry of read.entries) {
@@ -357,23 +419,49 @@ export class QueueDispatcher implements Dispatcher {
     const tickMs = config.heartbeat_check_interval * 1000;
     try {
       while (remaining > 0) {
-        if (await progress.tick()) await withdrawCancelledJob(backend, jobId, this.#logger);
-        await publishMore();
-        await rejectedFrames((await consume(Math.min(250, tickMs))).bad);
+        if (signal?.aborted) throw stoppedError(signal, await withdraw(abortReason(signal).message));
+        if (await progress.tick()) {
+          const why = 'cancelled from the dashboard';
+          throw new MetaguardError('MG_ERR_CANCELLED', `evaluation ${why}: ${await withdraw(why)}`);
+        }
+        try {
+          await publishMore();
+          await rejectedFrames((await consume(Math.min(250, tickMs))).bad);
+        } catch (err) {
+          if (signal?.aborted) continue;
+          throw err;
+        }
+        if (unloadable) {
+          // A worker could not load the job's modules: a job-level error, not N case results.
+          const err = moduleLoadError(unloadable.role, job.sources, unloadable.error, ` on worker ${unloadable.workerId}`);
+          throw new MetaguardError(err.code, `${err.message}; ${await withdraw(err.message)}`);
+        }
         const now = Date.now();
         if (remaining > 0 && now - lastTick >= tickMs) {
           lastTick = now;
           // Reclaim here too: dead-lettering must not depend on a live worker to notice.
-          const reclaimed = await this.#withRetry('reclaim', () => backend.reclaimExpired());
+          const reclaimed = await this.#withRetry('reclaim', () => backend.reclaimExpired(), signal);
           if (reclaimed.requeued.length) {
             this.#logger.warn('queue_requeued', { job: jobId, batches: reclaimed.requeued.length });
             metrics?.batchesRequeued.inc(reclaimed.requeued.length);
             metrics?.casesRequeued.inc(reclaimed.requeued.reduce((sum, id) => sum + (outstanding.get(id)?.size ?? 0), 0));
           }
           await checkLost([...outstanding.keys()]);
-          const workers = await this.#withRetry('active workers', () => backend.activeWorkers());
+          const workers = await this.#withRetry('active workers', () => backend.activeWorkers(), signal);
           slots = Math.max(1, workers.reduce((s, w) => s + w.threads, 0));
-          if (workers.length === 0) this.#logger.warn('heartbeat_timeout', { job: jobId, message: 'no active workers; cases wait in the queue', outstanding_batches: outstanding.size });
+          if (workers.length > 0) {
+            lastAlive = now;
+            if (waiting) events.onWaiting?.((waiting = false));
+          } else {
+            if (!waiting) {
+              events.onWaiting?.((waiting = true));
+              this.#logger.warn('heartbeat_timeout', { job: jobId, message: 'no active workers; cases wait in the queue', outstanding_batches: outstanding.size, queue: where });
+            }
+            if (noWorkerMs > 0 && now - lastAlive >= noWorkerMs) {
+              const why = `no worker has been alive for ${noWorkerMs / 1000} s (--no-worker-timeout-s)`;
+              throw new MetaguardError('MG_ERR_NO_WORKERS', `${why}; ${await withdraw(why)}`);
+            }
+          }
         }
       }
     } finally {
@@ -402,28 +490,14 @@ export class QueueDispatcher implements Dispatcher {
  * Publishes an implementation's module; an endpoint has no code, so workers get a one-line module
  * naming it (its requests take the default shape; the manifest's `exec` has the full description).
  */
-function loadImplementation(url: string): { ref: ArtifactRef; bytes: Uint8Array } {
-  if (!isEndpointUrl(url)) return loadArtifact(url);
+function loadImplementation(url: string, name?: string): { ref: ArtifactRef; bytes: Uint8Array } {
+  if (!isEndpointUrl(url)) return loadArtifact(url, name);
   const bytes = Buffer.from(`export const http = ${JSON.stringify({ url })};\n`);
   return { ref: { sha256: sha256(bytes), ext: '.mjs', name: 'endpoint.mjs' }, bytes };
 }
 
-/**
- * A cancellation requested from the dashboard: withdraw the job (its queued batches and manifest go)
- * and stop the evaluation with MG_ERR_CANCELLED. Kept apart so the coordinator's own withdrawal on
- * SIGINT can share it.
- */
-async function withdrawCancelledJob(backend: Backend, jobId: string, logger: Logger): Promise<never> {
-  const removed = await backend.withdrawJob?.(jobId).catch((err: unknown) => {
-    logger.warn('backend_error', { job: jobId, during: 'withdraw job', code: (err as { code?: string }).code, message: (err as Error).message });
-    return undefined;
-  });
-  logger.warn('job_withdrawn', { job: jobId, reason: 'cancelled from the dashboard', batches_removed: removed });
-  throw new MetaguardError('MG_ERR_CANCELLED', `evaluation cancelled from the dashboard: job ${jobId} withdrawn`);
-}
-
 /** The CLI's and evaluate()'s factory for `--dispatcher queue`. */
-export function createQueueDispatcher(options: Pick<EvaluateOptions, 'queueConfig'>, logger?: Logger, metrics?: Metrics): QueueDispatcher {
+export function createQueueDispatcher(options: Pick<EvaluateOptions, 'queueConfig'> & Partial<Pick<EvaluateOptions, 'noWorkerTimeoutS'>>, logger?: Logger, metrics?: Metrics): QueueDispatcher {
   const config = resolveQueueConfig(options.queueConfig ?? {});
-  return new QueueDispatcher({ config, ...(logger ? { logger } : {}), ...(metrics ? { metrics } : {}) });
+  return new QueueDispatcher({ config, ...(logger ? { logger } : {}), ...(metrics ? { metrics } : {}), ...(options.noWorkerTimeoutS !== undefined ? { noWorkerTimeoutS: options.noWorkerTimeoutS } : {}) });
 }

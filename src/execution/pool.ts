@@ -339,7 +339,9 @@ export class CasePool extends EventEmitter implements CaseRunner {
       (err: unknown) =>
         new Promise<AttemptOutcome>((resolve) => {
           // Let results the thread posted before it died arrive before deciding which case failed.
-          setImmediate(() => resolve(finish(this.#classify(err, timedOut, begun))));
+          // The shared progress slot says whether a case had started even when the thread died before
+          // its 'begin' message arrived: a crash in a case is never mistaken for a load failure.
+          setImmediate(() => resolve(finish(this.#classify(err, timedOut, begun || Atomics.load(progress, 0) >= 0))));
         }),
     );
   }
@@ -362,17 +364,16 @@ export class CasePool extends EventEmitter implements CaseRunner {
   }
 
   #classify(err: unknown, timedOut: boolean, begun: boolean): NonNullable<AttemptOutcome['fault']> {
-    if (timedOut) {
-      return begun
-        ? { code: 'E_TIMEOUT', message: `case exceeded its ${this.timeoutMs} ms limit`, beforeBegin: false, reason: 'timeout' }
-        : { code: 'E_TIMEOUT', message: `module import exceeded ${importBudgetMs(this.timeoutMs)} ms`, beforeBegin: true, reason: 'timeout' };
-    }
     const e = err as { code?: string; message?: string };
-    if (e?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
-      return { code: 'E_OOM', message: `case exhausted the ${this.memMb} MiB heap limit`, beforeBegin: !begun, reason: 'oom' };
+    const reason = timedOut ? 'timeout' : e?.code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'oom' : 'crash';
+    if (!begun) {
+      // The thread never got past loading the modules: a load failure, not a case result.
+      const why = timedOut ? `import exceeded ${importBudgetMs(this.timeoutMs)} ms` : reason === 'oom' ? `import exhausted the ${this.memMb} MiB heap limit` : `the thread exited during import: ${e?.message ?? String(err)}`;
+      return { code: 'MG_ERR_MODULE_LOAD', message: `failed to load: ${why}`, beforeBegin: true, reason };
     }
-    const detail = e?.message ?? String(err);
-    return { code: 'E_CRASH', message: begun ? `thread exited: ${detail}` : `failed at import: ${detail}`, beforeBegin: !begun, reason: 'crash' };
+    if (timedOut) return { code: 'E_TIMEOUT', message: `case exceeded its ${this.timeoutMs} ms limit`, beforeBegin: false, reason };
+    if (reason === 'oom') return { code: 'E_OOM', message: `case exhausted the ${this.memMb} MiB heap limit`, beforeBegin: false, reason };
+    return { code: 'E_CRASH', message: `thread exited: ${e?.message ?? String(err)}`, beforeBegin: false, reason };
   }
 
   /**
@@ -397,6 +398,24 @@ export class CasePool extends EventEmitter implements CaseRunner {
   /** A thread's heap after a full collection, in bytes (leak tests and the soak benchmark). */
   async heapAfterGc(): Promise<number> {
     return (await this.#pool.run({} as ChunkRequest, { name: 'heapAfterGc' })) as unknown as number;
+  }
+
+  /**
+   * Loads the task in a thread and returns its name and the cases of `gen(n, seed)`, or what failed.
+   * `where` names the task file in messages. Bounded only by `signal` (a deadline, a stop).
+   */
+  async generate(taskUrl: string, where: string, n: number, seed: number, signal?: AbortSignal): Promise<{ ok: true; name: string; cases: unknown[][] } | { ok: false; code: string; message: string }> {
+    try {
+      return (await this.#pool.run({ taskUrl, where, n, seed } as unknown as ChunkRequest, { name: 'generateCases', ...(signal ? { signal } : {}) })) as unknown as
+        | { ok: true; name: string; cases: unknown[][] }
+        | { ok: false; code: string; message: string };
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      const e = err as { code?: string; message?: string };
+      const why = e?.code === 'ERR_WORKER_OUT_OF_MEMORY' ? `exhausted the ${this.memMb} MiB heap limit` : `ended its thread: ${e?.message ?? String(err)}`;
+      // A gen whose cases cannot be cloned (functions, symbols) lands here too.
+      return { ok: false, code: 'MG_ERR_TASK_GEN', message: `task ${where}: gen(${n}, ${seed}) ${why}` };
+    }
   }
 
   /** Waits for running chunks, then stops the threads. Idempotent. */

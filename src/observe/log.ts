@@ -39,7 +39,8 @@ export type LogEvent =
   | 'malformed_record'
   | 'redis_eviction_policy'
 
-  | 'batch_failed';
+  | 'batch_failed'
+  | 'evaluation_preparing';
 
 export const levels: readonly Level[] = ['debug', 'info', 'warn', 'error'];
 

@@ -17,15 +17,19 @@ export const evaluateSchema = {
   alpha: { type: 'number', min: 0, exclusiveMin: true, max: 0.5, default: 0.05, description: 'significance level (CI coverage 1 - alpha)' },
   minDelta: { type: 'number', min: -1, max: 1, default: 0.02, description: 'least lower CI bound on candidate - baseline to adopt' },
   minPassRate: { type: 'number', min: 0, max: 1, default: 0.8, description: 'least candidate pass rate to adopt' },
-  violationCap: { type: 'int', min: 0, default: 0, description: 'most candidate cases with violations (0: any rejects)' },
+  violationCap: { type: 'int', min: 0, default: 0, description: 'most candidate cases with a violation or an error (E_TIMEOUT, E_OOM, E_THROW, E_CRASH on a case where the baseline did not error) (0: any rejects)' },
   ciMethod: { type: 'enum', values: ciMethods, default: 'bootstrap', description: 'confidence interval method' },
   bootstrapSamples: { type: 'int', min: 100, max: 1_000_000, default: 1000, description: 'bootstrap resamples' },
   policy: { type: 'string', description: 'gating policy: a TOML file with [gating], or superiority:margin=X / noninferiority:margin=X', placeholder: 'FILE|PRESET' },
-  dispatcher: { type: 'enum', values: ['local', 'queue'], default: 'local', description: 'run cases in-process or through a queue' },
-  queueConfig: { type: 'json', description: 'queue configuration JSON for --dispatcher queue (keys: docs/reference.md)' },
+  dispatcher: { type: 'enum', values: ['local', 'queue'], description: 'run cases in-process or through a queue (default local; queue when a queue config is given)' },
+  queueConfig: { type: 'json', description: 'queue configuration JSON (keys: docs/reference.md); implies --dispatcher queue' },
+  deadlineS: { type: 'number', min: 0, exclusiveMin: true, max: 31_536_000, description: 'bound on the whole evaluation, seconds; past it the run stops (a queue job is withdrawn) and exits 2' },
+  noWorkerTimeoutS: { type: 'number', min: 0, max: 31_536_000, default: 120, description: 'queue: exit 2 (job withdrawn) when no worker has been alive this long; 0 waits forever' },
+  allowIncomplete: { type: 'bool', default: false, description: 'decide on the delivered cases when some could not be delivered (E_DELIVERY) instead of exiting 2' },
   parallel: { type: 'int', min: 1, max: 256, default: Math.max(1, availableParallelism()), description: 'threads of the local dispatcher, split between the roles (a pool each, at least one thread each)' },
   isolation: { type: 'enum', values: ['thread', 'process'], default: 'thread', description: 'where local cases run: threads, or child processes under the permission model and prlimit' },
   reportDir: { type: 'string', default: 'reports', description: 'folder of the JSON report', placeholder: 'DIR' },
+  cacheDir: { type: 'string', description: 'folder of module bundles (default $XDG_CACHE_HOME/metaguard)', placeholder: 'DIR' },
   htmlReport: { type: 'string', description: 'also write a self-contained HTML report', placeholder: 'FILE' },
   junitReport: { type: 'string', description: 'also write a JUnit XML report', placeholder: 'FILE' },
   json: { type: 'bool', default: false, noEnv: true, description: 'print the report as JSON on stdout' },
@@ -58,9 +62,13 @@ export interface EvaluateOptions {
   policy?: string;
   dispatcher: 'local' | 'queue';
   queueConfig?: Record<string, unknown>;
+  deadlineS?: number;
+  noWorkerTimeoutS: number;
+  allowIncomplete: boolean;
   parallel: number;
   isolation: 'thread' | 'process';
   reportDir: string;
+  cacheDir?: string;
   htmlReport?: string;
   junitReport?: string;
   json: boolean;

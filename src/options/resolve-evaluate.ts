@@ -9,7 +9,7 @@ import { builtinTask, builtinTaskNames } from '../spec/builtin.js';
 import { nearest } from '../cli/args.js';
 import { compatEnv, configFileSources } from './config-file.js';
 import { evaluateSchema, type EvaluateOptions } from './evaluate.js';
-import { resolveOptions, type Sources } from './schema.js';
+import { envName, flagName, resolveOptions, type Sources } from './schema.js';
 
 const snake = (k: string) => k.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
 
@@ -17,7 +17,7 @@ export function resolveEvaluateOptions(given: Sources): Readonly<EvaluateOptions
   const sources = { ...given, env: compatEnv(given.env ?? {}) };
   const first = resolveOptions<EvaluateOptions>(evaluateSchema, sources);
   let options = first;
-  const file = first.config !== undefined ? configFileSources(first.config, evaluateSchema, sources.env ?? {}) : {};
+  const file: Pick<Sources, 'file' | 'fileKey'> = first.config !== undefined ? configFileSources(first.config, evaluateSchema, sources.env ?? {}) : {};
   if (first.config !== undefined) options = resolveOptions<EvaluateOptions>(evaluateSchema, { ...sources, ...file });
   // The policy may come from a flag, the environment or the config file.
   if (options.policy !== undefined) {
@@ -34,7 +34,28 @@ export function resolveEvaluateOptions(given: Sources): Readonly<EvaluateOptions
       { field: 'task' },
     );
   }
-  return withLocalWorkers(options);
+  return withLocalWorkers(Object.freeze({ ...options, dispatcher: settleDispatcher(options, sources, file) }));
+}
+
+/** How the user named an option: the flag, the variable, the config file key or the programmatic key that set it. */
+function givenAs(key: string, sources: Sources, file: Pick<Sources, 'file' | 'fileKey'>): string {
+  if (sources.values?.[key] !== undefined) return key;
+  if (sources.flags?.[key] !== undefined) return `--${flagName(key)}`;
+  const env = sources.env?.[envName(key)];
+  if (env !== undefined && env !== '') return envName(key);
+  if (file.file?.[key] !== undefined) return file.fileKey?.(key) ?? key;
+  return `--${flagName(key)}`;
+}
+
+/** A queue config implies the queue dispatcher; asking for the local one as well is a contradiction. */
+function settleDispatcher(options: Readonly<EvaluateOptions>, sources: Sources, file: Pick<Sources, 'file' | 'fileKey'>): 'local' | 'queue' {
+  const given = options.dispatcher as EvaluateOptions['dispatcher'] | undefined;
+  if (options.queueConfig === undefined) return given ?? 'local';
+  if (given === 'local') {
+    const field = givenAs('dispatcher', sources, file);
+    throw new MetaguardError('MG_ERR_INVALID_OPTION', `${field} local conflicts with ${givenAs('queueConfig', sources, file)}: a queue config runs cases through the queue (drop one of them)`, { field });
+  }
+  return 'queue';
 }
 
 /**

@@ -16,16 +16,16 @@ export const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).
 
 const ALLOWED_EXT = new Set(['.mjs', '.js', '.cjs', '.ts', '.mts', '.cts']);
 
-/** Reads a module file: its bytes and its reference for the job manifest. */
-export function loadArtifact(url: string): { ref: ArtifactRef; bytes: Uint8Array } {
+/** Reads a module file (a bundle): its bytes and its reference for the job manifest. `name` is for messages. */
+export function loadArtifact(url: string, name?: string): { ref: ArtifactRef; bytes: Uint8Array } {
   const path = fileURLToPath(url);
   const bytes = readFileSync(path);
-  return { ref: { sha256: sha256(bytes), ext: extname(path) || '.mjs', name: basename(path) }, bytes };
+  return { ref: { sha256: sha256(bytes), ext: extname(path) || '.mjs', name: name ?? basename(path) }, bytes };
 }
 
-/** Reads a module file and publishes it; returns its reference for the job manifest. */
-export async function publishArtifact(backend: Backend, url: string): Promise<ArtifactRef> {
-  const { ref, bytes } = loadArtifact(url);
+/** Reads a module file (a bundle) and publishes it; returns its reference for the job manifest. */
+export async function publishArtifact(backend: Backend, url: string, name?: string): Promise<ArtifactRef> {
+  const { ref, bytes } = loadArtifact(url, name);
   await backend.putArtifact(ref.sha256, bytes);
   return ref;
 }

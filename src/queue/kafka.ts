@@ -665,6 +665,18 @@ export class KafkaBackend implements Backend {
     this.#manifests.delete(jobId);
   }
 
+  /**
+   * Kafka cannot take records back: withdrawing is deleting the job (a tombstone on the jobs topic).
+   * Workers skip the job's batches at claim time and drop their dead letters; its results stream is
+   * forgotten here. Returns 0: no record is removed from the topic.
+   */
+  async withdrawJob(jobId: string, _batchIds?: readonly string[]): Promise<number> {
+    await this.deleteJob(jobId);
+    // This process skips the job's records from now on, without waiting for its jobs reader.
+    this.#jobTombstones.add(jobId);
+    return 0;
+  }
+
   // --- batches (coordinator side) ------------------------------------------------------------------
 
   async enqueue(batches: BatchMessage[]): Promise<void> {

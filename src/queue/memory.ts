@@ -44,6 +44,7 @@ export class MemoryBackend implements Backend {
   readonly #dead = new Map<string, DeadRecord>();
   readonly #results = new Map<string, { seq: number; entry: ResultEntry }[]>();
   readonly #jobs = new Map<string, JobManifest>();
+  readonly #withdrawn = new Set<string>();
   readonly #artifacts = new Map<string, Uint8Array>();
   readonly #workers = new Map<string, WorkerInfo>();
   readonly #strikes = new Map<string, number>();
@@ -114,6 +115,23 @@ export class MemoryBackend implements Backend {
   }
 
   /** Idempotent: a batch already pending, delayed or in flight is left alone. */
+  async withdrawJob(jobId: string, batchIds?: readonly string[]): Promise<number> {
+    this.#check();
+    const ids = new Set<string>();
+    for (const id of batchIds ?? this.#batches.keys()) if (this.#batches.get(id)?.jobId === jobId) ids.add(id);
+    for (const id of ids) {
+      this.#batches.delete(id);
+      this.#inflight.delete(id);
+      this.#delayed.delete(id);
+    }
+    for (const [p, list] of this.#pending) this.#pending.set(p, list.filter((id) => !ids.has(id)));
+    this.#jobs.delete(jobId);
+    this.#results.delete(jobId);
+    this.#withdrawn.add(jobId);
+    this.#events.emit('result:' + jobId);
+    return ids.size;
+  }
+
   async enqueue(batches: BatchMessage[]): Promise<void> {
     this.#check();
     for (const b of batches) {
@@ -183,6 +201,8 @@ export class MemoryBackend implements Backend {
   }
 
   #append(jobId: string, entry: ResultEntry): void {
+    // Nobody reads a withdrawn job's results: drop them instead of keeping a stream for no one.
+    if (this.#withdrawn.has(jobId)) return;
     let stream = this.#results.get(jobId);
     if (!stream) this.#results.set(jobId, (stream = []));
     stream.push({ seq: ++this.#seq, entry });
@@ -359,20 +379,6 @@ export class MemoryBackend implements Backend {
     if (!this.#progress.has(jobId) && !this.#jobs.has(jobId)) return false;
     this.#cancelled.add(jobId);
     return true;
-  }
-
-  async withdrawJob(jobId: string): Promise<number> {
-    let n = 0;
-    const drop = (id: string) => {
-      if (this.#batches.get(id)?.jobId !== jobId) return false;
-      this.#batches.delete(id);
-      n++;
-      return true;
-    };
-    for (const [p, ids] of this.#pending) this.#pending.set(p, ids.filter((id) => !drop(id)));
-    for (const id of [...this.#delayed.keys()]) if (drop(id)) this.#delayed.delete(id);
-    this.#jobs.delete(jobId);
-    return n;
   }
 
   async priorityCounts(): Promise<{ inflight: Record<Priority, number>; dead: Record<Priority, number> }> {

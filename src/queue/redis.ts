@@ -18,6 +18,7 @@
  *   blocked:<worker>    STRING, PX heartbeat_timeout: the worker's circuit is open
  *   results:<jobId>     STREAM kind=results|dead, batch, role, worker, frame | reason
  *   job:<jobId>         STRING JSON manifest (EX result_ttl_seconds)
+ *   withdrawn:<jobId>   STRING, PX result_ttl_seconds: the coordinator withdrew the job; its results are dropped
  *   artifact:<sha256>   STRING binary (EX result_ttl_seconds, refreshed on put)
  *   workers             ZSET workerId -> last heartbeat (server ms)
  *   worker:<id>         STRING JSON WorkerInfo (PX 2 x heartbeat_timeout)
@@ -96,7 +97,10 @@ local function dead_letter(id, reason, now, ttl)
   redis.call('HSET', DEAD, id, cjson.encode(e))
   redis.call('ZADD', DEADIDX, fmt(now), id)
   bump(COUNTERS, 'dead', 1)
-  if DEADS then
+  local withdrawn = h[1] and redis.call('EXISTS', P .. 'withdrawn:' .. h[1]) == 1
+  if withdrawn then
+    -- A withdrawn job's coordinator is gone: its dead letters reach nobody.
+  elseif DEADS then
     if h[1] then
       DEADS[#DEADS + 1] = id
       DEADS[#DEADS + 1] = h[1]
@@ -234,6 +238,7 @@ return lost
   /** ARGV: P, worker, id, job, role, frame, ttlMs, mac|''. Returns 1 when the worker still held the lease. */
   mgComplete: `
 local worker, id = ARGV[2], ARGV[3]
+if redis.call('EXISTS', P .. 'withdrawn:' .. ARGV[4]) == 1 then return 0 end
 local s = P .. 'results:' .. ARGV[4]
 if ARGV[8] ~= '' then
   redis.call('XADD', s, '*', 'kind', 'results', 'batch', id, 'role', ARGV[5], 'worker', worker, 'frame', ARGV[6], 'mac', ARGV[8])
@@ -279,6 +284,55 @@ else
   redis.call('LPUSH', PENDING[prio_of(redis.call('HGET', bk, 'priority'))], id)
 end
 return {1, {}}
+`,
+  /**
+   * ARGV: P, job, ttlMs, ids... Removes the job's listed batches from every pending list (one pass per
+   * list, order kept), from delayed and in flight; drops manifest and results; leaves withdrawn:<job>.
+   */
+  mgWithdraw: `
+local job, ttl = ARGV[2], ARGV[3]
+local ids, removed = {}, 0
+local listed = {}
+if #ARGV >= 4 then
+  for i = 4, #ARGV do listed[#listed + 1] = ARGV[i] end
+else
+  -- No ids given (a cancellation from the dashboard): every batch of the job waiting or in flight.
+  for _, pr in ipairs(PRIOS) do
+    for _, id in ipairs(redis.call('LRANGE', PENDING[pr], 0, -1)) do listed[#listed + 1] = id end
+  end
+  for _, id in ipairs(redis.call('ZRANGE', DELAYED, 0, -1)) do listed[#listed + 1] = id end
+  for _, id in ipairs(redis.call('ZRANGE', INFLIGHT, 0, -1)) do listed[#listed + 1] = id end
+end
+for _, id in ipairs(listed) do
+  local bk = P .. 'batch:' .. id
+  if not ids[id] and redis.call('HGET', bk, 'job') == job then
+    ids[id] = true
+    removed = removed + 1
+    redis.call('DEL', bk)
+    redis.call('ZREM', INFLIGHT, id)
+    redis.call('HDEL', OWNER, id)
+    redis.call('ZREM', DELAYED, id)
+  end
+end
+if removed > 0 then
+  for _, pr in ipairs(PRIOS) do
+    local list = PENDING[pr]
+    local all = redis.call('LRANGE', list, 0, -1)
+    local keep, dropped = {}, false
+    for _, id in ipairs(all) do
+      if ids[id] then dropped = true else keep[#keep + 1] = id end
+    end
+    if dropped then
+      redis.call('DEL', list)
+      for i = 1, #keep, 1000 do
+        redis.call('RPUSH', list, unpack(keep, i, math.min(i + 999, #keep)))
+      end
+    end
+  end
+end
+redis.call('DEL', P .. 'job:' .. job, P .. 'results:' .. job)
+redis.call('SET', P .. 'withdrawn:' .. job, '1', 'PX', ttl)
+return removed
 `,
   /** ARGV: P, worker, id, reason, ttlMs, sign (1|0). A no-op unless the worker holds the entry. Returns dead letters to sign. */
   mgDeadLetter: `
@@ -435,34 +489,6 @@ local known = redis.call('HEXISTS', P .. 'progress', ARGV[2]) == 1 or redis.call
 if not known then return 0 end
 redis.call('SET', P .. 'cancel:' .. ARGV[2], '1', 'PX', ARGV[3])
 return 1
-`,
-  /**
-   * ARGV: P, jobId. Removes the job's pending and delayed batches and its manifest; batches already
-   * claimed run to their end. Returns how many batches were removed.
-   */
-  mgWithdraw: `
-local job = ARGV[2]
-local n = 0
-for _, pr in ipairs(PRIOS) do
-  local ids = redis.call('LRANGE', PENDING[pr], 0, -1)
-  for _, id in ipairs(ids) do
-    if redis.call('HGET', P .. 'batch:' .. id, 'job') == job then
-      redis.call('LREM', PENDING[pr], 0, id)
-      redis.call('DEL', P .. 'batch:' .. id)
-      n = n + 1
-    end
-  end
-end
-local delayed = redis.call('ZRANGE', DELAYED, 0, -1)
-for _, id in ipairs(delayed) do
-  if redis.call('HGET', P .. 'batch:' .. id, 'job') == job then
-    redis.call('ZREM', DELAYED, id)
-    redis.call('DEL', P .. 'batch:' .. id)
-    n = n + 1
-  end
-end
-redis.call('DEL', P .. 'job:' .. job)
-return n
 `,
   /** ARGV: P. Returns in-flight then dead-lettered counts, critical/high/normal/low (at most 10,000 of each). */
   mgPriorityCounts: `
@@ -774,6 +800,16 @@ export class RedisBackend implements Backend {
     await this.#run('delete job', () => this.#client.del(this.key(`job:${jobId}`), this.key(`results:${jobId}`)));
   }
 
+  async withdrawJob(jobId: string, batchIds?: readonly string[]): Promise<number> {
+    if (batchIds === undefined) return Number(await this.#run('withdraw job', () => this.#script('mgWithdraw', [jobId, this.#ttlMs])));
+    let removed = 0;
+    // Chunked: one script per few thousand ids keeps each under Lua's argument limits.
+    for (let i = 0; i < Math.max(1, batchIds.length); i += 4000) {
+      removed += Number(await this.#run('withdraw job', () => this.#script('mgWithdraw', [jobId, this.#ttlMs, ...batchIds.slice(i, i + 4000)])));
+    }
+    return removed;
+  }
+
   async enqueue(batches: BatchMessage[]): Promise<void> {
     for (const b of batches) {
       if (typeof b.id !== 'string' || b.id === '') throw new MetaguardError('MG_ERR_BACKEND', 'cannot enqueue a batch without an id');
@@ -1020,9 +1056,6 @@ export class RedisBackend implements Backend {
     return Number(await this.#run('request cancel', () => this.#script('mgRequestCancel', [jobId, this.#ttlMs]))) === 1;
   }
 
-  async withdrawJob(jobId: string): Promise<number> {
-    return Number(await this.#run('withdraw job', () => this.#script('mgWithdraw', [jobId])));
-  }
 
   async priorityCounts(): Promise<{ inflight: Record<Priority, number>; dead: Record<Priority, number> }> {
     const r = ((await this.#run('priority counts', () => this.#script('mgPriorityCounts', []))) as unknown[]).map((v) => Number(v));

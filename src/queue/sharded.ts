@@ -101,6 +101,12 @@ export class ShardedBackend implements Backend {
     await Promise.all(this.shards.map((s) => s.deleteJob(jobId)));
   }
 
+  async withdrawJob(jobId: string, batchIds?: readonly string[]): Promise<number> {
+    // Each shard removes the ids it carries (the others are not its job's batches there).
+    const removed = await Promise.all(this.shards.map((s) => s.withdrawJob(jobId, batchIds)));
+    return removed.reduce((a, b) => a + b, 0);
+  }
+
   async enqueue(batches: BatchMessage[]): Promise<void> {
     const groups: BatchMessage[][] = this.shards.map(() => []);
     for (const b of batches) groups[this.#enqueueTurn++ % this.shards.length].push(b);
@@ -266,9 +272,6 @@ export class ShardedBackend implements Backend {
     return this.#home.requestCancel(jobId);
   }
 
-  async withdrawJob(jobId: string): Promise<number> {
-    return (await Promise.all(this.shards.map((s) => s.withdrawJob(jobId)))).reduce((a, b) => a + b, 0);
-  }
 
   async priorityCounts(): Promise<{ inflight: Record<Priority, number>; dead: Record<Priority, number> }> {
     const all = await Promise.all(this.shards.map((s) => s.priorityCounts()));

@@ -162,6 +162,19 @@ export interface Backend {
   getJob(jobId: string): Promise<JobManifest | null>;
   /** Drops the job's manifest and result stream (artifacts are shared and expire on their own). */
   deleteJob(jobId: string): Promise<void>;
+  /**
+   * Withdraws a job its coordinator gave up on (a signal, a deadline, no workers, a cancellation from
+   * the dashboard): removes its batches wherever they wait (pending, delayed, in flight: their leases
+   * are revoked) — `batchIds` when the caller knows them, else every batch of the job found on the
+   * queue — drops the manifest and the result stream, and remembers the job as withdrawn for
+   * `result_ttl_seconds`, so results a worker still publishes for it are dropped rather than stored.
+   * Workers holding one of its batches see the lease lost and the job gone, and drop the batch;
+   * nothing is dead-lettered. Returns how many batches were removed.
+   *
+   * Optional: a backend without it (RabbitMQ, SQS so far) leaves a stopped job's batches to be run
+   * and their results to expire.
+   */
+  withdrawJob?(jobId: string, batchIds?: readonly string[]): Promise<number>;
 
   /** Adds batches to the pending queue of their priority. */
   enqueue(batches: BatchMessage[]): Promise<void>;
@@ -230,12 +243,6 @@ export interface Backend {
   removeProgress?(jobId: string): Promise<void>;
   /** Marks a running job as to be cancelled (its coordinator stops at its next tick); false if unknown. */
   requestCancel?(jobId: string): Promise<boolean>;
-  /**
-   * Withdraws a job: its pending and delayed batches are removed, its manifest dropped (workers
-   * dead-letter nothing: a batch already claimed finishes and its results expire). Returns the number
-   * of batches removed.
-   */
-  withdrawJob?(jobId: string): Promise<number>;
   /** In-flight and dead-lettered batches per priority (stats() counts them in total). Counts at most 10,000 of each. */
   priorityCounts?(): Promise<{ inflight: Record<Priority, number>; dead: Record<Priority, number> }>;
   /** Records / reads the last bench sweep against this queue. */

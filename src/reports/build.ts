@@ -110,6 +110,21 @@ export function violatingCases(results: CaseResult[]): number {
   return count;
 }
 
+/** Case errors that count toward `--violation-cap` (E_DELIVERY is not the implementation's doing). */
+export const GATED_ERRORS: ReadonlySet<string> = new Set(['E_TIMEOUT', 'E_OOM', 'E_THROW', 'E_CRASH']);
+
+/**
+ * Candidate cases that ended in a gated error (E_TIMEOUT, E_OOM, E_THROW, E_CRASH) where the baseline
+ * did not end in an error on the same case index: what `--violation-cap` counts besides violations.
+ */
+export function countedErrors(candidate: CaseResult[], baseline: CaseResult[]): number {
+  let count = 0;
+  for (const r of candidate) {
+    if (r?.error && GATED_ERRORS.has(r.error.code) && !baseline[r.index]?.error) count++;
+  }
+  return count;
+}
+
 function inputPreview(args: unknown[]): string {
   let s: string;
   try {

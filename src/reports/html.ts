@@ -10,7 +10,8 @@ const roles: readonly Role[] = ['baseline', 'candidate'];
 
 const reasonText: Readonly<Record<DecisionReason, string>> = {
   meets_gate: 'the candidate meets the adoption gate',
-  violations: 'the candidate violated properties or relations',
+  incomplete: 'some cases could not be delivered: the verdict is withheld',
+  violations: 'the candidate violated properties or relations, or errored where the baseline did not, more often than the violation cap allows',
   pass_rate_below_min: 'the candidate pass rate is below the required minimum',
   ci_below_min_delta: 'the confidence interval of the pass-rate delta does not clear min_delta',
 };

@@ -4,7 +4,7 @@ import type { CaseErrorCode } from '../errors.js';
 export type CiMethod = 'bootstrap' | 'bootstrap-bca' | 'newcombe' | 'wilson' | 'bayesian';
 export const ciMethods: readonly CiMethod[] = ['bootstrap', 'bootstrap-bca', 'newcombe', 'wilson', 'bayesian'];
 
-export type DecisionReason = 'meets_gate' | 'violations' | 'pass_rate_below_min' | 'ci_below_min_delta';
+export type DecisionReason = 'meets_gate' | 'violations' | 'pass_rate_below_min' | 'ci_below_min_delta' | 'incomplete';
 
 export interface RoleSummary {
   passes: number;
@@ -66,6 +66,15 @@ export interface Statistics {
   bootstrap_samples?: number;
 }
 
+export interface Decision {
+  adopt: boolean;
+  reason: DecisionReason;
+  /** What --violation-cap was compared with, kept apart: candidate cases with a violation … */
+  counted_violations?: number;
+  /** … and candidate cases ending in E_TIMEOUT, E_OOM, E_THROW or E_CRASH where the baseline did not error. */
+  counted_errors?: number;
+}
+
 export interface Report {
   task: string;
   n: number;
@@ -77,7 +86,9 @@ export interface Report {
   delta_pass_rate: number;
   delta_ci: [number, number];
   ci_method: CiMethod;
-  decision: { adopt: boolean; reason: DecisionReason };
+  decision: Decision;
+  /** Present when some cases could not be delivered (E_DELIVERY): the verdict is withheld unless --allow-incomplete. */
+  incomplete?: { undelivered_cases: number; reason: string; decided_on_delivered: boolean };
   statistics: Statistics;
   violations: Violation[];
   /** Total violations before capping `violations`. */

@@ -91,12 +91,43 @@ export function validateImplementation(mod: Record<string, unknown>, where: stri
   throw new MetaguardError('MG_ERR_INVALID_IMPLEMENTATION', `implementation ${where}: must export \`solve\` (a named export or a default-exported function)`);
 }
 
-export async function loadTask(url: string): Promise<TaskSpec> {
-  const mod = await importOrExplain(url, 'task');
-  return validateTask(mod.default ?? mod.task, describe(url));
+/** Loads a task module; `where` names it in messages (the file the user gave, when `url` is its bundle). */
+export async function loadTask(url: string, where = describe(url)): Promise<TaskSpec> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = await importModule(url);
+  } catch (err) {
+    const message = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    const named = err instanceof Error && err.name !== 'Error' && !message.startsWith(err.name) ? `${err.name}: ${message}` : message;
+    throw new MetaguardError('MG_ERR_MODULE_LOAD', `task ${where}: failed to load: ${named}`, { cause: err });
+  }
+  return validateTask(mod.default ?? mod.task, where);
 }
 
 export async function loadImplementation(url: string): Promise<Solve> {
   const mod = await importOrExplain(url, 'implementation');
   return validateImplementation(mod, describe(url));
+}
+
+/**
+ * Calls a task's `gen(n, seed)` and checks what it returned; `where` names the task file. Runs in a
+ * case thread (never the coordinator's): a gen that hangs cannot stop a deadline or a signal.
+ */
+export function generateCases(task: TaskSpec, n: number, seed: number, where: string): unknown[][] {
+  let cases: unknown;
+  try {
+    cases = task.gen(n, seed);
+  } catch (err) {
+    const e = err as { name?: unknown; message?: unknown };
+    const message = typeof e?.message === 'string' ? e.message.split('\n')[0] : String(err);
+    const named = typeof e?.name === 'string' && e.name !== 'Error' ? `${e.name}: ${message}` : message;
+    throw new MetaguardError('MG_ERR_TASK_GEN', `task ${where}: gen(${n}, ${seed}) threw: ${named}`, { cause: err });
+  }
+  if (!Array.isArray(cases) || cases.length !== n) {
+    throw new MetaguardError('MG_ERR_TASK_GEN', `task ${where}: gen(${n}, ${seed}) must return an array of ${n} argument lists, got ${Array.isArray(cases) ? `${cases.length} items` : typeof cases}`);
+  }
+  cases.forEach((c, i) => {
+    if (!Array.isArray(c)) throw new MetaguardError('MG_ERR_TASK_GEN', `task ${where}: case ${i} is not an argument list (an array)`);
+  });
+  return cases as unknown[][];
 }

@@ -254,6 +254,13 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
           const h = this.#held.get(id);
           if (h && !h.leaseLost) {
             h.leaseLost = true;
+            // A job withdrawn by its coordinator: nobody wants these results.
+            this.#jobs.delete(h.batch.jobId);
+            if ((await this.#backend.getJob(h.batch.jobId)) === null) {
+              h.abandoned = true;
+              this.#logger.info('job_withdrawn', { worker: this.workerId, job: h.batch.jobId, batch: id, message: 'dropping the batch of a withdrawn job' });
+              continue;
+            }
             this.#logger.warn('queue_requeued', { worker: this.workerId, batch: id, message: 'lease lost; results will still be published and deduplicated' });
           }
         }
@@ -428,6 +435,17 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     return p;
   }
 
+  /**
+   * A batch whose job is gone and whose lease this worker no longer holds was withdrawn by its
+   * coordinator (or finished): it is dropped, not run and not dead-lettered.
+   */
+  async #withdrawn(batch: ClaimedBatch): Promise<boolean> {
+    const lost = await this.#backend.renewLeases(this.workerId, [batch.id], this.#config.lease_seconds * 1000);
+    if (!lost.includes(batch.id)) return false;
+    this.#logger.info('job_withdrawn', { worker: this.workerId, job: batch.jobId, batch: batch.id, message: 'dropping the batch of a withdrawn job' });
+    return true;
+  }
+
   async #runBatch(held: Held): Promise<void> {
     const { batch } = held;
     const started = performance.now();
@@ -442,6 +460,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
       cases = decodeCases(this.#codec, batch.payload);
       this.emit('decoded', { id: batch.id, cases: cases.length });
       manifest = await this.#manifest(batch.jobId);
+      if (!manifest && (await this.#withdrawn(batch))) return;
       if (!manifest) throw new MetaguardError('MG_ERR_ARTIFACT', `job ${batch.jobId} not found (finished, expired, or never published)`);
       if (key) verifyManifest(key, manifest);
       const impl = manifest.implementations[batch.role];
