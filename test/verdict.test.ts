@@ -289,7 +289,7 @@ describe('through Redis', { skip: redisAvailable() ? false : 'redis-server is no
       const r = await runCli(['evaluate', '--task', slowTask, '--baseline', fixture('slow/baseline.mjs'), '--candidate', fixture('slow/candidate.mjs'), '--n', '20', '--queue-config', JSON.stringify(qc), '--log-level', 'error', '--report-dir', dir]);
       assert.equal(r.code, 2, describeRun(r));
       assert.deepEqual(errorLines(r), [
-        'metaguard: verdict withheld: 20 of 20 cases were not delivered (batch dead-lettered: MG_ERR_HMAC: batch signature does not match (tampered or wrong hmac_key)); the report is written; --allow-incomplete decides on the delivered cases',
+        'metaguard: verdict withheld: 20 of 20 cases were not delivered (batch dead-lettered with a signature this coordinator cannot verify (is hmac_key the same on coordinator and workers?): MG_ERR_HMAC: batch signature does not match (tampered or wrong hmac_key); gave up after 0 resends); the report is written; --allow-incomplete decides on the delivered cases',
       ]);
       assert.match(r.stdout, /^slow: verdict WITHHELD \(incomplete\)$/m);
       const report = onlyReport(dir);

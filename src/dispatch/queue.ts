@@ -300,7 +300,9 @@ export class QueueDispatcher implements Dispatcher {
       const open = outstanding.has(entry.batchId);
       if (entry.kind === 'dead') {
         if (key && !verifyDead(key, { jobId, batchId: entry.batchId, role: entry.role ?? '', reason: entry.reason }, entry.mac)) {
-          // Not trusted; if the batch really is gone, the next tick's check republishes it.
+          // Not trusted; if the batch really is gone, the next tick's check republishes it (and names
+          // this claim, which is what an operator needs when coordinator and workers hold different keys).
+          if (open) unverifiedDead.set(entry.batchId, entry.reason);
           return void forged(entry, 'bad_signature', entry.mac ? 'dead letter signature does not match (forged, or a different hmac_key)' : 'dead letter is not signed (hmac_key is set)');
         }
         this.#logger.warn('dead_lettered', { job: jobId, batch: entry.batchId, reason: entry.reason });
@@ -367,6 +369,8 @@ export class QueueDispatcher implements Dispatcher {
      * backend (its worker's frame was the bad one) is sent back for another run.
      */
     const suspects = new Set<string>();
+    /** Outstanding batches with a dead letter that failed its signature check: what that entry claimed. */
+    const unverifiedDead = new Map<string, string>();
     const rejectedFrames = async (bad: string[]) => {
       if (bad.length === 0) return;
       if (!backend.missingBatches) return resend([...new Set(bad)], 'results frame could not be decoded or verified');
@@ -409,7 +413,13 @@ export class QueueDispatcher implements Dispatcher {
           manifest_republished: manifestLost,
           message: 'outstanding batches vanished from the backend; republishing them',
         });
-        await resend(lost, 'lost from the backend');
+        const claimedDead = lost.filter((id) => unverifiedDead.has(id));
+        const vanished = lost.filter((id) => !unverifiedDead.has(id));
+        for (const id of claimedDead) {
+          await resend([id], `dead-lettered with a signature this coordinator cannot verify (is hmac_key the same on coordinator and workers?): ${unverifiedDead.get(id)}`);
+          unverifiedDead.delete(id);
+        }
+        await resend(vanished, 'lost from the backend');
       } catch (err) {
         throw new MetaguardError('MG_ERR_QUEUE_STATE_LOST', `${gone.length} batches (${cases} cases) of job ${jobId} vanished from the ${backend.kind} backend and could not be republished: ${(err as Error).message}`, { cause: err });
       }
