@@ -256,7 +256,9 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
             h.leaseLost = true;
             // A job withdrawn by its coordinator: nobody wants these results.
             this.#jobs.delete(h.batch.jobId);
-            if ((await this.#backend.getJob(h.batch.jobId)) === null) {
+            // Only a backend that can withdraw a job has withdrawn jobs; elsewhere a missing manifest is
+            // a cold or lagging read, and dropping the batch would strand it.
+            if (this.#backend.withdrawJob && (await this.#backend.getJob(h.batch.jobId)) === null) {
               h.abandoned = true;
               this.#logger.info('job_withdrawn', { worker: this.workerId, job: h.batch.jobId, batch: id, message: 'dropping the batch of a withdrawn job' });
               continue;
@@ -440,6 +442,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
    * coordinator (or finished): it is dropped, not run and not dead-lettered.
    */
   async #withdrawn(batch: ClaimedBatch): Promise<boolean> {
+    if (!this.#backend.withdrawJob) return false;
     const lost = await this.#backend.renewLeases(this.workerId, [batch.id], this.#config.lease_seconds * 1000);
     if (!lost.includes(batch.id)) return false;
     this.#logger.info('job_withdrawn', { worker: this.workerId, job: batch.jobId, batch: batch.id, message: 'dropping the batch of a withdrawn job' });
