@@ -224,10 +224,9 @@ describe('Redis backend on a cluster of 3 masters + 3 replicas', { skip, concurr
     assert.equal((await w.exited).code, 0, w.output());
   });
 
-  // Needs the coordinator's lost-state detection (check that outstanding batches still exist and
-  // republish the missing ones), which is not on this branch yet: without it this run stalls with the
-  // lost batches' cases missing. Drop the todo when it lands.
-  it('writes acknowledged by the master but not yet replicated vanish in the failover: the coordinator notices and republishes them', { todo: 'needs the coordinator to republish batches lost from the backend' }, async () => {
+  // The coordinator's lost-state check (outstanding batches that no longer exist are republished)
+  // covers what asynchronous replication loses in a failover.
+  it('writes acknowledged by the master but not yet replicated vanish in the failover: the coordinator notices and republishes them', async () => {
     // More batches than the coordinator keeps outstanding (512), so that it is still enqueueing when
     // the replica falls behind: those enqueues are acknowledged by the master and then lost.
     const many: RunOptions = { ...slow, n: 400 };
