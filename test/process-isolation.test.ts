@@ -21,7 +21,7 @@ import { startRedis, redisAvailable, type RedisServer } from './helpers/redis-se
 import { fixture, killAllWorkers, localReport, queueReport, spawnWorker, type RunOptions } from './helpers/queue-harness.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const skip = !findPrlimit() ? 'prlimit is not installed' : !existsSync(join(root, 'dist', 'workers', 'case-process.js')) ? 'the package is not built (npm run build)' : false;
+const skip = Number(process.versions.node.split('.')[0]) < 24 ? `--isolation process needs Node.js 24 (this is ${process.version}; refused with MG_ERR_INVALID_OPTION)` : !findPrlimit() ? 'prlimit is not installed' : !existsSync(join(root, 'dist', 'workers', 'case-process.js')) ? 'the package is not built (npm run build)' : false;
 const url = (p: string) => pathToFileURL(p).href;
 const probes = fixture('isolation/probes.mjs');
 

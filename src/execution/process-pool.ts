@@ -94,6 +94,11 @@ export class ProcessCasePool extends EventEmitter implements CaseRunner {
     if (!existsSync(entry)) {
       throw new MetaguardError('MG_ERR_INVALID_OPTION', `isolation: process needs the compiled package (${entry} is missing: run npm run build)`, { field: 'isolation' });
     }
+    if (Number(process.versions.node.split('.')[0]) < 24) {
+      // On Node 22 every case process failed at start under CI (classified E_OOM); until that is
+      // understood, refuse the mode there rather than report crashes as case results.
+      throw new MetaguardError('MG_ERR_INVALID_OPTION', `isolation: process needs Node.js 24 or later (this is ${process.version}); use --isolation thread`, { field: 'isolation' });
+    }
     if (!findPrlimit()) {
       throw new MetaguardError('MG_ERR_INVALID_OPTION', 'isolation: process needs the prlimit command (util-linux) to set OS limits', { field: 'isolation' });
     }
