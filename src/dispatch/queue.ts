@@ -137,7 +137,12 @@ export class QueueDispatcher implements Dispatcher {
     const key = config.hmac_key;
     const backend = (this.#backend ??= this.#options.backend ?? (await createBackend(config, { logger: this.#logger })));
     await backend.connect();
-    for (const notice of (await backend.preflight?.().catch(() => [])) ?? []) this.#logger.warn(notice.event, { ...notice });
+    const notices = await backend.preflight?.().catch((err: unknown) => {
+      // The start-up checks (e.g. Redis's eviction policy) are advice: say they failed, and go on.
+      this.#logger.warn('backend_error', { during: 'preflight', code: (err as { code?: string }).code, message: (err as Error).message });
+      return [];
+    });
+    for (const notice of notices ?? []) this.#logger.warn(notice.event, { ...notice });
     const codec = createCodec({ compress: config.compress });
     const metrics = this.#options.metrics;
     metrics?.codecInfo.set({ impl: codec.impl }, 1);

@@ -187,7 +187,12 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
 
   async start(): Promise<void> {
     await this.#backend.connect();
-    for (const notice of (await this.#backend.preflight?.().catch(() => [])) ?? []) this.#logger.warn(notice.event, { worker: this.workerId, ...notice });
+    const notices = await this.#backend.preflight?.().catch((err: unknown) => {
+      // The start-up checks (e.g. Redis's eviction policy) are advice: say they failed, and go on.
+      this.#logger.warn('backend_error', { worker: this.workerId, during: 'preflight', code: (err as { code?: string }).code, message: (err as Error).message });
+      return [];
+    });
+    for (const notice of notices ?? []) this.#logger.warn(notice.event, { worker: this.workerId, ...notice });
     this.#state = 'running';
     await this.#heartbeat();
     const tickMs = Math.max(50, Math.min(this.#config.lease_seconds * 1000 / 3, this.#config.heartbeat_check_interval * 1000));
