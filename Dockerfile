@@ -39,7 +39,6 @@ RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts/ scripts/
 COPY src/ src/
-COPY workers/ workers/
 COPY bin/ bin/
 COPY native/ native/
 COPY examples/ examples/

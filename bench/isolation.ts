@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { resolveEvaluateOptions, runEvaluation } from '../src/evaluate.ts';
 import { createRolePools, type Isolation } from '../src/execution/pools.ts';
 import { findPrlimit } from '../src/execution/process-pool.ts';
-import { builtinTask } from '../src/spec/builtin.ts';
+import { builtinTask } from '../src/task/builtin.ts';
 import { printTable } from './table.ts';
 
 const { values } = parseArgs({ options: { n: { type: 'string', default: '20000' }, starts: { type: 'string', default: '5' } } });

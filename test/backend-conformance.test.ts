@@ -4,7 +4,7 @@
  *
  * Backends differ in what they promise, and each harness says so in `capabilities` (named after the
  * semantics, not the backend): a test that depends on a capability is skipped, with the reason, for a
- * backend without it. Kafka (src/queue/kafka.ts, see its header comment) has no per-batch lease
+ * backend without it. Kafka (src/queue/kafka/, see its header comment) has no per-batch lease
  * (group membership is the lease: reclaimExpired is a no-op, lease expiry, enable_requeue and the
  * circuit breaker do not apply), honours priorities within a worker's fetch buffer only, keeps FIFO
  * per partition only, and reports pending as the group's consumer lag. Where a backend's observable
@@ -108,12 +108,12 @@ const memoryHarness: Harness = {
   patienceMs: 0,
   concurrency: 1,
   skipReason() {
-    return existsSync(new URL('../src/queue/memory.ts', import.meta.url)) ? undefined : 'src/queue/memory.ts is not there yet';
+    return existsSync(new URL('../src/queue/memory/backend.ts', import.meta.url)) ? undefined : 'src/queue/memory/backend.ts is not there yet';
   },
   async setup() {},
   async teardown() {},
   async create(overrides) {
-    const { MemoryBackend } = await import('../src/queue/memory.js');
+    const { MemoryBackend } = await import('../src/queue/memory/backend.js');
     const config = validateQueueConfig({ backend: 'memory', queue: queueName(), ...fast, ...overrides });
     const backend: Backend = new MemoryBackend(config);
     await backend.connect();
@@ -149,7 +149,7 @@ const redisHarness: Harness = {
     await server?.stop();
   },
   async create(overrides) {
-    const { RedisBackend } = await import('../src/queue/redis.js');
+    const { RedisBackend } = await import('../src/queue/redis/backend.js');
     const config = validateQueueConfig({ backend: 'redis', queue: queueName(), connection: { host: '127.0.0.1', port: server!.port }, ...fast, ...overrides });
     const backend: Backend = new RedisBackend(config, { clientName: 'conformance' });
     await backend.connect();
@@ -184,7 +184,7 @@ const redisClusterHarness: Harness = {
     await cluster?.stop();
   },
   async create(overrides) {
-    const { RedisBackend } = await import('../src/queue/redis.js');
+    const { RedisBackend } = await import('../src/queue/redis/backend.js');
     const config = validateQueueConfig({ backend: 'redis', queue: queueName(), cluster_nodes: cluster!.nodes, ...fast, ...overrides });
     const backend: Backend = new RedisBackend(config, { clientName: 'conformance' });
     await backend.connect();
@@ -244,7 +244,7 @@ const kafkaHarness: Harness = {
     await kafkaMock?.stop();
   },
   async create(overrides) {
-    const { KafkaBackend } = await import('../src/queue/kafka.js');
+    const { KafkaBackend } = await import('../src/queue/kafka/backend.js');
     const topic = queueName();
     const heartbeat = Math.max(KAFKA_MIN_HEARTBEAT_TIMEOUT, Number(overrides.heartbeat_timeout ?? 0));
     const config = validateQueueConfig({
@@ -283,7 +283,7 @@ const kafkaHarness: Harness = {
 
 let rabbit: RabbitServer | undefined;
 
-/** RabbitMQ (src/queue/rabbitmq.ts): the lease is the connection, as Kafka's is the group membership. */
+/** RabbitMQ (src/queue/rabbitmq/): the lease is the connection, as Kafka's is the group membership. */
 const rabbitHarness: Harness = {
   name: 'rabbitmq',
   capabilities: {
@@ -311,7 +311,7 @@ const rabbitHarness: Harness = {
     await rabbit?.stop();
   },
   async create(overrides) {
-    const { RabbitBackend } = await import('../src/queue/rabbitmq.js');
+    const { RabbitBackend } = await import('../src/queue/rabbitmq/backend.js');
     const config = validateQueueConfig({ backend: 'rabbitmq', url: rabbit!.url, queue: queueName(), ...fast, ...overrides });
     const backend: Backend = new RabbitBackend(config);
     await backend.connect();
@@ -335,7 +335,7 @@ let fauxqs: Fauxqs | undefined;
 const SQS_MIN_HEARTBEAT_TIMEOUT = 3;
 
 /**
- * SQS (src/queue/sqs.ts) against fauxqs: leases are visibility timeouts that SQS itself ends, and a
+ * SQS (src/queue/sqs/) against fauxqs: leases are visibility timeouts that SQS itself ends, and a
  * standard queue keeps no order and no priorities. (Results arriving in completion order is what
  * fauxqs does; real SQS may reorder them, which the coordinator does not mind.)
  */
@@ -373,7 +373,7 @@ const sqsHarness: Harness = {
     await fauxqs?.stop();
   },
   async create(overrides) {
-    const { SqsBackend } = await import('../src/queue/sqs.js');
+    const { SqsBackend } = await import('../src/queue/sqs/backend.js');
     // Heartbeats are queue tags written over HTTP: a timeout of a few seconds, not a fraction of one,
     // keeps the heartbeat test about heartbeats rather than about how loaded this machine is.
     const heartbeat = Math.max(SQS_MIN_HEARTBEAT_TIMEOUT, Number(overrides.heartbeat_timeout ?? 0));
@@ -1238,7 +1238,7 @@ function redisOnly(): void {
   });
 
   it('redis: connect() fails fast with MG_ERR_BACKEND when Redis is unreachable', async () => {
-    const { RedisBackend } = await import('../src/queue/redis.js');
+    const { RedisBackend } = await import('../src/queue/redis/backend.js');
     // A port nobody listens on: bind one, close it.
     const net = await import('node:net');
     const port = await new Promise<number>((resolve) => {

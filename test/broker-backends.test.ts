@@ -65,7 +65,7 @@ describe('rabbitmq backend', () => {
   const config = (extra: object = {}) => validateQueueConfig({ backend: 'rabbitmq', url: server.url, queue: `t_${randomUUID().slice(0, 8)}`, ...extra });
 
   it('a batch whose holders keep dying is dead-lettered after max_requeue_attempts, with the reason', async () => {
-    const { RabbitBackend } = await import('../src/queue/rabbitmq.ts');
+    const { RabbitBackend } = await import('../src/queue/rabbitmq/backend.ts');
     const c = config({ max_requeue_attempts: 1 });
     const coord = new RabbitBackend(c);
     await coord.connect();
@@ -98,7 +98,7 @@ describe('rabbitmq backend', () => {
 
   it('queue stats and dlq list through the CLI', async () => {
     const c = { backend: 'rabbitmq', url: server.url, queue: `t_${randomUUID().slice(0, 8)}` };
-    const { RabbitBackend } = await import('../src/queue/rabbitmq.ts');
+    const { RabbitBackend } = await import('../src/queue/rabbitmq/backend.ts');
     const b = new RabbitBackend(validateQueueConfig(c));
     await b.connect();
     await b.enqueue([batch('j1'), { ...batch('j1'), priority: 'high' }]);
@@ -138,7 +138,7 @@ describe('sqs backend (fauxqs)', () => {
   });
   const raw = (extra: object = {}) => ({ backend: 'sqs', endpoint_url: server.endpoint, region: 'us-east-1', aws_access_key_id: 'test', aws_secret_access_key: 'test', queue_name: `t${randomUUID().slice(0, 8)}`, ...extra });
   const backend = async (extra: object = {}) => {
-    const { SqsBackend } = await import('../src/queue/sqs.ts');
+    const { SqsBackend } = await import('../src/queue/sqs/backend.ts');
     const b = new SqsBackend(validateQueueConfig(raw(extra)));
     await b.connect();
     return b;

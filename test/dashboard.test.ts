@@ -18,7 +18,7 @@ import { startRedis, redisAvailable, type RedisServer } from './helpers/redis-se
 import { fixture, killAllWorkers, spawnWorker, waitFor, type WorkerProcess } from './helpers/queue-harness.ts';
 import { freePort } from './helpers/net.ts';
 import { runCli } from './helpers/run-cli.ts';
-import { RedisBackend } from '../src/queue/redis.ts';
+import { RedisBackend } from '../src/queue/redis/backend.ts';
 import { validateQueueConfig } from '../src/queue/config.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -315,7 +315,7 @@ describe('metaguard dashboard in a browser', { skip, concurrency: false }, () =>
   });
 
   it('a sharded queue (shards: 3) keeps progress and cancel requests on its first shard and withdraws a job from every shard', async () => {
-    const { ShardedBackend } = await import('../src/queue/sharded.ts');
+    const { ShardedBackend } = await import('../src/queue/redis/sharded.ts');
     const sharded = new ShardedBackend(validateQueueConfig({ ...queueConfig, queue: `dash_sh_${randomUUID().slice(0, 8)}`, shards: 3 }));
     await sharded.connect();
     try {

@@ -144,7 +144,7 @@ describe('evaluate() on the built-in tasks', () => {
   });
 
   it('hashes are the sha256 hex of the bundles run (and shipped) for the task and implementation files', async () => {
-    const { bundleModule } = await import('../src/spec/bundle.ts');
+    const { bundleModule } = await import('../src/task/bundle.ts');
     const expect = async (task: string, ext: string) => ({
       task: (await bundleModule(join(root, 'examples', task, `task.${ext}`), 'task')).sha256,
       baseline: (await bundleModule(join(root, 'examples', task, `baseline.${ext}`), 'baseline')).sha256,

@@ -21,7 +21,7 @@ import { createCodec } from '../src/codec/index.ts';
 import { decodeCases, encodeResults } from '../src/queue/messages.ts';
 import { validateQueueConfig } from '../src/queue/config.ts';
 import { createBackend } from '../src/queue/index.ts';
-import { RedisBackend } from '../src/queue/redis.ts';
+import { RedisBackend } from '../src/queue/redis/backend.ts';
 import { createLogger } from '../src/observe/log.ts';
 import type { Backend, BatchMessage, JobManifest, ResultEntry } from '../src/queue/types.ts';
 import type { QueueDispatcher } from '../src/dispatch/queue.ts';

@@ -20,17 +20,17 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 
-import { KafkaBackend } from '../src/queue/kafka.js';
+import { KafkaBackend } from '../src/queue/kafka/backend.js';
 import { validateQueueConfig, type QueueConfig } from '../src/queue/config.js';
 import type { BatchMessage, Claim, ClaimedBatch, JobManifest, ResultEntry } from '../src/queue/types.js';
-import { startWorker } from '../src/worker/daemon.js';
+import { startWorker } from '../src/daemon/daemon.js';
 import { QueueDispatcher } from '../src/dispatch/queue.js';
 import { LocalDispatcher } from '../src/dispatch/local.js';
 import type { JobSpec, Role } from '../src/dispatch/types.js';
 import type { CaseResult } from '../src/execution/protocol.js';
 import { createLogger } from '../src/observe/log.js';
-import { builtinTask } from '../src/spec/builtin.js';
-import { loadTask } from '../src/spec/load.js';
+import { builtinTask } from '../src/task/builtin.js';
+import { loadTask } from '../src/task/load.js';
 import { startKafkaMock, type KafkaMock } from './helpers/kafka-broker.js';
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -1,5 +1,5 @@
 /**
- * Case limits enforced by the case pool (src/execution/pool.ts, workers/case-thread.ts): time, memory,
+ * Case limits enforced by the case pool (src/execution/pool.ts, src/case-runner/case-thread.ts): time, memory,
  * throws, thread exits and import failures are per-case results; no case is lost or counted twice; the
  * pool keeps working after a thread is replaced; relation rngs replay exactly.
  *

@@ -1,5 +1,5 @@
 /**
- * One loader for user modules (src/spec/bundle.ts): task and implementation modules in every
+ * One loader for user modules (src/task/bundle.ts): task and implementation modules in every
  * extension load from any folder — no package.json, a CommonJS package, an ESM package — importing
  * sibling files, npm packages and `metaguard`; a local run and a queue run (real redis-server, a
  * worker daemon as a real process) execute the same bundles: same hashes, same verdict.
@@ -16,7 +16,7 @@ import { runCli, type CliResult } from './helpers/run-cli.ts';
 import { redisAvailable, startRedis, type RedisServer } from './helpers/redis-server.ts';
 import { killAllWorkers, spawnWorker } from './helpers/queue-harness.ts';
 import type { Report } from '../src/reports/types.ts';
-import { bundleModule } from '../src/spec/bundle.ts';
+import { bundleModule } from '../src/task/bundle.ts';
 import { MetaguardError } from '../src/errors.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'mg-modules-'));

@@ -1,5 +1,5 @@
 /**
- * `--isolation process` (src/execution/process-pool.ts, workers/case-process.ts): cases run in child
+ * `--isolation process` (src/execution/process-pool.ts, src/case-runner/case-process.ts): cases run in child
  * processes under Node's permission model and prlimit. Each hostile act ends as a coded result and the
  * pool goes on: reads outside the package and the artifacts, writes, child processes and worker
  * threads are E_PERMISSION; a 3 GB off-heap Buffer is E_OOM; process.exit and process.abort are
@@ -21,7 +21,7 @@ import { startRedis, redisAvailable, type RedisServer } from './helpers/redis-se
 import { fixture, killAllWorkers, localReport, queueReport, spawnWorker, type RunOptions } from './helpers/queue-harness.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const skip = Number(process.versions.node.split('.')[0]) < 24 ? `--isolation process needs Node.js 24 (this is ${process.version}; refused with MG_ERR_INVALID_OPTION)` : !findPrlimit() ? 'prlimit is not installed' : !existsSync(join(root, 'dist', 'workers', 'case-process.js')) ? 'the package is not built (npm run build)' : false;
+const skip = Number(process.versions.node.split('.')[0]) < 24 ? `--isolation process needs Node.js 24 (this is ${process.version}; refused with MG_ERR_INVALID_OPTION)` : !findPrlimit() ? 'prlimit is not installed' : !existsSync(join(root, 'dist', 'src', 'case-runner', 'case-process.js')) ? 'the package is not built (npm run build)' : false;
 const url = (p: string) => pathToFileURL(p).href;
 const probes = fixture('isolation/probes.mjs');
 

@@ -30,7 +30,7 @@ function files(dir: string, ext: RegExp): string[] {
   }
   return out;
 }
-const code = [...files('src', /\.ts$/), ...files('workers', /\.ts$/), 'scripts/install-systemd.mjs'].map((p) => read(p)).join('\n');
+const code = [...files('src', /\.ts$/), 'scripts/install-systemd.mjs'].map((p) => read(p)).join('\n');
 
 /** The `## title` section of the reference, up to the next `## `. */
 function section(title: string): string {
@@ -135,7 +135,7 @@ describe('docs/reference.md', () => {
 
 describe('the repository stands alone', () => {
   it('README, docs, --help texts and the code never point at the team contract', () => {
-    const paths = ['README.md', ...files('docs', /\.(md|yml|json)$/), ...files('src', /\.ts$/), ...files('workers', /\.ts$/), ...files('scripts', /\.m?js$/), ...files('bin', /\.js$/), 'Dockerfile', 'package.json'];
+    const paths = ['README.md', ...files('docs', /\.(md|yml|json)$/), ...files('src', /\.ts$/), ...files('scripts', /\.m?js$/), ...files('bin', /\.js$/), 'Dockerfile', 'package.json'];
     for (const p of paths) {
       const text = read(p);
       assert.ok(!/shared\/SPEC|SPEC\.md|SPEC §/.test(text), `${relative(root, join(root, p))} points at a contract users do not have`);

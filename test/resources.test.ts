@@ -1,5 +1,5 @@
 /**
- * Resource safety of case execution (src/execution/pool.ts, pools.ts, limits.ts; src/worker/daemon.ts):
+ * Resource safety of case execution (src/execution/pool.ts, pools.ts, limits.ts; src/daemon/daemon.ts):
  * - no per-chunk growth of a thread's heap (the per-chunk MessagePort leaked ~1.2 KB per chunk);
  * - pool sets stay bounded: a worker serving many jobs with different limits keeps its OS thread
  *   count within its threads plus a small constant;

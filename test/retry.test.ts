@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MetaguardError } from '../src/errors.ts';
 import { retryDelayMs } from '../src/queue/retry.ts';
-import { MemoryBackend } from '../src/queue/memory.ts';
+import { MemoryBackend } from '../src/queue/memory/backend.ts';
 import { validateQueueConfig } from '../src/queue/config.ts';
-import { startWorker } from '../src/worker/daemon.ts';
+import { startWorker } from '../src/daemon/daemon.ts';
 import { QueueDispatcher } from '../src/dispatch/queue.ts';
 import { resolveEvaluateOptions, runEvaluation } from '../src/evaluate.ts';
 

@@ -1,7 +1,7 @@
 /** `metaguard demo`: the built-in example evaluations on the embedded in-process queue. */
 import { resolveEvaluateOptions, runEvaluation } from '../evaluate.js';
 import { createLogger } from '../observe/log.js';
-import { builtinTask } from '../spec/builtin.js';
+import { builtinTask } from '../task/builtin.js';
 import { parseFlags } from './args.js';
 import { formatSummary } from './summary.js';
 import { EXIT } from './main.js';

@@ -4,7 +4,7 @@ import { describeOptions } from '../options/schema.js';
 import { refuseMemoryQueue, requireQueueConfig, resolveWithConfigFile } from '../options/config-file.js';
 import { validateQueueConfig } from '../queue/config.js';
 import { createLogger } from '../observe/log.js';
-import { startWorker } from '../worker/daemon.js';
+import { startWorker } from '../daemon/daemon.js';
 import { Metrics } from '../observe/metrics.js';
 import { serveMetrics, type MetricsServer } from '../observe/server.js';
 import { SystemdNotifier } from '../observe/systemd.js';

@@ -164,7 +164,7 @@ export class QueueDispatcher implements Dispatcher {
     await publishJob();
 
     if (config.backend === 'memory' && config.spawn_local_workers > 0) {
-      const { startWorker } = await import('../worker/daemon.js');
+      const { startWorker } = await import('../daemon/daemon.js');
       for (let i = 0; i < config.spawn_local_workers; i++) {
         this.#localWorkers.push(await startWorker({ backend, config, threads: 1, pollIntervalS: 0.02, logger: this.#logger, workerId: `local-${i}-${jobId.slice(0, 8)}` }));
       }

@@ -66,7 +66,7 @@ export interface ChunkEvents {
   onHeap?(bytes: number, slot: number): void;
 }
 
-const threadFile = fileURLToPath(new URL(`../../workers/case-thread.${runningFromSource ? 'ts' : 'js'}`, import.meta.url));
+const threadFile = fileURLToPath(new URL(`../case-runner/case-thread.${runningFromSource ? 'ts' : 'js'}`, import.meta.url));
 
 const LOADER_FLAGS = new Set(['--import', '--require', '-r', '--loader', '--experimental-loader', '--conditions', '-C']);
 const LOADER_SWITCHES = new Set(['--enable-source-maps', '--no-warnings']);
@@ -151,7 +151,7 @@ export async function runAttempts(
   return done;
 }
 
-/** What an implementation module's `http` export describes (see workers/case-thread describeImplementation). */
+/** What an implementation module's `http` export describes (see case-runner/case-thread describeImplementation). */
 export type ImplementationDescription = { kind: 'none' } | { kind: 'http'; http: unknown } | { kind: 'invalid'; message: string };
 
 /** What a pool of case threads or case processes offers (see CasePool, ProcessCasePool). */

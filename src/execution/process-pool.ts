@@ -4,7 +4,7 @@
  *
  *   prlimit --as=<mem-mb + 2 GiB> --cpu=<2 × retire> --nofile=256 --core=0 --
  *     node --permission --allow-fs-read=<package>,<artifacts> --max-old-space-size=<mem-mb>
- *          workers/case-process.js <retire>
+ *          case-runner/case-process.js <retire>
  *
  * with the scrubbed environment (env.ts) and no inherited descriptor but stdio and the IPC channel.
  * The permission model refuses file writes, reads outside the package and the artifacts, child
@@ -47,7 +47,7 @@ export interface ProcessPoolOptions {
  * case sensitivity outside the allowed folders). TypeScript user modules load through Node's own type
  * stripping.
  */
-const entry = runningFromSource ? join(packageRoot(), 'dist', 'workers', 'case-process.js') : fileURLToPath(new URL('../../workers/case-process.js', import.meta.url));
+const entry = runningFromSource ? join(packageRoot(), 'dist', 'src', 'case-runner', 'case-process.js') : fileURLToPath(new URL('../case-runner/case-process.js', import.meta.url));
 const stripTypes = Number(process.versions.node.split('.')[0]) < 23 && process.allowedNodeEnvironmentFlags.has('--experimental-strip-types') ? ['--experimental-strip-types'] : [];
 /** Virtual address space V8 and Node reserve before any user allocation (measured: Node 24 does not start under 1.25 GiB). */
 export const ADDRESS_SPACE_HEADROOM_MB = 2048;

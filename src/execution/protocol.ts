@@ -1,5 +1,5 @@
 /**
- * Messages between the case pool (parent) and a case thread (`workers/case-thread`). Everything here
+ * Messages between the case pool (parent) and a case thread (`case-runner/case-thread`). Everything here
  * crosses a structured clone, so errors travel as `{ code, message }` objects.
  */
 import type { ErrorInfo } from '../errors.js';

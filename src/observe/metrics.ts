@@ -5,7 +5,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CaseResult } from '../execution/protocol.js';
-import type { WorkerHandle } from '../worker/daemon.js';
+import type { WorkerHandle } from '../daemon/daemon.js';
 import type { Backend } from '../queue/types.js';
 import { priorities } from '../queue/types.js';
 import { version } from '../version.js';

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { MetaguardError, invalidOption } from '../errors.js';
 import { loadPolicy } from '../gate/policy.js';
-import { builtinTask, builtinTaskNames } from '../spec/builtin.js';
+import { builtinTask, builtinTaskNames } from '../task/builtin.js';
 import { nearest } from '../cli/args.js';
 import { compatEnv, configFileSources } from './config-file.js';
 import { evaluateSchema, type EvaluateOptions } from './evaluate.js';

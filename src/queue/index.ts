@@ -12,27 +12,27 @@ export interface CreateBackendOptions {
 export async function createBackend(config: QueueConfig, options: CreateBackendOptions = {}): Promise<Backend> {
   switch (config.backend) {
     case 'memory': {
-      const { MemoryBackend } = await import('./memory.js');
+      const { MemoryBackend } = await import('./memory/backend.js');
       return new MemoryBackend(config);
     }
     case 'redis': {
       if (config.shards > 1) {
-        const { ShardedBackend } = await import('./sharded.js');
+        const { ShardedBackend } = await import('./redis/sharded.js');
         return new ShardedBackend(config, options.logger ? { logger: options.logger } : {});
       }
-      const { RedisBackend } = await import('./redis.js');
+      const { RedisBackend } = await import('./redis/backend.js');
       return new RedisBackend(config, options.logger ? { logger: options.logger } : {});
     }
     case 'kafka': {
-      const { KafkaBackend } = await import('./kafka.js');
+      const { KafkaBackend } = await import('./kafka/backend.js');
       return new KafkaBackend(config, options.logger ? { logger: options.logger } : {});
     }
     case 'rabbitmq': {
-      const { RabbitBackend } = await import('./rabbitmq.js');
+      const { RabbitBackend } = await import('./rabbitmq/backend.js');
       return new RabbitBackend(config);
     }
     case 'sqs': {
-      const { SqsBackend } = await import('./sqs.js');
+      const { SqsBackend } = await import('./sqs/backend.js');
       return new SqsBackend(config);
     }
     default:

@@ -1,6 +1,6 @@
 /**
  * The one seam between metaguard and a queue: the coordinator (`dispatch/queue`) and the worker loop
- * (`worker/daemon`) know only this interface. Memory, Redis, Kafka, … implement it, and one
+ * (`daemon/daemon`) know only this interface. Memory, Redis, Kafka, … implement it, and one
  * conformance suite (`test/backend-conformance.test.ts`) runs against every one.
  *
  * Delivery is at-least-once: a batch is claimed under a lease measured on the backend's clock, renewed

@@ -8,9 +8,9 @@
  * events). Prints one JSON line per event on stdout: {"event":"ready"},
  * {"event":"batch","id":…,"cases":…}, {"event":"stopped"}. SIGTERM drains and exits 0.
  */
-import { startWorker } from '../../src/worker/daemon.js';
+import { startWorker } from '../../src/daemon/daemon.js';
 import { validateQueueConfig } from '../../src/queue/config.js';
-import { KafkaBackend } from '../../src/queue/kafka.js';
+import { KafkaBackend } from '../../src/queue/kafka/backend.js';
 import { createLogger, silentLogger } from '../../src/observe/log.js';
 
 const say = (event: string, fields: Record<string, unknown> = {}) => process.stdout.write(JSON.stringify({ event, pid: process.pid, ...fields }) + '\n');

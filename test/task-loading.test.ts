@@ -1,5 +1,5 @@
 /**
- * Task and implementation loading (src/spec/load.ts): .mjs, .js and .ts modules, the validation
+ * Task and implementation loading (src/task/load.ts): .mjs, .js and .ts modules, the validation
  * messages of broken ones, missing files, and .ts implementations running inside case threads.
  *
  * Run: node --import tsx --test test/spec-loading.test.ts
@@ -13,7 +13,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { MetaguardError } from '../src/errors.js';
 import { CasePool } from '../src/execution/pool.js';
-import { loadImplementation, loadTask, moduleUrl, validateImplementation, validateTask } from '../src/spec/load.js';
+import { loadImplementation, loadTask, moduleUrl, validateImplementation, validateTask } from '../src/task/load.js';
 
 const fixturesDir = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const fixture = (name: string) => join(fixturesDir, name);

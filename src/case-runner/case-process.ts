@@ -13,7 +13,7 @@
  * that), and the parent starts a fresh one.
  */
 import { checkModules, describeImplementation, heapAfterGc, runCases } from './case-thread.js';
-import type { ChunkRequest, ThreadMessage } from '../src/execution/protocol.js';
+import type { ChunkRequest, ThreadMessage } from '../execution/protocol.js';
 
 const CPU_RETIRE_S = Number(process.argv[2] ?? 300);
 

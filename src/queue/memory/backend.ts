@@ -4,12 +4,12 @@
  * Its clock is this process's clock, which every party shares.
  */
 import { EventEmitter } from 'node:events';
-import { MetaguardError } from '../errors.js';
-import type { Role } from '../dispatch/types.js';
-import type { QueueConfig } from './config.js';
-import { waitForAny } from '../util/wait.js';
-import { pickPriority } from './priority.js';
-import { signDead, signResults } from './messages.js';
+import { MetaguardError } from '../../errors.js';
+import type { Role } from '../../dispatch/types.js';
+import type { QueueConfig } from '../config.js';
+import { waitForAny } from '../../util/wait.js';
+import { pickPriority } from '../priority.js';
+import { signDead, signResults } from '../messages.js';
 import {
   priorities,
   type Backend,
@@ -24,7 +24,7 @@ import {
   type WorkerInfo,
   type JobProgress,
   type BenchRecord,
-} from './types.js';
+} from '../types.js';
 
 interface StoredBatch extends BatchMessage {
   attempts: number;

@@ -7,7 +7,7 @@
  * byte-identical code.
  *
  * `import … from 'metaguard'` (or 'metamorphic-guard') stays an import in the bundle: the case thread
- * resolves it to the metaguard that runs it (src/spec/self-resolve.ts), here and on every worker.
+ * resolves it to the metaguard that runs it (src/task/self-resolve.ts), here and on every worker.
  * Node built-ins stay imports too; CommonJS code in the bundle gets a real `require` for them.
  */
 import { createHash, randomBytes } from 'node:crypto';

@@ -29,14 +29,14 @@
  *   bench               STRING JSON BenchRecord of the last `metaguard bench` sweep
  */
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import { tlsOptions, isAuthFailure } from './tls.js';
-import { MetaguardError } from '../errors.js';
-import { createClusterClient, duplicateCluster } from './redis-cluster.js';
-import type { Role } from '../dispatch/types.js';
-import type { QueueConfig } from './config.js';
-import type { Logger } from '../observe/log.js';
-import { signDead, signResults } from './messages.js';
-import { isRecordId, logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from './records.js';
+import { tlsOptions, isAuthFailure } from '../tls.js';
+import { MetaguardError } from '../../errors.js';
+import { createClusterClient, duplicateCluster } from './cluster.js';
+import type { Role } from '../../dispatch/types.js';
+import type { QueueConfig } from '../config.js';
+import type { Logger } from '../../observe/log.js';
+import { signDead, signResults } from '../messages.js';
+import { isRecordId, logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from '../records.js';
 import {
   priorities,
   type BackendNotice,
@@ -52,8 +52,8 @@ import {
   type WorkerInfo,
   type JobProgress,
   type BenchRecord,
-} from './types.js';
-import { parseBenchRecord, parseProgress } from './admin-records.js';
+} from '../types.js';
+import { parseBenchRecord, parseProgress } from '../admin-records.js';
 
 /** Keys every script receives, in this order (declared so Cluster routes by them). */
 const STATIC_KEYS = ['inflight', 'owner', 'delayed', 'counters', 'dead', 'deadidx', 'strikes', 'workers', 'pending:critical', 'pending:high', 'pending:normal', 'pending:low'] as const;

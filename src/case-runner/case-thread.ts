@@ -9,22 +9,22 @@
  * Structure: `runCase` runs one case; `runChunk` (the piscina task) loads the modules, runs the cases
  * one after another and flushes results; `Flusher` groups results into messages.
  */
-import { guardThread } from '../src/execution/thread-guard.js';
+import { guardThread } from '../execution/thread-guard.js';
 import { isDeepStrictEqual } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort, threadId } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { MetaguardError, toErrorInfo } from '../src/errors.js';
-import { generateCases as generate, importModule, validateImplementation, validateTask } from '../src/spec/load.js';
-import { relationRng } from '../src/util/rng.js';
-import type { Solve, TaskSpec } from '../src/spec/types.js';
-import type { CaseInput, CaseResult, ChunkExec, ChunkRequest, ThreadMessage } from '../src/execution/protocol.js';
-import { HttpCaller, type CallScope, type HttpShape, type HttpTrace } from '../src/http/client.js';
-import { isEndpointUrl } from '../src/http/endpoint.js';
-import { CaseDeadline, raceAbort, runInLanes } from '../src/execution/lanes.js';
-import { MAX_MESSAGE_CHARS, MAX_OUTPUT_CHARS, truncate } from '../src/execution/limits.js';
+import { MetaguardError, toErrorInfo } from '../errors.js';
+import { generateCases as generate, importModule, validateImplementation, validateTask } from '../task/load.js';
+import { relationRng } from '../util/rng.js';
+import type { Solve, TaskSpec } from '../task/types.js';
+import type { CaseInput, CaseResult, ChunkExec, ChunkRequest, ThreadMessage } from '../execution/protocol.js';
+import { HttpCaller, type CallScope, type HttpShape, type HttpTrace } from '../http/client.js';
+import { isEndpointUrl } from '../http/endpoint.js';
+import { CaseDeadline, raceAbort, runInLanes } from '../execution/lanes.js';
+import { MAX_MESSAGE_CHARS, MAX_OUTPUT_CHARS, truncate } from '../execution/limits.js';
 
 // Before any user module is imported.
 guardThread();

@@ -62,15 +62,15 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Kafka, logLevel as KafkaLogLevel, Partitioners, type Admin, type Consumer, type IHeaders, type KafkaMessage, type Message, type Producer, type SASLOptions } from 'kafkajs';
-import { tlsOptions, isAuthFailure } from './tls.js';
-import { MetaguardError } from '../errors.js';
-import type { Role } from '../dispatch/types.js';
-import type { QueueConfig } from './config.js';
-import type { Logger } from '../observe/log.js';
-import { waitForAny } from '../util/wait.js';
-import { signDead, signResults } from './messages.js';
-import { isRecordId, logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from './records.js';
-import { pickPriority } from './priority.js';
+import { tlsOptions, isAuthFailure } from '../tls.js';
+import { MetaguardError } from '../../errors.js';
+import type { Role } from '../../dispatch/types.js';
+import type { QueueConfig } from '../config.js';
+import type { Logger } from '../../observe/log.js';
+import { waitForAny } from '../../util/wait.js';
+import { signDead, signResults } from '../messages.js';
+import { isRecordId, logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from '../records.js';
+import { pickPriority } from '../priority.js';
 import {
   priorities,
   type Backend,
@@ -84,7 +84,7 @@ import {
   type ReclaimOutcome,
   type ResultEntry,
   type WorkerInfo,
-} from './types.js';
+} from '../types.js';
 
 export const DEFAULT_CONSUMER_GROUP = 'metaguard-workers';
 

@@ -17,11 +17,11 @@
  * a composite cursor (`c0,c1,…`). Stats, dead letters and reclaim sweeps cover every shard.
  */
 import { createRequire } from 'node:module';
-import { MetaguardError } from '../errors.js';
-import type { QueueConfig } from './config.js';
-import { RedisBackend } from './redis.js';
-import type { Logger } from '../observe/log.js';
-import type { Backend, BackendNotice, BatchMessage, BenchRecord, Claim, DeadEntry, JobManifest, JobProgress, Priority, QueueStats, ReclaimOutcome, ResultEntry, WorkerInfo } from './types.js';
+import { MetaguardError } from '../../errors.js';
+import type { QueueConfig } from '../config.js';
+import { RedisBackend } from './backend.js';
+import type { Logger } from '../../observe/log.js';
+import type { Backend, BackendNotice, BatchMessage, BenchRecord, Claim, DeadEntry, JobManifest, JobProgress, Priority, QueueStats, ReclaimOutcome, ResultEntry, WorkerInfo } from '../types.js';
 
 const keySlot = createRequire(import.meta.url)('cluster-key-slot') as (key: string) => number;
 

@@ -56,11 +56,11 @@ import {
   type MessageAttributeValue,
 } from '@aws-sdk/client-sqs';
 import { S3Client, PutObjectCommand, GetObjectCommand } from '@aws-sdk/client-s3';
-import { MetaguardError, invalidOption } from '../errors.js';
-import type { Role } from '../dispatch/types.js';
-import type { QueueConfig } from './config.js';
-import { signDead, signResults } from './messages.js';
-import { waitForAny } from '../util/wait.js';
+import { MetaguardError, invalidOption } from '../../errors.js';
+import type { Role } from '../../dispatch/types.js';
+import type { QueueConfig } from '../config.js';
+import { signDead, signResults } from '../messages.js';
+import { waitForAny } from '../../util/wait.js';
 import {
   priorities,
   type Backend,
@@ -74,7 +74,7 @@ import {
   type ReclaimOutcome,
   type ResultEntry,
   type WorkerInfo,
-} from './types.js';
+} from '../types.js';
 
 const roleSet = new Set<string>(['baseline', 'candidate']);
 /** SQS's message size limit, less room for what the estimate below does not count. */
