@@ -13,11 +13,11 @@ import { decide } from './gate/index.js';
 import { builtinTask } from './task/builtin.js';
 import { moduleUrl } from './task/load.js';
 import { bundleModule } from './task/bundle.js';
+import { defaultCacheDir } from './util/paths.js';
 import { CasePool, type CaseRunner } from './execution/pool.js';
 import { createRolePools } from './execution/pools.js';
-import type { CaseResult } from './execution/protocol.js';
 import { LocalDispatcher } from './dispatch/local.js';
-import { abortReason, moduleLoadError, roles, type Dispatcher, type JobSpec, type Role } from './dispatch/types.js';
+import { abortReason, moduleLoadError, type Dispatcher, type JobSpec } from './dispatch/types.js';
 import { collectViolations, countedErrors, summarizeRole, violatingCases } from './reports/build.js';
 import { writeJsonReport, writeTextFile } from './reports/write.js';
 import { renderHtml } from './reports/html.js';
@@ -35,6 +35,7 @@ export type EvaluateInput = Partial<EvaluateOptions> & { task: string };
 
 export { resolveEvaluateOptions } from './options/resolve-evaluate.js';
 import { resolveEvaluateOptions } from './options/resolve-evaluate.js';
+import { roles, type Role, type CaseResult } from './core/protocol.js';
 
 interface ResolvedModules {
   taskUrl: string;
@@ -124,12 +125,14 @@ export interface EvaluationOutcome {
 
 export async function runEvaluation(options: Readonly<EvaluateOptions>, hooks: EvaluationHooks = {}): Promise<EvaluationOutcome> {
   const logger = hooks.logger ?? silentLogger;
+  // The one place a programmatic run falls back to this process's environment; below, it is passed down.
+  const env = hooks.env ?? process.env;
   const started = new Date();
   const files = resolveModules(options);
   const sources = { task: describePath(files.taskUrl), baseline: describePath(files.implUrls.baseline), candidate: describePath(files.implUrls.candidate) };
   // One loader: every module becomes a bundle; the pool runs it, the queue ships it, `hashes` name it.
   // An endpoint URL is not a module: it stays as it is.
-  const bundled = (url: string, path: string, what: string) => (isEndpointUrl(url) ? Promise.resolve(url) : bundleModule(path, what, options.cacheDir).then((b) => b.url));
+  const bundled = (url: string, path: string, what: string) => (isEndpointUrl(url) ? Promise.resolve(url) : bundleModule(path, what, options.cacheDir ?? defaultCacheDir(env)).then((b) => b.url));
   const [taskBundle, baselineBundle, candidateBundle] = await Promise.all([
     bundled(files.taskUrl, sources.task, 'task'),
     bundled(files.implUrls.baseline, sources.baseline, 'baseline'),
@@ -152,7 +155,7 @@ export async function runEvaluation(options: Readonly<EvaluateOptions>, hooks: E
       ? undefined
       : setTimeout(() => stop.abort(new MetaguardError('MG_ERR_DEADLINE', `--deadline-s ${options.deadlineS} passed with ${done} of ${total} cases done`)), options.deadlineS * 1000);
   try {
-    return await runCases(options, hooks, logger, started, modules, sources, stop.signal, () => done++);
+    return await runCases(options, { ...hooks, env }, logger, started, modules, sources, stop.signal, () => done++);
   } finally {
     clearTimeout(deadline);
     hooks.signal?.removeEventListener('abort', forward);
@@ -174,7 +177,7 @@ async function runCases(
     return new MetaguardError(r.code as MetaguardErrorCode, r.message);
   };
   const timeoutMs = Math.round(options.timeoutS * 1000);
-  const env = hooks.env ?? process.env;
+  const env = hooks.env ?? {};
   // Each role runs in a pool of its own (a candidate never shares a realm with the baseline); the local
   // dispatcher runs on the pools that checked the implementations, a queue needs one thread per role.
   const readPaths = [modules.taskUrl, ...roles.map((r) => modules.implUrls[r])].filter((u) => u.startsWith('file:')).map((u) => dirname(fileURLToPath(u)));

@@ -22,7 +22,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Cluster, Redis } from 'ioredis';
 import { Kafka, logLevel as kafkaLogLevel, Partitioners, type Producer } from 'kafkajs';
-import { validateQueueConfig, type QueueConfig } from '../src/queue/config.js';
+import { validateQueueConfig, type QueueConfig } from '../src/options/queue.js';
 import type { Backend, BatchMessage, ClaimedBatch, Claim, JobManifest, Priority, ResultEntry } from '../src/queue/types.js';
 import { startKafkaMock, type KafkaMock } from './helpers/kafka-broker.js';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';

@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { validateQueueConfig } from '../src/queue/config.ts';
+import { validateQueueConfig } from '../src/options/queue.ts';
 import type { Backend, BatchMessage, JobManifest } from '../src/queue/types.ts';
 import { startRabbit, type RabbitServer } from './helpers/rabbitmq-server.ts';
 import { startFauxqs, type Fauxqs } from './helpers/fauxqs-server.ts';

@@ -11,7 +11,7 @@ import { parseBenchRecord, parseProgress } from '../src/queue/admin-records.ts';
 import { workerRow } from '../src/dashboard/state.ts';
 import { WorkerLoad } from '../src/daemon/load.ts';
 import { MemoryBackend } from '../src/queue/memory/backend.ts';
-import { validateQueueConfig } from '../src/queue/config.ts';
+import { validateQueueConfig } from '../src/options/queue.ts';
 import { ProgressPublisher } from '../src/dispatch/progress.ts';
 import { silentLogger } from '../src/observe/log.ts';
 import { REPORT_NAME } from '../src/dashboard/reports.ts';

@@ -19,7 +19,7 @@ import { fixture, killAllWorkers, spawnWorker, waitFor, type WorkerProcess } fro
 import { freePort } from './helpers/net.ts';
 import { runCli } from './helpers/run-cli.ts';
 import { RedisBackend } from '../src/queue/redis/backend.ts';
-import { validateQueueConfig } from '../src/queue/config.ts';
+import { validateQueueConfig } from '../src/options/queue.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 

@@ -12,7 +12,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { workerSchema } from '../src/options/worker.ts';
 import { envName, resolveOptions } from '../src/options/schema.ts';
-import { validateQueueConfig } from '../src/queue/config.ts';
+import { validateQueueConfig } from '../src/options/queue.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const read = (path: string) => readFileSync(join(root, path), 'utf8');

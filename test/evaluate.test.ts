@@ -145,17 +145,17 @@ describe('evaluate() on the built-in tasks', () => {
 
   it('hashes are the sha256 hex of the bundles run (and shipped) for the task and implementation files', async () => {
     const { bundleModule } = await import('../src/task/bundle.ts');
+    const { defaultCacheDir } = await import('../src/util/paths.ts');
     const expect = async (task: string, ext: string) => ({
-      task: (await bundleModule(join(root, 'examples', task, `task.${ext}`), 'task')).sha256,
-      baseline: (await bundleModule(join(root, 'examples', task, `baseline.${ext}`), 'baseline')).sha256,
-      candidate: (await bundleModule(join(root, 'examples', task, `candidate.${ext}`), 'candidate')).sha256,
+      task: (await bundleModule(join(root, 'examples', task, `task.${ext}`), 'task', defaultCacheDir(process.env))).sha256,
+      baseline: (await bundleModule(join(root, 'examples', task, `baseline.${ext}`), 'baseline', defaultCacheDir(process.env))).sha256,
+      candidate: (await bundleModule(join(root, 'examples', task, `candidate.${ext}`), 'candidate', defaultCacheDir(process.env))).sha256,
     });
     assert.deepEqual(topK.report.hashes, await expect('top_k', 'mjs'));
     assert.deepEqual(median.report.hashes, await expect('median', 'ts'));
-    const { defaultCacheDir } = await import('../src/queue/artifacts.ts');
     for (const h of Object.values(topK.report.hashes)) {
       assert.match(h, /^[0-9a-f]{64}$/);
-      assert.equal(sha256(join(defaultCacheDir(), 'bundles', `${h}.mjs`)), h, 'the hash is of the bundle file the pool ran');
+      assert.equal(sha256(join(defaultCacheDir(process.env), 'bundles', `${h}.mjs`)), h, 'the hash is of the bundle file the pool ran');
     }
   });
 

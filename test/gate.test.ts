@@ -1,5 +1,5 @@
 /**
- * The verdict (src/gate/index.ts), gating policies (src/gate/policy.ts) and where a policy ranks among
+ * The verdict (src/gate/index.ts), gating policies (src/options/policy.ts) and where a policy ranks among
  * the option sources (resolveEvaluateOptions in src/evaluate.ts): defaults < env < policy < flags.
  *
  * Run: node --import tsx --test test/gate.test.ts
@@ -13,7 +13,7 @@ import { after, describe, it } from 'node:test';
 import { MetaguardError } from '../src/errors.js';
 import { resolveEvaluateOptions } from '../src/evaluate.js';
 import { decide, type GateInput, type GateLimits } from '../src/gate/index.js';
-import { loadPolicy } from '../src/gate/policy.js';
+import { loadPolicy } from '../src/options/policy.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'mg-gate-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { resolveEvaluateOptions, runEvaluation } from '../src/evaluate.ts';
 import { QueueDispatcher } from '../src/dispatch/queue.ts';
-import { validateQueueConfig } from '../src/queue/config.ts';
+import { validateQueueConfig } from '../src/options/queue.ts';
 import { createBackend } from '../src/queue/index.ts';
 import type { Backend, JobManifest } from '../src/queue/types.ts';
 import type { Report } from '../src/reports/types.ts';

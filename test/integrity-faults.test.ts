@@ -19,7 +19,7 @@ import { kafkaMockUnavailable, startKafkaMock, type KafkaMock } from './helpers/
 import { Kafka, logLevel } from 'kafkajs';
 import { createCodec } from '../src/codec/index.ts';
 import { decodeCases, encodeResults } from '../src/queue/messages.ts';
-import { validateQueueConfig } from '../src/queue/config.ts';
+import { validateQueueConfig } from '../src/options/queue.ts';
 import { createBackend } from '../src/queue/index.ts';
 import { RedisBackend } from '../src/queue/redis/backend.ts';
 import { createLogger } from '../src/observe/log.ts';

@@ -21,17 +21,17 @@ import { after, before, describe, it } from 'node:test';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 
 import { KafkaBackend } from '../src/queue/kafka/backend.js';
-import { validateQueueConfig, type QueueConfig } from '../src/queue/config.js';
+import { validateQueueConfig, type QueueConfig } from '../src/options/queue.js';
 import type { BatchMessage, Claim, ClaimedBatch, JobManifest, ResultEntry } from '../src/queue/types.js';
 import { startWorker } from '../src/daemon/daemon.js';
 import { QueueDispatcher } from '../src/dispatch/queue.js';
 import { LocalDispatcher } from '../src/dispatch/local.js';
-import type { JobSpec, Role } from '../src/dispatch/types.js';
-import type { CaseResult } from '../src/execution/protocol.js';
+import type { JobSpec } from '../src/dispatch/types.js';
 import { createLogger } from '../src/observe/log.js';
 import { builtinTask } from '../src/task/builtin.js';
 import { loadTask } from '../src/task/load.js';
 import { startKafkaMock, type KafkaMock } from './helpers/kafka-broker.js';
+import type { Role, CaseResult } from '../src/core/protocol.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');

@@ -11,8 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { CasePool, timeoutSlackMs, type ChunkEvents } from '../src/execution/pool.js';
-import type { CaseInput, CaseResult } from '../src/execution/protocol.js';
 import { relationRng } from '../src/util/rng.js';
+import type { CaseInput, CaseResult } from '../src/core/protocol.js';
 
 const fixturesDir = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const fixtureUrl = (name: string) => pathToFileURL(join(fixturesDir, name)).href;

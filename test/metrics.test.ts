@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { freePort } from './helpers/net.ts';
 import { MemoryBackend } from '../src/queue/memory/backend.ts';
-import { validateQueueConfig } from '../src/queue/config.ts';
+import { validateQueueConfig } from '../src/options/queue.ts';
 import { startWorker } from '../src/daemon/daemon.ts';
 import { Metrics } from '../src/observe/metrics.ts';
 import { serveMetrics } from '../src/observe/server.ts';

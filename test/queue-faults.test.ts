@@ -70,7 +70,7 @@ describe('queue faults over Redis', { skip, concurrency: false }, () => {
     assertSameVerdict(report, expected);
     // The killed worker held batches (one per thread plus one): their leases expired and were reclaimed.
     const { createBackend } = await import('../src/queue/index.ts');
-    const { validateQueueConfig } = await import('../src/queue/config.ts');
+    const { validateQueueConfig } = await import('../src/options/queue.ts');
     const probe = await createBackend(validateQueueConfig(qc));
     await probe.connect();
     const stats = await probe.stats();
@@ -191,7 +191,7 @@ describe('queue faults over Redis', { skip, concurrency: false }, () => {
     });
     assertSameVerdict(report, expected);
     const { createBackend } = await import('../src/queue/index.ts');
-    const { validateQueueConfig } = await import('../src/queue/config.ts');
+    const { validateQueueConfig } = await import('../src/options/queue.ts');
     const backend = await createBackend(validateQueueConfig(qc));
     await backend.connect();
     const dead = await backend.listDead();
@@ -212,7 +212,7 @@ describe('queue faults over Redis', { skip, concurrency: false }, () => {
   it('(e) a batch that exceeds its attempts is recorded as E_DELIVERY and the evaluation does not hang', async () => {
     const qc = config({ max_requeue_attempts: 1, lease_seconds: 0.4, heartbeat_check_interval: 0.1 });
     const { createBackend } = await import('../src/queue/index.ts');
-    const { validateQueueConfig } = await import('../src/queue/config.ts');
+    const { validateQueueConfig } = await import('../src/options/queue.ts');
     // A "black hole" consumer: claims batches and never renews or completes them.
     const hole = await createBackend(validateQueueConfig(qc));
     await hole.connect();

@@ -19,7 +19,7 @@ import { parseFlags } from '../src/cli/args.ts';
 import { evaluateSchema } from '../src/options/evaluate.ts';
 import { workerSchema } from '../src/options/worker.ts';
 import { queueSchema } from '../src/cli/queue.ts';
-import { validateQueueConfig } from '../src/queue/config.ts';
+import { validateQueueConfig } from '../src/options/queue.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const readme = readFileSync(join(root, 'README.md'), 'utf8');

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { validateQueueConfig } from '../src/queue/config.ts';
+import { validateQueueConfig } from '../src/options/queue.ts';
 import { RedisBackend } from '../src/queue/redis/backend.ts';
 import { shardQueueName } from '../src/queue/redis/sharded.ts';
 import { startRedisCluster, type RedisCluster } from './helpers/redis-cluster.ts';

@@ -13,7 +13,7 @@ import { workerSchema } from '../src/options/worker.ts';
 import { queueSchema } from '../src/cli/queue.ts';
 import { benchSchema } from '../src/cli/bench.ts';
 import { dashboardSchema } from '../src/dashboard/options.ts';
-import { queueConfigSchema } from '../src/queue/config.ts';
+import { queueConfigSchema } from '../src/options/queue.ts';
 import { envName, flagName, type Schema } from '../src/options/schema.ts';
 import { CaseErrorCodes, ErrorCodes } from '../src/errors.ts';
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { MetaguardError } from '../src/errors.ts';
 import { retryDelayMs } from '../src/queue/retry.ts';
 import { MemoryBackend } from '../src/queue/memory/backend.ts';
-import { validateQueueConfig } from '../src/queue/config.ts';
+import { validateQueueConfig } from '../src/options/queue.ts';
 import { startWorker } from '../src/daemon/daemon.ts';
 import { QueueDispatcher } from '../src/dispatch/queue.ts';
 import { resolveEvaluateOptions, runEvaluation } from '../src/evaluate.ts';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { MetaguardError } from '../errors.js';
 import { resolveEvaluateOptions, runEvaluation } from '../evaluate.js';
 import { QueueDispatcher } from '../dispatch/queue.js';
-import { validateQueueConfig, type QueueConfig } from '../queue/config.js';
+import { validateQueueConfig, type QueueConfig } from '../options/queue.js';
 import { createBackend } from '../queue/index.js';
 
 export interface SweepRow {

@@ -20,11 +20,12 @@ import { MetaguardError, toErrorInfo } from '../errors.js';
 import { generateCases as generate, importModule, validateImplementation, validateTask } from '../task/load.js';
 import { relationRng } from '../util/rng.js';
 import type { Solve, TaskSpec } from '../task/types.js';
-import type { CaseInput, CaseResult, ChunkExec, ChunkRequest, ThreadMessage } from '../execution/protocol.js';
-import { HttpCaller, type CallScope, type HttpShape, type HttpTrace } from '../http/client.js';
+import type { ChunkExec, ChunkRequest, ThreadMessage } from '../execution/protocol.js';
+import { HttpCaller, type CallScope, type HttpShape } from '../http/client.js';
 import { isEndpointUrl } from '../http/endpoint.js';
 import { CaseDeadline, raceAbort, runInLanes } from '../execution/lanes.js';
 import { MAX_MESSAGE_CHARS, MAX_OUTPUT_CHARS, truncate } from '../execution/limits.js';
+import type { CaseInput, CaseResult, HttpTrace } from '../core/protocol.js';
 
 // Before any user module is imported.
 guardThread();

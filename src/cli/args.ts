@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { MetaguardError } from '../errors.js';
 import { flagName, type Schema } from '../options/schema.js';
+import { nearest } from '../util/text.js';
 
 export interface ParsedArgs {
   /** Flag values keyed by schema key (still strings; the schema coerces them). */
@@ -11,32 +12,6 @@ export interface ParsedArgs {
 }
 
 type OptionSpec = { type: 'string' | 'boolean'; short?: string };
-
-/** Levenshtein distance, for "did you mean" suggestions. */
-export function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return row[b.length]!;
-}
-
-/** The candidate nearest to `word` when it is close enough to be a likely typo. */
-export function nearest(word: string, candidates: Iterable<string>): string | undefined {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const c of candidates) {
-    const d = editDistance(word, c);
-    if (d < bestD) [best, bestD] = [c, d];
-  }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
-}
 
 /** A token that is a negative number (`-0.01`, `-5`, `-1e-3`), a value rather than a flag. */
 const NEGATIVE_NUMBER = /^-(\d|\.\d)/;

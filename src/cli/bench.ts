@@ -8,7 +8,7 @@ import { codecSpeedup, formatCodecBench, runCodecBench, type CodecBenchRow } fro
 import { batchSizeSweep, type SweepRow } from '../bench/sweep.js';
 import { invalidOption } from '../errors.js';
 import { describeOptions, resolveOptions, type Schema } from '../options/schema.js';
-import { resolveQueueConfig } from '../queue/config.js';
+import { resolveQueueConfig } from '../options/queue.js';
 import { parseFlags as parseFlagsOnly } from './args.js';
 
 export const benchSchema = {

@@ -7,7 +7,7 @@ import { isLoopbackHost } from '../dashboard/security.js';
 import { createLogger } from '../observe/log.js';
 import { refuseMemoryQueue, requireQueueConfig, resolveWithConfigFile } from '../options/config-file.js';
 import { describeOptions } from '../options/schema.js';
-import { validateQueueConfig } from '../queue/config.js';
+import { validateQueueConfig } from '../options/queue.js';
 import { createBackend } from '../queue/index.js';
 import { parseFlags } from './args.js';
 

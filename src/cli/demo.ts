@@ -4,7 +4,7 @@ import { createLogger } from '../observe/log.js';
 import { builtinTask } from '../task/builtin.js';
 import { parseFlags } from './args.js';
 import { formatSummary } from './summary.js';
-import { EXIT } from './main.js';
+import { EXIT } from './exit.js';
 
 const demoSchema = {} as const;
 

@@ -6,7 +6,7 @@ import { reportJson } from '../reports/write.js';
 import { parseFlags } from './args.js';
 import { createProgress } from './progress.js';
 import { formatSummary } from './summary.js';
-import { EXIT } from './main.js';
+import { EXIT } from './exit.js';
 import { isMetaguardError, MetaguardError } from '../errors.js';
 
 export const evaluateHelp = `Usage: metaguard evaluate --task PATH|NAME [--baseline PATH --candidate PATH] [options]

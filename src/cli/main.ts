@@ -1,10 +1,9 @@
 /** `metaguard` command line: dispatches to a command, maps errors to one line and an exit code. */
 import { isMetaguardError } from '../errors.js';
 import { version } from '../version.js';
-import { nearest } from './args.js';
+import { nearest } from '../util/text.js';
+import { EXIT } from './exit.js';
 
-/** Exit codes (docs/reference.md). */
-export const EXIT = { ADOPT: 0, REJECT: 1, ERROR: 2, CONFIG: 78 } as const;
 
 const usage = `metaguard ${version}: may a candidate implementation replace a baseline?
 

@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline/promises';
 import { invalidOption } from '../errors.js';
 import { refuseMemoryQueue, requireQueueConfig, resolveWithConfigFile } from '../options/config-file.js';
 import { describeOptions, type Schema } from '../options/schema.js';
-import { backends, validateQueueConfig } from '../queue/config.js';
+import { backends, validateQueueConfig } from '../options/queue.js';
 import { createBackend } from '../queue/index.js';
 import { priorities } from '../queue/types.js';
 import { parseFlags } from './args.js';

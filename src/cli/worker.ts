@@ -2,7 +2,7 @@
 import { workerSchema, type WorkerCliOptions } from '../options/worker.js';
 import { describeOptions } from '../options/schema.js';
 import { refuseMemoryQueue, requireQueueConfig, resolveWithConfigFile } from '../options/config-file.js';
-import { validateQueueConfig } from '../queue/config.js';
+import { validateQueueConfig } from '../options/queue.js';
 import { createLogger } from '../observe/log.js';
 import { startWorker } from '../daemon/daemon.js';
 import { Metrics } from '../observe/metrics.js';

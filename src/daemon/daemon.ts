@@ -18,22 +18,24 @@ import { isMetaguardError, MetaguardError } from '../errors.js';
 import type { CaseRunner } from '../execution/pool.js';
 import { PoolSet, splitThreads, type Isolation } from '../execution/pools.js';
 import { caseEnvironment } from '../execution/env.js';
-import type { CaseInput, CaseResult } from '../execution/protocol.js';
+import type { DaemonEvents } from '../observe/events.js';
 import { silentLogger, type Logger } from '../observe/log.js';
 import { version } from '../version.js';
-import { ArtifactCache, defaultCacheDir } from '../queue/artifacts.js';
-import { validateQueueConfig, type QueueConfig } from '../queue/config.js';
+import { ArtifactCache } from '../queue/artifacts.js';
+import { defaultCacheDir } from '../util/paths.js';
+import { validateQueueConfig, type QueueConfig } from '../options/queue.js';
 import { createBackend } from '../queue/index.js';
 import { decodeCases, encodeResultsWithin, verifyBatch, verifyManifest } from '../queue/messages.js';
 import { MAX_MESSAGE_CHARS, truncate } from '../execution/limits.js';
 import { retryDelayMs } from '../queue/retry.js';
 import type { Backend, ClaimedBatch, JobManifest } from '../queue/types.js';
 import { parseJobExec, parseSecretNames } from '../http/endpoint.js';
-import { chunkExecFor, RateLimitStates } from '../http/exec.js';
+import { chunkExecFor, RateLimitStates } from '../execution/chunk-exec.js';
 import type { ChunkExec } from '../execution/protocol.js';
 import { WorkerLoad } from './load.js';
+import type { CaseInput, CaseResult } from '../core/protocol.js';
 
-export interface WorkerOptions {
+export interface DaemonOptions {
   /** A validated queue config; or give `queueConfig` (raw keys documented in docs/reference.md) and it is validated here. */
   config?: QueueConfig;
   queueConfig?: unknown;
@@ -52,35 +54,17 @@ export interface WorkerOptions {
   logger?: Logger;
   /** Environment variables a job's endpoint headers may read (`${NAME}`), comma-separated. @defaultValue none */
   httpSecrets?: string;
-  /** Where those variables are read. @defaultValue process.env */
   /** Where cases run: piscina threads, or child processes under the permission model. @defaultValue 'thread' */
   isolation?: Isolation;
   /** Seconds an unused case pool lives before its threads stop. @defaultValue 30 */
   poolIdleS?: number;
   /** Variables hidden from cases besides METAGUARD_* and METAGUARD_HIDE_ENV's (names or PREFIX*). */
   hideEnv?: string[];
-  /** Environment case threads start from (scrubbed of METAGUARD_* and METAGUARD_HIDE_ENV's names). @defaultValue process.env */
+  /**
+   * This process's environment: cases start from it (scrubbed of METAGUARD_* and METAGUARD_HIDE_ENV's
+   * names), endpoint headers read `httpSecrets` from it, the cache folder defaults from it. @defaultValue process.env
+   */
   env?: NodeJS.ProcessEnv;
-}
-
-/** Everything a worker observes is published here; metrics and logs subscribe (one channel). */
-export interface WorkerEvents {
-  /** A case finished on thread slot `thread`. */
-  case: [result: CaseResult, role: string, thread: number];
-  /** A thread was replaced after a timeout, an OOM or a crash. */
-  restart: [reason: 'timeout' | 'oom' | 'crash', thread: number];
-  /** Heap used inside a thread, sampled at the end of each chunk. */
-  heap: [bytes: number, thread: number];
-  claimed: [info: { id: string; attempt: number; priority: string }];
-  /** A claimed batch was decoded: how many cases it holds (in-flight case counts). */
-  decoded: [info: { id: string; cases: number }];
-  batch: [info: { id: string; cases: number; seconds: number; frameBytes: number; rawBytes: number }];
-  requeued: [info: { id: string; reason: string }];
-  dead: [info: { id: string; reason: string; serialization: boolean }];
-  heartbeat: [];
-  /** The consume loop stopped making progress; heartbeats have stopped. */
-  stalled: [info: { sinceMs: number }];
-  ready: [];
 }
 
 interface Held {
@@ -90,11 +74,13 @@ interface Held {
   done: Promise<void>;
 }
 
-export class WorkerHandle extends EventEmitter<WorkerEvents> {
+export type { DaemonEvents };
+
+export class DaemonHandle extends EventEmitter<DaemonEvents> {
   readonly workerId: string;
   readonly threads: number;
   readonly #config: QueueConfig;
-  readonly #options: WorkerOptions;
+  readonly #options: DaemonOptions & { env: NodeJS.ProcessEnv };
   readonly #logger: Logger;
   readonly #ownsBackend: boolean;
   readonly #backend: Backend;
@@ -120,7 +106,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
   casesCompleted = 0;
   batchesCompleted = 0;
 
-  constructor(options: WorkerOptions & { config: QueueConfig }, backend: Backend, ownsBackend: boolean) {
+  constructor(options: DaemonOptions & { config: QueueConfig; env: NodeJS.ProcessEnv }, backend: Backend, ownsBackend: boolean) {
     super();
     this.#options = options;
     this.#config = options.config;
@@ -130,13 +116,13 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
     this.threads = options.threads ?? 1;
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
     this.#codec = createCodec({ compress: this.#config.compress });
-    const cacheDir = options.cacheDir ?? defaultCacheDir();
+    const cacheDir = options.cacheDir ?? defaultCacheDir(options.env);
     this.#cache = new ArtifactCache(cacheDir);
     this.#pools = new PoolSet({
       ...splitThreads(this.threads),
       idleS: options.poolIdleS ?? 30,
       // The variables endpoint headers may read are secrets too: hidden from cases.
-      env: caseEnvironment(options.env ?? process.env, [...(options.hideEnv ?? []), ...parseSecretNames(options.httpSecrets)]),
+      env: caseEnvironment(options.env, [...(options.hideEnv ?? []), ...parseSecretNames(options.httpSecrets)]),
       isolation: options.isolation ?? 'thread',
       readPaths: [cacheDir],
     });
@@ -477,7 +463,7 @@ export class WorkerHandle extends EventEmitter<WorkerEvents> {
       // Endpoint headers' ${VAR} come from this worker's environment, and only the names it allows.
       exec = chunkExecFor(manifest.exec === undefined ? undefined : parseJobExec(manifest.exec), batch.role, {
         jobId: batch.jobId,
-        env: this.#options.env ?? process.env,
+        env: this.#options.env,
         allowed: this.#httpSecrets,
         rateLimits: this.#rateLimits,
       });
@@ -623,10 +609,11 @@ function truncateMessage(err: unknown): string {
 }
 
 /** Starts a worker daemon: claims and runs batches until `close()`. */
-export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
+export async function startWorker(options: DaemonOptions): Promise<DaemonHandle> {
   const config = options.config ?? validateQueueConfig(options.queueConfig ?? {});
   const backend = options.backend ?? (await createBackend(config, options.logger ? { logger: options.logger } : {}));
-  const handle = new WorkerHandle({ ...options, config }, backend, options.backend === undefined);
+  // The one place the daemon falls back to this process's environment; below, it is passed down.
+  const handle = new DaemonHandle({ ...options, config, env: options.env ?? process.env }, backend, options.backend === undefined);
   await handle.start();
   return handle;
 }

@@ -1,5 +1,5 @@
 /** `metaguard dashboard` options (one schema, validated once). */
-import { backends } from '../queue/config.js';
+import { backends } from '../options/queue.js';
 import type { Schema } from '../options/schema.js';
 
 export const dashboardSchema = {

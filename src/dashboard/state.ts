@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../observe/log.js';
-import type { QueueConfig } from '../queue/config.js';
+import type { QueueConfig } from '../options/queue.js';
 import { priorities, type Backend, type BenchRecord, type DeadEntry, type JobProgress, type Priority, type WorkerInfo } from '../queue/types.js';
 export type { DeadRow, EvaluationRow, Overview, Snapshot, WorkerRow } from './views.js';
 import { listReports } from './reports.js';

@@ -5,9 +5,9 @@
 import type { CaseRunner } from '../execution/pool.js';
 import { createRolePools } from '../execution/pools.js';
 import type { Metrics } from '../observe/metrics.js';
-import type { CaseResult } from '../execution/protocol.js';
-import { chunkExecFor, RateLimitStates } from '../http/exec.js';
-import { moduleLoadError, roles, stoppedError, type DispatchEvents, type Dispatcher, type JobSpec, type Role } from './types.js';
+import { chunkExecFor, RateLimitStates } from '../execution/chunk-exec.js';
+import { moduleLoadError, stoppedError, type DispatchEvents, type Dispatcher, type JobSpec } from './types.js';
+import { roles, type Role, type CaseResult } from '../core/protocol.js';
 
 export interface LocalDispatcherOptions {
   threads: number;

@@ -5,10 +5,9 @@
  * a cancellation was requested, which the coordinator obeys at once.
  */
 import { hostname } from 'node:os';
-import type { CaseResult } from '../execution/protocol.js';
 import type { Logger } from '../observe/log.js';
 import type { Backend, JobProgress, Priority } from '../queue/types.js';
-import type { Role } from './types.js';
+import type { Role, CaseResult } from '../core/protocol.js';
 
 /** Least time between two publications. @defaultValue 1000 ms */
 export const PROGRESS_INTERVAL_MS = 1000;

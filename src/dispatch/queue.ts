@@ -19,7 +19,6 @@
 import { randomUUID } from 'node:crypto';
 import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { CaseResult } from '../execution/protocol.js';
 import { createCodec } from '../codec/index.js';
 import { isMetaguardError, MetaguardError } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/log.js';
@@ -28,12 +27,13 @@ import type { EvaluateOptions } from '../options/evaluate.js';
 import { loadArtifact, sha256 } from '../queue/artifacts.js';
 import { isEndpointUrl } from '../http/endpoint.js';
 import { AdaptiveBatchSize } from '../queue/batching.js';
-import { resolveQueueConfig, type QueueConfig } from '../queue/config.js';
+import { resolveQueueConfig, type QueueConfig } from '../options/queue.js';
 import { createBackend } from '../queue/index.js';
 import { decodeResults, encodeCases, signBatch, signManifest, verifyDead, verifyResults } from '../queue/messages.js';
 import type { ArtifactRef, Backend, BatchMessage, JobManifest, ResultEntry } from '../queue/types.js';
 import { ProgressPublisher } from './progress.js';
-import { abortReason, moduleLoadError, roles, stoppedError, type DispatchEvents, type Dispatcher, type JobSpec, type Role } from './types.js';
+import { abortReason, moduleLoadError, stoppedError, type DispatchEvents, type Dispatcher, type JobSpec } from './types.js';
+import { roles, type Role, type CaseResult } from '../core/protocol.js';
 
 export interface QueueDispatcherOptions {
   config: QueueConfig;

@@ -1,10 +1,7 @@
 /** The seam between the evaluator and whatever runs cases: in-process threads or a queue. */
-import type { CaseResult } from '../execution/protocol.js';
+import type { CaseResult, Role } from '../core/protocol.js';
 import type { JobExec } from '../http/endpoint.js';
 import { MetaguardError, type MetaguardErrorCode } from '../errors.js';
-
-export type Role = 'baseline' | 'candidate';
-export const roles: readonly Role[] = ['baseline', 'candidate'];
 
 /** Everything needed to run one evaluation's cases. Implementations are file URLs of modules or http(s) endpoint URLs. */
 export interface JobSpec {

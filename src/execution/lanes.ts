@@ -9,7 +9,7 @@
  * event loop is still turning while every lane waits on the network).
  */
 import { performance } from 'node:perf_hooks';
-import type { CaseResult } from './protocol.js';
+import type { CaseResult } from '../core/protocol.js';
 
 export class CaseTimeoutError extends Error {
   readonly code = 'E_TIMEOUT';

@@ -1,3 +1,4 @@
+import type { CaseResult } from '../core/protocol.js';
 /**
  * Size limits on what a case produces. A case's output preview, error message and violation names are
  * user-controlled and travel to the parent thread, into a results frame and into reports: each is cut
@@ -7,7 +8,6 @@
  * The thread applies these limits before posting (a huge string is not cloned across threads), and
  * the parent applies them again to what it receives (the thread's realm is the user's to tamper with).
  */
-import type { CaseResult } from './protocol.js';
 
 /** Characters kept of an error message. */
 export const MAX_MESSAGE_CHARS = 1000;

@@ -28,9 +28,10 @@ import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { MetaguardError, type ErrorInfo } from '../errors.js';
 import { runningFromSource } from '../util/paths.js';
-import type { CaseInput, CaseResult, ChunkExec, ChunkRequest, ThreadMessage } from './protocol.js';
+import type { ChunkExec, ChunkRequest, ThreadMessage } from './protocol.js';
 import { boundResult } from './limits.js';
 import { caseEnvironment } from './env.js';
+import type { CaseInput, CaseResult } from '../core/protocol.js';
 
 export interface CasePoolOptions {
   /** Number of threads. @defaultValue available parallelism */

@@ -27,7 +27,8 @@ import { packageRoot, runningFromSource } from '../util/paths.js';
 import { boundResult } from './limits.js';
 import { caseEnvironment } from './env.js';
 import { runAttempts, timeoutSlackMs, type AttemptOutcome, type CaseRunner, type ChunkEvents, type ChunkSpec, type ImplementationDescription } from './pool.js';
-import type { CaseInput, CaseResult, ThreadMessage } from './protocol.js';
+import type { ThreadMessage } from './protocol.js';
+import type { CaseInput, CaseResult } from '../core/protocol.js';
 
 export interface ProcessPoolOptions {
   threads: number;

@@ -2,33 +2,8 @@
  * Messages between the case pool (parent) and a case thread (`case-runner/case-thread`). Everything here
  * crosses a structured clone, so errors travel as `{ code, message }` objects.
  */
-import type { ErrorInfo } from '../errors.js';
-import type { HttpTarget, HttpTrace } from '../http/client.js';
-
-export interface CaseInput {
-  /** Index of the case within its evaluation: results are keyed by (job, role, index). */
-  index: number;
-  args: unknown[];
-}
-
-export interface CaseResult {
-  index: number;
-  /** The implementation returned within its limits, every hard property and every relation held. */
-  passed: boolean;
-  /** Set when the case did not produce an output to check (E_TIMEOUT, E_OOM, E_THROW, E_CRASH, E_DELIVERY). */
-  error?: ErrorInfo;
-  durationMs: number;
-  /** Names of hard properties that failed. */
-  propViolations?: string[];
-  /** Names of soft properties that failed (reported, never gating). */
-  softViolations?: string[];
-  /** Names of relations that failed. */
-  mrViolations?: string[];
-  /** Short JSON preview of the output, present only on failing cases. */
-  output?: string;
-  /** Requests an endpoint implementation made for this case (latency and status of each attempt). */
-  http?: HttpTrace;
-}
+import type { CaseInput, CaseResult } from '../core/protocol.js';
+import type { HttpTarget } from '../http/client.js';
 
 /** How a chunk runs when it is not one plain case at a time (`--concurrency`, endpoints, rate limits). */
 export interface ChunkExec {

@@ -12,14 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 import { displayUrl, type HttpMethod } from './endpoint.js';
 import { reserveSlot } from './rate-limit.js';
-
-/** Every request a case made: latency (ms) and status of each attempt; 0 = no response, -1 = cut by the deadline. */
-export interface HttpTrace {
-  /** Calls of the implementation (the original and each relation's follow-up). */
-  calls: number;
-  ms: number[];
-  status: number[];
-}
+import type { HttpTrace } from '../core/protocol.js';
 
 /** What a case thread gets to call an endpoint: the description with header values filled in. */
 export interface HttpTarget {

@@ -4,11 +4,21 @@
  * events a worker handle or a dispatcher publishes; nothing in the hot path calls them directly.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { CaseResult } from '../execution/protocol.js';
-import type { WorkerHandle } from '../daemon/daemon.js';
-import type { Backend } from '../queue/types.js';
-import { priorities } from '../queue/types.js';
+import type { EventEmitter } from 'node:events';
+import { priorities, type Priority, type CaseResult } from '../core/protocol.js';
+import type { DaemonEvents } from './events.js';
 import { version } from '../version.js';
+
+/** What `attachWorker` subscribes to: the worker daemon's handle (daemon/daemon.ts). */
+export type DaemonEventSource = Pick<EventEmitter<DaemonEvents>, 'on'> & { readonly threads: number };
+
+/** What `refreshQueue` reads: a queue's counts (the Backend's `stats()`). */
+export interface QueueCounts {
+  pending: Record<Priority, number>;
+  inflight: number;
+  dead: number;
+  workers: readonly unknown[];
+}
 
 export type CaseStatus = 'passed' | 'failed' | 'error';
 
@@ -147,7 +157,7 @@ export class Metrics {
   }
 
   /** Subscribes to a worker handle's events. */
-  attachWorker(worker: WorkerHandle, codecImpl: string): void {
+  attachWorker(worker: DaemonEventSource, codecImpl: string): void {
     this.codecInfo.set({ impl: codecImpl }, 1);
     this.buildInfo.set({ version, node: process.version, codec: codecImpl }, 1);
     for (let t = 0; t < worker.threads; t++) {
@@ -180,7 +190,7 @@ export class Metrics {
   }
 
   /** Refreshes the queue gauges from the backend (pending, in-flight, active workers). */
-  async refreshQueue(backend: Backend): Promise<void> {
+  async refreshQueue(backend: { stats(): Promise<QueueCounts> }): Promise<void> {
     const s = await backend.stats();
     for (const p of priorities) this.pendingTasks.set({ priority: p }, s.pending[p]);
     this.inflightBatches.set(s.inflight);

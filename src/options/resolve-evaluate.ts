@@ -4,9 +4,9 @@
  */
 import { existsSync } from 'node:fs';
 import { MetaguardError, invalidOption } from '../errors.js';
-import { loadPolicy } from '../gate/policy.js';
+import { loadPolicy } from './policy.js';
 import { builtinTask, builtinTaskNames } from '../task/builtin.js';
-import { nearest } from '../cli/args.js';
+import { nearest } from '../util/text.js';
 import { compatEnv, configFileSources } from './config-file.js';
 import { evaluateSchema, type EvaluateOptions } from './evaluate.js';
 import { envName, flagName, resolveOptions, type Sources } from './schema.js';

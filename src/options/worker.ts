@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { backends } from '../queue/config.js';
+import { backends } from './queue.js';
 import type { Schema } from './schema.js';
 
 /** `metaguard worker` (docs/reference.md). Every option also reads from METAGUARD_<NAME>. */

@@ -6,7 +6,6 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { extname, join, basename } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MetaguardError } from '../errors.js';
@@ -28,11 +27,6 @@ export async function publishArtifact(backend: Backend, url: string, name?: stri
   const { ref, bytes } = loadArtifact(url, name);
   await backend.putArtifact(ref.sha256, bytes);
   return ref;
-}
-
-export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  // systemd's CacheDirectory= sets CACHE_DIRECTORY.
-  return env.METAGUARD_CACHE_DIR || env.CACHE_DIRECTORY || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'metaguard');
 }
 
 export class ArtifactCache {

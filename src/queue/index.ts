@@ -1,6 +1,6 @@
 /** Backend factory: the only place that maps a queue config's `backend` to an implementation. */
 import { invalidOption } from '../errors.js';
-import type { QueueConfig } from './config.js';
+import type { QueueConfig } from '../options/queue.js';
 import type { Logger } from '../observe/log.js';
 import type { Backend } from './types.js';
 

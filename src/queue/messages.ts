@@ -8,10 +8,10 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { MetaguardError } from '../errors.js';
 import type { Codec } from '../codec/types.js';
 import { pack, unpack } from '../codec/serialize.js';
-import type { CaseInput, CaseResult } from '../execution/protocol.js';
 import type { BatchMessage, JobManifest } from './types.js';
 import { MAX_FRAME_BODY } from '../codec/frame.js';
 import { truncate } from '../execution/limits.js';
+import type { CaseInput, CaseResult } from '../core/protocol.js';
 
 function parseJson(bytes: Uint8Array, what: string): unknown {
   try {

@@ -1,5 +1,5 @@
 /** Priority choice shared by the backends that pick in process (memory, Kafka's fetch buffer). */
-import type { QueueConfig } from './config.js';
+import type { QueueConfig } from '../options/queue.js';
 import { priorities, type Priority } from './types.js';
 
 /**

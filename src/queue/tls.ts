@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import { invalidOption } from '../errors.js';
-import type { TlsSettings } from './config.js';
+import type { TlsSettings } from '../options/queue.js';
 
 function readFile(where: string, path: string): Buffer {
   try {

@@ -7,11 +7,11 @@
  * by the worker while it runs, and reclaimed when the lease expires. Results are published with the
  * batch id so the coordinator can account each (job, role, case index) exactly once.
  */
-import type { Role } from '../dispatch/types.js';
+import type { Priority, Role } from '../core/protocol.js';
 import type { JobExec } from '../http/endpoint.js';
 
-export type Priority = 'critical' | 'high' | 'normal' | 'low';
-export const priorities: readonly Priority[] = ['critical', 'high', 'normal', 'low'];
+/** A batch's priority belongs to the protocol (core/); the seam names it too. */
+export { priorities, type Priority } from '../core/protocol.js';
 
 /** A content-addressed module shipped with a job: workers fetch, verify and cache it. */
 export interface ArtifactRef {

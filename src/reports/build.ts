@@ -1,8 +1,7 @@
 /** Turns per-case results into the report's role summaries and violation list. */
 import type { CaseErrorCode } from '../errors.js';
-import type { CaseResult } from '../execution/protocol.js';
-import type { Role } from '../dispatch/types.js';
 import type { HttpSummary, RoleSummary, Violation } from './types.js';
+import type { Role, CaseResult } from '../core/protocol.js';
 
 /** At most this many violations are listed in a report (the total is kept in violations_total). */
 export const VIOLATION_LIST_CAP = 200;

@@ -17,7 +17,6 @@ import { dirname, extname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build, type Message } from 'esbuild';
 import { MetaguardError } from '../errors.js';
-import { defaultCacheDir } from '../queue/artifacts.js';
 
 export const MODULE_EXTENSIONS = ['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs'] as const;
 
@@ -45,7 +44,7 @@ function describe(m: Message, entry: string): string {
  * MG_ERR_MODULE_LOAD (`failed to load: <file>:<line>:<col>: <what>`) when it does not build: a syntax
  * error, an import that does not resolve. `what` ("baseline", "task") starts the message.
  */
-export async function bundleModule(path: string, what: string, cacheDir = defaultCacheDir()): Promise<ModuleBundle> {
+export async function bundleModule(path: string, what: string, cacheDir: string): Promise<ModuleBundle> {
   const ext = extname(path);
   if (!(MODULE_EXTENSIONS as readonly string[]).includes(ext)) {
     throw new MetaguardError('MG_ERR_MODULE_LOAD', `${what} ${path}: failed to load: ${JSON.stringify(ext || '(none)')} is not a module extension (${MODULE_EXTENSIONS.join(' ')})`);

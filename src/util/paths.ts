@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,3 +20,9 @@ export function packageRoot(): string {
 
 /** True when this module runs from TypeScript source (through tsx) rather than from `dist/`. */
 export const runningFromSource = import.meta.url.endsWith('.ts');
+
+/** metaguard's cache folder in `env` (bundles, a worker's artifacts): METAGUARD_CACHE_DIR, systemd's CACHE_DIRECTORY, or XDG's. */
+export function defaultCacheDir(env: NodeJS.ProcessEnv): string {
+  // systemd's CacheDirectory= sets CACHE_DIRECTORY.
+  return env.METAGUARD_CACHE_DIR || env.CACHE_DIRECTORY || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'metaguard');
+}

@@ -9,7 +9,7 @@
  * {"event":"batch","id":…,"cases":…}, {"event":"stopped"}. SIGTERM drains and exits 0.
  */
 import { startWorker } from '../../src/daemon/daemon.js';
-import { validateQueueConfig } from '../../src/queue/config.js';
+import { validateQueueConfig } from '../../src/options/queue.js';
 import { KafkaBackend } from '../../src/queue/kafka/backend.js';
 import { createLogger, silentLogger } from '../../src/observe/log.js';
 

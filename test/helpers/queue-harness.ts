@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { resolveEvaluateOptions, runEvaluation, type EvaluationHooks } from '../../src/evaluate.ts';
 import { QueueDispatcher } from '../../src/dispatch/queue.ts';
-import { validateQueueConfig } from '../../src/queue/config.ts';
+import { validateQueueConfig } from '../../src/options/queue.ts';
 import type { Backend } from '../../src/queue/types.ts';
 import type { Report } from '../../src/reports/types.ts';
 

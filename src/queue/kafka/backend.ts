@@ -64,8 +64,7 @@ import { hostname } from 'node:os';
 import { Kafka, logLevel as KafkaLogLevel, Partitioners, type Admin, type Consumer, type IHeaders, type KafkaMessage, type Message, type Producer, type SASLOptions } from 'kafkajs';
 import { tlsOptions, isAuthFailure } from '../tls.js';
 import { MetaguardError } from '../../errors.js';
-import type { Role } from '../../dispatch/types.js';
-import type { QueueConfig } from '../config.js';
+import type { QueueConfig } from '../../options/queue.js';
 import type { Logger } from '../../observe/log.js';
 import { waitForAny } from '../../util/wait.js';
 import { signDead, signResults } from '../messages.js';
@@ -85,6 +84,7 @@ import {
   type ResultEntry,
   type WorkerInfo,
 } from '../types.js';
+import type { Role } from '../../core/protocol.js';
 
 export const DEFAULT_CONSUMER_GROUP = 'metaguard-workers';
 

@@ -5,8 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { MetaguardError } from '../../errors.js';
-import type { Role } from '../../dispatch/types.js';
-import type { QueueConfig } from '../config.js';
+import type { QueueConfig } from '../../options/queue.js';
 import { waitForAny } from '../../util/wait.js';
 import { pickPriority } from '../priority.js';
 import { signDead, signResults } from '../messages.js';
@@ -25,6 +24,7 @@ import {
   type JobProgress,
   type BenchRecord,
 } from '../types.js';
+import type { Role } from '../../core/protocol.js';
 
 interface StoredBatch extends BatchMessage {
   attempts: number;

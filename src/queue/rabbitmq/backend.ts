@@ -40,8 +40,7 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { connect as amqpConnect, type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type GetMessage, type Options } from 'amqplib';
 import { MetaguardError } from '../../errors.js';
-import type { Role } from '../../dispatch/types.js';
-import type { QueueConfig } from '../config.js';
+import type { QueueConfig } from '../../options/queue.js';
 import { signDead, signResults } from '../messages.js';
 import { pickPriority } from '../priority.js';
 import { waitForAny } from '../../util/wait.js';
@@ -59,6 +58,7 @@ import {
   type ResultEntry,
   type WorkerInfo,
 } from '../types.js';
+import type { Role } from '../../core/protocol.js';
 
 const roleSet = new Set<string>(['baseline', 'candidate']);
 const CONNECT_TIMEOUT_MS = 5000;

@@ -32,8 +32,7 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { tlsOptions, isAuthFailure } from '../tls.js';
 import { MetaguardError } from '../../errors.js';
 import { createClusterClient, duplicateCluster } from './cluster.js';
-import type { Role } from '../../dispatch/types.js';
-import type { QueueConfig } from '../config.js';
+import type { QueueConfig } from '../../options/queue.js';
 import type { Logger } from '../../observe/log.js';
 import { signDead, signResults } from '../messages.js';
 import { isRecordId, logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from '../records.js';
@@ -54,6 +53,7 @@ import {
   type BenchRecord,
 } from '../types.js';
 import { parseBenchRecord, parseProgress } from '../admin-records.js';
+import type { Role } from '../../core/protocol.js';
 
 /** Keys every script receives, in this order (declared so Cluster routes by them). */
 const STATIC_KEYS = ['inflight', 'owner', 'delayed', 'counters', 'dead', 'deadidx', 'strikes', 'workers', 'pending:critical', 'pending:high', 'pending:normal', 'pending:low'] as const;

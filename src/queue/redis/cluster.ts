@@ -11,7 +11,7 @@
  * backend builds them once and hands them here, so whatever `connection` says applies to every node.
  */
 import { Cluster, type ClusterOptions, type RedisOptions } from 'ioredis';
-import type { ClusterNode } from '../config.js';
+import type { ClusterNode } from '../../options/queue.js';
 
 /** Options the Cluster client owns itself and refuses in `redisOptions`. */
 const CLUSTER_OWNED = ['host', 'port', 'path', 'sentinels', 'retryStrategy', 'enableOfflineQueue', 'readOnly', 'db', 'lazyConnect'] as const;

@@ -18,7 +18,7 @@
  */
 import { createRequire } from 'node:module';
 import { MetaguardError } from '../../errors.js';
-import type { QueueConfig } from '../config.js';
+import type { QueueConfig } from '../../options/queue.js';
 import { RedisBackend } from './backend.js';
 import type { Logger } from '../../observe/log.js';
 import type { Backend, BackendNotice, BatchMessage, BenchRecord, Claim, DeadEntry, JobManifest, JobProgress, Priority, QueueStats, ReclaimOutcome, ResultEntry, WorkerInfo } from '../types.js';

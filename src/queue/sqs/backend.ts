@@ -57,8 +57,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import { S3Client, PutObjectCommand, GetObjectCommand } from '@aws-sdk/client-s3';
 import { MetaguardError, invalidOption } from '../../errors.js';
-import type { Role } from '../../dispatch/types.js';
-import type { QueueConfig } from '../config.js';
+import type { QueueConfig } from '../../options/queue.js';
 import { signDead, signResults } from '../messages.js';
 import { waitForAny } from '../../util/wait.js';
 import {
@@ -75,6 +74,7 @@ import {
   type ResultEntry,
   type WorkerInfo,
 } from '../types.js';
+import type { Role } from '../../core/protocol.js';
 
 const roleSet = new Set<string>(['baseline', 'candidate']);
 /** SQS's message size limit, less room for what the estimate below does not count. */

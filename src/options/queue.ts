@@ -3,9 +3,9 @@
  * One schema with defaults, validated once; unknown keys and keys of another backend are errors.
  */
 import { availableParallelism } from 'node:os';
-import { coerce, type Field } from '../options/schema.js';
+import { coerce, type Field } from './schema.js';
 import { invalidOption, MetaguardError } from '../errors.js';
-import { priorities, type Priority } from './types.js';
+import { priorities, type Priority } from '../core/protocol.js';
 
 export const backends = ['memory', 'redis', 'kafka', 'rabbitmq', 'sqs'] as const;
 export type BackendName = (typeof backends)[number];

@@ -6,7 +6,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import { MetaguardError } from '../errors.js';
-import { gatingKeys } from '../options/evaluate.js';
+import { gatingKeys } from './evaluate.js';
 
 const snake = (k: string) => k.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
 const camelOf = new Map<string, string>(gatingKeys.map((k) => [snake(k), k]));

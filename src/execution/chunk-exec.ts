@@ -3,10 +3,10 @@
  * shipped) to what a chunk of one role runs with (ChunkExec): header values filled in from this
  * process's environment, and the rate-limit state this process's threads share for that role.
  */
-import type { Role } from '../dispatch/types.js';
-import type { ChunkExec } from '../execution/protocol.js';
-import { createRateLimitState } from './rate-limit.js';
-import { resolveHeaders, type JobExec } from './endpoint.js';
+import type { Role } from '../core/protocol.js';
+import { createRateLimitState } from '../http/rate-limit.js';
+import { resolveHeaders, type JobExec } from '../http/endpoint.js';
+import type { ChunkExec } from './protocol.js';
 
 /** Rate-limit states of one process, one per (job, role); the oldest are dropped past `max`. */
 export class RateLimitStates {
