@@ -18,7 +18,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { Kafka, logLevel, Partitioners } from 'kafkajs';
+import { Writable } from 'node:stream';
+import { Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
 
 import { KafkaBackend } from '../src/queue/kafka/backend.js';
 import { validateQueueConfig, type QueueConfig } from '../src/options/queue.js';
@@ -381,6 +382,201 @@ describe('kafka backend (librdkafka mock cluster)', { skip: unavailable, concurr
     const entries = await readAll(coord, 'job-x', 16 + 1);
     for (const b of sent) assert.ok(entries.some((e) => e.batchId === b.id), `results of ${b.id}`);
     await until('all committed', async () => (await coord.stats()).kafka.lag === 0);
+  });
+});
+
+describe('kafka integrity: read-back validation, lost batches, idempotent enqueue', { skip: unavailable, concurrency: true }, () => {
+  let mock: KafkaMock;
+  let raw: Producer;
+  const open: KafkaBackend[] = [];
+  const PARTITIONS = 4;
+
+  before(async () => {
+    mock = await startKafkaMock({ partitions: PARTITIONS, topics: ['mg-valid', 'mg-missing', 'mg-lost', 'mg-idem'] });
+    raw = new Kafka({ brokers: [mock.bootstrap], logLevel: logLevel.NOTHING }).producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await raw.connect();
+  });
+  after(async () => {
+    for (const b of open) await b.close();
+    await raw?.disconnect();
+    await mock?.stop();
+  });
+
+  const config = (topic: string, extra: Record<string, unknown> = {}): QueueConfig =>
+    validateQueueConfig({ backend: 'kafka', bootstrap_servers: mock.bootstrap, topic, consumer_group: `${topic}-workers`, heartbeat_timeout: 3, heartbeat_check_interval: 0.5, ...extra });
+  const backend = async (c: QueueConfig, options: ConstructorParameters<typeof KafkaBackend>[1] = {}): Promise<KafkaBackend> => {
+    const b = new KafkaBackend(c, options);
+    open.push(b);
+    await b.connect();
+    return b;
+  };
+  /** A JSON logger whose lines are kept. */
+  const capture = () => {
+    const lines: Record<string, unknown>[] = [];
+    const stream = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const l of chunk.toString('utf8').split('\n')) if (l.trim()) lines.push(JSON.parse(l));
+        cb();
+      },
+    });
+    return { lines, logger: createLogger({ json: true, stream, level: 'debug' }) };
+  };
+  /** The partition the producer's partitioner gives a key (what the backend and kafkajs use). */
+  const partitionOf = (topic: string, key: string) =>
+    Partitioners.DefaultPartitioner()({ topic, partitionMetadata: Array.from({ length: PARTITIONS }, (_, i) => ({ partitionId: i, leader: 1, partitionErrorCode: 0, replicas: [1], isr: [1] })), message: { key, value: null } });
+  const highOf = async (b: KafkaBackend, partition: number) => (await b.stats()).kafka.partitions.find((p) => p.partition === partition)!.high;
+
+  it('forged records read back (manifest, results, heartbeat, dead letter, batch headers) are skipped with malformed_record and never trusted', async () => {
+    const c = config('mg-valid', { heartbeat_timeout: 60 }); // heartbeats written at the start stay fresh
+    const { lines, logger } = capture();
+    const coord = await backend(c, { logger });
+    await coord.putJob(manifest('job-v'));
+    const good = manifest('job-good');
+    await raw.send({
+      topic: 'mg-valid.jobs',
+      acks: -1,
+      messages: [
+        { key: 'job:job-bad', value: JSON.stringify({ ...manifest('job-bad'), memMb: -5 }) },
+        { key: 'something-else', value: 'x' },
+        { key: 'job:job-good', value: JSON.stringify(good) },
+      ],
+    });
+    await raw.send({
+      topic: 'mg-valid.results',
+      acks: -1,
+      messages: [
+        { key: 'job-v', value: 'frame', headers: { kind: 'results', batch: 'job-v:b1', role: 'nobody', worker: 'w' } },
+        { key: 'job-v', value: 'frame', headers: { kind: 'results', batch: 'job-v:b2', role: 'candidate', worker: 'w' } },
+      ],
+    });
+    await raw.send({
+      topic: 'mg-valid.workers',
+      acks: -1,
+      messages: [
+        { key: 'w-bad', value: JSON.stringify({ host: 'h', pid: 1, threads: 'q', startedAt: 1 }), timestamp: String(Date.now()) },
+        { key: 'w-good', value: JSON.stringify({ host: 'h', pid: 2, threads: 2, startedAt: 1 }), timestamp: String(Date.now()) },
+      ],
+    });
+    await raw.send({
+      topic: 'mg-valid.dlq',
+      acks: -1,
+      messages: [
+        { key: 'job-v:d1', value: 'x', headers: { kind: 'dead', id: 'job-v:d1', reason: 'r', attempts: 'abc', dead_at: '1' } },
+        { key: 'job-v:d2', value: 'x', headers: { kind: 'dead', id: 'job-v:d2', reason: 'r', attempts: '2', dead_at: '1', job: 'job-v', role: 'candidate' } },
+      ],
+    });
+    await raw.send({
+      topic: 'mg-valid',
+      acks: -1,
+      messages: [
+        { key: 'job-v:a1', value: 'p', headers: { id: 'job-v:a1', job: 'job-v', role: 'baseline', attempt: '1e9' } },
+        { key: 'job-v:a2', value: 'p', headers: { id: 'job-v:a2', job: 'job-v', role: 'baseline', not_before: 'soon' } },
+        { key: 'job-v:a3', value: 'p', headers: { id: '../../etc', job: 'job-v', role: 'baseline' } },
+      ],
+    });
+
+    // A manifest that fails its schema is an error naming the field, never "job not found".
+    const worker = await backend(c, { logger });
+    await assert.rejects(worker.getJob('job-bad'), (err: Error & { code?: string }) => err.code === 'MG_ERR_MALFORMED_RECORD' && /memMb/.test(err.message));
+    assert.deepEqual(await worker.getJob('job-good'), good, 'the records after it are read');
+    // A results entry with a forged role is not passed on; the next one is.
+    const entries = await readAll(coord, 'job-v', 1);
+    assert.deepEqual(entries.map((e) => e.batchId), ['job-v:b2']);
+    assert.deepEqual((await coord.readResults('job-v', '1', 300)).entries, []);
+    // A heartbeat with threads "q" does not count as a worker (it would make the slot count NaN).
+    assert.deepEqual((await coord.activeWorkers()).map((w) => w.workerId).sort(), ['w-good']);
+    // A dead letter with a non-numeric attempt count is not listed.
+    assert.deepEqual((await coord.listDead()).map((d) => [d.id, d.attempts, d.jobId]), [['job-v:d2', 2, 'job-v']]);
+    // Forged batch headers make a poison claim (dead-lettered with the reason), not a batch.
+    const claims = await claimN(worker, 'w1', 3);
+    const reasons = Object.fromEntries(claims.map((cl) => (cl.ok ? [cl.batch.id, 'ok'] : [cl.id, cl.reason])));
+    assert.match(reasons['job-v:a1'], /malformed batch: .*attempt must be an integer in 0\.\.1000000/);
+    assert.match(reasons['job-v:a2'], /malformed batch: .*not_before must be an integer/);
+    const forgedId = Object.keys(reasons).find((id) => id.startsWith('mg-valid/'))!;
+    assert.match(reasons[forgedId], /malformed batch: id "\.\.\/\.\.\/etc" is not a batch id/);
+
+    const malformed = lines.filter((l) => l.event === 'malformed_record');
+    for (const l of malformed) assert.equal(l.code, 'MG_ERR_MALFORMED_RECORD');
+    const fields = (topic: string) => malformed.filter((l) => l.topic === topic).map((l) => l.field);
+    assert.ok(fields('mg-valid.jobs').includes('memMb'), JSON.stringify(malformed));
+    assert.ok(fields('mg-valid.jobs').includes('key'));
+    assert.ok(malformed.some((l) => l.field === 'memMb' && /dead-letter/.test(String(l.consequence))), 'the consequence is named');
+    assert.deepEqual(fields('mg-valid.results'), ['role']);
+    assert.ok(fields('mg-valid.workers').includes('threads'));
+    assert.ok(fields('mg-valid.dlq').includes('attempts'));
+  });
+
+  it('missingBatches: finished and never-sent batches are missing; pending, handed back and retried (the copy) are not', async () => {
+    const c = config('mg-missing');
+    const coord = await backend(c);
+    const worker = await backend(c);
+    await coord.putJob(manifest('job-m'));
+    const [done, dead, retried, handed, pending] = [0, 1, 2, 3, 4].map((i) => batch('job-m', i));
+    await coord.enqueue([done, dead, retried, handed]);
+    const claims = (await claimN(worker, 'w1', 4)).map(ok);
+    assert.equal(claims.length, 4);
+    assert.equal(await worker.completeBatch('w1', done, Buffer.from('r')), true);
+    await worker.deadLetter('w1', dead.id, 'MG_ERR_CODEC: bad');
+    await worker.releaseBatch('w1', retried.id, { delayMs: 60_000, countAttempt: true, reason: 'later' });
+    await worker.releaseBatch('w1', handed.id, { delayMs: 0, countAttempt: false, reason: 'drain' });
+    await coord.enqueue([pending]);
+    const ids = [done.id, dead.id, retried.id, handed.id, pending.id, 'job-m:never-sent'];
+    const missing = await until('the group to commit the finished records', async () => {
+      const m = (await coord.missingBatches(ids)).sort();
+      return m.length === 3 && m;
+    });
+    assert.deepEqual(missing, [done.id, dead.id, 'job-m:never-sent'].sort());
+  });
+
+  it('a batch lost from the log (retention moved the log start past it) is missing, and enqueue republishes only that one', async () => {
+    const topic = 'mg-lost';
+    const c = config(topic);
+    const coord = await backend(c);
+    await coord.putJob(manifest('job-l'));
+    // Two batches on different partitions.
+    const a = batch('job-l', 1);
+    let b = batch('job-l', 2);
+    for (let i = 3; partitionOf(topic, b.id) === partitionOf(topic, a.id); i++) b = batch('job-l', i);
+    await coord.enqueue([a, b]);
+    assert.deepEqual(await coord.missingBatches([a.id, b.id]), []);
+    // The mock broker keeps at most 5 MiB per partition: 12 x 512 KiB more pushes a's record out.
+    const pa = partitionOf(topic, a.id);
+    for (let i = 0; i < 12; i++) await raw.send({ topic, acks: -1, messages: [{ key: `filler-${i}`, partition: pa, value: Buffer.alloc(512 * 1024, i) }] });
+    const low = (await coord.stats()).kafka.partitions.find((p) => p.partition === pa)!.low;
+    assert.ok(low > 0, 'the log start moved');
+    assert.deepEqual(await coord.missingBatches([a.id, b.id]), [a.id]);
+    // A retried enqueue of both: b is still there (not produced again), a is republished.
+    const [highA, highB] = [await highOf(coord, pa), await highOf(coord, partitionOf(topic, b.id))];
+    await coord.enqueue([a, b]);
+    assert.equal(await highOf(coord, pa), highA + 1, 'a republished');
+    assert.equal(await highOf(coord, partitionOf(topic, b.id)), highB, 'b not duplicated');
+    assert.deepEqual(await coord.missingBatches([a.id, b.id]), []);
+  });
+
+  it('idempotent enqueue: a retried enqueue adds nothing, and a batch written twice is claimed once', async () => {
+    const c = config('mg-idem');
+    const coord = await backend(c);
+    await coord.putJob(manifest('job-i'));
+    const sent = [0, 1, 2].map((i) => batch('job-i', i));
+    await coord.enqueue(sent);
+    await coord.enqueue(sent); // the coordinator's retry after a failure that had in fact been written
+    assert.equal((await coord.stats()).dispatched, 3, 'the retry produced nothing');
+    // A produce whose acknowledgement was lost and was sent again by another client: two records.
+    const twin = sent[1];
+    await raw.send({ topic: 'mg-idem', acks: -1, messages: [{ key: twin.id, value: Buffer.from(twin.payload), headers: { id: twin.id, job: twin.jobId, role: twin.role, priority: twin.priority, attempt: '0' } }] });
+    assert.equal((await coord.stats()).dispatched, 4);
+
+    const worker = await backend(c);
+    const claims = (await claimN(worker, 'w1', 3)).map(ok);
+    assert.deepEqual(claims.map((b) => b.id).sort(), sent.map((b) => b.id).sort());
+    await until('the duplicate skipped', async () => {
+      assert.deepEqual(await worker.claimBatches('w1', 10, 60_000), [], 'the duplicate is never claimed');
+      return (await worker.stats()).kafka.duplicatesSkipped === 1;
+    });
+    for (const b of claims) assert.equal(await worker.completeBatch('w1', b, Buffer.from('r')), true);
+    await until('all four records committed', async () => (await coord.stats()).kafka.lag === 0);
+    assert.equal((await readAll(coord, 'job-i', 3)).length, 3);
+    assert.deepEqual((await coord.readResults('job-i', '3', 300)).entries, [], 'one result per batch');
   });
 });
 
