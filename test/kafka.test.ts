@@ -580,17 +580,21 @@ describe('kafka integrity: read-back validation, lost batches, idempotent enqueu
   });
 });
 
-describe('kafka end-to-end: an evaluation survives kill -9 of a worker', { skip: unavailable }, () => {
+describe('kafka end-to-end: an evaluation survives kill -9 of a worker and batches lost from the log', { skip: unavailable }, () => {
   let mock: KafkaMock;
+  let raw: Producer;
   let cacheRoot: string;
   const children: ChildProcess[] = [];
 
   before(async () => {
-    mock = await startKafkaMock({ partitions: 4, topics: ['mg-e2e'] });
+    mock = await startKafkaMock({ partitions: 4, topics: ['mg-e2e', 'mg-e2e-lost'] });
+    raw = new Kafka({ brokers: [mock.bootstrap], logLevel: logLevel.NOTHING }).producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await raw.connect();
     cacheRoot = mkdtempSync(join(tmpdir(), 'mg-kafka-e2e-'));
   });
   after(async () => {
     for (const ch of children) if (ch.exitCode === null && ch.signalCode === null) ch.kill('SIGKILL');
+    await raw?.disconnect();
     await mock?.stop();
     rmSync(cacheRoot, { recursive: true, force: true });
   });
@@ -628,6 +632,71 @@ describe('kafka end-to-end: an evaluation survives kill -9 of a worker', { skip:
     });
     return { child, events, stderr: () => stderr, batches: () => events.filter((e) => e.event === 'batch').length };
   }
+
+  it('batches lost from the log before any worker ran them are republished (queue_state_lost) and the run completes', { timeout: 150_000 }, async () => {
+    const n = 40;
+    const seed = 3;
+    const top = builtinTask('top_k')!;
+    const taskUrl = pathToFileURL(top.task).href;
+    const task = await loadTask(taskUrl);
+    const job: JobSpec = {
+      taskUrl,
+      implUrls: { baseline: pathToFileURL(top.baseline).href, candidate: pathToFileURL(top.candidate).href },
+      seed,
+      timeoutMs: 20_000,
+      memMb: 256,
+      cases: task.gen(n, seed),
+    };
+    const topic = 'mg-e2e-lost';
+    const queueConfig = { backend: 'kafka', bootstrap_servers: mock.bootstrap, topic, consumer_group: `${topic}-workers`, heartbeat_timeout: 6, heartbeat_check_interval: 0.5, batch_size: 4 };
+    const config = validateQueueConfig(queueConfig);
+    const lines: Record<string, unknown>[] = [];
+    const stream = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const l of chunk.toString('utf8').split('\n')) if (l.trim()) lines.push(JSON.parse(l));
+        cb();
+      },
+    });
+    const observer = new KafkaBackend(config);
+    await observer.connect();
+    const dispatcher = new QueueDispatcher({ config, backend: new KafkaBackend(config), logger: createLogger({ json: true, stream }) });
+    const seen: Record<Role, Uint16Array> = { baseline: new Uint16Array(n), candidate: new Uint16Array(n) };
+    let worker: ReturnType<typeof spawnWorker> | undefined;
+    try {
+      const running = dispatcher.run(job, { onResult: (role, r) => seen[role][r.index]++ });
+      running.catch(() => {});
+      // No worker yet: the first batches wait in the topic. Then retention drops them — the mock
+      // broker keeps at most 5 MiB per partition — under records of a finished job (workers skip those).
+      const enqueued = await until('the first batches enqueued', async () => {
+        const s = await observer.stats();
+        return s.dispatched > 0 && s.kafka.partitions;
+      }, 30_000);
+      await observer.deleteJob('job-gone');
+      for (const { partition } of enqueued) {
+        for (let i = 0; i < 12; i++) {
+          await raw.send({ topic, acks: -1, messages: [{ key: `filler-${i}`, partition, value: Buffer.alloc(512 * 1024, i), headers: { id: `job-gone:f${partition}-${i}`, job: 'job-gone', role: 'baseline' } }] });
+        }
+      }
+      const lost = await until('the coordinator to notice the lost batches', () => lines.find((l) => l.event === 'queue_state_lost'), 30_000);
+      assert.ok(Number(lost.batches) > 0, JSON.stringify(lost));
+      worker = spawnWorker('worker-lost', queueConfig);
+      const results = await deadline(running, 90_000, () => `the run did not finish\nworker: ${worker!.stderr()}\n${lines.slice(-20).map((l) => JSON.stringify(l)).join('\n')}`);
+      for (const role of ['baseline', 'candidate'] as const) {
+        assert.equal(results[role].length, n);
+        for (let i = 0; i < n; i++) {
+          assert.equal(seen[role][i], 1, `${role} case ${i} accounted ${seen[role][i]} times`);
+          assert.notEqual(results[role][i].error?.code, 'E_DELIVERY', `${role} case ${i}: ${results[role][i].error?.message}`);
+        }
+      }
+    } finally {
+      await dispatcher.close();
+      await observer.close();
+      if (worker && worker.child.exitCode === null) {
+        worker.child.kill('SIGTERM');
+        await until('the worker to exit', () => worker!.child.exitCode !== null || worker!.child.signalCode !== null, 20_000);
+      }
+    }
+  });
 
   it('two worker processes, one killed mid-run: every case accounted once, pass counts equal a local run', { timeout: 150_000 }, async (t) => {
     const started = Date.now();
