@@ -19,9 +19,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { Writable } from 'node:stream';
+import { createRequire } from 'node:module';
 import { Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
 
 import { KafkaBackend } from '../src/queue/kafka/backend.js';
+import { saslRefused } from '../src/queue/kafka/client.js';
 import { validateQueueConfig, type QueueConfig } from '../src/options/queue.js';
 import type { BatchMessage, Claim, ClaimedBatch, JobManifest, ResultEntry } from '../src/queue/types.js';
 import { startWorker } from '../src/daemon/daemon.js';
@@ -551,6 +553,25 @@ describe('kafka integrity: read-back validation, lost batches, idempotent enqueu
     assert.equal(await highOf(coord, pa), highA + 1, 'a republished');
     assert.equal(await highOf(coord, partitionOf(topic, b.id)), highB, 'b not duplicated');
     assert.deepEqual(await coord.missingBatches([a.id, b.id]), []);
+  });
+
+  it('ssl and sasl reach the client; only a refused SASL authentication is MG_ERR_BACKEND_AUTH (the mock broker speaks neither TLS nor SASL)', async () => {
+    // librdkafka's mock cluster has no SaslHandshake/SaslAuthenticate handlers and listens on plain
+    // TCP, so a live "bad password" cannot be produced here. What can: the keys are used (SASL fails
+    // at the handshake's API version, TLS at the handshake), and neither is taken for bad credentials.
+    const sasl = new KafkaBackend(config('mg-sasl', { sasl: { mechanism: 'scram-sha-512', username: 'u', password: 'wrong' } }));
+    await assert.rejects(sasl.connect(), (err: Error & { code?: string }) => err.code === 'MG_ERR_BACKEND' && /does not support the requested API version/.test(err.message));
+    await sasl.close();
+    const tls = new KafkaBackend(config('mg-tls', { ssl: true }));
+    await assert.rejects(tls.connect(), (err: Error & { code?: string }) => err.code === 'MG_ERR_BACKEND' && /cannot connect to kafka/.test(err.message));
+    await tls.close();
+    // kafkajs's class for a broker's SaslAuthenticate failure, as it arrives (wrapped or not): AUTH.
+    // kafkajs's error classes are CommonJS exports that ESM cannot name: load them as kafkajs does.
+    const errors = createRequire(import.meta.url)('kafkajs') as Record<string, new (e: unknown, meta?: unknown) => Error>;
+    const refused = new errors.KafkaJSSASLAuthenticationError('SASL SCRAM SHA512 authentication failed: Invalid username or password');
+    assert.equal(saslRefused(refused), true);
+    assert.equal(saslRefused(new Error('cannot connect', { cause: new errors.KafkaJSNumberOfRetriesExceeded(refused, { retryCount: 0, retryTime: 0 }) })), true);
+    assert.equal(saslRefused(new Error('SASL authentication failed (only the text says so)')), false, 'decided on the class, never on text');
   });
 
   it('idempotent enqueue: a retried enqueue adds nothing, and a batch written twice is claimed once', async () => {

@@ -1,5 +1,8 @@
 /**
- * Kafka implementation of the queue `Backend` (kafkajs).
+ * Kafka implementation of the queue `Backend` (kafkajs). This file is the coordinator's side (jobs,
+ * enqueue, lost-batch checks, results, heartbeats, stats); beside it: client.ts (connection, errors,
+ * topic views), topic-view.ts, wire.ts (record schemas), group-member.ts (the worker side: claims and
+ * commits), commit-tracker.ts (offset bookkeeping, no broker), dead-letters.ts (the DLQ topic).
  *
  * Topics (T = `topic`, default the queue name):
  *   T          batches. key = batch id; headers id, job, role, priority, mac, attempt (deliveries
@@ -8,7 +11,8 @@
  *              partitions are the unit of parallelism (create T with at least as many partitions as
  *              workers; an auto-created topic gets the broker default, often 1).
  *   T.results  result entries. key = job id (one job's entries stay in order in one partition);
- *              headers kind=results|dead, batch, role, worker, reason; value = results frame.
+ *              headers kind=results|dead, batch, role, worker, reason; value = results frame. Also
+ *              kind=moved markers (batch, partition, offset): where a worker re-produced a batch.
  *   T.jobs     job manifests (key `job:<id>`, JSON; a null value deletes) and artifacts
  *              (key `artifact:<sha256>`, bytes). Workers read it from the beginning.
  *   T.workers  heartbeats. key = worker id, value = JSON WorkerInfo (null: the worker left). Give it a
@@ -54,6 +58,22 @@
  * is only known once fetched), `kafka.partitions` has it per partition; dispatched = records in T,
  * completed = records the group has committed (completed, retried or dead-lettered); in-flight,
  * delayed and requeued count this process only.
+ *
+ * Lost batches (`missingBatches`): the coordinator knows where each batch it enqueued landed (it picks
+ * the partition with the producer's partitioner, and the produce response gives the offset). A batch is
+ * missing once the group has committed past it (finished: its results or dead letter are on T.results)
+ * or once its offset is outside the partition's log (below the log start: retention, deleted records;
+ * at or past the end: the topic was recreated or an unclean leader election truncated it). A worker
+ * that re-produces a batch for a counted retry writes a `moved` marker to T.results before committing
+ * the original, and the check reads T.results up to now first, so a retried batch is followed, not
+ * taken for finished. Enqueue is idempotent on the same bookkeeping (a batch still live is not
+ * produced again); a second record of one batch (an acknowledgement lost, a produce retried) is
+ * skipped by the worker that holds the first (group-member.ts), `kafka.duplicatesSkipped` in stats.
+ *
+ * Read-back: every record is checked against its schema (wire.ts, ../records.ts); one that fails is
+ * skipped and logged as `malformed_record` with the field, the reason and the consequence. A job
+ * manifest that fails makes `getJob` throw MG_ERR_MALFORMED_RECORD (its batches are dead-lettered with
+ * that reason), never "job not found".
  *
  * Clock: `now()` is this host's Date.now(); heartbeat freshness compares a heartbeat record's
  * CreateTime with the reader's clock, so hosts need synchronised clocks (NTP).
@@ -398,6 +418,8 @@ export class KafkaBackend implements Backend {
    */
   async #states(ids: readonly string[]): Promise<Map<string, BatchState>> {
     const topic = this.#client.topics.batches;
+    // Records this process finished count as finished: commit them before reading the group's offsets.
+    await this.#member.settle();
     const admin = await this.#client.run('check batches', () => this.#client.admin());
     const [ends, committed] = await this.#client.run('check batches', () =>
       Promise.all([admin.fetchTopicOffsets(topic), admin.fetchOffsets({ groupId: this.#client.group, topics: [topic] })]),

@@ -13,7 +13,7 @@ import { MetaguardError } from '../../errors.js';
 import type { Level, Logger } from '../../observe/log.js';
 import type { QueueConfig } from '../config.js';
 import { logMalformed, MalformedRecord } from '../records.js';
-import { isAuthFailure, tlsOptions } from '../tls.js';
+import { tlsOptions } from '../tls.js';
 import { TopicView } from './topic-view.js';
 import { describe, recordName, withTimeout } from './wire.js';
 
@@ -35,6 +35,17 @@ export interface ClientOptions {
 }
 
 const levels = { nothing: KafkaLogLevel.NOTHING, error: KafkaLogLevel.ERROR, warn: KafkaLogLevel.WARN, info: KafkaLogLevel.INFO, debug: KafkaLogLevel.DEBUG } as const;
+
+/**
+ * True when `err` or one of its causes is kafkajs's SASL authentication failure — by the error's class
+ * name (kafkajs sets it; its error classes are not reachable as ESM named exports), never its text.
+ */
+export function saslRefused(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e.name === 'KafkaJSSASLAuthenticationError') return true;
+  }
+  return false;
+}
 
 export class KafkaClient {
   readonly kafka: Kafka;
@@ -128,12 +139,17 @@ export class KafkaClient {
     }));
   }
 
-  /** Connects, mapping refused credentials to MG_ERR_BACKEND_AUTH (a configuration error: exit 78). */
+  /**
+   * Connects, mapping refused credentials to MG_ERR_BACKEND_AUTH (a configuration error: the worker
+   * exits 78). Decided on kafkajs's error class (KafkaJSSASLAuthenticationError: the broker answered
+   * SaslAuthenticate with a failure), never on message text: a broker that does not speak SASL at
+   * all, or a TLS handshake that fails, stays MG_ERR_BACKEND.
+   */
   async connect(): Promise<void> {
     try {
       await this.ensureConnected();
     } catch (err) {
-      if (isAuthFailure(err)) throw new MetaguardError('MG_ERR_BACKEND_AUTH', `kafka at ${this.brokers.join(',')} refused the credentials (queue-config.sasl): ${(err as Error).message}`, { cause: err, field: 'queue-config.sasl' });
+      if (saslRefused(err)) throw new MetaguardError('MG_ERR_BACKEND_AUTH', `kafka at ${this.brokers.join(',')} refused the credentials (queue-config.sasl): ${(err as Error).message}`, { cause: err, field: 'queue-config.sasl' });
       throw err;
     }
   }

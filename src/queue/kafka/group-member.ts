@@ -320,6 +320,11 @@ export class GroupMember {
     if (this.#tracker.finish(rec.partition, rec.offset)) void this.#flushCommits();
   }
 
+  /** Commits what this member has finished (before a caller reads the group's offsets). */
+  async settle(): Promise<void> {
+    if (this.#consumer) await this.#flushCommits();
+  }
+
   /** The worker's tick: retries commits that failed (during a rebalance, say). */
   tick(): void {
     if (this.#consumer) void this.#flushCommits();
