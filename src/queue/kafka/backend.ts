@@ -79,7 +79,7 @@
  * CreateTime with the reader's clock, so hosts need synchronised clocks (NTP).
  */
 import { EventEmitter } from 'node:events';
-import { Partitioners, type KafkaMessage, type Message } from 'kafkajs';
+import { Partitioners, type KafkaMessage, type Message, type PartitionMetadata } from 'kafkajs';
 import { MetaguardError } from '../../errors.js';
 import type { QueueConfig } from '../config.js';
 import type { Logger } from '../../observe/log.js';
@@ -147,6 +147,7 @@ const STATS_NOTE =
   'pending = consumer lag of the worker group (records not yet committed, including ones in flight on workers); ' +
   'in-flight, delayed and requeued are this process only; dispatched = records appended to the topic; completed = records the group has committed';
 const SHA256 = /^[0-9a-f]{64}$/;
+const PARTITIONS_CACHE_MS = 30_000;
 const JOBS_CONSEQUENCE = 'skipped: a job manifest that fails its schema makes getJob fail with MG_ERR_MALFORMED_RECORD, so workers dead-letter its batches with that reason (not "job not found")';
 
 /** Where the coordinator's record of a batch is (its enqueue, or the retry copy a worker reported). */
@@ -175,6 +176,7 @@ export class KafkaBackend implements Backend {
   readonly #deletedJobs = new Set<string>();
   /** Batches this process enqueued, by id: where their live record is (missingBatches, idempotent enqueue). */
   readonly #placed = new Map<string, Placed>();
+  #partitionsCache: { at: number; partitions: PartitionMetadata[] } | undefined;
 
   // jobs and workers views
   #jobsView: TopicView | undefined;
@@ -370,10 +372,7 @@ export class KafkaBackend implements Backend {
     const topic = this.#client.topics.batches;
     // Each record's partition is chosen here (the producer's own partitioner, by key) so that its
     // offset is known from the produce response: missingBatches checks it against the topic.
-    const admin = await this.#client.run('enqueue', () => this.#client.admin());
-    const meta = await this.#client.run('enqueue', () => admin.fetchTopicMetadata({ topics: [topic] }));
-    const partitionMetadata = meta.topics.find((t) => t.name === topic)?.partitions ?? [];
-    if (partitionMetadata.length === 0) throw new MetaguardError('MG_ERR_BACKEND', `kafka enqueue failed: topic ${topic} has no partitions`);
+    const partitionMetadata = await this.#partitionMetadata();
     const partitioner = Partitioners.DefaultPartitioner();
     // One produce request per chunk; kafkajs puts a chunk's records of one partition into one record
     // batch, which the broker's message.max.bytes (1 MiB by default) bounds: chunk by bytes too.
@@ -406,6 +405,19 @@ export class KafkaBackend implements Backend {
       bytes += size;
     }
     await flush();
+  }
+
+  /** The batch topic's partitions (cached for a few seconds: partitions are added rarely, if ever). */
+  async #partitionMetadata(): Promise<PartitionMetadata[]> {
+    const cached = this.#partitionsCache;
+    if (cached && Date.now() - cached.at < PARTITIONS_CACHE_MS) return cached.partitions;
+    const topic = this.#client.topics.batches;
+    const admin = await this.#client.run('enqueue', () => this.#client.admin());
+    const meta = await this.#client.run('enqueue', () => admin.fetchTopicMetadata({ topics: [topic] }));
+    const partitions = meta.topics.find((t) => t.name === topic)?.partitions ?? [];
+    if (partitions.length === 0) throw new MetaguardError('MG_ERR_BACKEND', `kafka enqueue failed: topic ${topic} has no partitions`);
+    this.#partitionsCache = { at: Date.now(), partitions };
+    return partitions;
   }
 
   /**
