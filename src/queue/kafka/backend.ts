@@ -81,7 +81,7 @@
 import { EventEmitter } from 'node:events';
 import { Partitioners, type KafkaMessage, type Message, type PartitionMetadata } from 'kafkajs';
 import { MetaguardError } from '../../errors.js';
-import type { QueueConfig } from '../config.js';
+import type { QueueConfig } from '../../options/queue.js';
 import type { Logger } from '../../observe/log.js';
 import { waitForAny } from '../../util/wait.js';
 import { logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from '../records.js';

@@ -11,7 +11,7 @@ import { hostname } from 'node:os';
 import { Kafka, logLevel as KafkaLogLevel, Partitioners, type Admin, type KafkaMessage, type Message, type Producer, type RecordMetadata, type SASLOptions } from 'kafkajs';
 import { MetaguardError } from '../../errors.js';
 import type { Level, Logger } from '../../observe/log.js';
-import type { QueueConfig } from '../config.js';
+import type { QueueConfig } from '../../options/queue.js';
 import { logMalformed, MalformedRecord } from '../records.js';
 import { tlsOptions } from '../tls.js';
 import { TopicView } from './topic-view.js';

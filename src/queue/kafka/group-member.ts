@@ -10,7 +10,7 @@
  */
 import type { Consumer, KafkaMessage } from 'kafkajs';
 import { MetaguardError } from '../../errors.js';
-import type { QueueConfig } from '../config.js';
+import type { QueueConfig } from '../../options/queue.js';
 import { signDead, signResults } from '../messages.js';
 import { pickPriority } from '../priority.js';
 import type { BatchMessage, Claim, ClaimedBatch, Priority } from '../types.js';

@@ -7,7 +7,7 @@
  * `malformed_record` and skips.
  */
 import type { IHeaders, KafkaMessage } from 'kafkajs';
-import type { Role } from '../../dispatch/types.js';
+import type { Role } from '../../core/protocol.js';
 import { intIn, isRecordId, MalformedRecord } from '../records.js';
 import { priorities, type ClaimedBatch, type DeadEntry, type Priority, type ResultEntry } from '../types.js';
 
