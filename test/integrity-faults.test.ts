@@ -497,9 +497,9 @@ describe('integrity under attack over Kafka', { skip: kafkaMockUnavailable() ?? 
     const producer = new Kafka({ clientId: 'attacker', brokers: mock.bootstrap.split(','), logLevel: logLevel.NOTHING }).producer();
     await producer.connect();
     let d: QueueDispatcher | undefined;
-    // Kafka has no existence check: each bad entry for an outstanding batch sends it again at once
-    // (a forger who answers every copy can exhaust max_requeue_attempts: E_DELIVERY, no verdict).
-    // This forger answers each batch id once.
+    // A forged entry for a batch still waiting in the topic costs nothing (its real results come);
+    // one for a batch already run sends it again (a forger who answers every copy can exhaust
+    // max_requeue_attempts: E_DELIVERY, no verdict). This forger answers each batch id once.
     const forged = new Set<string>();
     try {
       const report = await queueReport(worse, qc, {

@@ -161,6 +161,15 @@ type BatchState = 'live' | 'finished' | 'lost' | 'unknown';
 
 export class KafkaBackend implements Backend {
   readonly kind = 'kafka';
+  /**
+   * What this backend promises beyond the common contract. lostBatchDetection: missingBatches (see
+   * the header). idempotentEnqueue is left false: a batch still live is not produced again (tested in
+   * test/kafka.test.ts), but claims are not FIFO across partitions, which the shared check assumes.
+   */
+  readonly capabilities = {
+    queue: { leases: false, circuitBreaker: false, strictPriority: false, weightedPriority: false, fifo: false, idempotentEnqueue: false, lostBatchDetection: true, wakeOnWork: false },
+    admin: { perPriorityStats: false, pendingExcludesClaimed: false, delayedStats: false, withdraw: true, preflight: false, progress: false, priorityCounts: false, benchRecords: false },
+  };
   readonly #config: QueueConfig;
   readonly #options: KafkaBackendOptions;
   readonly #client: KafkaClient;
