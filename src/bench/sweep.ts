@@ -11,6 +11,7 @@ import { resolveEvaluateOptions, runEvaluation } from '../evaluate.js';
 import { QueueDispatcher } from '../dispatch/queue.js';
 import { validateQueueConfig, type QueueConfig } from '../options/queue.js';
 import { createBackend } from '../queue/index.js';
+import { can } from '../queue/capabilities.js';
 
 export interface SweepRow {
   batch_size: number;
@@ -76,7 +77,7 @@ async function recordSweep(config: QueueConfig, record: { recommendedBatchSize: 
   const backend = await createBackend(config);
   try {
     await backend.connect();
-    await backend.putBenchRecord?.(record);
+    if (can(backend, 'benchRecords')) await backend.putBenchRecord(record);
   } finally {
     await backend.close();
   }

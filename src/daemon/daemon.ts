@@ -29,6 +29,7 @@ import { decodeCases, encodeResultsWithin, verifyBatch, verifyManifest } from '.
 import { MAX_MESSAGE_CHARS, truncate } from '../execution/limits.js';
 import { retryDelayMs } from '../queue/retry.js';
 import type { Backend, ClaimedBatch, JobManifest } from '../queue/types.js';
+import { can } from '../queue/capabilities.js';
 import { parseJobExec, parseSecretNames } from '../http/endpoint.js';
 import { chunkExecFor, RateLimitStates } from '../execution/chunk-exec.js';
 import type { ChunkExec } from '../execution/protocol.js';
@@ -173,12 +174,13 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
 
   async start(): Promise<void> {
     await this.#backend.connect();
-    const notices = await this.#backend.preflight?.().catch((err: unknown) => {
+    const backend = this.#backend;
+    const notices = await (can(backend, 'preflight') ? backend.preflight() : Promise.resolve([])).catch((err: unknown) => {
       // The start-up checks (e.g. Redis's eviction policy) are advice: say they failed, and go on.
       this.#logger.warn('backend_error', { worker: this.workerId, during: 'preflight', code: (err as { code?: string }).code, message: (err as Error).message });
       return [];
     });
-    for (const notice of notices ?? []) this.#logger.warn(notice.event, { worker: this.workerId, ...notice });
+    for (const notice of notices) this.#logger.warn(notice.event, { worker: this.workerId, ...notice });
     this.#state = 'running';
     await this.#heartbeat();
     const tickMs = Math.max(50, Math.min(this.#config.lease_seconds * 1000 / 3, this.#config.heartbeat_check_interval * 1000));
@@ -249,7 +251,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
             this.#jobs.delete(h.batch.jobId);
             // Only a backend that can withdraw a job has withdrawn jobs; elsewhere a missing manifest is
             // a cold or lagging read, and dropping the batch would strand it.
-            if (this.#backend.withdrawJob && (await this.#backend.getJob(h.batch.jobId)) === null) {
+            if (this.#backend.capabilities.admin.withdraw && (await this.#backend.getJob(h.batch.jobId)) === null) {
               h.abandoned = true;
               this.#logger.info('job_withdrawn', { worker: this.workerId, job: h.batch.jobId, batch: id, message: 'dropping the batch of a withdrawn job' });
               continue;
@@ -345,9 +347,10 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
       }
       if (claims.length === 0) {
         // Wait for new work where the backend can signal it; otherwise poll.
-        if (this.#backend.waitForWork) {
+        const backend = this.#backend;
+        if (can(backend, 'wakeOnWork')) {
           try {
-            await this.#backend.waitForWork(pollMs);
+            await backend.waitForWork(pollMs);
           } catch (err) {
             this.#backendFault('wait', err);
             await this.#sleep(pollMs);
@@ -433,7 +436,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
    * coordinator (or finished): it is dropped, not run and not dead-lettered.
    */
   async #withdrawn(batch: ClaimedBatch): Promise<boolean> {
-    if (!this.#backend.withdrawJob) return false;
+    if (!this.#backend.capabilities.admin.withdraw) return false;
     const lost = await this.#backend.renewLeases(this.workerId, [batch.id], this.#config.lease_seconds * 1000);
     if (!lost.includes(batch.id)) return false;
     this.#logger.info('job_withdrawn', { worker: this.workerId, job: batch.jobId, batch: batch.id, message: 'dropping the batch of a withdrawn job' });

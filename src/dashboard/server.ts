@@ -16,6 +16,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { invalidOption, MetaguardError } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import { renderHtml } from '../reports/html.js';
+import { can } from '../queue/capabilities.js';
 import type { Backend } from '../queue/types.js';
 import { loadPageAssets, type PageAssets } from './assets.js';
 import { pageHtml, signInHtml } from './html.js';
@@ -148,11 +149,11 @@ export async function startDashboardServer(options: DashboardServerOptions): Pro
       let m: RegExpExecArray | null;
       if ((m = /^\/api\/evaluations\/([^/]+)\/cancel$/.exec(path))) {
         const jobId = decodeId(m[1]);
-        if (!backend.requestCancel) throw new HttpError(501, `the ${backend.kind} backend cannot cancel evaluations`);
+        if (!can(backend, 'progress')) throw new HttpError(501, `the ${backend.kind} backend cannot cancel evaluations`);
         const known = await backend.requestCancel(jobId);
         if (!known) throw new HttpError(404, `no running evaluation ${jobId}`);
         // Withdraw here too, so a coordinator that died cannot leave its batches queued.
-        const removed = backend.withdrawJob ? await backend.withdrawJob(jobId) : 0;
+        const removed = can(backend, 'withdraw') ? await backend.withdrawJob(jobId) : 0;
         return sendJson(res, 200, await action(req, 'cancel evaluation', async () => ({ job: jobId, cancelled: true, batchesRemoved: removed })));
       }
       if ((m = /^\/api\/dead\/([^/]+)\/retry$/.exec(path))) {

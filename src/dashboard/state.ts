@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../observe/log.js';
 import type { QueueConfig } from '../options/queue.js';
+import { can } from '../queue/capabilities.js';
 import { priorities, type Backend, type BenchRecord, type DeadEntry, type JobProgress, type Priority, type WorkerInfo } from '../queue/types.js';
 export type { DeadRow, EvaluationRow, Overview, Snapshot, WorkerRow } from './views.js';
 import { listReports } from './reports.js';
@@ -132,10 +133,10 @@ export class DashboardState extends EventEmitter<{ snapshot: [Snapshot] }> {
       backend.now(),
       backend.stats(),
       backend.listDead(DEAD_LIMIT),
-      backend.listProgress ? backend.listProgress() : Promise.resolve(null),
-      backend.priorityCounts ? backend.priorityCounts() : Promise.resolve(null),
+      can(backend, 'progress') ? backend.listProgress() : Promise.resolve(null),
+      can(backend, 'priorityCounts') ? backend.priorityCounts() : Promise.resolve(null),
     ]);
-    if (backend.getBenchRecord && now - this.#benchReadAt > 5000) {
+    if (can(backend, 'benchRecords') && now - this.#benchReadAt > 5000) {
       this.#bench = await backend.getBenchRecord();
       this.#benchReadAt = now;
     }
@@ -165,7 +166,7 @@ export class DashboardState extends EventEmitter<{ snapshot: [Snapshot] }> {
       casesPerSec,
       history: [...this.#history],
       bench: this.#bench ? { recommendedBatchSize: this.#bench.recommendedBatchSize, at: this.#bench.at } : null,
-      capabilities: { progress: progress !== null, cancel: backend.requestCancel !== undefined },
+      capabilities: { progress: progress !== null, cancel: backend.capabilities.admin.progress },
       error: null,
     };
     return {

@@ -6,21 +6,22 @@
  */
 import { hostname } from 'node:os';
 import type { Logger } from '../observe/log.js';
-import type { Backend, JobProgress, Priority } from '../queue/types.js';
+import { can } from '../queue/capabilities.js';
+import type { JobProgress, Priority, QueueAdmin } from '../queue/types.js';
 import type { Role, CaseResult } from '../core/protocol.js';
 
 /** Least time between two publications. @defaultValue 1000 ms */
 export const PROGRESS_INTERVAL_MS = 1000;
 
 export class ProgressPublisher {
-  readonly #backend: Backend;
+  readonly #backend: QueueAdmin;
   readonly #logger: Logger;
   readonly #progress: JobProgress;
   readonly #intervalMs: number;
   #lastPublished = 0;
   #failing = false;
 
-  constructor(backend: Backend, logger: Logger, job: { jobId: string; task: string; total: number; priority: Priority }, intervalMs = PROGRESS_INTERVAL_MS) {
+  constructor(backend: QueueAdmin, logger: Logger, job: { jobId: string; task: string; total: number; priority: Priority }, intervalMs = PROGRESS_INTERVAL_MS) {
     this.#backend = backend;
     this.#logger = logger;
     this.#intervalMs = intervalMs;
@@ -40,12 +41,13 @@ export class ProgressPublisher {
    * was requested. Backends without progress support never publish and never cancel.
    */
   async tick(force = false): Promise<boolean> {
-    if (!this.#backend.publishProgress) return false;
+    const backend = this.#backend;
+    if (!can(backend, 'progress')) return false;
     const now = Date.now();
     if (!force && now - this.#lastPublished < this.#intervalMs) return false;
     this.#lastPublished = now;
     try {
-      const { cancelRequested } = await this.#backend.publishProgress({ ...this.#progress });
+      const { cancelRequested } = await backend.publishProgress({ ...this.#progress });
       if (this.#failing) this.#failing = false;
       return cancelRequested;
     } catch (err) {
@@ -57,7 +59,9 @@ export class ProgressPublisher {
 
   /** Drops the job's progress entry (the evaluation ended, whichever way). */
   async remove(): Promise<void> {
-    await this.#backend.removeProgress?.(this.#progress.jobId).catch((err: unknown) =>
+    const backend = this.#backend;
+    if (!can(backend, 'progress')) return;
+    await backend.removeProgress(this.#progress.jobId).catch((err: unknown) =>
       this.#logger.warn('backend_error', { job: this.#progress.jobId, during: 'remove progress', code: (err as { code?: string }).code, message: (err as Error).message }),
     );
   }

@@ -31,6 +31,7 @@ import { resolveQueueConfig, type QueueConfig } from '../options/queue.js';
 import { createBackend } from '../queue/index.js';
 import { decodeResults, encodeCases, signBatch, signManifest, verifyDead, verifyResults } from '../queue/messages.js';
 import type { ArtifactRef, Backend, BatchMessage, JobManifest, ResultEntry } from '../queue/types.js';
+import { can } from '../queue/capabilities.js';
 import { ProgressPublisher } from './progress.js';
 import { abortReason, moduleLoadError, stoppedError, type DispatchEvents, type Dispatcher, type JobSpec } from './types.js';
 import { roles, type Role, type CaseResult } from '../core/protocol.js';
@@ -137,12 +138,12 @@ export class QueueDispatcher implements Dispatcher {
     const key = config.hmac_key;
     const backend = (this.#backend ??= this.#options.backend ?? (await createBackend(config, { logger: this.#logger })));
     await backend.connect();
-    const notices = await backend.preflight?.().catch((err: unknown) => {
+    const notices = await (can(backend, 'preflight') ? backend.preflight() : Promise.resolve([])).catch((err: unknown) => {
       // The start-up checks (e.g. Redis's eviction policy) are advice: say they failed, and go on.
       this.#logger.warn('backend_error', { during: 'preflight', code: (err as { code?: string }).code, message: (err as Error).message });
       return [];
     });
-    for (const notice of notices ?? []) this.#logger.warn(notice.event, { ...notice });
+    for (const notice of notices) this.#logger.warn(notice.event, { ...notice });
     const codec = createCodec({ compress: config.compress });
     const metrics = this.#options.metrics;
     metrics?.codecInfo.set({ impl: codec.impl }, 1);
@@ -210,7 +211,7 @@ export class QueueDispatcher implements Dispatcher {
     /** Withdraws the job (best effort: a backend that is down leaves the batches to expire) and says so. */
     const withdraw = async (why: string): Promise<string> => {
       try {
-        if (!backend.withdrawJob) return `job ${jobId} left on ${where} (the ${backend.kind} backend cannot withdraw a job; its batches run and their results expire)`;
+        if (!can(backend, 'withdraw')) return `job ${jobId} left on ${where} (the ${backend.kind} backend cannot withdraw a job; its batches run and their results expire)`;
         const removed = await backend.withdrawJob(jobId, [...outstanding.keys()]);
         this.#logger.warn('job_withdrawn', { job: jobId, reason: why, batches_removed: removed, queue: where });
         return `job ${jobId} withdrawn from ${where}${removed ? ` (${removed} pending batches removed)` : ''}`;
@@ -378,7 +379,7 @@ export class QueueDispatcher implements Dispatcher {
     const unverifiedDead = new Map<string, string>();
     const rejectedFrames = async (bad: string[]) => {
       if (bad.length === 0) return;
-      if (!backend.missingBatches) return resend([...new Set(bad)], 'results frame could not be decoded or verified');
+      if (!can(backend, 'lostBatchDetection')) return resend([...new Set(bad)], 'results frame could not be decoded or verified');
       for (const id of bad) suspects.add(id);
       await checkLost(bad);
     };
@@ -386,8 +387,8 @@ export class QueueDispatcher implements Dispatcher {
     /** Republishes outstanding batches (of `ids`) that vanished from the backend (a restart without persistence, eviction, deletion). */
     const checkLost = async (ids: string[]) => {
       const check = [...new Set(ids)].filter((id) => outstanding.has(id));
-      if (!backend.missingBatches || check.length === 0) return;
-      const missing = await this.#withRetry('check batches', () => backend.missingBatches!(check));
+      if (!can(backend, 'lostBatchDetection') || check.length === 0) return;
+      const missing = await this.#withRetry('check batches', () => backend.missingBatches(check));
       if (missing.length === 0) return;
       // A batch completed or dead-lettered before the check has its entry on the stream already.
       for (;;) {

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { extname, join, basename } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MetaguardError } from '../errors.js';
-import type { ArtifactRef, Backend } from './types.js';
+import type { ArtifactRef, JobStore } from './types.js';
 
 export const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
@@ -23,7 +23,7 @@ export function loadArtifact(url: string, name?: string): { ref: ArtifactRef; by
 }
 
 /** Reads a module file (a bundle) and publishes it; returns its reference for the job manifest. */
-export async function publishArtifact(backend: Backend, url: string, name?: string): Promise<ArtifactRef> {
+export async function publishArtifact(backend: JobStore, url: string, name?: string): Promise<ArtifactRef> {
   const { ref, bytes } = loadArtifact(url, name);
   await backend.putArtifact(ref.sha256, bytes);
   return ref;
@@ -42,7 +42,7 @@ export class ArtifactCache {
   }
 
   /** Returns a file URL of the verified artifact, fetching it from the backend when not cached. */
-  async resolve(backend: Backend, ref: ArtifactRef): Promise<string> {
+  async resolve(backend: JobStore, ref: ArtifactRef): Promise<string> {
     if (!/^[0-9a-f]{64}$/.test(ref.sha256)) throw new MetaguardError('MG_ERR_ARTIFACT', `artifact ${ref.name}: malformed sha256`);
     if (!ALLOWED_EXT.has(ref.ext)) throw new MetaguardError('MG_ERR_ARTIFACT', `artifact ${ref.name}: extension ${JSON.stringify(ref.ext)} is not a module extension`);
     const key = ref.sha256 + ref.ext;

@@ -1,7 +1,19 @@
 /**
- * The one seam between metaguard and a queue: the coordinator (`dispatch/queue`) and the worker loop
- * (`daemon/daemon`) know only this interface. Memory, Redis, Kafka, … implement it, and one
- * conformance suite (`test/backend-conformance.test.ts`) runs against every one.
+ * The seam between metaguard and a queue, split by concern. A backend (memory, Redis, Kafka, …)
+ * implements four small interfaces and declares what it promises beyond the common contract in
+ * `capabilities`, one object per concern:
+ *
+ *   WorkQueue       enqueue, claim, renew, complete, release (retry), dead-letter, reclaim, results
+ *   JobStore        job manifests and content-addressed artifacts
+ *   WorkerRegistry  worker heartbeats
+ *   QueueAdmin      stats, the dead-letter queue, withdrawing a job, dashboard records
+ *
+ * `Backend` is their intersection plus the connection (`connect`, `close`, `now`). Callers that need
+ * one concern take that interface (the worker's artifact cache takes a `JobStore`, the progress
+ * publisher a `QueueAdmin`). An optional operation is there exactly when its capability is declared:
+ * callers test the capability with `can(backend, 'withdraw')` (src/queue/capabilities.ts), never the
+ * method, and the conformance suite (`test/backend-conformance.test.ts`, one section per concern)
+ * checks each declaration against the methods and gates its tests on the declared capabilities.
  *
  * Delivery is at-least-once: a batch is claimed under a lease measured on the backend's clock, renewed
  * by the worker while it runs, and reclaimed when the lease expires. Results are published with the
@@ -148,20 +160,80 @@ export interface ReclaimOutcome {
   deadLettered: string[];
 }
 
-export interface Backend {
-  readonly kind: string;
-  connect(): Promise<void>;
-  /** Idempotent; pending blocking reads return. */
-  close(): Promise<void>;
-  /** The backend's clock in ms (Redis TIME for Redis): leases and heartbeats are measured on it. */
-  now(): Promise<number>;
+// ---- capabilities -----------------------------------------------------------------------------------
 
-  putArtifact(sha256: string, bytes: Uint8Array): Promise<void>;
-  getArtifact(sha256: string): Promise<Uint8Array | null>;
-  putJob(manifest: JobManifest): Promise<void>;
-  getJob(jobId: string): Promise<JobManifest | null>;
-  /** Drops the job's manifest and result stream (artifacts are shared and expire on their own). */
-  deleteJob(jobId: string): Promise<void>;
+/** What a work queue promises beyond the common contract (enqueue, claim, complete, release, dead-letter). */
+export interface WorkQueueCapabilities {
+  /**
+   * Claims hold per-batch leases on the backend clock that expire unless renewed; `reclaimExpired`
+   * requeues expired ones with attempt + 1 and dead-letters them past `max_requeue_attempts` or when
+   * `enable_requeue` is off. Without it the lease is something else (a group membership, a
+   * connection, a visibility timeout) and `reclaimExpired` has nothing to report.
+   */
+  readonly leases: boolean;
+  /** A worker that lost `circuit_breaker_threshold` leases may not claim for `heartbeat_timeout`. */
+  readonly circuitBreaker: boolean;
+  /** `strict_priority` orders claims across the whole queue. */
+  readonly strictPriority: boolean;
+  /** `queue_weights` pick among the queue's non-empty priorities. */
+  readonly weightedPriority: boolean;
+  /** Claims follow enqueue order within a priority, queue-wide. */
+  readonly fifo: boolean;
+  /** Enqueueing a batch id that is already pending, delayed or in flight adds nothing. */
+  readonly idempotentEnqueue: boolean;
+  /** `missingBatches` names batches lost with the backend's state (the coordinator republishes them). */
+  readonly lostBatchDetection: boolean;
+  /** `waitForWork` wakes an idle worker when work is enqueued (else the worker polls). */
+  readonly wakeOnWork: boolean;
+}
+
+/** What queue administration offers beyond stats and the dead-letter queue. */
+export interface QueueAdminCapabilities {
+  /** `stats().pending` is split per priority. */
+  readonly perPriorityStats: boolean;
+  /** `stats().pending` counts only batches waiting to be claimed (not the claimed ones). */
+  readonly pendingExcludesClaimed: boolean;
+  /** `stats().delayed` counts a released batch as soon as `releaseBatch` returns. */
+  readonly delayedStats: boolean;
+  /** `withdrawJob` removes a stopped job's batches; a worker may then read a missing manifest as "withdrawn". */
+  readonly withdraw: boolean;
+  /** `preflight` reports configuration problems worth a warning at start. */
+  readonly preflight: boolean;
+  /** Progress records and cancellation requests for `metaguard dashboard`. */
+  readonly progress: boolean;
+  /** `priorityCounts`: in-flight and dead-lettered batches per priority. */
+  readonly priorityCounts: boolean;
+  /** The last `metaguard bench` sweep is stored on the queue. */
+  readonly benchRecords: boolean;
+}
+
+export interface BackendCapabilities {
+  readonly queue: WorkQueueCapabilities;
+  readonly admin: QueueAdminCapabilities;
+}
+
+// ---- optional operations, one group per capability ------------------------------------------------
+
+/** Capability `queue.lostBatchDetection`. */
+export interface LostBatchDetection {
+  /**
+   * Of `ids`, those that are neither pending, delayed nor in flight (completed, dead-lettered, or lost
+   * with the backend's state). The coordinator calls it every tick and republishes what was lost.
+   */
+  missingBatches(ids: string[]): Promise<string[]>;
+}
+
+/** Capability `queue.wakeOnWork`. */
+export interface WorkSignal {
+  /**
+   * Waits up to `timeoutMs` for new work to be enqueued (a worker with an empty queue calls it instead
+   * of sleeping its whole poll interval). Resolves early on new work; never rejects for a timeout.
+   */
+  waitForWork(timeoutMs: number): Promise<void>;
+}
+
+/** Capability `admin.withdraw`. */
+export interface JobWithdrawal {
   /**
    * Withdraws a job its coordinator gave up on (a signal, a deadline, no workers, a cancellation from
    * the dashboard): removes its batches wherever they wait (pending, delayed, in flight: their leases
@@ -170,12 +242,60 @@ export interface Backend {
    * `result_ttl_seconds`, so results a worker still publishes for it are dropped rather than stored.
    * Workers holding one of its batches see the lease lost and the job gone, and drop the batch;
    * nothing is dead-lettered. Returns how many batches were removed.
-   *
-   * Optional: a backend without it (RabbitMQ, SQS so far) leaves a stopped job's batches to be run
-   * and their results to expire.
    */
-  withdrawJob?(jobId: string, batchIds?: readonly string[]): Promise<number>;
+  withdrawJob(jobId: string, batchIds?: readonly string[]): Promise<number>;
+}
 
+/** Capability `admin.preflight`. */
+export interface Preflight {
+  /** Configuration problems worth a warning at start (e.g. a Redis eviction policy). */
+  preflight(): Promise<BackendNotice[]>;
+}
+
+/** Capability `admin.progress` (`metaguard dashboard`). */
+export interface ProgressBoard {
+  /**
+   * Publishes (or refreshes) a running evaluation's progress; entries not refreshed within
+   * `heartbeat_timeout` are dropped. Resolves with whether a cancellation of the job was requested.
+   */
+  publishProgress(progress: JobProgress): Promise<{ cancelRequested: boolean }>;
+  /** Evaluations whose progress was refreshed within `heartbeat_timeout`. */
+  listProgress(): Promise<JobProgress[]>;
+  /** Drops a job's progress entry (its coordinator finished). */
+  removeProgress(jobId: string): Promise<void>;
+  /** Marks a running job as to be cancelled (its coordinator stops at its next tick); false if unknown. */
+  requestCancel(jobId: string): Promise<boolean>;
+}
+
+/** Capability `admin.priorityCounts`. */
+export interface PriorityCounts {
+  /** In-flight and dead-lettered batches per priority (stats() counts them in total). Counts at most 10,000 of each. */
+  priorityCounts(): Promise<{ inflight: Record<Priority, number>; dead: Record<Priority, number> }>;
+}
+
+/** Capability `admin.benchRecords`. */
+export interface BenchRecords {
+  /** Records / reads the last bench sweep against this queue. */
+  putBenchRecord(record: Omit<BenchRecord, 'at'>): Promise<void>;
+  getBenchRecord(): Promise<BenchRecord | null>;
+}
+
+/** The operations each optional capability brings (see `can` in src/queue/capabilities.ts). */
+export interface CapabilityMethods {
+  lostBatchDetection: LostBatchDetection;
+  wakeOnWork: WorkSignal;
+  withdraw: JobWithdrawal;
+  preflight: Preflight;
+  progress: ProgressBoard;
+  priorityCounts: PriorityCounts;
+  benchRecords: BenchRecords;
+}
+
+// ---- the concerns ------------------------------------------------------------------------------------
+
+/** The work queue: batches from enqueue to a published result or a dead letter. */
+export interface WorkQueue extends Partial<LostBatchDetection>, Partial<WorkSignal> {
+  readonly capabilities: { readonly queue: WorkQueueCapabilities };
   /** Adds batches to the pending queue of their priority. */
   enqueue(batches: BatchMessage[]): Promise<void>;
   /**
@@ -199,53 +319,51 @@ export interface Backend {
   releaseBatch(workerId: string, id: string, options: { delayMs: number; countAttempt: boolean; reason: string }): Promise<void>;
   /** Moves a claimed entry to the dead-letter store with its reason, and tells its job (if known). */
   deadLetter(workerId: string, id: string, reason: string): Promise<void>;
-  /**
-   * Optional: waits up to `timeoutMs` for new work to be enqueued (a worker with an empty queue calls
-   * it instead of sleeping its whole poll interval). Resolves early on new work; never rejects for a
-   * timeout.
-   */
-  waitForWork?(timeoutMs: number): Promise<void>;
-  /**
-   * Optional: of `ids`, those that are neither pending, delayed nor in flight (completed,
-   * dead-lettered, or lost with the backend's state). The coordinator calls it every tick and
-   * republishes what was lost. Backends that cannot lose a batch once acknowledged leave it out.
-   */
-  missingBatches?(ids: string[]): Promise<string[]>;
-  /** Optional: configuration problems worth a warning at start (e.g. a Redis eviction policy). */
-  preflight?(): Promise<BackendNotice[]>;
   /** Requeues batches whose lease expired, dead-lettering those past `max_requeue_attempts`. */
   reclaimExpired(): Promise<ReclaimOutcome>;
-
   /** Reads a job's result stream after `cursor` ('0' = start), waiting up to `blockMs` for entries. */
   readResults(jobId: string, cursor: string, blockMs: number): Promise<{ cursor: string; entries: ResultEntry[] }>;
+}
 
+/** Job manifests and the content-addressed artifacts (task and implementation modules) they name. */
+export interface JobStore {
+  putArtifact(sha256: string, bytes: Uint8Array): Promise<void>;
+  getArtifact(sha256: string): Promise<Uint8Array | null>;
+  putJob(manifest: JobManifest): Promise<void>;
+  getJob(jobId: string): Promise<JobManifest | null>;
+  /** Drops the job's manifest and result stream (artifacts are shared and expire on their own). */
+  deleteJob(jobId: string): Promise<void>;
+}
+
+/** Worker heartbeats: who is consuming, and how fast. */
+export interface WorkerRegistry {
   heartbeat(info: WorkerInfo): Promise<void>;
   removeWorker(workerId: string): Promise<void>;
   /** Workers whose last heartbeat is within `heartbeat_timeout`. */
   activeWorkers(): Promise<WorkerInfo[]>;
+}
 
+/** Queue administration: stats, the dead-letter queue, and (by capability) withdrawal and dashboard records. */
+export interface QueueAdmin extends Partial<JobWithdrawal>, Partial<Preflight>, Partial<ProgressBoard>, Partial<PriorityCounts>, Partial<BenchRecords> {
+  readonly capabilities: { readonly admin: QueueAdminCapabilities };
   stats(): Promise<QueueStats>;
   listDead(limit?: number): Promise<DeadEntry[]>;
   /** Moves dead-lettered batches back to pending with fresh attempts; returns how many. */
   retryDead(id?: string): Promise<number>;
   purgeDead(): Promise<number>;
+}
 
-  // Administration used by `metaguard dashboard` (optional: a backend without them shows less).
+/** The connection every concern shares. */
+export interface BackendConnection {
+  readonly kind: string;
+  connect(): Promise<void>;
+  /** Idempotent; pending blocking reads return. */
+  close(): Promise<void>;
+  /** The backend's clock in ms (Redis TIME for Redis): leases and heartbeats are measured on it. */
+  now(): Promise<number>;
+}
 
-  /**
-   * Publishes (or refreshes) a running evaluation's progress; entries not refreshed within
-   * `heartbeat_timeout` are dropped. Resolves with whether a cancellation of the job was requested.
-   */
-  publishProgress?(progress: JobProgress): Promise<{ cancelRequested: boolean }>;
-  /** Evaluations whose progress was refreshed within `heartbeat_timeout`. */
-  listProgress?(): Promise<JobProgress[]>;
-  /** Drops a job's progress entry (its coordinator finished). */
-  removeProgress?(jobId: string): Promise<void>;
-  /** Marks a running job as to be cancelled (its coordinator stops at its next tick); false if unknown. */
-  requestCancel?(jobId: string): Promise<boolean>;
-  /** In-flight and dead-lettered batches per priority (stats() counts them in total). Counts at most 10,000 of each. */
-  priorityCounts?(): Promise<{ inflight: Record<Priority, number>; dead: Record<Priority, number> }>;
-  /** Records / reads the last bench sweep against this queue. */
-  putBenchRecord?(record: Omit<BenchRecord, 'at'>): Promise<void>;
-  getBenchRecord?(): Promise<BenchRecord | null>;
+/** A whole backend: every concern over one connection. */
+export interface Backend extends BackendConnection, WorkQueue, JobStore, WorkerRegistry, QueueAdmin {
+  readonly capabilities: BackendCapabilities;
 }

@@ -9,6 +9,7 @@ import type { QueueConfig } from '../../options/queue.js';
 import { waitForAny } from '../../util/wait.js';
 import { pickPriority } from '../priority.js';
 import { signDead, signResults } from '../messages.js';
+import { validateBatches } from '../shared.js';
 import {
   priorities,
   type Backend,
@@ -36,6 +37,11 @@ interface DeadRecord extends DeadEntry {
 
 export class MemoryBackend implements Backend {
   readonly kind = 'memory';
+  /** What this backend promises beyond the common contract (src/queue/types.ts). */
+  readonly capabilities = {
+    queue: { leases: true, circuitBreaker: true, strictPriority: true, weightedPriority: true, fifo: true, idempotentEnqueue: true, lostBatchDetection: true, wakeOnWork: true },
+    admin: { perPriorityStats: true, pendingExcludesClaimed: true, delayedStats: true, withdraw: true, preflight: false, progress: true, priorityCounts: true, benchRecords: true },
+  };
   readonly #config: QueueConfig;
   readonly #pending = new Map<Priority, string[]>(priorities.map((p) => [p, []]));
   readonly #batches = new Map<string, StoredBatch>();
@@ -134,6 +140,7 @@ export class MemoryBackend implements Backend {
 
   async enqueue(batches: BatchMessage[]): Promise<void> {
     this.#check();
+    validateBatches(batches);
     for (const b of batches) {
       if (this.#live(b.id)) continue;
       this.#dead.delete(b.id);

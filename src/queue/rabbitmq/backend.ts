@@ -224,6 +224,11 @@ class StreamView extends EventEmitter {
 
 export class RabbitBackend implements Backend {
   readonly kind = 'rabbitmq';
+  /** What this backend promises beyond the common contract (src/queue/types.ts). */
+  readonly capabilities = {
+    queue: { leases: false, circuitBreaker: false, strictPriority: true, weightedPriority: true, fifo: true, idempotentEnqueue: false, lostBatchDetection: false, wakeOnWork: false },
+    admin: { perPriorityStats: true, pendingExcludesClaimed: true, delayedStats: true, withdraw: false, preflight: false, progress: false, priorityCounts: false, benchRecords: false },
+  };
   readonly #config: QueueConfig;
   readonly #events = new EventEmitter();
   readonly #q: string;

@@ -19,7 +19,8 @@
 import { createRequire } from 'node:module';
 import { MetaguardError } from '../../errors.js';
 import type { QueueConfig } from '../../options/queue.js';
-import { RedisBackend } from './backend.js';
+import { RedisBackend, redisCapabilities } from './backend.js';
+import { describe } from '../shared.js';
 import type { Logger } from '../../observe/log.js';
 import type { Backend, BackendNotice, BatchMessage, BenchRecord, Claim, DeadEntry, JobManifest, JobProgress, Priority, QueueStats, ReclaimOutcome, ResultEntry, WorkerInfo } from '../types.js';
 
@@ -44,7 +45,11 @@ export function shardQueueName(queue: string, i: number, shards: number): string
 
 export class ShardedBackend implements Backend {
   readonly kind = 'redis';
+  readonly capabilities = redisCapabilities;
   readonly shards: RedisBackend[];
+  readonly #logger: Logger | undefined;
+  /** Shards whose last waitForWork failed (logged once until one succeeds again). */
+  readonly #waitFailing = new Set<number>();
   /** Shard of each id this process claimed and still holds. */
   readonly #claimedOn = new Map<string, number>();
   /** The open waitForWork of each shard. */
@@ -54,6 +59,7 @@ export class ShardedBackend implements Backend {
 
   constructor(config: QueueConfig, options: { clientName?: string; logger?: Logger } = {}) {
     const n = config.shards;
+    this.#logger = options.logger;
     this.shards = Array.from({ length: n }, (_, i) => {
       const queue = shardQueueName(config.queue, i, n);
       return new RedisBackend({ ...config, queue }, { clientName: `${options.clientName ?? `metaguard:${config.queue}`}:${i}`, ...(options.logger ? { logger: options.logger } : {}) });
@@ -116,11 +122,20 @@ export class ShardedBackend implements Backend {
   async waitForWork(timeoutMs: number): Promise<void> {
     // The first shard with new work ends the wait; the other waits end within timeoutMs on their own
     // and are joined, not duplicated, by the next call (each open wait holds a blocking connection).
-    // A failed wait only ends the wait: the claim that follows reports the fault.
+    // A failed wait only ends the wait (logged once per outage): the claim that follows reports the fault.
     const waits = this.shards.map((s, i) =>
       (this.#waiting[i] ??= s
         .waitForWork(timeoutMs)
-        .catch(() => undefined)
+        .then(
+          () => {
+            this.#waitFailing.delete(i);
+          },
+          (err: unknown) => {
+            if (this.#waitFailing.has(i)) return;
+            this.#waitFailing.add(i);
+            this.#logger?.warn('backend_error', { queue: s.queue, during: 'wait for work', code: (err as { code?: string })?.code ?? 'MG_ERR_BACKEND', message: describe(err) });
+          },
+        )
         .finally(() => {
           this.#waiting[i] = undefined;
         })),

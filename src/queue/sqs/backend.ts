@@ -152,6 +152,11 @@ interface Held {
 
 export class SqsBackend implements Backend {
   readonly kind = 'sqs';
+  /** What this backend promises beyond the common contract (src/queue/types.ts). */
+  readonly capabilities = {
+    queue: { leases: false, circuitBreaker: false, strictPriority: false, weightedPriority: false, fifo: false, idempotentEnqueue: false, lostBatchDetection: false, wakeOnWork: true },
+    admin: { perPriorityStats: false, pendingExcludesClaimed: true, delayedStats: true, withdraw: false, preflight: false, progress: false, priorityCounts: false, benchRecords: false },
+  };
   readonly #config: QueueConfig;
   readonly #sqs: SQSClient;
   readonly #s3: S3Client | undefined;
