@@ -1,17 +1,20 @@
 /**
- * One contract, every backend: the `Backend` interface of `src/queue/types.ts` exercised through the
- * interface only (the one exception is planting garbage on a pending list, which needs a hook).
+ * One contract, every backend: the seam of `src/queue/types.ts` exercised through its interfaces only
+ * (the one exception is planting garbage on a pending list, which needs a hook), one section per
+ * concern: connection, work queue, job store, worker registry, queue admin.
  *
- * Backends differ in what they promise, and each harness says so in `capabilities` (named after the
- * semantics, not the backend): a test that depends on a capability is skipped, with the reason, for a
- * backend without it. Kafka (src/queue/kafka/, see its header comment) has no per-batch lease
- * (group membership is the lease: reclaimExpired is a no-op, lease expiry, enable_requeue and the
- * circuit breaker do not apply), honours priorities within a worker's fetch buffer only, keeps FIFO
- * per partition only, and reports pending as the group's consumer lag. Where a backend's observable
- * behaviour differs but is still a contract, the harness adapts the one test instead of forking it:
- * `patienceMs` is how long claims, result reads and stats may lag behind the writes that feed them
- * (0 for memory and Redis: one call, exactly as before; Kafka's claims return [] until the group has
- * joined and the records have been fetched, its readers consume topics asynchronously).
+ * Backends differ in what they promise, and each declares it in `capabilities` (one object per
+ * concern, named after the semantics, not the backend). A test that depends on a capability is gated
+ * on the backend's own declaration and skipped, with a one-line reason derived from the capability,
+ * for a backend that does not declare it; the connection section checks that every backend declares
+ * each capability and has exactly the optional operations it declares. Kafka (src/queue/kafka/, see
+ * its header comment), for one, has no per-batch lease (group membership is the lease), honours
+ * priorities within a worker's fetch buffer only, keeps FIFO per partition only, and reports pending
+ * as the group's consumer lag. Where a backend's observable behaviour differs but is still a
+ * contract, the harness adapts the one test instead of forking it: `patienceMs` is how long claims,
+ * result reads and stats may lag behind the writes that feed them (0 for memory and Redis: one call,
+ * exactly as before; Kafka's claims return [] until the group has joined and the records have been
+ * fetched, its readers consume topics asynchronously).
  *
  * Run: node --import tsx --test test/backend-conformance.test.ts
  */
@@ -23,58 +26,21 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Cluster, Redis } from 'ioredis';
 import { Kafka, logLevel as kafkaLogLevel, Partitioners, type Producer } from 'kafkajs';
 import { validateQueueConfig, type QueueConfig } from '../src/options/queue.js';
-import type { Backend, BatchMessage, ClaimedBatch, Claim, JobManifest, Priority, ResultEntry } from '../src/queue/types.js';
+import type { Backend, BackendCapabilities, BatchMessage, ClaimedBatch, Claim, JobManifest, Priority, ResultEntry } from '../src/queue/types.js';
+import { can, capabilityMismatches, declares, missingCapabilityReason, type CapabilityName, type Concern } from '../src/queue/capabilities.js';
 import { startKafkaMock, type KafkaMock } from './helpers/kafka-broker.js';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';
 import { startRedisCluster, type RedisCluster } from './helpers/redis-cluster.js';
 import { startRabbit, type RabbitServer } from './helpers/rabbitmq-server.js';
 import { startFauxqs, type Fauxqs } from './helpers/fauxqs-server.js';
 
-/** What a backend promises beyond the common contract; true for memory and Redis. */
-interface Capabilities {
-  /** Claims hold per-batch leases on the backend clock that expire unless renewed. */
-  leases: boolean;
-  /** reclaimExpired requeues expired leases (attempt + 1), dead-letters past max_requeue_attempts, honours enable_requeue. */
-  reclaim: boolean;
-  /** A worker that lost circuit_breaker_threshold leases may not claim for heartbeat_timeout. */
-  circuitBreaker: boolean;
-  /** strict_priority orders claims across the whole queue. */
-  strictPriority: boolean;
-  /** queue_weights pick among the queue's non-empty priorities. */
-  weightedPriority: boolean;
-  /** Claims follow enqueue order within a priority, queue-wide. */
-  fifo: boolean;
-  /** stats().pending is split per priority. */
-  perPriorityStats: boolean;
-  /** stats().pending counts only batches waiting to be claimed (not the claimed ones). */
-  pendingExcludesClaimed: boolean;
-  /** stats().delayed counts a released batch as soon as releaseBatch returns. */
-  delayedStats: boolean;
-  /** The harness can plant a raw entry that is not a batch where claims read from. */
-  garbageInjection: boolean;
-  /** Enqueueing a batch id that is already pending, delayed or in flight adds nothing. */
-  idempotentEnqueue: boolean;
-}
-
-const everything: Capabilities = {
-  leases: true,
-  reclaim: true,
-  circuitBreaker: true,
-  strictPriority: true,
-  weightedPriority: true,
-  fifo: true,
-  perPriorityStats: true,
-  pendingExcludesClaimed: true,
-  delayedStats: true,
-  garbageInjection: true,
-  idempotentEnqueue: true,
-};
-
 interface Harness {
   name: 'memory' | 'redis' | 'redis-cluster' | 'kafka' | 'rabbitmq' | 'sqs';
-  capabilities: Capabilities;
-  /** Why this backend lacks a capability (one line each), where the suite's default reason is Kafka's. */
-  reasons?: Partial<Record<keyof Capabilities, string>>;
+  /**
+   * The capabilities the backend declares (src/queue/types.ts), read from an unconnected instance
+   * before the suite is laid out: tests gate on them. A connected backend must declare the same.
+   */
+  declared(): Promise<BackendCapabilities>;
   /**
    * How long (ms) claims, result reads and stats may lag behind the writes of the same backend. With 0
    * every poll below is a single call.
@@ -104,7 +70,10 @@ function queueName(): string {
 
 const memoryHarness: Harness = {
   name: 'memory',
-  capabilities: everything,
+  async declared() {
+    const { MemoryBackend } = await import('../src/queue/memory/backend.js');
+    return new MemoryBackend(validateQueueConfig({ backend: 'memory', queue: queueName() })).capabilities;
+  },
   patienceMs: 0,
   concurrency: 1,
   skipReason() {
@@ -132,7 +101,10 @@ let raw: Redis | undefined;
 
 const redisHarness: Harness = {
   name: 'redis',
-  capabilities: everything,
+  async declared() {
+    const { redisCapabilities } = await import('../src/queue/redis/backend.js');
+    return redisCapabilities;
+  },
   patienceMs: 0,
   concurrency: 1,
   skipReason() {
@@ -167,7 +139,10 @@ let clusterRaw: Cluster | undefined;
 /** The same Redis backend through ioredis' Cluster client, on 3 masters + 3 replicas (queue config `cluster_nodes`). */
 const redisClusterHarness: Harness = {
   name: 'redis-cluster',
-  capabilities: everything,
+  async declared() {
+    const { redisCapabilities } = await import('../src/queue/redis/backend.js');
+    return redisCapabilities;
+  },
   patienceMs: 0,
   concurrency: 1,
   skipReason() {
@@ -215,18 +190,9 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 const kafkaHarness: Harness = {
   name: 'kafka',
-  capabilities: {
-    ...everything,
-    leases: false, // group membership is the lease: a claim is lost only when its partition is revoked
-    reclaim: false, // reclaimExpired is a no-op: a dead worker's partitions are redelivered by the rebalance
-    circuitBreaker: false, // circuit_breaker_threshold does not apply (no lease expiry to count)
-    strictPriority: false, // priorities are honoured within a worker's fetch buffer only
-    weightedPriority: false, // priorities are honoured within a worker's fetch buffer only
-    fifo: false, // one log per partition: FIFO per partition only
-    perPriorityStats: false, // pending is the group's consumer lag, all under normal
-    pendingExcludesClaimed: false, // the lag counts claimed records until their offsets are committed
-    delayedStats: false, // delayed counts only retry copies this process has fetched
-    idempotentEnqueue: false, // an append-only log: a re-sent batch is a second record (results are deduplicated)
+  async declared() {
+    const { KafkaBackend } = await import('../src/queue/kafka/backend.js');
+    return new KafkaBackend(validateQueueConfig({ backend: 'kafka', bootstrap_servers: '127.0.0.1:9', queue: queueName() })).capabilities;
   },
   patienceMs: 20_000,
   // Each test waits ~3 s for its consumer groups to join; the tests share nothing (a topic and a group each).
@@ -286,18 +252,9 @@ let rabbit: RabbitServer | undefined;
 /** RabbitMQ (src/queue/rabbitmq/): the lease is the connection, as Kafka's is the group membership. */
 const rabbitHarness: Harness = {
   name: 'rabbitmq',
-  capabilities: {
-    ...everything,
-    leases: false, // an unacknowledged delivery is held until its connection dies: nothing to renew or expire
-    reclaim: false, // reclaimExpired is a no-op: the broker requeues a dead connection's deliveries
-    circuitBreaker: false, // circuit_breaker_threshold does not apply (no lease expiry to count)
-    idempotentEnqueue: false, // a queue of messages: a re-sent batch is a second message (results are deduplicated)
-  },
-  reasons: {
-    idempotentEnqueue: 'a queue of messages: a re-sent batch is a second message (results are deduplicated)',
-    leases: 'no per-batch lease: an unacknowledged delivery is held until its connection dies',
-    reclaim: 'reclaimExpired is a no-op: the broker requeues a dead connection\'s deliveries (test/broker-faults.test.ts)',
-    circuitBreaker: 'circuit_breaker_threshold does not apply: no lease expires',
+  async declared() {
+    const { RabbitBackend } = await import('../src/queue/rabbitmq/backend.js');
+    return new RabbitBackend(validateQueueConfig({ backend: 'rabbitmq', url: 'amqp://127.0.0.1:9', queue: queueName() })).capabilities;
   },
   patienceMs: 5000, // results and stream reads arrive through consumers, a moment after the write
   concurrency: 4,
@@ -341,25 +298,9 @@ const SQS_MIN_HEARTBEAT_TIMEOUT = 3;
  */
 const sqsHarness: Harness = {
   name: 'sqs',
-  capabilities: {
-    ...everything,
-    leases: false, // visibility timeouts of whole seconds, ended by SQS: reclaimExpired has nothing to report
-    reclaim: false, // SQS makes an unrenewed message visible again by itself
-    circuitBreaker: false, // circuit_breaker_threshold does not apply (no reclaim to count)
-    strictPriority: false, // a standard queue has no priorities
-    weightedPriority: false, // a standard queue has no priorities
-    fifo: false, // a standard queue keeps no order
-    perPriorityStats: false, // one queue: pending is SQS's approximate count, under normal
-    idempotentEnqueue: false, // a queue of messages: a re-sent batch is a second message (results are deduplicated)
-  },
-  reasons: {
-    idempotentEnqueue: 'a queue of messages: a re-sent batch is a second message (results are deduplicated)',
-    leases: 'leases are visibility timeouts of whole seconds that SQS ends itself: reclaimExpired has nothing to report',
-    reclaim: 'SQS makes an unrenewed message visible again itself; reclaimExpired is a no-op (test/broker-faults.test.ts)',
-    circuitBreaker: 'circuit_breaker_threshold does not apply: no reclaim to count',
-    strictPriority: 'a standard SQS queue has no priorities',
-    weightedPriority: 'a standard SQS queue has no priorities',
-    perPriorityStats: 'one queue without priorities: pending is SQS\'s approximate count under normal',
+  async declared() {
+    const { SqsBackend } = await import('../src/queue/sqs/backend.js');
+    return new SqsBackend(validateQueueConfig({ backend: 'sqs', endpoint_url: 'http://127.0.0.1:9', region: 'us-east-1', queue: `t${randomUUID().slice(0, 18)}` })).capabilities;
   },
   patienceMs: 5000, // a counted retry's delay is rounded up to whole seconds
   concurrency: 4,
@@ -417,11 +358,13 @@ function manifest(jobId: string, createdAt: number): JobManifest {
   return { jobId, task: ref('task.mjs'), implementations: { baseline: ref('base.mjs'), candidate: ref('cand.mjs') }, seed: 42, timeoutMs: 1000, memMb: 64, createdAt };
 }
 
-function conformance(h: Harness): void {
+function conformance(h: Harness, caps: BackendCapabilities): void {
   const reason = h.skipReason();
-  const caps = h.capabilities;
-  /** Skips a test for a backend without the capability, with the (one-line) reason. */
-  const needs = (cap: keyof Capabilities, why: string) => ({ skip: caps[cap] ? false : `${h.name}: ${h.reasons?.[cap] ?? why}` });
+  /** Skips a test for a backend that does not declare every one of `names` (one line: the first missing and what it means). */
+  const needs = <C extends Concern>(concern: C, ...names: CapabilityName<C>[]) => {
+    const missing = names.find((n) => !declares(caps, concern, n));
+    return { skip: missing === undefined ? false : missingCapabilityReason(h.name, concern, missing) };
+  };
 
   /**
    * Claims until `want` claims arrived or the harness's patience ran out (with patience 0: one call).
@@ -467,7 +410,8 @@ function conformance(h: Harness): void {
     return (await readUntil(b, jobId, '0', count)).entries;
   }
 
-  describe(`backend conformance: ${h.name}`, { skip: reason ?? false, concurrency: h.concurrency }, () => {
+  // The concerns run one after the other; the tests within one run `h.concurrency` at a time.
+  describe(`backend conformance: ${h.name}`, { skip: reason ?? false, concurrency: 1 }, () => {
     before(() => h.setup());
     after(() => h.teardown());
 
@@ -480,693 +424,745 @@ function conformance(h: Harness): void {
       }
     }
 
-    it('has a kind and a clock close to this machine\'s', () =>
-      withBackend({}, async (b) => {
-        assert.equal(b.kind, h.name === 'redis-cluster' ? 'redis' : h.name);
-        const t = await b.now();
-        assert.ok(Number.isFinite(t) && Math.abs(t - Date.now()) < 5000, `now() = ${t}`);
-      }));
+    describe(`connection (kind, clock, close, and the capabilities it declares)`, { concurrency: h.concurrency }, () => {
+      it('declares every capability, and exactly the optional operations it declares', () =>
+        withBackend({}, async (b) => {
+          assert.deepEqual(capabilityMismatches(b as unknown as Parameters<typeof capabilityMismatches>[0]), []);
+          assert.deepEqual(b.capabilities, caps, 'the capabilities the suite gates on are the ones the connected backend declares');
+        }));
 
-    it('enqueues, claims and completes binary batches (FIFO within a priority where the backend keeps it)', () =>
-      withBackend({}, async (b) => {
-        const job = `job-${randomUUID()}`;
-        const sent = [batch(job), batch(job, { mac: 'ab'.repeat(32) }), batch(job)];
-        await b.enqueue(sent);
-        const got = oks(await claimUntil(b, 'w1', 10, 5000, sent.length));
-        if (caps.fifo) assert.deepEqual(got.map((x) => x.id), sent.map((x) => x.id));
-        else assert.deepEqual(got.map((x) => x.id).sort(), sent.map((x) => x.id).sort());
-        for (const g of got) {
-          const s = sent.find((x) => x.id === g.id)!;
-          assert.equal(g.jobId, job);
-          assert.equal(g.role, s.role);
-          assert.equal(g.priority, 'normal');
-          assert.equal(g.attempt, 1);
-          assert.deepEqual(bytes(g.payload), bytes(s.payload));
-          assert.equal(g.mac, s.mac);
-        }
-        // The claimer holds what it claimed; nobody else does; an empty list is a no-op.
-        const ids = got.map((x) => x.id);
-        assert.deepEqual(await b.renewLeases('w1', ids, 5000), []);
-        assert.deepEqual(await b.renewLeases('w2', ids, 5000), ids);
-        assert.deepEqual(await b.renewLeases('w1', [], 5000), []);
-        const frame = Uint8Array.from([0, 0xff, 0xfe, 0x80, 0x0a]);
-        for (const g of got) assert.equal(await b.completeBatch('w1', g, frame), true);
-        const entries = await readAll(b, job, 3);
-        assert.equal(entries.length, 3);
-        for (const [i, e] of entries.entries()) {
-          assert.equal(e.kind, 'results');
-          if (e.kind !== 'results') continue;
-          assert.equal(e.batchId, got[i].id, 'results in completion order');
-          assert.equal(e.role, got[i].role);
-          assert.equal(e.workerId, 'w1');
-          assert.deepEqual(bytes(e.frame), bytes(frame));
-        }
-        assert.deepEqual(await b.claimBatches('w1', 10, 5000), []);
-        const s = await eventually(() => b.stats(), (x) => x.completed === 3);
-        assert.equal(s.inflight, 0);
-        assert.equal(s.completed, 3);
-        assert.equal(s.dispatched, 3);
-      }));
+      it('has a kind and a clock close to this machine\'s', () =>
+        withBackend({}, async (b) => {
+          assert.equal(b.kind, h.name === 'redis-cluster' ? 'redis' : h.name);
+          const t = await b.now();
+          assert.ok(Number.isFinite(t) && Math.abs(t - Date.now()) < 5000, `now() = ${t}`);
+        }));
 
-    it('claims nothing from an empty queue (and nothing for max <= 0)', () =>
-      withBackend({}, async (b) => {
-        assert.deepEqual(await b.claimBatches('w1', 5, 1000), []);
-        await b.enqueue([batch('j')]);
-        assert.deepEqual(await b.claimBatches('w1', 0, 1000), []);
-        assert.equal((await b.stats()).pending.normal, 1);
-      }));
-
-    it('strict priority claims critical, high, normal, low in that order', needs('strictPriority', 'priorities are honoured within a worker\'s fetch buffer only'), () =>
-      withBackend({ strict_priority: true }, async (b) => {
-        const order: Priority[] = ['low', 'normal', 'high', 'critical', 'low', 'critical'];
-        const sent = order.map((priority) => batch('j', { priority }));
-        await b.enqueue(sent);
-        const one = oks(await b.claimBatches('w1', 1, 5000));
-        assert.equal(one[0].priority, 'critical');
-        const rest = oks(await b.claimBatches('w1', 10, 5000));
-        assert.deepEqual(rest.map((x) => x.priority), ['critical', 'high', 'normal', 'low', 'low']);
-        assert.deepEqual([one[0].id, ...rest.map((x) => x.id)], [sent[3], sent[5], sent[2], sent[1], sent[0], sent[4]].map((x) => x.id));
-      }));
-
-    it('weighted priority favours heavy non-empty priorities and never starves on an empty one', needs('weightedPriority', 'priorities are honoured within a worker\'s fetch buffer only'), () =>
-      withBackend({ queue_weights: { critical: 100, low: 1 } }, async (b) => {
-        // Only low is non-empty: the heavy (empty) critical must not block it.
-        await b.enqueue([batch('j', { priority: 'low' })]);
-        assert.equal(oks(await b.claimBatches('w1', 1, 5000))[0].priority, 'low');
-        await b.enqueue([...Array.from({ length: 100 }, () => batch('j', { priority: 'critical' })), ...Array.from({ length: 100 }, () => batch('j', { priority: 'low' }))]);
-        let critical = 0;
-        for (let i = 0; i < 100; i++) if (oks(await b.claimBatches('w1', 1, 5000))[0].priority === 'critical') critical++;
-        assert.ok(critical >= 90, `critical claimed first in ${critical}/100 tries (weights 100:1)`);
-      }));
-
-    it('weighted priority is random, not strict, when weights are equal', needs('weightedPriority', 'priorities are honoured within a worker\'s fetch buffer only'), () =>
-      withBackend({ queue_weights: { critical: 1, high: 1, normal: 1, low: 1 } }, async (b) => {
-        await b.enqueue([...Array.from({ length: 60 }, () => batch('j', { priority: 'critical' })), ...Array.from({ length: 60 }, () => batch('j', { priority: 'low' }))]);
-        const got = oks(await b.claimBatches('w1', 60, 5000));
-        assert.equal(got.length, 60);
-        const low = got.filter((x) => x.priority === 'low').length;
-        assert.ok(low >= 10 && low <= 50, `low claimed ${low}/60 times with equal weights`);
-      }));
-
-    it('concurrent claimers never receive the same batch', () =>
-      withBackend({}, async (b) => {
-        const sent = Array.from({ length: 60 }, () => batch('j'));
-        await b.enqueue(sent);
-        const seen: string[] = [];
-        const deadline = Date.now() + h.patienceMs;
-        await Promise.all(
-          Array.from({ length: 6 }, async (_, w) => {
-            for (;;) {
-              const got = oks(await b.claimBatches(`w${w}`, 4, 5000));
-              if (got.length === 0) {
-                // Drained, or (a backend that delivers over time) nothing more within its patience.
-                if (seen.length >= sent.length || Date.now() >= deadline) return;
-                await sleep(25);
-                continue;
-              }
-              seen.push(...got.map((x) => x.id));
-            }
-          }),
-        );
-        assert.equal(seen.length, 60);
-        assert.equal(new Set(seen).size, 60);
-      }));
-
-    it('renewed leases survive past their original deadline', needs('leases', 'no per-batch lease: group membership is the lease'), () =>
-      withBackend({}, async (b) => {
-        const sent = [batch('j'), batch('j')];
-        await b.enqueue(sent);
-        const ids = oks(await b.claimBatches('w1', 2, 250)).map((x) => x.id);
-        for (let i = 0; i < 6; i++) {
-          await sleep(100);
-          assert.deepEqual(await b.renewLeases('w1', ids, 250), []);
-        }
-        // 600 ms after the claim: well past the first 250 ms deadline.
-        assert.deepEqual(await b.reclaimExpired(), { requeued: [], deadLettered: [] });
-        assert.deepEqual(await b.claimBatches('w2', 5, 1000), []);
-        assert.equal((await b.stats()).inflight, 2);
-        // Ids the worker never held are reported lost; an empty list is a no-op.
-        assert.deepEqual(await b.renewLeases('w2', ids, 250), ids);
-        assert.deepEqual(await b.renewLeases('w1', [], 250), []);
-        // Stop renewing: now they expire.
-        await sleep(400);
-        const out = await b.reclaimExpired();
-        assert.deepEqual([...out.requeued].sort(), [...ids].sort());
-      }));
-
-    it('an unrenewed lease expires; reclaim requeues it with attempt + 1 for another worker', needs('reclaim', 'reclaimExpired is a no-op: the group rebalance redelivers a dead worker\'s records'), () =>
-      withBackend({}, async (b) => {
-        const sent = batch('j');
-        await b.enqueue([sent, batch('j')]);
-        const [first] = oks(await b.claimBatches('w1', 1, 150));
-        assert.equal(first.id, sent.id);
-        assert.deepEqual((await b.reclaimExpired()).requeued, [], 'not expired yet');
-        await sleep(300);
-        assert.deepEqual(await b.reclaimExpired(), { requeued: [sent.id], deadLettered: [] });
-        // Requeued at the front of its priority: claimed before the batch that was waiting.
-        const [again] = oks(await b.claimBatches('w2', 1, 5000));
-        assert.equal(again.id, sent.id);
-        assert.equal(again.attempt, 2);
-        assert.deepEqual(bytes(again.payload), bytes(sent.payload));
-        assert.deepEqual(await b.renewLeases('w1', [sent.id], 1000), [sent.id], 'w1 lost it');
-        assert.deepEqual(await b.renewLeases('w2', [sent.id], 1000), []);
-        assert.equal((await b.stats()).requeued, 1);
-      }));
-
-    it('completeBatch after a lost lease returns false, still publishes, and leaves the new owner alone', needs('reclaim', 'claims are lost only to a rebalance (test/kafka.test.ts covers that), never to lease expiry'), () =>
-      withBackend({}, async (b) => {
-        const job = `job-${randomUUID()}`;
-        const sent = batch(job);
-        await b.enqueue([sent]);
-        const [mine] = oks(await b.claimBatches('w1', 1, 150));
-        await sleep(300);
-        await b.reclaimExpired();
-        const [theirs] = oks(await b.claimBatches('w2', 1, 5000));
-        assert.equal(theirs.id, mine.id);
-        assert.equal(await b.completeBatch('w1', mine, Uint8Array.from([1])), false);
-        const first = await b.readResults(job, '0', 0);
-        assert.equal(first.entries.length, 1);
-        const e = first.entries[0];
-        assert.ok(e.kind === 'results' && e.workerId === 'w1' && e.batchId === sent.id);
-        assert.deepEqual(await b.renewLeases('w2', [sent.id], 5000), [], 'the new owner still holds it');
-        assert.equal((await b.stats()).inflight, 1);
-        assert.equal(await b.completeBatch('w2', theirs, Uint8Array.from([2])), true);
-        const second = await b.readResults(job, first.cursor, 0);
-        assert.equal(second.entries.length, 1);
-        assert.ok(second.entries[0].kind === 'results' && second.entries[0].workerId === 'w2');
-        const s = await b.stats();
-        assert.equal(s.inflight, 0);
-        assert.equal(s.completed, 1);
-      }));
-
-    it('an expired lease past max_requeue_attempts is dead-lettered with the reason and the job is told', needs('reclaim', 'reclaimExpired is a no-op: no lease expires, so none is dead-lettered for it'), () =>
-      withBackend({ max_requeue_attempts: 1 }, async (b) => {
-        const job = `job-${randomUUID()}`;
-        await b.putJob(manifest(job, await b.now()));
-        const sent = batch(job, { role: 'candidate' });
-        await b.enqueue([sent]);
-        const t0 = await b.now();
-        assert.equal(oks(await b.claimBatches('w1', 1, 100))[0].attempt, 1);
-        await sleep(200);
-        assert.deepEqual(await b.reclaimExpired(), { requeued: [sent.id], deadLettered: [] });
-        assert.equal(oks(await b.claimBatches('w2', 1, 100))[0].attempt, 2);
-        await sleep(200);
-        assert.deepEqual(await b.reclaimExpired(), { requeued: [], deadLettered: [sent.id] });
-
-        const dead = await b.listDead();
-        assert.equal(dead.length, 1);
-        assert.equal(dead[0].id, sent.id);
-        assert.equal(dead[0].jobId, job);
-        assert.equal(dead[0].role, 'candidate');
-        assert.equal(dead[0].attempts, 2);
-        assert.match(dead[0].reason, /lease expired/);
-        assert.ok(dead[0].deadAt >= t0 - 1000 && dead[0].deadAt <= (await b.now()) + 1000, `deadAt ${dead[0].deadAt}`);
-        const entries = await readAll(b, job, 1);
-        assert.deepEqual(entries.map((e) => e.kind), ['dead']);
-        assert.equal(entries[0].batchId, sent.id);
-        assert.equal((await b.stats()).dead, 1);
-        assert.deepEqual(await b.claimBatches('w3', 1, 1000), []);
-        assert.equal(await b.retryDead(sent.id), 1);
-        const [back] = oks(await b.claimBatches('w3', 1, 5000));
-        assert.equal(back.attempt, 1, 'attempts reset by retryDead');
-      }));
-
-    it('enqueue is idempotent: a batch id already pending or in flight is not added again', needs('idempotentEnqueue', 'an append-only log: a re-sent batch is a second record'), () =>
-      withBackend({}, async (b) => {
-        const job = `job-${randomUUID()}`;
-        const [x, y] = [batch(job), batch(job)];
-        await b.enqueue([x, y]);
-        await b.enqueue([x, y]);
-        const [c] = oks(await claimUntil(b, 'w1', 1, 5000));
-        await b.enqueue([x, y]);
-        const rest = oks(await b.claimBatches('w2', 10, 5000));
-        assert.deepEqual([c.id, ...rest.map((r) => r.id)], [x.id, y.id]);
-        assert.equal((await b.stats()).dispatched, 2);
-      }));
-
-    it('missingBatches names the batches neither pending, delayed nor in flight', () =>
-      withBackend({}, async (b, config) => {
-        if (!b.missingBatches) return;
-        const job = `job-${randomUUID()}`;
-        await b.putJob(manifest(job, await b.now()));
-        const [p, f, d, r] = [batch(job), batch(job), batch(job), batch(job)];
-        await b.enqueue([f, d, r]);
-        const claimed = oks(await claimUntil(b, 'w1', 3, 5000));
-        assert.equal(claimed.length, 3);
-        await b.enqueue([p]);
-        await b.completeBatch('w1', claimed.find((c) => c.id === f.id)!, Uint8Array.from([1]));
-        await b.deadLetter('w1', d.id, 'gone');
-        await b.releaseBatch('w1', r.id, { delayMs: 60_000, countAttempt: true, reason: 'later' });
-        assert.ok(config.max_requeue_attempts >= 1);
-        assert.deepEqual((await b.missingBatches([p.id, f.id, d.id, r.id, 'never-sent'])).sort(), [f.id, d.id, 'never-sent'].sort());
-      }));
-
-    it('with hmac_key, results entries and dead letters are signed for their job, batch and role', () =>
-      withBackend({ hmac_key: 'conformance-key' }, async (b) => {
-        const { verifyDead, verifyResults } = await import('../src/queue/messages.js');
-        const job = `job-${randomUUID()}`;
-        await b.putJob(manifest(job, await b.now()));
-        const [x, y] = [batch(job, { role: 'baseline' }), batch(job, { role: 'candidate' })];
-        await b.enqueue([x, y]);
-        const got = oks(await claimUntil(b, 'w1', 2, 5000));
-        const frame = Uint8Array.from([9, 8, 7]);
-        await b.completeBatch('w1', got.find((g) => g.id === x.id)!, frame);
-        await b.deadLetter('w1', y.id, 'poison');
-        const entries = await readAll(b, job, 2);
-        const results = entries.find((e) => e.kind === 'results');
-        const dead = entries.find((e) => e.kind === 'dead');
-        assert.ok(results && results.kind === 'results' && dead && dead.kind === 'dead', JSON.stringify(entries));
-        assert.ok(verifyResults('conformance-key', { jobId: job, batchId: x.id, role: 'baseline', workerId: 'w1' }, results.frame, results.mac));
-        assert.ok(!verifyResults('conformance-key', { jobId: job, batchId: x.id, role: 'candidate', workerId: 'w1' }, results.frame, results.mac), 'bound to the role');
-        assert.ok(!verifyResults('other-key', { jobId: job, batchId: x.id, role: 'baseline', workerId: 'w1' }, results.frame, results.mac), 'bound to the key');
-        assert.equal(dead.role, 'candidate');
-        assert.ok(verifyDead('conformance-key', { jobId: job, batchId: y.id, role: 'candidate', reason: 'poison' }, dead.mac));
-        assert.ok(!verifyDead('conformance-key', { jobId: job, batchId: x.id, role: 'candidate', reason: 'poison' }, dead.mac), 'bound to the batch');
-      }));
-
-    it('withdrawJob removes the job\'s batches wherever they wait, drops its manifest and results, and leaves other jobs alone', () =>
-      withBackend({}, async (b, _c) => {
-        if (!b.withdrawJob) return;
-        const job = `job-${randomUUID()}`;
-        const other = `job-${randomUUID()}`;
-        await b.putJob(manifest(job, await b.now()));
-        await b.putJob(manifest(other, await b.now()));
-        const mine = [batch(job), batch(job), batch(job), batch(job, { priority: 'high' })];
-        const theirs = batch(other);
-        await b.enqueue([...mine, theirs]);
-        let inFlight: ClaimedBatch | undefined;
-        if (caps.leases && caps.fifo) {
-          // One of the job's batches in flight, one waiting out a retry delay, two pending.
-          const got = oks(await b.claimBatches('w1', 2, 60_000)).filter((x) => x.jobId === job);
-          assert.ok(got.length >= 2, `claimed ${got.length} of the job's batches`);
-          inFlight = got[0];
-          await b.releaseBatch('w1', got[1].id, { delayMs: 60_000, countAttempt: true, reason: 'later' });
-        }
-        const removed = await b.withdrawJob(job, mine.map((x) => x.id));
-        if (caps.pendingExcludesClaimed) assert.equal(removed, mine.length, 'every batch of the job is removed');
-        assert.equal(await eventually(() => b.getJob(job), (m) => m === null), null, 'manifest dropped');
-        assert.equal((await b.getJob(other))?.jobId, other, 'another job keeps its manifest');
-        if (inFlight) {
-          assert.deepEqual(await b.renewLeases('w1', [inFlight.id], 60_000), [inFlight.id], 'the lease of a withdrawn batch is revoked');
-          assert.equal(await b.completeBatch('w1', inFlight, Uint8Array.from([1])), false);
-          assert.deepEqual((await b.readResults(job, '0', 0)).entries, [], 'results of a withdrawn job are dropped');
-          await b.deadLetter('w1', inFlight.id, 'late');
-          assert.deepEqual(await b.listDead(), [], 'nothing of a withdrawn job reaches the DLQ');
-        }
-        // Only the other job's batch is left to claim.
-        const left = oks(await claimUntil(b, 'w2', 10, 5000, 1));
-        assert.deepEqual(left.map((x) => x.id), [theirs.id]);
-        assert.deepEqual(oks(await b.claimBatches('w2', 10, 5000)), []);
-        if (caps.delayedStats) {
-          const s = await b.stats();
-          assert.equal(s.delayed, 0);
-          assert.equal(s.inflight, 1);
-        }
-        assert.equal(await b.completeBatch('w2', left[0], Uint8Array.from([2])), true);
-        assert.equal((await readAll(b, other, 1)).length, 1, 'the other job still gets its results');
-      }));
-
-    it('deadLetter records the reason and tells the job; listDead, retryDead and purgeDead manage the DLQ', () =>
-      withBackend({}, async (b) => {
-        const job = `job-${randomUUID()}`;
-        await b.putJob(manifest(job, await b.now()));
-        const sent = batch(job, { role: 'candidate' });
-        await b.enqueue([sent]);
-        const t0 = await b.now();
-        const [c] = oks(await claimUntil(b, 'w1', 1, 5000));
-        assert.equal(c.id, sent.id);
-        await b.deadLetter('w1', c.id, 'bad mac');
-
-        const dead = await b.listDead();
-        assert.equal(dead.length, 1);
-        assert.equal(dead[0].id, sent.id);
-        assert.equal(dead[0].jobId, job);
-        assert.equal(dead[0].role, 'candidate');
-        assert.equal(dead[0].attempts, 1);
-        assert.equal(dead[0].reason, 'bad mac');
-        assert.ok(dead[0].deadAt >= t0 - 1000 && dead[0].deadAt <= (await b.now()) + 1000, `deadAt ${dead[0].deadAt}`);
-        const entries = await readAll(b, job, 1);
-        assert.deepEqual(entries.map((e) => e.kind), ['dead']);
-        assert.equal(entries[0].batchId, sent.id);
-        assert.ok(entries[0].kind === 'dead' && entries[0].reason === 'bad mac');
-        let s = await b.stats();
-        assert.equal(s.dead, 1);
-        assert.equal(s.inflight, 0);
-        assert.deepEqual(await b.claimBatches('w3', 1, 1000), []);
-
-        assert.equal(await b.retryDead('no-such-id'), 0);
-        assert.equal(await b.retryDead(sent.id), 1);
-        assert.deepEqual(await b.listDead(), []);
-        const [back] = oks(await claimUntil(b, 'w3', 1, 5000));
-        assert.equal(back.id, sent.id);
-        assert.equal(back.attempt, 1, 'attempts reset by retryDead');
-        assert.deepEqual(bytes(back.payload), bytes(sent.payload));
-
-        await b.deadLetter('w3', back.id, 'poison pill');
-        const again = await b.listDead();
-        assert.equal(again.length, 1);
-        assert.equal(again[0].reason, 'poison pill');
-        assert.equal((await b.stats()).inflight, 0);
-        const last = (await readAll(b, job, 2)).at(-1)!;
-        assert.ok(last.kind === 'dead' && last.reason === 'poison pill');
-        assert.equal(await b.purgeDead(), 1);
-        assert.deepEqual(await b.listDead(), []);
-        s = await b.stats();
-        assert.equal(s.dead, 0);
-        assert.equal(await b.retryDead(), 0);
-      }));
-
-    it('retryDead() without an id requeues every dead batch; listDead honours its limit', () =>
-      withBackend({ max_requeue_attempts: 0 }, async (b) => {
-        const sent = [batch('j'), batch('j'), batch('j')];
-        await b.enqueue(sent);
-        for (const c of oks(await claimUntil(b, 'w1', 3, 5000))) await b.deadLetter('w1', c.id, 'bad');
-        assert.equal((await b.listDead()).length, 3);
-        assert.equal((await b.listDead(2)).length, 2);
-        assert.equal(await b.retryDead(), 3);
-        assert.equal((await eventually(() => b.stats(), (s) => s.pending.normal === 3)).pending.normal, 3);
-        assert.equal(await b.purgeDead(), 0);
-      }));
-
-    it('a stale deadLetter (from a worker whose lease was reclaimed) never loses the batch', needs('reclaim', 'no lease is reclaimed; a deadLetter by a worker not holding the record is a no-op'), () =>
-      withBackend({}, async (b) => {
-        const job = `job-${randomUUID()}`;
-        await b.putJob(manifest(job, await b.now()));
-        const a = batch(job);
-        await b.enqueue([a]);
-        oks(await b.claimBatches('w1', 1, 100));
-        await sleep(200);
-        assert.deepEqual((await b.reclaimExpired()).requeued, [a.id]);
-        // w1 wakes up after its lease was reclaimed and rejects the batch (say, a bad MAC).
-        await b.deadLetter('w1', a.id, 'stale verdict');
-        // Another worker drains the queue as the daemon does.
-        let completed = false;
-        for (const c of await b.claimBatches('w2', 5, 5000)) {
-          if (!c.ok) await b.deadLetter('w2', c.id, c.reason);
-          else {
-            assert.equal(c.batch.id, a.id);
-            completed = await b.completeBatch('w2', c.batch, Uint8Array.from([1]));
-          }
-        }
-        if (!completed) {
-          // The stale verdict won: the DLQ must then still hold the batch with its payload.
-          const dead = await b.listDead();
-          assert.deepEqual(dead.map((d) => d.id), [a.id]);
-          assert.equal(dead[0].jobId, job, `the dead-letter entry lost its batch: ${JSON.stringify(dead[0])}`);
-          assert.equal(await b.retryDead(a.id), 1, 'the dead-lettered batch kept its payload');
-          const [again] = oks(await b.claimBatches('w2', 1, 5000));
-          assert.deepEqual(bytes(again.payload), bytes(a.payload));
-        }
-      }));
-
-    it('enable_requeue: false dead-letters a batch on its first expired lease', needs('reclaim', 'enable_requeue does not apply: no lease expires'), () =>
-      withBackend({ enable_requeue: false }, async (b) => {
-        const sent = batch('j');
-        await b.enqueue([sent]);
-        oks(await b.claimBatches('w1', 1, 100));
-        await sleep(200);
-        assert.deepEqual(await b.reclaimExpired(), { requeued: [], deadLettered: [sent.id] });
-        assert.equal((await b.listDead())[0].id, sent.id);
-      }));
-
-    it('releaseBatch countAttempt:false hands back at once, at the front, without counting', () =>
-      withBackend({ max_requeue_attempts: 0 }, async (b) => {
-        const a = batch('j');
-        const c = batch('j');
-        await b.enqueue([a, c]);
-        const [got] = oks(await claimUntil(b, 'w1', 1, 5000));
-        if (caps.fifo) assert.equal(got.id, a.id);
-        await b.releaseBatch('w1', got.id, { delayMs: 60_000, countAttempt: false, reason: 'draining' });
-        const [again] = oks(await claimUntil(b, 'w2', 1, 5000));
-        assert.equal(again.id, got.id, 'handed back to the front, ignoring delayMs');
-        assert.equal(again.attempt, 1, 'a hand-back does not count as an attempt');
-        // Releasing a batch one does not hold changes nothing.
-        await b.releaseBatch('w1', got.id, { delayMs: 0, countAttempt: false, reason: 'not mine' });
-        assert.deepEqual(await b.renewLeases('w2', [got.id], 5000), []);
-        const s = await b.stats();
-        assert.equal(s.inflight, 1);
-        // Waiting: the other batch (plus the claimed one where pending counts what is not yet finished).
-        assert.equal(s.pending.normal, caps.pendingExcludesClaimed ? 1 : 2);
-        assert.equal(s.dead, 0);
-      }));
-
-    it('releaseBatch countAttempt:true waits delayMs, then is claimable with attempt + 1', () =>
-      withBackend({}, async (b) => {
-        const a = batch('j');
-        await b.enqueue([a]);
-        oks(await claimUntil(b, 'w1', 1, 5000));
-        // A delay well above scheduling noise on a loaded machine: the checks below run ~200 ms in.
-        await b.releaseBatch('w1', a.id, { delayMs: 2000, countAttempt: true, reason: 'retry' });
-        const released = Date.now();
-        let s = await b.stats();
-        assert.equal(s.inflight, 0);
-        if (caps.delayedStats) assert.equal(s.delayed, 1);
-        assert.equal(s.requeued, 1);
-        assert.deepEqual(await b.claimBatches('w1', 1, 5000), [], 'not before the delay');
-        await sleep(200);
-        assert.deepEqual(await b.claimBatches('w2', 1, 5000), [], 'still not before the delay');
-        await sleep(Math.max(0, released + 2100 - Date.now()));
-        const [again] = oks(await claimUntil(b, 'w2', 1, 5000));
-        assert.equal(again.id, a.id);
-        assert.equal(again.attempt, 2);
-        s = await b.stats();
-        assert.equal(s.delayed, 0);
-        assert.equal(s.inflight, 1);
-      }));
-
-    it('releaseBatch countAttempt:true past max_requeue_attempts dead-letters with the reason', () =>
-      withBackend({ max_requeue_attempts: 1 }, async (b) => {
-        const job = `job-${randomUUID()}`;
-        await b.putJob(manifest(job, await b.now()));
-        const a = batch(job);
-        await b.enqueue([a]);
-        oks(await claimUntil(b, 'w1', 1, 5000));
-        await b.releaseBatch('w1', a.id, { delayMs: 0, countAttempt: true, reason: 'worker crashed' });
-        const [second] = oks(await claimUntil(b, 'w1', 1, 5000));
-        assert.equal(second.attempt, 2);
-        await b.releaseBatch('w1', a.id, { delayMs: 0, countAttempt: true, reason: 'worker crashed' });
-        const dead = await b.listDead();
-        assert.equal(dead.length, 1);
-        assert.equal(dead[0].id, a.id);
-        assert.match(dead[0].reason, /worker crashed/);
-        const entries = await readAll(b, job, 1);
-        assert.equal(entries.at(-1)?.kind, 'dead');
-        assert.deepEqual(await b.claimBatches('w1', 1, 5000), []);
-      }));
-
-    it('garbage on a pending list comes back as {ok:false} and deadLetter records it', needs('garbageInjection', 'the harness cannot plant garbage'), () =>
-      withBackend({}, async (b, config) => {
-        const good = batch('j');
-        await b.enqueue([good]);
-        assert.ok(await h.injectGarbage!(b, config, 'not-a-batch-id', 'normal'), `${h.name}: the garbage was not planted`);
-        const claims = await claimUntil(b, 'w1', 5, 5000, 2);
-        assert.equal(claims.length, 2);
-        const bad = claims.find((c) => !c.ok);
-        assert.ok(bad && !bad.ok);
-        assert.equal(bad.id, 'not-a-batch-id');
-        assert.ok(bad.reason.length > 0);
-        assert.ok(claims.some((c) => c.ok && c.batch.id === good.id));
-        await b.deadLetter('w1', bad.id, bad.reason);
-        const dead = await b.listDead();
-        assert.equal(dead.length, 1);
-        assert.equal(dead[0].id, 'not-a-batch-id');
-        assert.equal(dead[0].reason, bad.reason);
-        assert.equal(dead[0].jobId, undefined);
-        const s = await b.stats();
-        assert.equal(s.inflight, 1, 'only the good batch is in flight');
-        assert.equal(s.dead, 1);
-      }));
-
-    it('artifacts and job manifests round-trip byte-exact', () =>
-      withBackend({}, async (b) => {
-        const blob = Uint8Array.from({ length: 512 }, (_, i) => (i * 7 + 3) & 0xff);
-        await b.putArtifact('f'.repeat(64), blob);
-        await b.putArtifact('f'.repeat(64), blob); // a second put is harmless
-        const back = await b.getArtifact('f'.repeat(64));
-        assert.ok(back);
-        assert.deepEqual(bytes(back), bytes(blob));
-        assert.equal(await b.getArtifact('0'.repeat(64)), null);
-
-        const job = `job-${randomUUID()}`;
-        const m = manifest(job, await b.now());
-        await b.putJob(m);
-        assert.deepEqual(await b.getJob(job), m);
-        assert.equal(await b.getJob('nope'), null);
-        await b.enqueue([batch(job)]);
-        const [c] = oks(await claimUntil(b, 'w1', 1, 5000));
-        await b.completeBatch('w1', c, Uint8Array.from([9]));
-        assert.equal((await readAll(b, job, 1)).length, 1);
-        await b.deleteJob(job);
-        assert.equal(await b.getJob(job), null);
-        assert.deepEqual((await b.readResults(job, '0', 0)).entries, [], 'deleteJob drops the result stream');
-      }));
-
-    it('readResults blocks up to blockMs, wakes on new entries, and resumes from its cursor', () =>
-      withBackend({}, async (b) => {
-        const job = `job-${randomUUID()}`;
-        let t = Date.now();
-        const empty = await b.readResults(job, '0', 300);
-        assert.deepEqual(empty.entries, []);
-        assert.equal(empty.cursor, '0');
-        assert.ok(Date.now() - t >= 250, `returned after ${Date.now() - t} ms, expected ~300`);
-
-        const sent = Array.from({ length: 5 }, () => batch(job));
-        await b.enqueue(sent);
-        const claimed = oks(await claimUntil(b, 'w1', 5, 5000));
-        assert.equal(claimed.length, 5);
-        t = Date.now();
-        const waiting = b.readResults(job, '0', 3000);
+      it('close() makes a pending blocking read return promptly', async () => {
+        const { backend } = await h.create({});
+        const t = Date.now();
+        const pending = backend.readResults(`job-${randomUUID()}`, '0', 5000);
         await sleep(100);
-        // The main connection is not stalled by the blocking read.
-        const t1 = Date.now();
-        await b.now();
-        await b.stats();
-        assert.ok(Date.now() - t1 < 500, 'other calls proceed during a blocking read');
-        await b.completeBatch('w1', claimed[0], Uint8Array.from([0]));
-        const woke = await waiting;
-        assert.ok(Date.now() - t < 1500, `woke after ${Date.now() - t} ms`);
-        assert.deepEqual(woke.entries.map((e) => e.batchId), [claimed[0].id]);
-
-        for (const c of claimed.slice(1, 3)) await b.completeBatch('w1', c, Uint8Array.from([1]));
-        const mid = await readUntil(b, job, woke.cursor, 2);
-        assert.deepEqual(mid.entries.map((e) => e.batchId), [claimed[1].id, claimed[2].id]);
-        for (const c of claimed.slice(3)) await b.completeBatch('w1', c, Uint8Array.from([2]));
-        const end = await readUntil(b, job, mid.cursor, 2, 200);
-        assert.deepEqual(end.entries.map((e) => e.batchId), [claimed[3].id, claimed[4].id]);
-        const none = await b.readResults(job, end.cursor, 0);
-        assert.deepEqual(none.entries, []);
-        assert.equal(none.cursor, end.cursor);
-        const all = await b.readResults(job, '0', 0);
-        assert.deepEqual(all.entries.map((e) => e.batchId), claimed.map((x) => x.id));
-        if (caps.fifo) assert.deepEqual(claimed.map((x) => x.id), sent.map((x) => x.id));
-      }));
-
-    it('close() makes a pending blocking read return promptly', async () => {
-      const { backend } = await h.create({});
-      const t = Date.now();
-      const pending = backend.readResults(`job-${randomUUID()}`, '0', 5000);
-      await sleep(100);
-      await backend.close();
-      await backend.close(); // idempotent
-      const r = await pending;
-      assert.deepEqual(r.entries, []);
-      assert.ok(Date.now() - t < 1500, `returned after ${Date.now() - t} ms`);
-      await assert.rejects(backend.claimBatches('w1', 1, 1000), (err: { code?: string }) => typeof err.code === 'string' && err.code.startsWith('MG_ERR_BACKEND'));
+        await backend.close();
+        await backend.close(); // idempotent
+        const r = await pending;
+        assert.deepEqual(r.entries, []);
+        assert.ok(Date.now() - t < 1500, `returned after ${Date.now() - t} ms`);
+        await assert.rejects(backend.claimBatches('w1', 1, 1000), (err: { code?: string }) => typeof err.code === 'string' && err.code.startsWith('MG_ERR_BACKEND'));
+      });
     });
 
-    it('heartbeats make workers active until heartbeat_timeout passes', () =>
-      withBackend({ heartbeat_timeout: 0.5 }, async (b, config) => {
-        // The harness may raise the timeout (Kafka: its consumer session); every wait scales with it.
-        const T = config.heartbeat_timeout * 1000;
-        const info = { workerId: 'w1', host: 'host-a', pid: 1234, threads: 4, startedAt: 1_700_000_000_000, state: 'running' as const };
-        await b.heartbeat(info);
-        await b.heartbeat({ ...info, workerId: 'w2', pid: 99 });
-        const now = await b.now();
-        let active = await eventually(() => b.activeWorkers(), (a) => a.length >= 2);
-        assert.deepEqual(active.map((w) => w.workerId).sort(), ['w1', 'w2']);
-        const w1 = active.find((w) => w.workerId === 'w1')!;
-        assert.equal(w1.host, 'host-a');
-        assert.equal(w1.pid, 1234);
-        assert.equal(w1.threads, 4);
-        assert.equal(w1.startedAt, info.startedAt);
-        assert.equal(w1.state, 'running');
-        assert.ok(typeof w1.lastHeartbeat === 'number' && Math.abs(w1.lastHeartbeat - now) < 1000, `lastHeartbeat ${w1.lastHeartbeat} vs now ${now}`);
-        await b.removeWorker('w2');
-        assert.deepEqual((await b.activeWorkers()).map((w) => w.workerId), ['w1']);
-        assert.deepEqual((await b.stats()).workers.map((w) => w.workerId), ['w1']);
-        await sleep(0.6 * T);
-        await b.heartbeat({ ...info, casesCompleted: 7, state: 'draining' });
-        await sleep(0.6 * T);
-        active = await eventually(() => b.activeWorkers(), (a) => a.length === 1 && a[0].casesCompleted === 7);
-        assert.equal(active.length, 1, 'the renewed heartbeat keeps w1 active');
-        assert.equal(active[0].casesCompleted, 7);
-        assert.equal(active[0].state, 'draining');
-        await sleep(1.2 * T);
-        assert.deepEqual(await b.activeWorkers(), []);
-      }));
+    describe(`work queue (enqueue, claim, renew, complete, release, dead-letter, reclaim, results)`, { concurrency: h.concurrency }, () => {
+      it('enqueues, claims and completes binary batches (FIFO within a priority where the backend keeps it)', () =>
+        withBackend({}, async (b) => {
+          const job = `job-${randomUUID()}`;
+          const sent = [batch(job), batch(job, { mac: 'ab'.repeat(32) }), batch(job)];
+          await b.enqueue(sent);
+          const got = oks(await claimUntil(b, 'w1', 10, 5000, sent.length));
+          if (caps.queue.fifo) assert.deepEqual(got.map((x) => x.id), sent.map((x) => x.id));
+          else assert.deepEqual(got.map((x) => x.id).sort(), sent.map((x) => x.id).sort());
+          for (const g of got) {
+            const s = sent.find((x) => x.id === g.id)!;
+            assert.equal(g.jobId, job);
+            assert.equal(g.role, s.role);
+            assert.equal(g.priority, 'normal');
+            assert.equal(g.attempt, 1);
+            assert.deepEqual(bytes(g.payload), bytes(s.payload));
+            assert.equal(g.mac, s.mac);
+          }
+          // The claimer holds what it claimed; nobody else does; an empty list is a no-op.
+          const ids = got.map((x) => x.id);
+          assert.deepEqual(await b.renewLeases('w1', ids, 5000), []);
+          assert.deepEqual(await b.renewLeases('w2', ids, 5000), ids);
+          assert.deepEqual(await b.renewLeases('w1', [], 5000), []);
+          const frame = Uint8Array.from([0, 0xff, 0xfe, 0x80, 0x0a]);
+          for (const g of got) assert.equal(await b.completeBatch('w1', g, frame), true);
+          const entries = await readAll(b, job, 3);
+          assert.equal(entries.length, 3);
+          for (const [i, e] of entries.entries()) {
+            assert.equal(e.kind, 'results');
+            if (e.kind !== 'results') continue;
+            assert.equal(e.batchId, got[i].id, 'results in completion order');
+            assert.equal(e.role, got[i].role);
+            assert.equal(e.workerId, 'w1');
+            assert.deepEqual(bytes(e.frame), bytes(frame));
+          }
+          assert.deepEqual(await b.claimBatches('w1', 10, 5000), []);
+          const s = await eventually(() => b.stats(), (x) => x.completed === 3);
+          assert.equal(s.inflight, 0);
+          assert.equal(s.completed, 3);
+          assert.equal(s.dispatched, 3);
+        }));
 
-    it('the circuit breaker stops a worker that lost circuit_breaker_threshold leases, for heartbeat_timeout', needs('circuitBreaker', 'circuit_breaker_threshold does not apply: no lease is ever lost to expiry'), () =>
-      withBackend({ circuit_breaker_threshold: 2, heartbeat_timeout: 0.5 }, async (b) => {
-        await b.enqueue([batch('j'), batch('j'), batch('j')]);
-        assert.equal(oks(await b.claimBatches('w1', 1, 100)).length, 1);
-        await sleep(200);
-        assert.equal((await b.reclaimExpired()).requeued.length, 1);
-        // One strike: still allowed.
-        assert.equal(oks(await b.claimBatches('w1', 2, 100)).length, 2);
-        await sleep(200);
-        assert.equal((await b.reclaimExpired()).requeued.length, 2);
-        assert.deepEqual(await b.claimBatches('w1', 5, 5000), [], 'circuit open');
-        assert.equal(oks(await b.claimBatches('w2', 1, 5000)).length, 1, 'other workers still claim');
-        await sleep(650);
-        assert.equal(oks(await b.claimBatches('w1', 5, 5000)).length, 2, 'circuit closed after heartbeat_timeout');
-      }));
+      it('claims nothing from an empty queue (and nothing for max <= 0)', () =>
+        withBackend({}, async (b) => {
+          assert.deepEqual(await b.claimBatches('w1', 5, 1000), []);
+          await b.enqueue([batch('j')]);
+          assert.deepEqual(await b.claimBatches('w1', 0, 1000), []);
+          assert.equal((await b.stats()).pending.normal, 1);
+        }));
 
-    it('stats count pending per priority, in-flight, delayed, dead and the counters', needs('perPriorityStats', 'pending is the group\'s consumer lag under normal; completed/dispatched count committed/appended records'), () =>
-      withBackend({ strict_priority: true }, async (b) => {
-        const fresh = await b.stats();
-        assert.deepEqual(fresh.pending, { critical: 0, high: 0, normal: 0, low: 0 });
-        assert.deepEqual([fresh.inflight, fresh.delayed, fresh.dead, fresh.completed, fresh.dispatched, fresh.requeued], [0, 0, 0, 0, 0, 0]);
-        await b.enqueue([batch('j', { priority: 'high' }), batch('j', { priority: 'high' }), batch('j'), batch('j'), batch('j', { priority: 'low' })]);
-        let s = await b.stats();
-        assert.deepEqual(s.pending, { critical: 0, high: 2, normal: 2, low: 1 });
-        assert.equal(s.dispatched, 5);
-        const [x, y] = oks(await b.claimBatches('w1', 2, 5000));
-        s = await b.stats();
-        assert.equal(s.pending.high, 0);
-        assert.equal(s.inflight, 2);
-        await b.completeBatch('w1', x, Uint8Array.from([1]));
-        await b.releaseBatch('w1', y.id, { delayMs: 60_000, countAttempt: true, reason: 'retry later' });
-        const [z] = oks(await b.claimBatches('w1', 1, 5000));
-        await b.deadLetter('w1', z.id, 'bad');
-        s = await b.stats();
-        assert.deepEqual(s.pending, { critical: 0, high: 0, normal: 1, low: 1 });
-        assert.equal(s.inflight, 0);
-        assert.equal(s.delayed, 1);
-        assert.equal(s.dead, 1);
-        assert.equal(s.completed, 1);
-        assert.equal(s.requeued, 1);
-        assert.equal(s.dispatched, 5);
-      }));
+      it('strict priority claims critical, high, normal, low in that order', needs('queue', 'strictPriority'), () =>
+        withBackend({ strict_priority: true }, async (b) => {
+          const order: Priority[] = ['low', 'normal', 'high', 'critical', 'low', 'critical'];
+          const sent = order.map((priority) => batch('j', { priority }));
+          await b.enqueue(sent);
+          const one = oks(await b.claimBatches('w1', 1, 5000));
+          assert.equal(one[0].priority, 'critical');
+          const rest = oks(await b.claimBatches('w1', 10, 5000));
+          assert.deepEqual(rest.map((x) => x.priority), ['critical', 'high', 'normal', 'low', 'low']);
+          assert.deepEqual([one[0].id, ...rest.map((x) => x.id)], [sent[3], sent[5], sent[2], sent[1], sent[0], sent[4]].map((x) => x.id));
+        }));
 
-    it('administration (optional): progress entries, a cancellation request, withdrawing one job', (t) =>
-      withBackend({ strict_priority: true }, async (b) => {
-        if (!b.publishProgress || !b.listProgress || !b.removeProgress || !b.requestCancel || !b.withdrawJob) return t.skip(`${h.name}: no administration records`);
-        const job = `job-${randomUUID()}`;
-        const other = `job-${randomUUID()}`;
-        const progress = { jobId: job, task: 'conformance', total: 8, done: { baseline: 2, candidate: 1 }, passed: { baseline: 2, candidate: 0 }, errors: { baseline: 0, candidate: 1 }, priority: 'normal' as const, host: 'h', pid: 1, startedAt: Date.now() };
-        assert.deepEqual(await b.publishProgress(progress), { cancelRequested: false });
-        const [listed] = await b.listProgress();
-        assert.equal(listed.jobId, job);
-        assert.deepEqual(listed.done, progress.done);
-        assert.ok(typeof listed.updatedAt === 'number');
-        assert.equal(await b.requestCancel(`job-${randomUUID()}`), false, 'unknown job');
-        assert.equal(await b.requestCancel(job), true);
-        assert.deepEqual(await b.publishProgress(progress), { cancelRequested: true });
-        assert.equal((await b.listProgress())[0].cancelRequested, true);
+      it('weighted priority favours heavy non-empty priorities and never starves on an empty one', needs('queue', 'weightedPriority'), () =>
+        withBackend({ queue_weights: { critical: 100, low: 1 } }, async (b) => {
+          // Only low is non-empty: the heavy (empty) critical must not block it.
+          await b.enqueue([batch('j', { priority: 'low' })]);
+          assert.equal(oks(await b.claimBatches('w1', 1, 5000))[0].priority, 'low');
+          await b.enqueue([...Array.from({ length: 100 }, () => batch('j', { priority: 'critical' })), ...Array.from({ length: 100 }, () => batch('j', { priority: 'low' }))]);
+          let critical = 0;
+          for (let i = 0; i < 100; i++) if (oks(await b.claimBatches('w1', 1, 5000))[0].priority === 'critical') critical++;
+          assert.ok(critical >= 90, `critical claimed first in ${critical}/100 tries (weights 100:1)`);
+        }));
 
-        const mine = [batch(job), batch(job), batch(job, { priority: 'high' })];
-        const theirs = [batch(other), batch(other)];
-        await b.enqueue([mine[0], theirs[0], mine[1], theirs[1], mine[2]]);
-        // One of ours goes to the delayed set (a retry), one of theirs is claimed: both kinds are handled.
-        const claimed = oks(await b.claimBatches('w1', 2, 5000));
-        assert.deepEqual(claimed.map((c) => c.id), [mine[2].id, mine[0].id]);
-        await b.releaseBatch('w1', mine[0].id, { delayMs: 60_000, countAttempt: true, reason: 'later' });
-        assert.equal(await b.withdrawJob(job), 3, 'the delayed, the pending and the claimed batch of the job');
-        const s = await b.stats();
-        assert.equal(s.pending.normal, 2, "the other job's batches stay");
-        assert.equal(s.delayed, 0);
-        assert.equal(s.inflight, 0, 'a claimed batch of a withdrawn job loses its lease (its worker drops it)');
-        assert.deepEqual(await b.renewLeases('w1', [mine[2].id], 5000), [mine[2].id]);
-        if (b.priorityCounts) {
-          const [left] = oks(await b.claimBatches('w2', 1, 5000));
-          await b.deadLetter('w2', left.id, 'bad');
-          const counts = await b.priorityCounts();
-          assert.deepEqual(counts.inflight, { critical: 0, high: 0, normal: 0, low: 0 });
-          assert.deepEqual(counts.dead, { critical: 0, high: 0, normal: 1, low: 0 });
-        }
-        await b.removeProgress(job);
-        assert.deepEqual(await b.listProgress(), []);
-      }));
+      it('weighted priority is random, not strict, when weights are equal', needs('queue', 'weightedPriority'), () =>
+        withBackend({ queue_weights: { critical: 1, high: 1, normal: 1, low: 1 } }, async (b) => {
+          await b.enqueue([...Array.from({ length: 60 }, () => batch('j', { priority: 'critical' })), ...Array.from({ length: 60 }, () => batch('j', { priority: 'low' }))]);
+          const got = oks(await b.claimBatches('w1', 60, 5000));
+          assert.equal(got.length, 60);
+          const low = got.filter((x) => x.priority === 'low').length;
+          assert.ok(low >= 10 && low <= 50, `low claimed ${low}/60 times with equal weights`);
+        }));
+
+      it('concurrent claimers never receive the same batch', () =>
+        withBackend({}, async (b) => {
+          const sent = Array.from({ length: 60 }, () => batch('j'));
+          await b.enqueue(sent);
+          const seen: string[] = [];
+          const deadline = Date.now() + h.patienceMs;
+          await Promise.all(
+            Array.from({ length: 6 }, async (_, w) => {
+              for (;;) {
+                const got = oks(await b.claimBatches(`w${w}`, 4, 5000));
+                if (got.length === 0) {
+                  // Drained, or (a backend that delivers over time) nothing more within its patience.
+                  if (seen.length >= sent.length || Date.now() >= deadline) return;
+                  await sleep(25);
+                  continue;
+                }
+                seen.push(...got.map((x) => x.id));
+              }
+            }),
+          );
+          assert.equal(seen.length, 60);
+          assert.equal(new Set(seen).size, 60);
+        }));
+
+      it('renewed leases survive past their original deadline', needs('queue', 'leases'), () =>
+        withBackend({}, async (b) => {
+          const sent = [batch('j'), batch('j')];
+          await b.enqueue(sent);
+          const ids = oks(await b.claimBatches('w1', 2, 250)).map((x) => x.id);
+          for (let i = 0; i < 6; i++) {
+            await sleep(100);
+            assert.deepEqual(await b.renewLeases('w1', ids, 250), []);
+          }
+          // 600 ms after the claim: well past the first 250 ms deadline.
+          assert.deepEqual(await b.reclaimExpired(), { requeued: [], deadLettered: [] });
+          assert.deepEqual(await b.claimBatches('w2', 5, 1000), []);
+          assert.equal((await b.stats()).inflight, 2);
+          // Ids the worker never held are reported lost; an empty list is a no-op.
+          assert.deepEqual(await b.renewLeases('w2', ids, 250), ids);
+          assert.deepEqual(await b.renewLeases('w1', [], 250), []);
+          // Stop renewing: now they expire.
+          await sleep(400);
+          const out = await b.reclaimExpired();
+          assert.deepEqual([...out.requeued].sort(), [...ids].sort());
+        }));
+
+      it('an unrenewed lease expires; reclaim requeues it with attempt + 1 for another worker', needs('queue', 'leases'), () =>
+        withBackend({}, async (b) => {
+          const sent = batch('j');
+          await b.enqueue([sent, batch('j')]);
+          const [first] = oks(await b.claimBatches('w1', 1, 150));
+          assert.equal(first.id, sent.id);
+          assert.deepEqual((await b.reclaimExpired()).requeued, [], 'not expired yet');
+          await sleep(300);
+          assert.deepEqual(await b.reclaimExpired(), { requeued: [sent.id], deadLettered: [] });
+          // Requeued at the front of its priority: claimed before the batch that was waiting.
+          const [again] = oks(await b.claimBatches('w2', 1, 5000));
+          assert.equal(again.id, sent.id);
+          assert.equal(again.attempt, 2);
+          assert.deepEqual(bytes(again.payload), bytes(sent.payload));
+          assert.deepEqual(await b.renewLeases('w1', [sent.id], 1000), [sent.id], 'w1 lost it');
+          assert.deepEqual(await b.renewLeases('w2', [sent.id], 1000), []);
+          assert.equal((await b.stats()).requeued, 1);
+        }));
+
+      it('completeBatch after a lost lease returns false, still publishes, and leaves the new owner alone', needs('queue', 'leases'), () =>
+        withBackend({}, async (b) => {
+          const job = `job-${randomUUID()}`;
+          const sent = batch(job);
+          await b.enqueue([sent]);
+          const [mine] = oks(await b.claimBatches('w1', 1, 150));
+          await sleep(300);
+          await b.reclaimExpired();
+          const [theirs] = oks(await b.claimBatches('w2', 1, 5000));
+          assert.equal(theirs.id, mine.id);
+          assert.equal(await b.completeBatch('w1', mine, Uint8Array.from([1])), false);
+          const first = await b.readResults(job, '0', 0);
+          assert.equal(first.entries.length, 1);
+          const e = first.entries[0];
+          assert.ok(e.kind === 'results' && e.workerId === 'w1' && e.batchId === sent.id);
+          assert.deepEqual(await b.renewLeases('w2', [sent.id], 5000), [], 'the new owner still holds it');
+          assert.equal((await b.stats()).inflight, 1);
+          assert.equal(await b.completeBatch('w2', theirs, Uint8Array.from([2])), true);
+          const second = await b.readResults(job, first.cursor, 0);
+          assert.equal(second.entries.length, 1);
+          assert.ok(second.entries[0].kind === 'results' && second.entries[0].workerId === 'w2');
+          const s = await b.stats();
+          assert.equal(s.inflight, 0);
+          assert.equal(s.completed, 1);
+        }));
+
+      it('an expired lease past max_requeue_attempts is dead-lettered with the reason and the job is told', needs('queue', 'leases'), () =>
+        withBackend({ max_requeue_attempts: 1 }, async (b) => {
+          const job = `job-${randomUUID()}`;
+          await b.putJob(manifest(job, await b.now()));
+          const sent = batch(job, { role: 'candidate' });
+          await b.enqueue([sent]);
+          const t0 = await b.now();
+          assert.equal(oks(await b.claimBatches('w1', 1, 100))[0].attempt, 1);
+          await sleep(200);
+          assert.deepEqual(await b.reclaimExpired(), { requeued: [sent.id], deadLettered: [] });
+          assert.equal(oks(await b.claimBatches('w2', 1, 100))[0].attempt, 2);
+          await sleep(200);
+          assert.deepEqual(await b.reclaimExpired(), { requeued: [], deadLettered: [sent.id] });
+
+          const dead = await b.listDead();
+          assert.equal(dead.length, 1);
+          assert.equal(dead[0].id, sent.id);
+          assert.equal(dead[0].jobId, job);
+          assert.equal(dead[0].role, 'candidate');
+          assert.equal(dead[0].attempts, 2);
+          assert.match(dead[0].reason, /lease expired/);
+          assert.ok(dead[0].deadAt >= t0 - 1000 && dead[0].deadAt <= (await b.now()) + 1000, `deadAt ${dead[0].deadAt}`);
+          const entries = await readAll(b, job, 1);
+          assert.deepEqual(entries.map((e) => e.kind), ['dead']);
+          assert.equal(entries[0].batchId, sent.id);
+          assert.equal((await b.stats()).dead, 1);
+          assert.deepEqual(await b.claimBatches('w3', 1, 1000), []);
+          assert.equal(await b.retryDead(sent.id), 1);
+          const [back] = oks(await b.claimBatches('w3', 1, 5000));
+          assert.equal(back.attempt, 1, 'attempts reset by retryDead');
+        }));
+
+      it('enqueue is idempotent: a batch id already pending or in flight is not added again', needs('queue', 'idempotentEnqueue'), () =>
+        withBackend({}, async (b) => {
+          const job = `job-${randomUUID()}`;
+          const [x, y] = [batch(job), batch(job)];
+          await b.enqueue([x, y]);
+          await b.enqueue([x, y]);
+          const [c] = oks(await claimUntil(b, 'w1', 1, 5000));
+          await b.enqueue([x, y]);
+          const rest = oks(await b.claimBatches('w2', 10, 5000));
+          assert.deepEqual([c.id, ...rest.map((r) => r.id)], [x.id, y.id]);
+          assert.equal((await b.stats()).dispatched, 2);
+        }));
+
+      it('missingBatches names the batches neither pending, delayed nor in flight', needs('queue', 'lostBatchDetection'), () =>
+        withBackend({}, async (b, config) => {
+          assert.ok(can(b, 'lostBatchDetection'));
+          const job = `job-${randomUUID()}`;
+          await b.putJob(manifest(job, await b.now()));
+          const [p, f, d, r] = [batch(job), batch(job), batch(job), batch(job)];
+          await b.enqueue([f, d, r]);
+          const claimed = oks(await claimUntil(b, 'w1', 3, 5000));
+          assert.equal(claimed.length, 3);
+          await b.enqueue([p]);
+          await b.completeBatch('w1', claimed.find((c) => c.id === f.id)!, Uint8Array.from([1]));
+          await b.deadLetter('w1', d.id, 'gone');
+          await b.releaseBatch('w1', r.id, { delayMs: 60_000, countAttempt: true, reason: 'later' });
+          assert.ok(config.max_requeue_attempts >= 1);
+          assert.deepEqual((await b.missingBatches([p.id, f.id, d.id, r.id, 'never-sent'])).sort(), [f.id, d.id, 'never-sent'].sort());
+        }));
+
+      it('with hmac_key, results entries and dead letters are signed for their job, batch and role', () =>
+        withBackend({ hmac_key: 'conformance-key' }, async (b) => {
+          const { verifyDead, verifyResults } = await import('../src/queue/messages.js');
+          const job = `job-${randomUUID()}`;
+          await b.putJob(manifest(job, await b.now()));
+          const [x, y] = [batch(job, { role: 'baseline' }), batch(job, { role: 'candidate' })];
+          await b.enqueue([x, y]);
+          const got = oks(await claimUntil(b, 'w1', 2, 5000));
+          const frame = Uint8Array.from([9, 8, 7]);
+          await b.completeBatch('w1', got.find((g) => g.id === x.id)!, frame);
+          await b.deadLetter('w1', y.id, 'poison');
+          const entries = await readAll(b, job, 2);
+          const results = entries.find((e) => e.kind === 'results');
+          const dead = entries.find((e) => e.kind === 'dead');
+          assert.ok(results && results.kind === 'results' && dead && dead.kind === 'dead', JSON.stringify(entries));
+          assert.ok(verifyResults('conformance-key', { jobId: job, batchId: x.id, role: 'baseline', workerId: 'w1' }, results.frame, results.mac));
+          assert.ok(!verifyResults('conformance-key', { jobId: job, batchId: x.id, role: 'candidate', workerId: 'w1' }, results.frame, results.mac), 'bound to the role');
+          assert.ok(!verifyResults('other-key', { jobId: job, batchId: x.id, role: 'baseline', workerId: 'w1' }, results.frame, results.mac), 'bound to the key');
+          assert.equal(dead.role, 'candidate');
+          assert.ok(verifyDead('conformance-key', { jobId: job, batchId: y.id, role: 'candidate', reason: 'poison' }, dead.mac));
+          assert.ok(!verifyDead('conformance-key', { jobId: job, batchId: x.id, role: 'candidate', reason: 'poison' }, dead.mac), 'bound to the batch');
+        }));
+
+      it('a stale deadLetter (from a worker whose lease was reclaimed) never loses the batch', needs('queue', 'leases'), () =>
+        withBackend({}, async (b) => {
+          const job = `job-${randomUUID()}`;
+          await b.putJob(manifest(job, await b.now()));
+          const a = batch(job);
+          await b.enqueue([a]);
+          oks(await b.claimBatches('w1', 1, 100));
+          await sleep(200);
+          assert.deepEqual((await b.reclaimExpired()).requeued, [a.id]);
+          // w1 wakes up after its lease was reclaimed and rejects the batch (say, a bad MAC).
+          await b.deadLetter('w1', a.id, 'stale verdict');
+          // Another worker drains the queue as the daemon does.
+          let completed = false;
+          for (const c of await b.claimBatches('w2', 5, 5000)) {
+            if (!c.ok) await b.deadLetter('w2', c.id, c.reason);
+            else {
+              assert.equal(c.batch.id, a.id);
+              completed = await b.completeBatch('w2', c.batch, Uint8Array.from([1]));
+            }
+          }
+          if (!completed) {
+            // The stale verdict won: the DLQ must then still hold the batch with its payload.
+            const dead = await b.listDead();
+            assert.deepEqual(dead.map((d) => d.id), [a.id]);
+            assert.equal(dead[0].jobId, job, `the dead-letter entry lost its batch: ${JSON.stringify(dead[0])}`);
+            assert.equal(await b.retryDead(a.id), 1, 'the dead-lettered batch kept its payload');
+            const [again] = oks(await b.claimBatches('w2', 1, 5000));
+            assert.deepEqual(bytes(again.payload), bytes(a.payload));
+          }
+        }));
+
+      it('enable_requeue: false dead-letters a batch on its first expired lease', needs('queue', 'leases'), () =>
+        withBackend({ enable_requeue: false }, async (b) => {
+          const sent = batch('j');
+          await b.enqueue([sent]);
+          oks(await b.claimBatches('w1', 1, 100));
+          await sleep(200);
+          assert.deepEqual(await b.reclaimExpired(), { requeued: [], deadLettered: [sent.id] });
+          assert.equal((await b.listDead())[0].id, sent.id);
+        }));
+
+      it('releaseBatch countAttempt:false hands back at once, at the front, without counting', () =>
+        withBackend({ max_requeue_attempts: 0 }, async (b) => {
+          const a = batch('j');
+          const c = batch('j');
+          await b.enqueue([a, c]);
+          const [got] = oks(await claimUntil(b, 'w1', 1, 5000));
+          if (caps.queue.fifo) assert.equal(got.id, a.id);
+          await b.releaseBatch('w1', got.id, { delayMs: 60_000, countAttempt: false, reason: 'draining' });
+          const [again] = oks(await claimUntil(b, 'w2', 1, 5000));
+          assert.equal(again.id, got.id, 'handed back to the front, ignoring delayMs');
+          assert.equal(again.attempt, 1, 'a hand-back does not count as an attempt');
+          // Releasing a batch one does not hold changes nothing.
+          await b.releaseBatch('w1', got.id, { delayMs: 0, countAttempt: false, reason: 'not mine' });
+          assert.deepEqual(await b.renewLeases('w2', [got.id], 5000), []);
+          const s = await b.stats();
+          assert.equal(s.inflight, 1);
+          // Waiting: the other batch (plus the claimed one where pending counts what is not yet finished).
+          assert.equal(s.pending.normal, caps.admin.pendingExcludesClaimed ? 1 : 2);
+          assert.equal(s.dead, 0);
+        }));
+
+      it('releaseBatch countAttempt:true waits delayMs, then is claimable with attempt + 1', () =>
+        withBackend({}, async (b) => {
+          const a = batch('j');
+          await b.enqueue([a]);
+          oks(await claimUntil(b, 'w1', 1, 5000));
+          // A delay well above scheduling noise on a loaded machine: the checks below run ~200 ms in.
+          await b.releaseBatch('w1', a.id, { delayMs: 2000, countAttempt: true, reason: 'retry' });
+          const released = Date.now();
+          let s = await b.stats();
+          assert.equal(s.inflight, 0);
+          if (caps.admin.delayedStats) assert.equal(s.delayed, 1);
+          assert.equal(s.requeued, 1);
+          assert.deepEqual(await b.claimBatches('w1', 1, 5000), [], 'not before the delay');
+          await sleep(200);
+          assert.deepEqual(await b.claimBatches('w2', 1, 5000), [], 'still not before the delay');
+          await sleep(Math.max(0, released + 2100 - Date.now()));
+          const [again] = oks(await claimUntil(b, 'w2', 1, 5000));
+          assert.equal(again.id, a.id);
+          assert.equal(again.attempt, 2);
+          s = await b.stats();
+          assert.equal(s.delayed, 0);
+          assert.equal(s.inflight, 1);
+        }));
+
+      it('releaseBatch countAttempt:true past max_requeue_attempts dead-letters with the reason', () =>
+        withBackend({ max_requeue_attempts: 1 }, async (b) => {
+          const job = `job-${randomUUID()}`;
+          await b.putJob(manifest(job, await b.now()));
+          const a = batch(job);
+          await b.enqueue([a]);
+          oks(await claimUntil(b, 'w1', 1, 5000));
+          await b.releaseBatch('w1', a.id, { delayMs: 0, countAttempt: true, reason: 'worker crashed' });
+          const [second] = oks(await claimUntil(b, 'w1', 1, 5000));
+          assert.equal(second.attempt, 2);
+          await b.releaseBatch('w1', a.id, { delayMs: 0, countAttempt: true, reason: 'worker crashed' });
+          const dead = await b.listDead();
+          assert.equal(dead.length, 1);
+          assert.equal(dead[0].id, a.id);
+          assert.match(dead[0].reason, /worker crashed/);
+          const entries = await readAll(b, job, 1);
+          assert.equal(entries.at(-1)?.kind, 'dead');
+          assert.deepEqual(await b.claimBatches('w1', 1, 5000), []);
+        }));
+
+      it('garbage on a pending list comes back as {ok:false} and deadLetter records it', { skip: h.injectGarbage ? false : `${h.name}: the harness cannot plant garbage` }, () =>
+        withBackend({}, async (b, config) => {
+          const good = batch('j');
+          await b.enqueue([good]);
+          assert.ok(await h.injectGarbage!(b, config, 'not-a-batch-id', 'normal'), `${h.name}: the garbage was not planted`);
+          const claims = await claimUntil(b, 'w1', 5, 5000, 2);
+          assert.equal(claims.length, 2);
+          const bad = claims.find((c) => !c.ok);
+          assert.ok(bad && !bad.ok);
+          assert.equal(bad.id, 'not-a-batch-id');
+          assert.ok(bad.reason.length > 0);
+          assert.ok(claims.some((c) => c.ok && c.batch.id === good.id));
+          await b.deadLetter('w1', bad.id, bad.reason);
+          const dead = await b.listDead();
+          assert.equal(dead.length, 1);
+          assert.equal(dead[0].id, 'not-a-batch-id');
+          assert.equal(dead[0].reason, bad.reason);
+          assert.equal(dead[0].jobId, undefined);
+          const s = await b.stats();
+          assert.equal(s.inflight, 1, 'only the good batch is in flight');
+          assert.equal(s.dead, 1);
+        }));
+
+      it('readResults blocks up to blockMs, wakes on new entries, and resumes from its cursor', () =>
+        withBackend({}, async (b) => {
+          const job = `job-${randomUUID()}`;
+          let t = Date.now();
+          const empty = await b.readResults(job, '0', 300);
+          assert.deepEqual(empty.entries, []);
+          assert.equal(empty.cursor, '0');
+          assert.ok(Date.now() - t >= 250, `returned after ${Date.now() - t} ms, expected ~300`);
+
+          const sent = Array.from({ length: 5 }, () => batch(job));
+          await b.enqueue(sent);
+          const claimed = oks(await claimUntil(b, 'w1', 5, 5000));
+          assert.equal(claimed.length, 5);
+          t = Date.now();
+          const waiting = b.readResults(job, '0', 3000);
+          await sleep(100);
+          // The main connection is not stalled by the blocking read.
+          const t1 = Date.now();
+          await b.now();
+          await b.stats();
+          assert.ok(Date.now() - t1 < 500, 'other calls proceed during a blocking read');
+          await b.completeBatch('w1', claimed[0], Uint8Array.from([0]));
+          const woke = await waiting;
+          assert.ok(Date.now() - t < 1500, `woke after ${Date.now() - t} ms`);
+          assert.deepEqual(woke.entries.map((e) => e.batchId), [claimed[0].id]);
+
+          for (const c of claimed.slice(1, 3)) await b.completeBatch('w1', c, Uint8Array.from([1]));
+          const mid = await readUntil(b, job, woke.cursor, 2);
+          assert.deepEqual(mid.entries.map((e) => e.batchId), [claimed[1].id, claimed[2].id]);
+          for (const c of claimed.slice(3)) await b.completeBatch('w1', c, Uint8Array.from([2]));
+          const end = await readUntil(b, job, mid.cursor, 2, 200);
+          assert.deepEqual(end.entries.map((e) => e.batchId), [claimed[3].id, claimed[4].id]);
+          const none = await b.readResults(job, end.cursor, 0);
+          assert.deepEqual(none.entries, []);
+          assert.equal(none.cursor, end.cursor);
+          const all = await b.readResults(job, '0', 0);
+          assert.deepEqual(all.entries.map((e) => e.batchId), claimed.map((x) => x.id));
+          if (caps.queue.fifo) assert.deepEqual(claimed.map((x) => x.id), sent.map((x) => x.id));
+        }));
+
+      it('the circuit breaker stops a worker that lost circuit_breaker_threshold leases, for heartbeat_timeout', needs('queue', 'circuitBreaker'), () =>
+        withBackend({ circuit_breaker_threshold: 2, heartbeat_timeout: 0.5 }, async (b) => {
+          await b.enqueue([batch('j'), batch('j'), batch('j')]);
+          assert.equal(oks(await b.claimBatches('w1', 1, 100)).length, 1);
+          await sleep(200);
+          assert.equal((await b.reclaimExpired()).requeued.length, 1);
+          // One strike: still allowed.
+          assert.equal(oks(await b.claimBatches('w1', 2, 100)).length, 2);
+          await sleep(200);
+          assert.equal((await b.reclaimExpired()).requeued.length, 2);
+          assert.deepEqual(await b.claimBatches('w1', 5, 5000), [], 'circuit open');
+          assert.equal(oks(await b.claimBatches('w2', 1, 5000)).length, 1, 'other workers still claim');
+          await sleep(650);
+          assert.equal(oks(await b.claimBatches('w1', 5, 5000)).length, 2, 'circuit closed after heartbeat_timeout');
+        }));
+
+      it('waitForWork returns early when work is enqueued, and after its timeout otherwise', needs('queue', 'wakeOnWork'), () =>
+        withBackend({}, async (b) => {
+          assert.ok(can(b, 'wakeOnWork'));
+          let t = Date.now();
+          await b.waitForWork(300);
+          assert.ok(Date.now() - t < 5000, `an idle wait returned after ${Date.now() - t} ms`);
+          t = Date.now();
+          const waiting = b.waitForWork(20_000);
+          await sleep(100);
+          await b.enqueue([batch('j')]);
+          await waiting;
+          assert.ok(Date.now() - t < 10_000, `woke ${Date.now() - t} ms after the wait began (timeout 20 s)`);
+        }));
+    });
+
+    describe(`job store (manifests and artifacts)`, { concurrency: h.concurrency }, () => {
+      it('artifacts and job manifests round-trip byte-exact', () =>
+        withBackend({}, async (b) => {
+          const blob = Uint8Array.from({ length: 512 }, (_, i) => (i * 7 + 3) & 0xff);
+          await b.putArtifact('f'.repeat(64), blob);
+          await b.putArtifact('f'.repeat(64), blob); // a second put is harmless
+          const back = await b.getArtifact('f'.repeat(64));
+          assert.ok(back);
+          assert.deepEqual(bytes(back), bytes(blob));
+          assert.equal(await b.getArtifact('0'.repeat(64)), null);
+
+          const job = `job-${randomUUID()}`;
+          const m = manifest(job, await b.now());
+          await b.putJob(m);
+          assert.deepEqual(await b.getJob(job), m);
+          assert.equal(await b.getJob('nope'), null);
+          await b.enqueue([batch(job)]);
+          const [c] = oks(await claimUntil(b, 'w1', 1, 5000));
+          await b.completeBatch('w1', c, Uint8Array.from([9]));
+          assert.equal((await readAll(b, job, 1)).length, 1);
+          await b.deleteJob(job);
+          assert.equal(await b.getJob(job), null);
+          assert.deepEqual((await b.readResults(job, '0', 0)).entries, [], 'deleteJob drops the result stream');
+        }));
+    });
+
+    describe(`worker registry (heartbeats)`, { concurrency: h.concurrency }, () => {
+      it('heartbeats make workers active until heartbeat_timeout passes', () =>
+        withBackend({ heartbeat_timeout: 0.5 }, async (b, config) => {
+          // The harness may raise the timeout (Kafka: its consumer session); every wait scales with it.
+          const T = config.heartbeat_timeout * 1000;
+          const info = { workerId: 'w1', host: 'host-a', pid: 1234, threads: 4, startedAt: 1_700_000_000_000, state: 'running' as const };
+          await b.heartbeat(info);
+          await b.heartbeat({ ...info, workerId: 'w2', pid: 99 });
+          const now = await b.now();
+          let active = await eventually(() => b.activeWorkers(), (a) => a.length >= 2);
+          assert.deepEqual(active.map((w) => w.workerId).sort(), ['w1', 'w2']);
+          const w1 = active.find((w) => w.workerId === 'w1')!;
+          assert.equal(w1.host, 'host-a');
+          assert.equal(w1.pid, 1234);
+          assert.equal(w1.threads, 4);
+          assert.equal(w1.startedAt, info.startedAt);
+          assert.equal(w1.state, 'running');
+          assert.ok(typeof w1.lastHeartbeat === 'number' && Math.abs(w1.lastHeartbeat - now) < 1000, `lastHeartbeat ${w1.lastHeartbeat} vs now ${now}`);
+          await b.removeWorker('w2');
+          assert.deepEqual((await b.activeWorkers()).map((w) => w.workerId), ['w1']);
+          assert.deepEqual((await b.stats()).workers.map((w) => w.workerId), ['w1']);
+          await sleep(0.6 * T);
+          await b.heartbeat({ ...info, casesCompleted: 7, state: 'draining' });
+          await sleep(0.6 * T);
+          active = await eventually(() => b.activeWorkers(), (a) => a.length === 1 && a[0].casesCompleted === 7);
+          assert.equal(active.length, 1, 'the renewed heartbeat keeps w1 active');
+          assert.equal(active[0].casesCompleted, 7);
+          assert.equal(active[0].state, 'draining');
+          await sleep(1.2 * T);
+          assert.deepEqual(await b.activeWorkers(), []);
+        }));
+    });
+
+    describe(`queue admin (stats, the dead-letter queue, withdrawal, dashboard records)`, { concurrency: h.concurrency }, () => {
+      it('withdrawJob removes the job\'s batches wherever they wait, drops its manifest and results, and leaves other jobs alone', needs('admin', 'withdraw'), () =>
+        withBackend({}, async (b, _c) => {
+          assert.ok(can(b, 'withdraw'));
+          const job = `job-${randomUUID()}`;
+          const other = `job-${randomUUID()}`;
+          await b.putJob(manifest(job, await b.now()));
+          await b.putJob(manifest(other, await b.now()));
+          const mine = [batch(job), batch(job), batch(job), batch(job, { priority: 'high' })];
+          const theirs = batch(other);
+          await b.enqueue([...mine, theirs]);
+          let inFlight: ClaimedBatch | undefined;
+          if (caps.queue.leases && caps.queue.fifo) {
+            // One of the job's batches in flight, one waiting out a retry delay, two pending.
+            const got = oks(await b.claimBatches('w1', 2, 60_000)).filter((x) => x.jobId === job);
+            assert.ok(got.length >= 2, `claimed ${got.length} of the job's batches`);
+            inFlight = got[0];
+            await b.releaseBatch('w1', got[1].id, { delayMs: 60_000, countAttempt: true, reason: 'later' });
+          }
+          const removed = await b.withdrawJob(job, mine.map((x) => x.id));
+          if (caps.admin.pendingExcludesClaimed) assert.equal(removed, mine.length, 'every batch of the job is removed');
+          assert.equal(await eventually(() => b.getJob(job), (m) => m === null), null, 'manifest dropped');
+          assert.equal((await b.getJob(other))?.jobId, other, 'another job keeps its manifest');
+          if (inFlight) {
+            assert.deepEqual(await b.renewLeases('w1', [inFlight.id], 60_000), [inFlight.id], 'the lease of a withdrawn batch is revoked');
+            assert.equal(await b.completeBatch('w1', inFlight, Uint8Array.from([1])), false);
+            assert.deepEqual((await b.readResults(job, '0', 0)).entries, [], 'results of a withdrawn job are dropped');
+            await b.deadLetter('w1', inFlight.id, 'late');
+            assert.deepEqual(await b.listDead(), [], 'nothing of a withdrawn job reaches the DLQ');
+          }
+          // Only the other job's batch is left to claim.
+          const left = oks(await claimUntil(b, 'w2', 10, 5000, 1));
+          assert.deepEqual(left.map((x) => x.id), [theirs.id]);
+          assert.deepEqual(oks(await b.claimBatches('w2', 10, 5000)), []);
+          if (caps.admin.delayedStats) {
+            const s = await b.stats();
+            assert.equal(s.delayed, 0);
+            assert.equal(s.inflight, 1);
+          }
+          assert.equal(await b.completeBatch('w2', left[0], Uint8Array.from([2])), true);
+          assert.equal((await readAll(b, other, 1)).length, 1, 'the other job still gets its results');
+        }));
+
+      it('deadLetter records the reason and tells the job; listDead, retryDead and purgeDead manage the DLQ', () =>
+        withBackend({}, async (b) => {
+          const job = `job-${randomUUID()}`;
+          await b.putJob(manifest(job, await b.now()));
+          const sent = batch(job, { role: 'candidate' });
+          await b.enqueue([sent]);
+          const t0 = await b.now();
+          const [c] = oks(await claimUntil(b, 'w1', 1, 5000));
+          assert.equal(c.id, sent.id);
+          await b.deadLetter('w1', c.id, 'bad mac');
+
+          const dead = await b.listDead();
+          assert.equal(dead.length, 1);
+          assert.equal(dead[0].id, sent.id);
+          assert.equal(dead[0].jobId, job);
+          assert.equal(dead[0].role, 'candidate');
+          assert.equal(dead[0].attempts, 1);
+          assert.equal(dead[0].reason, 'bad mac');
+          assert.ok(dead[0].deadAt >= t0 - 1000 && dead[0].deadAt <= (await b.now()) + 1000, `deadAt ${dead[0].deadAt}`);
+          const entries = await readAll(b, job, 1);
+          assert.deepEqual(entries.map((e) => e.kind), ['dead']);
+          assert.equal(entries[0].batchId, sent.id);
+          assert.ok(entries[0].kind === 'dead' && entries[0].reason === 'bad mac');
+          let s = await b.stats();
+          assert.equal(s.dead, 1);
+          assert.equal(s.inflight, 0);
+          assert.deepEqual(await b.claimBatches('w3', 1, 1000), []);
+
+          assert.equal(await b.retryDead('no-such-id'), 0);
+          assert.equal(await b.retryDead(sent.id), 1);
+          assert.deepEqual(await b.listDead(), []);
+          const [back] = oks(await claimUntil(b, 'w3', 1, 5000));
+          assert.equal(back.id, sent.id);
+          assert.equal(back.attempt, 1, 'attempts reset by retryDead');
+          assert.deepEqual(bytes(back.payload), bytes(sent.payload));
+
+          await b.deadLetter('w3', back.id, 'poison pill');
+          const again = await b.listDead();
+          assert.equal(again.length, 1);
+          assert.equal(again[0].reason, 'poison pill');
+          assert.equal((await b.stats()).inflight, 0);
+          const last = (await readAll(b, job, 2)).at(-1)!;
+          assert.ok(last.kind === 'dead' && last.reason === 'poison pill');
+          assert.equal(await b.purgeDead(), 1);
+          assert.deepEqual(await b.listDead(), []);
+          s = await b.stats();
+          assert.equal(s.dead, 0);
+          assert.equal(await b.retryDead(), 0);
+        }));
+
+      it('retryDead() without an id requeues every dead batch; listDead honours its limit', () =>
+        withBackend({ max_requeue_attempts: 0 }, async (b) => {
+          const sent = [batch('j'), batch('j'), batch('j')];
+          await b.enqueue(sent);
+          for (const c of oks(await claimUntil(b, 'w1', 3, 5000))) await b.deadLetter('w1', c.id, 'bad');
+          assert.equal((await b.listDead()).length, 3);
+          assert.equal((await b.listDead(2)).length, 2);
+          assert.equal(await b.retryDead(), 3);
+          assert.equal((await eventually(() => b.stats(), (s) => s.pending.normal === 3)).pending.normal, 3);
+          assert.equal(await b.purgeDead(), 0);
+        }));
+
+      it('stats count pending per priority, in-flight, delayed, dead and the counters', needs('admin', 'perPriorityStats'), () =>
+        withBackend({ strict_priority: true }, async (b) => {
+          const fresh = await b.stats();
+          assert.deepEqual(fresh.pending, { critical: 0, high: 0, normal: 0, low: 0 });
+          assert.deepEqual([fresh.inflight, fresh.delayed, fresh.dead, fresh.completed, fresh.dispatched, fresh.requeued], [0, 0, 0, 0, 0, 0]);
+          await b.enqueue([batch('j', { priority: 'high' }), batch('j', { priority: 'high' }), batch('j'), batch('j'), batch('j', { priority: 'low' })]);
+          let s = await b.stats();
+          assert.deepEqual(s.pending, { critical: 0, high: 2, normal: 2, low: 1 });
+          assert.equal(s.dispatched, 5);
+          const [x, y] = oks(await b.claimBatches('w1', 2, 5000));
+          s = await b.stats();
+          assert.equal(s.pending.high, 0);
+          assert.equal(s.inflight, 2);
+          await b.completeBatch('w1', x, Uint8Array.from([1]));
+          await b.releaseBatch('w1', y.id, { delayMs: 60_000, countAttempt: true, reason: 'retry later' });
+          const [z] = oks(await b.claimBatches('w1', 1, 5000));
+          await b.deadLetter('w1', z.id, 'bad');
+          s = await b.stats();
+          assert.deepEqual(s.pending, { critical: 0, high: 0, normal: 1, low: 1 });
+          assert.equal(s.inflight, 0);
+          assert.equal(s.delayed, 1);
+          assert.equal(s.dead, 1);
+          assert.equal(s.completed, 1);
+          assert.equal(s.requeued, 1);
+          assert.equal(s.dispatched, 5);
+        }));
+
+      it('administration: progress entries, a cancellation request, withdrawing one job', needs('admin', 'progress', 'withdraw'), () =>
+        withBackend({ strict_priority: true }, async (b) => {
+          assert.ok(can(b, 'progress') && can(b, 'withdraw'));
+          const job = `job-${randomUUID()}`;
+          const other = `job-${randomUUID()}`;
+          const progress = { jobId: job, task: 'conformance', total: 8, done: { baseline: 2, candidate: 1 }, passed: { baseline: 2, candidate: 0 }, errors: { baseline: 0, candidate: 1 }, priority: 'normal' as const, host: 'h', pid: 1, startedAt: Date.now() };
+          assert.deepEqual(await b.publishProgress(progress), { cancelRequested: false });
+          const [listed] = await b.listProgress();
+          assert.equal(listed.jobId, job);
+          assert.deepEqual(listed.done, progress.done);
+          assert.ok(typeof listed.updatedAt === 'number');
+          assert.equal(await b.requestCancel(`job-${randomUUID()}`), false, 'unknown job');
+          assert.equal(await b.requestCancel(job), true);
+          assert.deepEqual(await b.publishProgress(progress), { cancelRequested: true });
+          assert.equal((await b.listProgress())[0].cancelRequested, true);
+
+          const mine = [batch(job), batch(job), batch(job, { priority: 'high' })];
+          const theirs = [batch(other), batch(other)];
+          await b.enqueue([mine[0], theirs[0], mine[1], theirs[1], mine[2]]);
+          // One of ours goes to the delayed set (a retry), one of theirs is claimed: both kinds are handled.
+          const claimed = oks(await b.claimBatches('w1', 2, 5000));
+          assert.deepEqual(claimed.map((c) => c.id), [mine[2].id, mine[0].id]);
+          await b.releaseBatch('w1', mine[0].id, { delayMs: 60_000, countAttempt: true, reason: 'later' });
+          assert.equal(await b.withdrawJob(job), 3, 'the delayed, the pending and the claimed batch of the job');
+          const s = await b.stats();
+          assert.equal(s.pending.normal, 2, "the other job's batches stay");
+          assert.equal(s.delayed, 0);
+          assert.equal(s.inflight, 0, 'a claimed batch of a withdrawn job loses its lease (its worker drops it)');
+          assert.deepEqual(await b.renewLeases('w1', [mine[2].id], 5000), [mine[2].id]);
+          if (can(b, 'priorityCounts')) {
+            const [left] = oks(await b.claimBatches('w2', 1, 5000));
+            await b.deadLetter('w2', left.id, 'bad');
+            const counts = await b.priorityCounts();
+            assert.deepEqual(counts.inflight, { critical: 0, high: 0, normal: 0, low: 0 });
+            assert.deepEqual(counts.dead, { critical: 0, high: 0, normal: 1, low: 0 });
+          }
+          await b.removeProgress(job);
+          assert.deepEqual(await b.listProgress(), []);
+        }));
+
+      it('preflight resolves to notices, each with an event and a message', needs('admin', 'preflight'), () =>
+        withBackend({}, async (b) => {
+          assert.ok(can(b, 'preflight'));
+          const notices = await b.preflight();
+          assert.ok(Array.isArray(notices));
+          for (const n of notices) assert.ok(typeof n.event === 'string' && typeof n.message === 'string' && n.message.length > 0, JSON.stringify(n));
+        }));
+
+      it('the last bench sweep is stored with the backend clock and read back', needs('admin', 'benchRecords'), () =>
+        withBackend({}, async (b) => {
+          assert.ok(can(b, 'benchRecords'));
+          assert.equal(await b.getBenchRecord(), null);
+          const t0 = await b.now();
+          const sweep = [{ batch_size: 8, cases_per_sec: 100 }, { batch_size: 64, cases_per_sec: 420.5 }];
+          await b.putBenchRecord({ recommendedBatchSize: 64, sweep });
+          const back = await b.getBenchRecord();
+          assert.ok(back);
+          assert.equal(back.recommendedBatchSize, 64);
+          assert.deepEqual(back.sweep, sweep);
+          assert.ok(back.at >= t0 - 1000 && back.at <= (await b.now()) + 1000, `at ${back.at}`);
+        }));
+    });
 
     if (h.name === 'redis') redisOnly();
     if (h.name === 'redis-cluster') clusterOnly();
@@ -1310,11 +1306,8 @@ function clusterOnly(): void {
 }
 
 // The backends share nothing, so their suites run side by side (each one's tests run in order).
+const harnesses = [memoryHarness, redisHarness, redisClusterHarness, kafkaHarness, rabbitHarness, sqsHarness];
+const declared = await Promise.all(harnesses.map((h) => h.declared()));
 describe('backend conformance', { concurrency: true }, () => {
-  conformance(memoryHarness);
-  conformance(redisHarness);
-  conformance(redisClusterHarness);
-  conformance(kafkaHarness);
-  conformance(rabbitHarness);
-  conformance(sqsHarness);
+  harnesses.forEach((h, i) => conformance(h, declared[i]));
 });
