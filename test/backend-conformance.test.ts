@@ -206,8 +206,11 @@ const kafkaHarness: Harness = {
     await kafkaProducer.connect();
   },
   async teardown() {
-    await kafkaProducer?.disconnect().catch(() => {});
-    await kafkaMock?.stop();
+    try {
+      await kafkaProducer?.disconnect();
+    } finally {
+      await kafkaMock?.stop();
+    }
   },
   async create(overrides) {
     const { KafkaBackend } = await import('../src/queue/kafka/backend.js');

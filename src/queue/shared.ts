@@ -33,6 +33,12 @@ export function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** `p`, or `fallback` when `p` has not settled within `ms` (the timer is cleared either way). */
+export function withTimeout<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<T>((resolve) => (timer = setTimeout(() => resolve(fallback), ms)))]).finally(() => clearTimeout(timer));
+}
+
 /**
  * Checks the batches a coordinator hands to `enqueue` before anything is written: each needs an id,
  * a known priority and a known role. Throws MG_ERR_BACKEND naming the batch and the field.

@@ -35,7 +35,7 @@ import type { QueueConfig } from '../../options/queue.js';
 import type { Logger } from '../../observe/log.js';
 import { signDead, signResults } from '../messages.js';
 import { logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from '../records.js';
-import { describe, toBuffer, validateBatches } from '../shared.js';
+import { describe, toBuffer, validateBatches, withTimeout } from '../shared.js';
 import type {
   BackendNotice,
   Backend,
@@ -219,17 +219,12 @@ export class RedisBackend implements Backend {
     this.#idleBlocking.length = 0;
     this.#busyBlocking.clear();
     if (this.#client.status === 'ready') {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        this.#client.quit().catch((err: unknown) => {
-          // The connection is dropped below either way; a refused QUIT only means it was already going.
-          this.#logger?.warn('backend_error', { queue: this.#config.queue, during: 'close', code: 'MG_ERR_BACKEND', message: describe(err) });
-        }),
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, 1000);
-        }),
-      ]);
-      clearTimeout(timer);
+      // A polite QUIT, waited for at most a second: the connection is dropped below either way.
+      const quit = this.#client.quit().then(
+        () => undefined,
+        (err: unknown) => this.#logger?.warn('backend_error', { queue: this.#config.queue, during: 'close', code: 'MG_ERR_BACKEND', message: describe(err) }),
+      );
+      await withTimeout(quit, 1000, undefined);
     }
     this.#client.disconnect();
   }
