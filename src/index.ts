@@ -16,4 +16,4 @@ export { createCodec } from './codec/index.js';
 export type { Codec, CodecOptions } from './codec/index.js';
 export { validateQueueConfig } from './options/queue.js';
 export type { QueueConfig } from './options/queue.js';
-export type { Backend } from './queue/types.js';
+export type { Backend, BackendCapabilities, JobStore, QueueAdmin, WorkerRegistry, WorkQueue } from './queue/types.js';
