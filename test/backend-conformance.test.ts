@@ -188,6 +188,13 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   );
 }
 
+/**
+ * Kafka (src/queue/kafka/): group membership is the lease (reclaimExpired is a no-op, a rebalance
+ * redelivers a dead worker's records, so no lease expiry, enable_requeue or circuit breaker),
+ * priorities and order hold within a worker's fetch buffer and a partition only, an append-only log
+ * keeps a re-sent batch as a second record, and pending is the group's consumer lag: what its
+ * declaration says, and why.
+ */
 const kafkaHarness: Harness = {
   name: 'kafka',
   async declared() {
@@ -252,7 +259,11 @@ const kafkaHarness: Harness = {
 
 let rabbit: RabbitServer | undefined;
 
-/** RabbitMQ (src/queue/rabbitmq/): the lease is the connection, as Kafka's is the group membership. */
+/**
+ * RabbitMQ (src/queue/rabbitmq/): the lease is the connection, as Kafka's is the group membership (the
+ * broker requeues a dead connection's deliveries; test/broker-faults.test.ts), and a queue of messages
+ * keeps a re-sent batch as a second message (results are deduplicated).
+ */
 const rabbitHarness: Harness = {
   name: 'rabbitmq',
   async declared() {
