@@ -260,9 +260,9 @@ const kafkaHarness: Harness = {
 let rabbit: RabbitServer | undefined;
 
 /**
- * RabbitMQ (src/queue/rabbitmq/): the lease is the connection, as Kafka's is the group membership (the
- * broker requeues a dead connection's deliveries; test/broker-faults.test.ts), and a queue of messages
- * keeps a re-sent batch as a second message (results are deduplicated).
+ * RabbitMQ (src/queue/rabbitmq/): a dead connection's deliveries are requeued by the broker
+ * (test/broker-faults.test.ts); a lease is ended by the process holding it, which republishes the
+ * batch at the back of its queue (test/broker-backends.test.ts), so no other process reclaims it.
  */
 const rabbitHarness: Harness = {
   name: 'rabbitmq',

@@ -45,7 +45,7 @@ const common = {
   auto_commit: { type: 'bool', description: 'kafka (Metamorphic Guard spelling): accepted; offsets are always committed after results are published', backends: ['kafka'] },
   enable_auto_commit: { type: 'bool', description: 'kafka (librdkafka spelling): same as auto_commit', backends: ['kafka'] },
   session_timeout_ms: { type: 'int', min: 1000, max: 3_600_000, description: 'kafka consumer session timeout, ms (sets heartbeat_timeout when that is not given)', backends: ['kafka'] },
-  ssl: { type: 'json', description: 'kafka TLS: true, or {ca, cert, key, servername, reject_unauthorized} (file paths)', backends: ['kafka'] },
+  ssl: { type: 'json', description: 'kafka TLS, rabbitmq TLS options of an amqps:// url: true, or {ca, cert, key, servername, reject_unauthorized} (file paths)', backends: ['kafka', 'rabbitmq'] },
   sasl: { type: 'json', description: 'kafka SASL: {mechanism: plain|scram-sha-256|scram-sha-512, username, password}', backends: ['kafka'] },
   queue_name: { type: 'string', description: 'rabbitmq/sqs queue name (the same as queue)', backends: ['rabbitmq', 'sqs'] },
   exchange: { type: 'string', description: 'rabbitmq direct exchange the batches are published to (default metaguard)', backends: ['rabbitmq'] },
@@ -205,7 +205,7 @@ function validateConnection(raw: unknown, backend: BackendName = 'redis'): Redis
   for (const key of Object.keys(c)) if (!allowed.has(key)) throw new MetaguardError('MG_ERR_UNKNOWN_OPTION', `${field('connection.' + key)}: unknown key (known: ${[...allowed].join(', ')})`, { field: field('connection.' + key) });
   const out: RedisConnection = {
     host: c.host === undefined ? '127.0.0.1' : (coerce(field('connection.host'), { type: 'string', description: '' }, c.host) as string),
-    port: c.port === undefined ? (rabbit ? (c.ssl === true ? 5671 : 5672) : 6379) : (coerce(field('connection.port'), { type: 'int', min: 1, max: 65535, description: '' }, c.port) as number),
+    port: c.port === undefined ? (rabbit ? (c.ssl === true || (c.ssl !== null && typeof c.ssl === 'object') ? 5671 : 5672) : 6379) : (coerce(field('connection.port'), { type: 'int', min: 1, max: 65535, description: '' }, c.port) as number),
     db: c.db === undefined ? 0 : (coerce(field('connection.db'), { type: 'int', min: 0, max: 15, description: '' }, c.db) as number),
     ssl: false,
   };
@@ -213,8 +213,7 @@ function validateConnection(raw: unknown, backend: BackendName = 'redis'): Redis
     coerce(field('connection.decode_responses'), { type: 'bool', description: '' }, c.decode_responses);
     warnOnce(`${field('connection.decode_responses')} has no effect: metaguard reads binary frames from Redis and decodes them itself`);
   }
-  if (c.ssl !== undefined && rabbit) out.ssl = coerce(field('connection.ssl'), { type: 'bool', description: '' }, c.ssl) as boolean;
-  else if (c.ssl !== undefined) {
+  if (c.ssl !== undefined) {
     const { on, tls } = validateTls(c.ssl, 'connection.ssl');
     out.ssl = on;
     if (tls) out.tls = tls;

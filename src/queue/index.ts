@@ -29,11 +29,11 @@ export async function createBackend(config: QueueConfig, options: CreateBackendO
     }
     case 'rabbitmq': {
       const { RabbitBackend } = await import('./rabbitmq/backend.js');
-      return new RabbitBackend(config);
+      return new RabbitBackend(config, options.logger ? { logger: options.logger } : {});
     }
     case 'sqs': {
       const { SqsBackend } = await import('./sqs/backend.js');
-      return new SqsBackend(config);
+      return new SqsBackend(config, options.logger ? { logger: options.logger } : {});
     }
     default:
       throw invalidOption('queue-config.backend', `unknown backend ${String(config.backend)}`);

@@ -1,0 +1,172 @@
+/**
+ * What RabbitMQ keeps on streams, as every process reads it: job manifests and their tombstones,
+ * artifacts (the jobs stream), and worker heartbeats (the workers stream). Every record is checked
+ * before it is kept: a manifest outside its schema, an artifact whose bytes do not match its sha256 or
+ * a heartbeat that is not one are skipped with `malformed_record`.
+ */
+import { createHash } from 'node:crypto';
+import type { ConsumeMessage, Options } from 'amqplib';
+import { MetaguardError } from '../../errors.js';
+import type { QueueConfig } from '../../options/queue.js';
+import { logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from '../records.js';
+import type { JobManifest, WorkerInfo } from '../types.js';
+import type { RabbitConnection } from './connection.js';
+import { StreamView, type StreamHost } from './stream-view.js';
+import { hint, hstr, toBuffer } from './wire.js';
+
+const CATCH_UP_MS = 15_000;
+/** An artifact appended this recently is not appended again (the jobs stream keeps 7 days). */
+const ARTIFACT_REUSE_MS = 24 * 3600 * 1000;
+const SHA256 = /^[0-9a-f]{64}$/;
+
+export class RabbitRegistry {
+  #jobsView: StreamView | undefined;
+  readonly #manifests = new Map<string, JobManifest>();
+  readonly #tombstones = new Set<string>();
+  readonly #artifacts = new Map<string, Buffer>();
+  /** When each artifact was last appended to the stream (publisher's clock, ms). */
+  readonly #artifactAt = new Map<string, number>();
+  #workersView: StreamView | undefined;
+  #workersCaughtUp = false;
+  readonly #workers = new Map<string, WorkerInfo>();
+  readonly #host: StreamHost;
+
+  constructor(
+    private readonly c: RabbitConnection,
+    private readonly config: QueueConfig,
+  ) {
+    this.#host = {
+      channel: (prefetch) => c.channel(prefetch, 'stream reader'),
+      currentGen: () => c.connGen,
+      publishTo: async (queue: string, content: Buffer, options: Options.Publish) => {
+        await c.ensure();
+        await c.publish('', queue, content, options);
+      },
+      logger: c.logger,
+    };
+  }
+
+  stop(): void {
+    this.#jobsView?.stop();
+    this.#workersView?.stop();
+  }
+
+  /** True once this process has read the job's tombstone (deleted or withdrawn). */
+  deleted(jobId: string): boolean {
+    return this.#tombstones.has(jobId);
+  }
+
+  #jobs(): StreamView {
+    return (this.#jobsView ??= new StreamView(this.c.names.jobs, this.#host, (msg) => this.#onJobRecord(msg)));
+  }
+
+  #onJobRecord(msg: ConsumeMessage): void {
+    const h = msg.properties.headers;
+    const kind = hstr(h, 'kind');
+    const offset = hstr(h, 'x-stream-offset');
+    if (kind === 'artifact') {
+      const sha = hstr(h, 'sha256') ?? '';
+      if (!SHA256.test(sha)) throw new MalformedRecord(`artifact at offset ${offset}`, 'sha256', 'must be 64 hex digits');
+      if (createHash('sha256').update(msg.content).digest('hex') !== sha) throw new MalformedRecord(`artifact ${sha.slice(0, 12)}`, 'content', 'does not match its sha256 (tampered or corrupt)');
+      this.#artifacts.set(sha, Buffer.from(msg.content));
+      this.#artifactAt.set(sha, Math.max(this.#artifactAt.get(sha) ?? 0, hint(h, 'at')));
+    } else if (kind === 'job') {
+      const jobId = hstr(h, 'job') ?? '';
+      const m = parseManifest(jobId, msg.content.toString('utf8'));
+      this.#manifests.set(m.jobId, m);
+      this.#tombstones.delete(m.jobId);
+    } else if (kind === 'job-deleted') {
+      const jobId = hstr(h, 'job');
+      if (jobId) {
+        this.#manifests.delete(jobId);
+        this.#tombstones.add(jobId);
+      }
+    } else throw new MalformedRecord(`jobs stream record at offset ${offset}`, 'kind', 'must be artifact, job or job-deleted');
+  }
+
+  async #caughtUp(view: StreamView, what: string): Promise<void> {
+    const ok = await this.c.run(`read ${what}`, () => view.catchUp(CATCH_UP_MS));
+    this.c.checkOpen();
+    if (!ok) throw new MetaguardError('MG_ERR_BACKEND', `rabbitmq: reading ${view.stream} did not catch up within ${CATCH_UP_MS} ms (${what})`);
+  }
+
+  async putArtifact(sha256: string, bytes: Uint8Array): Promise<void> {
+    // The same code evaluated again is not appended again while its copy on the stream is recent
+    // (well inside the stream's 7-day retention): the stream, and every reader's memory, stay small.
+    const fresh = () => (this.#artifactAt.get(sha256) ?? 0) > Date.now() - ARTIFACT_REUSE_MS;
+    if (!fresh()) await this.#caughtUp(this.#jobs(), `artifact ${sha256.slice(0, 12)}`);
+    if (fresh()) return;
+    const at = Date.now();
+    await this.c.run('put artifact', () => this.c.publish('', this.c.names.jobs, toBuffer(bytes), { headers: { kind: 'artifact', sha256, at }, persistent: true }));
+    this.#artifacts.set(sha256, Buffer.from(bytes));
+    this.#artifactAt.set(sha256, at);
+  }
+
+  async getArtifact(sha256: string): Promise<Uint8Array | null> {
+    this.c.checkOpen();
+    const known = this.#artifacts.get(sha256);
+    if (known) return known;
+    await this.#caughtUp(this.#jobs(), `artifact ${sha256.slice(0, 12)}`);
+    return this.#artifacts.get(sha256) ?? null;
+  }
+
+  async putJob(manifest: JobManifest): Promise<void> {
+    await this.c.run('put job', () => this.c.publish('', this.c.names.jobs, Buffer.from(JSON.stringify(manifest)), { headers: { kind: 'job', job: manifest.jobId }, persistent: true }));
+    this.#manifests.set(manifest.jobId, structuredClone(manifest));
+    this.#tombstones.delete(manifest.jobId);
+  }
+
+  async getJob(jobId: string): Promise<JobManifest | null> {
+    this.c.checkOpen();
+    if (!this.#manifests.has(jobId) && !this.#tombstones.has(jobId)) await this.#caughtUp(this.#jobs(), `job ${jobId}`);
+    const m = this.#manifests.get(jobId);
+    return m ? structuredClone(m) : null;
+  }
+
+  /** Appends the job's tombstone: every process drops its manifest and its batches. */
+  async tombstone(jobId: string): Promise<void> {
+    this.#manifests.delete(jobId);
+    this.#tombstones.add(jobId);
+    await this.c.publish('', this.c.names.jobs, Buffer.alloc(0), { headers: { kind: 'job-deleted', job: jobId }, persistent: true });
+  }
+
+  // --- workers -------------------------------------------------------------------------------------
+
+  #workersStream(): StreamView {
+    return (this.#workersView ??= new StreamView(this.c.names.workers, this.#host, (msg) => {
+      const h = msg.properties.headers;
+      const workerId = hstr(h, 'worker');
+      if (!workerId) throw new MalformedRecord(`workers stream record at offset ${hstr(h, 'x-stream-offset')}`, 'worker', 'is missing');
+      if (hstr(h, 'kind') === 'leave') {
+        this.#workers.delete(workerId);
+        return;
+      }
+      const at = Number(hstr(h, 'at'));
+      if (!Number.isFinite(at) || at < 0) throw new MalformedRecord(`worker ${workerId}`, 'at', 'must be a time in ms');
+      const prev = this.#workers.get(workerId);
+      if (prev && (prev.lastHeartbeat ?? 0) > at) return;
+      const info = parseWorkerInfo(workerId, at, msg.content.toString('utf8'), (err) => logMalformed(this.c.logger, err, { queue: this.c.q }));
+      this.#workers.set(workerId, info);
+    }));
+  }
+
+  async heartbeat(info: WorkerInfo): Promise<void> {
+    const { lastHeartbeat: _ignored, ...rest } = info;
+    await this.c.run('heartbeat', () => this.c.publish('', this.c.names.workers, Buffer.from(JSON.stringify(rest)), { headers: { kind: 'heartbeat', worker: info.workerId, at: Date.now() }, persistent: true }));
+  }
+
+  async removeWorker(workerId: string): Promise<void> {
+    this.#workers.delete(workerId);
+    await this.c.run('remove worker', () => this.c.publish('', this.c.names.workers, Buffer.alloc(0), { headers: { kind: 'leave', worker: workerId, at: Date.now() }, persistent: true }));
+  }
+
+  async activeWorkers(): Promise<WorkerInfo[]> {
+    const view = this.#workersStream();
+    if (!this.#workersCaughtUp) {
+      await this.#caughtUp(view, 'worker heartbeats');
+      this.#workersCaughtUp = true;
+    } else await this.c.run('active workers', () => view.start());
+    const since = Date.now() - this.config.heartbeat_timeout * 1000;
+    return [...this.#workers.values()].filter((w) => (w.lastHeartbeat ?? 0) >= since).map((w) => ({ ...w }));
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * A RabbitMQ stream (x-queue-type stream) read from its first offset into the owner's local state:
+ * manifests, artifacts and heartbeats are appended to streams and every process keeps its own view.
+ * `catchUp` appends a marker and waits until it has been read, so a reader sees everything appended
+ * before the call.
+ */
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import type { Channel, ConsumeMessage, Options } from 'amqplib';
+import type { Logger } from '../../observe/log.js';
+import { MalformedRecord, logMalformed } from '../records.js';
+import { describe, hstr } from './wire.js';
+
+export interface StreamHost {
+  channel(prefetch: number): Promise<{ ch: Channel; gen: number }>;
+  currentGen(): number;
+  publishTo(queue: string, content: Buffer, options: Options.Publish): Promise<void>;
+  readonly logger: Logger | undefined;
+}
+
+export class StreamView extends EventEmitter {
+  #ch: Channel | undefined;
+  #gen = -1;
+  #next: number | undefined;
+  #starting: Promise<void> | undefined;
+  readonly #seen = new Set<string>();
+
+  constructor(
+    readonly stream: string,
+    private readonly backend: StreamHost,
+    private readonly onMessage: (msg: ConsumeMessage) => void,
+  ) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  start(): Promise<void> {
+    if (this.#ch && this.#gen === this.backend.currentGen()) return Promise.resolve();
+    return (this.#starting ??= this.#start().finally(() => (this.#starting = undefined)));
+  }
+
+  async #start(): Promise<void> {
+    const old = this.#ch;
+    this.#ch = undefined;
+    // A channel of a connection that died is closed already; closing it again fails harmlessly.
+    if (old) void old.close().catch((err: unknown) => this.backend.logger?.log('debug', 'backend_error', { code: 'MG_ERR_BACKEND', during: `close ${this.stream} reader`, message: describe(err) }));
+    const { ch, gen } = await this.backend.channel(500);
+    this.#ch = ch;
+    this.#gen = gen;
+    ch.on('close', () => {
+      if (this.#ch === ch) this.#ch = undefined;
+    });
+    const offset = this.#next === undefined ? 'first' : this.#next;
+    await ch.consume(
+      this.stream,
+      (msg) => {
+        if (!msg) return;
+        const off = Number(msg.properties.headers?.['x-stream-offset']);
+        try {
+          if (!(Number.isFinite(off) && this.#next !== undefined && off < this.#next)) {
+            const sync = hstr(msg.properties.headers, 'sync');
+            if (sync !== undefined) this.#seen.add(sync);
+            else this.onMessage(msg);
+          }
+        } catch (err) {
+          // A record this view cannot read is skipped (it must not stop the view), and said so.
+          const bad = err instanceof MalformedRecord ? err : new MalformedRecord(`${this.stream} record at offset ${off}`, 'content', describe(err));
+          logMalformed(this.backend.logger, bad, { stream: this.stream });
+        }
+        if (Number.isFinite(off)) this.#next = off + 1;
+        try {
+          ch.ack(msg);
+        } catch {
+          // The channel is gone (amqplib throws synchronously): the next start() resumes from #next.
+        }
+        this.emit('progress');
+      },
+      { noAck: false, arguments: { 'x-stream-offset': offset } },
+    );
+  }
+
+  /** Waits until everything appended before this call has been read (false: not within `ms`). */
+  async catchUp(ms: number): Promise<boolean> {
+    await this.start();
+    const id = randomUUID();
+    await this.backend.publishTo(this.stream, Buffer.alloc(0), { headers: { sync: id }, persistent: true });
+    if (this.#seen.delete(id)) return true;
+    return new Promise<boolean>((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.off('progress', check);
+        this.off('stopped', stop);
+        resolve(ok);
+      };
+      const check = () => {
+        if (this.#seen.delete(id)) done(true);
+      };
+      const stop = () => done(false);
+      const timer = setTimeout(() => done(false), ms);
+      this.on('progress', check);
+      this.on('stopped', stop);
+    });
+  }
+
+  stop(): void {
+    this.emit('stopped');
+    this.#ch = undefined;
+  }
+}
+
