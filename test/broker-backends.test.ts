@@ -5,7 +5,17 @@
  *     times, with the reason, and its job is told (attempts survive crashes);
  *   - SQS: a frame over 256 KiB travels through S3 (key + sha256 in the message) and a tampered object
  *     is refused; without s3_bucket the error names that key; queue_name creates the queue and its DLQ;
- *   - `metaguard queue stats` and `queue dlq list` work on both;
+ *   - RabbitMQ leases: a long batch whose lease is renewed is not redelivered; one whose holder stops
+ *     renewing (alive, its connection open) goes to another worker with attempt 2, and past
+ *     max_requeue_attempts to the dead-letter queue;
+ *   - RabbitMQ over TLS (amqps://, a node listening with certificates made by openssl here): with the
+ *     CA it works, without it the connection is refused naming the certificate;
+ *   - withdrawJob (what the coordinator does on SIGINT/SIGTERM) across processes: the worker holding
+ *     a batch of the job loses it, the job's other batches are dropped, nothing is dead-lettered;
+ *   - enqueue is idempotent, and a batch sent again after its entry was read goes out again;
+ *   - records read back are checked: forged results entries, heartbeats, manifests and batch headers
+ *     are skipped with malformed_record (or dead-lettered, for a batch), never trusted;
+ *   - `metaguard queue stats` and `queue dlq list|retry|purge` work on both;
  *   - the config keys as the guides write them, and the ones that contradict each other.
  *
  * Run: node --import tsx --test test/broker-backends.test.ts
@@ -14,9 +24,14 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { validateQueueConfig } from '../src/options/queue.ts';
+import { createLogger, type Logger } from '../src/observe/log.ts';
 import type { Backend, BatchMessage, JobManifest } from '../src/queue/types.ts';
-import { startRabbit, type RabbitServer } from './helpers/rabbitmq-server.ts';
+import { makeTlsFiles, startRabbit, type RabbitServer } from './helpers/rabbitmq-server.ts';
 import { startFauxqs, type Fauxqs } from './helpers/fauxqs-server.ts';
 import { runCli } from './helpers/run-cli.ts';
 
@@ -38,6 +53,27 @@ async function claimOne(b: Backend, worker: string, leaseMs: number, timeoutMs =
     const [c] = await b.claimBatches(worker, 1, leaseMs);
     if (c) return c;
     if (Date.now() > end) return undefined;
+    await sleep(100);
+  }
+}
+
+/** A logger whose JSON lines are kept, for asserting on `malformed_record` events. */
+function capture(): { logger: Logger; events(name: string): Record<string, unknown>[] } {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(...String(chunk).split('\n').filter(Boolean));
+      done();
+    },
+  });
+  return { logger: createLogger({ json: true, stream, level: 'debug' }), events: (name) => lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((e) => e.event === name) };
+}
+
+async function eventually<T>(read: () => Promise<T>, done: (v: T) => boolean, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await read();
+    if (done(v) || Date.now() > end) return v;
     await sleep(100);
   }
 }
@@ -97,7 +133,8 @@ describe('rabbitmq backend', () => {
   });
 
   it('queue stats and dlq list through the CLI', async () => {
-    const c = { backend: 'rabbitmq', url: server.url, queue: `t_${randomUUID().slice(0, 8)}` };
+    // strict_priority: the claim below takes the high batch, whatever the weights would draw.
+    const c = { backend: 'rabbitmq', url: server.url, queue: `t_${randomUUID().slice(0, 8)}`, strict_priority: true };
     const { RabbitBackend } = await import('../src/queue/rabbitmq/backend.ts');
     const b = new RabbitBackend(validateQueueConfig(c));
     await b.connect();
@@ -116,6 +153,194 @@ describe('rabbitmq backend', () => {
     assert.match(list.stdout, /poison pill/);
   });
 
+  it('a renewed lease keeps a long batch; a holder that stops renewing loses it to another worker (attempt 2)', async () => {
+    const { RabbitBackend } = await import('../src/queue/rabbitmq/backend.ts');
+    const c = config();
+    const [coord, a, b] = [new RabbitBackend(c), new RabbitBackend(c), new RabbitBackend(c)];
+    await Promise.all([coord.connect(), a.connect(), b.connect()]);
+    try {
+      const job = `job-${randomUUID()}`;
+      await coord.putJob(manifest(job));
+      const sent = batch(job);
+      await coord.enqueue([sent]);
+      const first = await claimOne(a, 'wa', 1000);
+      assert.ok(first?.ok && first.batch.attempt === 1, JSON.stringify(first));
+      // Renewed every 250 ms for 3 s (three 1 s leases): nobody else gets it.
+      const until = Date.now() + 3000;
+      while (Date.now() < until) {
+        assert.deepEqual(await a.renewLeases('wa', [sent.id], 1000), [], 'a renewed lease holds');
+        assert.deepEqual(await b.claimBatches('wb', 1, 1000), [], 'a batch under a live lease is not redelivered');
+        await sleep(250);
+      }
+      // A stops renewing but stays connected (a stuck worker): its lease ends, the batch goes to B.
+      const second = await claimOne(b, 'wb', 60_000, 10_000);
+      assert.ok(second?.ok, JSON.stringify(second));
+      assert.equal(second.batch.id, sent.id);
+      assert.equal(second.batch.attempt, 2);
+      assert.deepEqual([...second.batch.payload], [...sent.payload]);
+      assert.deepEqual(await a.renewLeases('wa', [sent.id], 1000), [sent.id], 'the stuck holder is told it lost the lease');
+      assert.deepEqual(await a.reclaimExpired(), { requeued: [sent.id], deadLettered: [] });
+      assert.equal(await a.completeBatch('wa', first.batch, Uint8Array.from([1])), false, 'a late completion is not the completion');
+      assert.equal(await b.completeBatch('wb', second.batch, Uint8Array.from([2])), true);
+      const entries = await readEntries(coord, job, 2);
+      assert.deepEqual(entries.map((e) => (e.kind === 'results' ? e.workerId : e.kind)).sort(), ['wa', 'wb'], 'both results arrive; the coordinator keeps the first');
+      assert.equal((await coord.stats()).pending.normal, 0);
+    } finally {
+      await Promise.all([coord.close(), a.close(), b.close()]);
+    }
+  });
+
+  it('an expired lease past max_requeue_attempts dead-letters the batch with the reason', async () => {
+    const { RabbitBackend } = await import('../src/queue/rabbitmq/backend.ts');
+    const c = config({ max_requeue_attempts: 0 });
+    const b = new RabbitBackend(c);
+    await b.connect();
+    try {
+      const job = `job-${randomUUID()}`;
+      await b.putJob(manifest(job));
+      const sent = batch(job);
+      await b.enqueue([sent]);
+      assert.ok((await claimOne(b, 'w', 300))?.ok);
+      const out = await eventually(async () => b.reclaimExpired(), (o) => o.deadLettered.length > 0, 5000);
+      assert.deepEqual(out, { requeued: [], deadLettered: [sent.id] });
+      const [dead] = await b.listDead();
+      assert.equal(dead.id, sent.id);
+      assert.match(dead.reason, /^lease expired after 1 attempts$/);
+      assert.deepEqual((await readEntries(b, job, 1)).map((e) => e.kind), ['dead']);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('withdrawJob across processes: the holder loses its batch, the job\'s other batches are dropped, nothing is dead-lettered', async () => {
+    const { RabbitBackend } = await import('../src/queue/rabbitmq/backend.ts');
+    const c = config();
+    const [coord, worker] = [new RabbitBackend(c), new RabbitBackend(c)];
+    await Promise.all([coord.connect(), worker.connect()]);
+    try {
+      const job = `job-${randomUUID()}`;
+      const other = `job-${randomUUID()}`;
+      await coord.putJob(manifest(job));
+      await coord.putJob(manifest(other));
+      const mine = [batch(job), batch(job), batch(job)];
+      await coord.enqueue(mine);
+      const held = await claimOne(worker, 'w', 60_000);
+      assert.ok(held?.ok);
+      assert.equal((await worker.getJob(job))?.jobId, job, 'the worker reads the manifest, as the daemon does');
+      assert.equal(await coord.withdrawJob(job, mine.map((x) => x.id)), 3, 'every batch of the job is withdrawn');
+      assert.deepEqual(await eventually(() => worker.renewLeases('w', [held.batch.id], 60_000), (l) => l.length === 1), [held.batch.id], 'the holder\'s lease is revoked');
+      assert.equal(await worker.getJob(job), null, 'the worker sees the job gone');
+      const theirs = batch(other);
+      await coord.enqueue([theirs]);
+      const next = await claimOne(worker, 'w', 60_000);
+      assert.ok(next?.ok);
+      assert.equal(next.batch.id, theirs.id, 'the withdrawn job\'s batches were dropped, the other job\'s claimed');
+      assert.deepEqual(await worker.claimBatches('w', 10, 60_000), []);
+      const s = await coord.stats();
+      assert.equal(s.pending.normal, 0);
+      assert.equal(s.dead, 0, 'nothing dead-lettered');
+      assert.deepEqual(await coord.listDead(), []);
+    } finally {
+      await Promise.all([coord.close(), worker.close()]);
+    }
+  });
+
+  it('enqueue is idempotent; a batch whose entry was read goes out again when sent again', async () => {
+    const { RabbitBackend } = await import('../src/queue/rabbitmq/backend.ts');
+    const b = new RabbitBackend(config());
+    await b.connect();
+    try {
+      const job = `job-${randomUUID()}`;
+      await b.putJob(manifest(job));
+      const x = batch(job);
+      await b.enqueue([x]);
+      await b.enqueue([x, x]);
+      const first = await claimOne(b, 'w', 60_000);
+      assert.ok(first?.ok);
+      assert.deepEqual(await b.claimBatches('w', 10, 60_000), [], 'one copy only');
+      assert.equal(await b.completeBatch('w', first.batch, Uint8Array.from([7])), true);
+      assert.equal((await readEntries(b, job, 1)).length, 1);
+      // The coordinator sends it again (its frame could not be verified): it must go out.
+      await b.enqueue([x]);
+      const again = await claimOne(b, 'w', 60_000);
+      assert.ok(again?.ok && again.batch.id === x.id);
+      assert.equal((await b.stats()).dispatched, 2);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('records read back are checked: forged results entries, heartbeats, manifests and batch headers are not trusted', async () => {
+    const { RabbitBackend } = await import('../src/queue/rabbitmq/backend.ts');
+    const amqp = await import('amqplib');
+    const log = capture();
+    const c = config();
+    const b = new RabbitBackend(c, { logger: log.logger });
+    await b.connect();
+    const conn = await amqp.connect(server.url);
+    try {
+      const ch = await conn.createConfirmChannel();
+      const n = b.names();
+      const job = `job-${randomUUID()}`;
+      await b.putJob(manifest(job));
+      // Results queue: a forged entry with a bad role, one without a batch id, one not of ours; then a good one.
+      for (const headers of [{ kind: 'results', batch: 'b1', role: 'admin', worker: 'x' }, { kind: 'results', role: 'candidate', worker: 'x' }, { kind: 'verdict', batch: 'b1' }]) ch.sendToQueue(n.results(job), Buffer.from([1]), { headers });
+      ch.sendToQueue(n.results(job), Buffer.from([9]), { headers: { kind: 'results', batch: 'b2', role: 'baseline', worker: 'w' } });
+      // Streams: a heartbeat without threads, a manifest with memMb -5.
+      ch.sendToQueue(n.workers, Buffer.from(JSON.stringify({ host: 'h', pid: 1, threads: 'q', startedAt: 0 })), { headers: { kind: 'heartbeat', worker: 'forged', at: Date.now() } });
+      const bad = `job-${randomUUID()}`;
+      ch.sendToQueue(n.jobs, Buffer.from(JSON.stringify({ ...manifest(bad), memMb: -5 })), { headers: { kind: 'job', job: bad } });
+      // A batch whose attempt header is not a count.
+      ch.publish(n.exchange, `${c.queue}.normal`, Buffer.from([1, 2]), { messageId: 'forged-batch', headers: { id: 'forged-batch', job, role: 'candidate', priority: 'normal', attempt: 'abc' } });
+      await ch.waitForConfirms();
+
+      const entries = await readEntries(b, job, 1);
+      assert.deepEqual(entries.map((e) => e.batchId), ['b2'], 'only the well-formed entry');
+      assert.deepEqual(log.events('malformed_record').map((e) => e.field).sort(), ['batch', 'kind', 'role']);
+      assert.equal(await b.getJob(bad), null, 'a manifest outside its schema is not a job');
+      assert.deepEqual((await b.activeWorkers()).map((w) => w.workerId), [], 'a heartbeat outside its schema is not a worker');
+      const fields = log.events('malformed_record').map((e) => `${e.record}: ${e.field}`);
+      assert.ok(fields.some((f) => /manifest.*memMb/.test(f)), fields.join('\n'));
+      assert.ok(fields.some((f) => /worker forged.*threads/.test(f)), fields.join('\n'));
+      const claim = await claimOne(b, 'w', 60_000);
+      assert.ok(claim && !claim.ok, JSON.stringify(claim));
+      assert.equal(claim.id, 'forged-batch');
+      assert.equal(claim.reason, 'malformed batch: attempts is not a count');
+    } finally {
+      await conn.close();
+      await b.close();
+    }
+  });
+
+  it('queue dlq retry and purge through the CLI', async () => {
+    const c = { backend: 'rabbitmq', url: server.url, queue: `t_${randomUUID().slice(0, 8)}` };
+    const { RabbitBackend } = await import('../src/queue/rabbitmq/backend.ts');
+    const b = new RabbitBackend(validateQueueConfig(c));
+    await b.connect();
+    const sent = [batch('j1'), batch('j1')];
+    await b.enqueue(sent);
+    for (let i = 0; i < sent.length; i++) {
+      const claim = await claimOne(b, 'w', 60_000);
+      assert.ok(claim?.ok);
+      await b.deadLetter('w', claim.batch.id, 'poison pill');
+    }
+    await b.close();
+    const q = ['--queue-config', JSON.stringify(c)];
+    assert.equal((await runCli(['queue', 'stats', ...q])).stdout.match(/dead-lettered (\d+)/)?.[1], '2');
+    const none = await runCli(['queue', 'dlq', 'retry', 'no-such-batch', ...q]);
+    assert.equal(none.code, 1, none.stderr);
+    const retried = await runCli(['queue', 'dlq', 'retry', sent[0].id, ...q]);
+    assert.equal(retried.code, 0, retried.stderr);
+    assert.match(retried.stdout, /requeued 1 dead-lettered batch$/m);
+    const stats = await runCli(['queue', 'stats', ...q]);
+    assert.match(stats.stdout, /normal=1/);
+    assert.match(stats.stdout, /dead-lettered 1/);
+    const purged = await runCli(['queue', 'dlq', 'purge', '--yes', ...q]);
+    assert.equal(purged.code, 0, purged.stderr);
+    assert.match(purged.stdout, /purged 1 dead-lettered batch$/m);
+    assert.match((await runCli(['queue', 'dlq', 'list', ...q])).stdout, /dead-letter queue is empty/);
+  });
+
   it('config: url or connection, not both; amqp URLs only; queue_name names the queue', () => {
     assert.throws(() => validateQueueConfig({ backend: 'rabbitmq', url: 'amqp://h', connection: { host: 'h' } }), /queue-config\.url: give url or connection, not both/);
     assert.throws(() => validateQueueConfig({ backend: 'rabbitmq', url: 'redis://h' }), /queue-config\.url: must be an amqp/);
@@ -125,6 +350,50 @@ describe('rabbitmq backend', () => {
     assert.equal(c.connection?.port, 5671);
     assert.equal(c.connection?.virtual_host, '/mg');
     assert.throws(() => validateQueueConfig({ backend: 'redis', exchange: 'x' }), /queue-config\.exchange: is a rabbitmq key, but backend is redis/);
+  });
+});
+
+describe('rabbitmq over TLS (amqps://)', () => {
+  let server: RabbitServer;
+  let dir: string;
+  let ca: string;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'mg-tls-'));
+    const files = makeTlsFiles(dir);
+    ca = files.ca;
+    server = await startRabbit({ tls: files });
+  });
+  after(async () => {
+    await server?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a batch round-trips over amqps:// with the CA given; without it the certificate is refused', async () => {
+    const { RabbitBackend } = await import('../src/queue/rabbitmq/backend.ts');
+    for (const raw of [
+      { url: server.amqpsUrl!, ssl: { ca } },
+      { connection: { host: '127.0.0.1', port: server.tlsPort!, username: 'guest', password: 'guest', ssl: { ca, servername: 'localhost' } } },
+    ]) {
+      const b = new RabbitBackend(validateQueueConfig({ backend: 'rabbitmq', queue: `t_${randomUUID().slice(0, 8)}`, ...raw }));
+      await b.connect();
+      try {
+        const job = `job-${randomUUID()}`;
+        await b.putJob(manifest(job));
+        const sent = batch(job);
+        await b.enqueue([sent]);
+        const claim = await claimOne(b, 'w', 60_000);
+        assert.ok(claim?.ok && claim.batch.id === sent.id, JSON.stringify(claim));
+        assert.equal(await b.completeBatch('w', claim.batch, Uint8Array.from([4, 2])), true);
+        const [entry] = await readEntries(b, job, 1);
+        assert.ok(entry?.kind === 'results' && Buffer.from(entry.frame).equals(Buffer.from([4, 2])));
+      } finally {
+        await b.close();
+      }
+    }
+    const untrusted = new RabbitBackend(validateQueueConfig({ backend: 'rabbitmq', url: server.amqpsUrl!, queue: 't_untrusted' }));
+    await assert.rejects(untrusted.connect(), (err: { code?: string; message?: string }) => err.code === 'MG_ERR_BACKEND' && /cannot connect to rabbitmq at amqps:\/\/guest:\*\*\*@127\.0\.0\.1:\d+: .*(self[- ]signed|certificate)/i.test(err.message ?? ''));
+    await untrusted.close();
+    assert.throws(() => validateQueueConfig({ backend: 'rabbitmq', url: server.amqpsUrl!.replace('amqps:', 'amqp:'), ssl: { ca } }), /queue-config\.ssl: needs an amqps:\/\/ url/);
   });
 });
 

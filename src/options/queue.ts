@@ -344,6 +344,7 @@ export function validateQueueConfig(input: unknown, overrides: Partial<QueueConf
   }
   if (backend === 'rabbitmq' && out.url !== undefined && out.connection !== undefined) throw invalidOption(field('url'), 'give url or connection, not both');
   if (backend === 'rabbitmq' && out.url !== undefined && !/^amqps?:\/\//.test(out.url as string)) throw invalidOption(field('url'), 'must be an amqp:// or amqps:// URL');
+  if (backend === 'rabbitmq' && out.ssl !== undefined && !(typeof out.url === 'string' && out.url.startsWith('amqps://'))) throw invalidOption(field('ssl'), 'needs an amqps:// url (with connection, give connection.ssl)');
   if (backend === 'sqs') {
     // Auxiliary queues are named <name>-<kind>-<24 hex>: SQS allows 80 characters, so names stop at 50.
     const sqsName = /^[A-Za-z0-9_-]{1,50}$/;

@@ -5,7 +5,7 @@
  * `setpriv` as that user). Its own epmd (on its own port) is stopped with it. Starts in ~6 s.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { chownSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,9 @@ const SERVER = '/usr/lib/rabbitmq/bin/rabbitmq-server';
 export interface RabbitServer {
   port: number;
   url: string;
+  /** With `tls`: the TLS listener's port and an amqps:// URL to it (127.0.0.1). */
+  tlsPort?: number;
+  amqpsUrl?: string;
   /** Stops the node for good, its epmd too, and removes its folders. Idempotent. */
   stop(): Promise<void>;
   /** Graceful stop, then the same node again (durable queues and persistent messages survive). */
@@ -68,6 +71,17 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1' });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
 function exited(child: ChildProcess, ms: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
   return new Promise((resolve) => {
@@ -79,8 +93,34 @@ function exited(child: ChildProcess, ms: number): Promise<boolean> {
   });
 }
 
-/** Starts a node; fails naming the Debian package when rabbitmq-server is not installed. */
-export async function startRabbit(): Promise<RabbitServer> {
+export interface TlsFiles {
+  /** PEM files: the CA that signed the server's certificate, the certificate, its key. */
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/**
+ * A throwaway CA and a server certificate for 127.0.0.1 / localhost signed by it, made with the
+ * `openssl` command line in `dir`.
+ */
+export function makeTlsFiles(dir: string): TlsFiles {
+  const run = (args: string[]) => {
+    const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr || r.error?.message}`);
+  };
+  run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=metaguard test CA', '-keyout', 'ca.key', '-out', 'ca.pem']);
+  run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', 'server.key', '-out', 'server.csr']);
+  writeFileSync(join(dir, 'san.ext'), 'subjectAltName = IP:127.0.0.1, DNS:localhost\nextendedKeyUsage = serverAuth\n');
+  run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'san.ext', '-out', 'server.pem']);
+  return { ca: join(dir, 'ca.pem'), cert: join(dir, 'server.pem'), key: join(dir, 'server.key') };
+}
+
+/**
+ * Starts a node; fails naming the Debian package when rabbitmq-server is not installed. With `tls`,
+ * the node also listens for AMQP over TLS (amqps) on a port of its own, with those files.
+ */
+export async function startRabbit(options: { tls?: TlsFiles } = {}): Promise<RabbitServer> {
   const missing = rabbitUnavailable();
   if (missing) throw new Error(`cannot start RabbitMQ for the tests: ${missing}`);
   hook();
@@ -91,10 +131,28 @@ export async function startRabbit(): Promise<RabbitServer> {
   chmodSync(dir, 0o755);
   for (const sub of ['mnesia', 'log', 'home']) mkdirSync(join(dir, sub));
   const [port, dist, epmd] = [await freePort(), await freePort(), await freePort()];
+  const tlsPort = options.tls ? await freePort() : undefined;
   const node = `mgtest${port}@localhost`;
-  writeFileSync(join(dir, 'rabbitmq.conf'), ['loopback_users = none', `listeners.tcp.default = 127.0.0.1:${port}`, 'log.console = false', 'log.file.level = warning', ''].join('\n'));
+  const conf = ['loopback_users = none', `listeners.tcp.default = 127.0.0.1:${port}`, 'log.console = false', 'log.file.level = warning'];
+  const owned = [dir, join(dir, 'mnesia'), join(dir, 'log'), join(dir, 'home'), join(dir, 'rabbitmq.conf'), join(dir, 'enabled_plugins')];
+  if (options.tls) {
+    // The node runs as the rabbitmq user: it reads copies of the files in its own folder.
+    for (const [name, from] of Object.entries(options.tls)) {
+      copyFileSync(from, join(dir, `tls-${name}.pem`));
+      owned.push(join(dir, `tls-${name}.pem`));
+    }
+    conf.push(
+      `listeners.ssl.default = 127.0.0.1:${tlsPort}`,
+      `ssl_options.cacertfile = ${join(dir, 'tls-ca.pem')}`,
+      `ssl_options.certfile = ${join(dir, 'tls-cert.pem')}`,
+      `ssl_options.keyfile = ${join(dir, 'tls-key.pem')}`,
+      'ssl_options.verify = verify_none',
+      'ssl_options.fail_if_no_peer_cert = false',
+    );
+  }
+  writeFileSync(join(dir, 'rabbitmq.conf'), [...conf, ''].join('\n'));
   writeFileSync(join(dir, 'enabled_plugins'), '[].\n');
-  for (const p of [dir, join(dir, 'mnesia'), join(dir, 'log'), join(dir, 'home'), join(dir, 'rabbitmq.conf'), join(dir, 'enabled_plugins')]) chownSync(p, uid, gid);
+  for (const p of owned) chownSync(p, uid, gid);
   epmds.add(epmd);
   const env = {
     PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
@@ -125,7 +183,7 @@ export async function startRabbit(): Promise<RabbitServer> {
     const deadline = Date.now() + 60_000;
     while (Date.now() < deadline) {
       if (c.exitCode !== null) throw new Error(`rabbitmq-server exited (${c.exitCode}) while starting:\n${output}`);
-      if (await canConnect(port)) return;
+      if ((await canConnect(port)) && (tlsPort === undefined || (await listening(tlsPort)))) return;
       await new Promise((r) => setTimeout(r, 200));
     }
     throw new Error(`rabbitmq-server did not accept connections on ${port} within 60 s:\n${output}`);
@@ -153,6 +211,7 @@ export async function startRabbit(): Promise<RabbitServer> {
   return {
     port,
     url: `amqp://guest:guest@127.0.0.1:${port}`,
+    ...(tlsPort !== undefined ? { tlsPort, amqpsUrl: `amqps://guest:guest@127.0.0.1:${tlsPort}` } : {}),
     async stop() {
       if (stopped) return;
       stopped = true;

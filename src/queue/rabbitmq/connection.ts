@@ -255,9 +255,18 @@ export class RabbitConnection {
     this.closed = true;
     this.events.emit('closed');
     const conn = this.conn;
+    const ch = this.ch;
     this.conn = undefined;
     this.ch = undefined;
     this.admin = undefined;
+    // The claim channel first: its close waits for the broker, so acknowledgements written just before
+    // are processed (amqplib may still hold them when the connection closes: the batch would come back).
+    if (ch) {
+      let timer: NodeJS.Timeout | undefined;
+      const closing = ch.close().catch((err: unknown) => this.logger?.log('debug', 'backend_error', { code: 'MG_ERR_BACKEND', during: 'close claim channel', queue: this.q, message: describe(err) }));
+      await Promise.race([closing, new Promise<void>((r) => (timer = setTimeout(r, 2000)))]);
+      clearTimeout(timer);
+    }
     if (conn) await this.closeConnection(conn);
   }
 }
