@@ -514,6 +514,136 @@ describe('sqs backend (fauxqs)', () => {
     assert.doesNotMatch(stats.stdout + stats.stderr + list.stdout + list.stderr, /aws_secret|"test"/, 'credentials are never printed');
   });
 
+  it('withdrawJob across processes: the holder loses its batch, the job\'s other batches are dropped, nothing is dead-lettered', async () => {
+    const coord = await backend();
+    const worker = await backend({ queue_name: coord.names().main });
+    try {
+      const job = `job-${randomUUID()}`;
+      const other = `job-${randomUUID()}`;
+      await coord.putJob(manifest(job));
+      await coord.putJob(manifest(other));
+      const mine = [batch(job), batch(job), batch(job)];
+      await coord.enqueue(mine);
+      const held = await claimOne(worker, 'w', 30_000);
+      assert.ok(held?.ok);
+      assert.equal(held.batch.jobId, job);
+      assert.equal(await coord.withdrawJob(job, mine.map((x) => x.id)), 3, 'every batch of the job is withdrawn');
+      // Workers look at a job again at most every 5 s: within 15 s the holder is told.
+      assert.deepEqual(await eventually(() => worker.renewLeases('w', [held.batch.id], 30_000), (l) => l.length === 1, 15_000), [held.batch.id], 'the holder\'s lease is revoked');
+      assert.equal(await worker.getJob(job), null, 'the worker sees the job gone');
+      const theirs = batch(other);
+      await coord.enqueue([theirs]);
+      const next = await claimOne(worker, 'w', 30_000);
+      assert.ok(next?.ok);
+      assert.equal(next.batch.id, theirs.id, 'the withdrawn job\'s batches were dropped, the other job\'s claimed');
+      assert.deepEqual(await worker.claimBatches('w', 10, 30_000), []);
+      assert.equal(await worker.completeBatch('w', next.batch, Uint8Array.from([1])), true);
+      const s = await eventually(() => coord.stats(), (x) => x.pending.normal === 0);
+      assert.equal(s.pending.normal, 0);
+      assert.equal(s.dead, 0, 'nothing dead-lettered');
+    } finally {
+      await coord.close();
+      await worker.close();
+    }
+  });
+
+  it('enqueue is idempotent; a batch whose entry was read goes out again when sent again', async () => {
+    const b = await backend();
+    try {
+      const job = `job-${randomUUID()}`;
+      await b.putJob(manifest(job));
+      const x = batch(job);
+      await b.enqueue([x]);
+      await b.enqueue([x, x]);
+      const first = await claimOne(b, 'w', 30_000);
+      assert.ok(first?.ok);
+      assert.deepEqual(await b.claimBatches('w', 10, 30_000), [], 'one copy only');
+      assert.equal(await b.completeBatch('w', first.batch, Uint8Array.from([7])), true);
+      assert.equal((await readEntries(b, job, 1)).length, 1);
+      await b.enqueue([x]);
+      const again = await claimOne(b, 'w', 30_000);
+      assert.ok(again?.ok && again.batch.id === x.id);
+      assert.equal((await b.stats()).dispatched, 2);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('records read back are checked: forged results entries, heartbeats, manifests and batch attributes are not trusted', async () => {
+    const log = capture();
+    const { SqsBackend } = await import('../src/queue/sqs/backend.ts');
+    const b = new SqsBackend(validateQueueConfig(raw()), { logger: log.logger });
+    await b.connect();
+    const { sqs, client: c } = await client();
+    try {
+      const n = b.names();
+      const job = `job-${randomUUID()}`;
+      await b.putJob(manifest(job));
+      const url = async (name: string) => (await c.send(new sqs.CreateQueueCommand({ QueueName: name }))).QueueUrl!;
+      const s = (v: string) => ({ DataType: 'String', StringValue: v });
+      const bin = { DataType: 'Binary', BinaryValue: Uint8Array.from([1]) };
+      const results = await url(n.results(job));
+      const forged: Record<string, { DataType: string; StringValue?: string; BinaryValue?: Uint8Array }>[] = [
+        { kind: s('results'), batch: s('b1'), role: s('admin'), worker: s('x'), payload: bin },
+        { kind: s('results'), role: s('candidate'), worker: s('x'), payload: bin },
+        { kind: s('verdict'), batch: s('b1') },
+      ];
+      for (const attrs of forged) {
+        await c.send(new sqs.SendMessageCommand({ QueueUrl: results, MessageBody: 'forged', MessageAttributes: attrs }));
+      }
+      await c.send(new sqs.SendMessageCommand({ QueueUrl: results, MessageBody: 'b2', MessageAttributes: { kind: s('results'), batch: s('b2'), role: s('baseline'), worker: s('w'), payload: { DataType: 'Binary', BinaryValue: Uint8Array.from([9]) } } }));
+      const bad = `job-${randomUUID()}`;
+      await c.send(new sqs.SendMessageCommand({ QueueUrl: await url(n.job(bad)), MessageBody: JSON.stringify({ ...manifest(bad), memMb: -5 }), MessageAttributes: { kind: s('job'), job: s(bad) } }));
+      await c.send(new sqs.TagQueueCommand({ QueueUrl: await url(n.workers), Tags: { 'w:forged': JSON.stringify({ h: 'h', p: 1, t: 'q', s: 0, at: Date.now() }) } }));
+      await c.send(new sqs.SendMessageCommand({ QueueUrl: b.queueUrl!, MessageBody: 'forged-batch', MessageAttributes: { id: s('forged-batch'), job: s(job), role: s('candidate'), priority: s('normal'), attempts_before: s('abc'), payload: bin } }));
+
+      const entries = await readEntries(b, job, 1);
+      assert.deepEqual(entries.map((e) => e.batchId), ['b2'], 'only the well-formed entry');
+      assert.deepEqual(log.events('malformed_record').map((e) => e.field).sort(), ['batch', 'kind', 'role']);
+      await assert.rejects(b.getJob(bad), (err: { code?: string }) => err.code === 'MG_ERR_MALFORMED_RECORD', 'a manifest outside its schema is refused');
+      assert.deepEqual((await b.activeWorkers()).map((w) => w.workerId), [], 'a heartbeat outside its schema is not a worker');
+      const fields = log.events('malformed_record').map((e) => `${e.record}: ${e.field}`);
+      assert.ok(fields.some((f) => /manifest.*memMb/.test(f)), fields.join('\n'));
+      assert.ok(fields.some((f) => /worker forged.*threads/.test(f)), fields.join('\n'));
+      const claim = await claimOne(b, 'w', 30_000);
+      assert.ok(claim && !claim.ok, JSON.stringify(claim));
+      assert.equal(claim.id, 'forged-batch');
+      assert.equal(claim.reason, 'malformed batch: attempts is not a count');
+    } finally {
+      c.destroy();
+      await b.close();
+    }
+  });
+
+  it('queue dlq retry and purge through the CLI', async () => {
+    const c = raw();
+    const b = await backend({ queue_name: c.queue_name });
+    const sent = [batch('j1'), batch('j1')];
+    await b.enqueue(sent);
+    const dead: string[] = [];
+    for (let i = 0; i < sent.length; i++) {
+      const claim = await claimOne(b, 'w', 30_000);
+      assert.ok(claim?.ok);
+      await b.deadLetter('w', claim.batch.id, 'poison pill');
+      dead.push(claim.batch.id);
+    }
+    await b.close();
+    const q = ['--queue-config', JSON.stringify(c)];
+    assert.equal((await runCli(['queue', 'stats', ...q])).stdout.match(/dead-lettered (\d+)/)?.[1], '2');
+    const none = await runCli(['queue', 'dlq', 'retry', 'no-such-batch', ...q]);
+    assert.equal(none.code, 1, none.stderr);
+    const retried = await runCli(['queue', 'dlq', 'retry', dead[0], ...q]);
+    assert.equal(retried.code, 0, retried.stderr);
+    assert.match(retried.stdout, /requeued 1 dead-lettered batch$/m);
+    const stats = await runCli(['queue', 'stats', ...q]);
+    assert.match(stats.stdout, /normal=1/);
+    assert.match(stats.stdout, /dead-lettered 1/);
+    const purged = await runCli(['queue', 'dlq', 'purge', '--yes', ...q]);
+    assert.equal(purged.code, 0, purged.stderr);
+    assert.match(purged.stdout, /purged 1 dead-lettered batch$/m);
+    assert.match((await runCli(['queue', 'dlq', 'list', ...q])).stdout, /dead-letter queue is empty/);
+  });
+
   it('config: queue names SQS accepts, visibility_timeout is the lease, credentials go in pairs', () => {
     const base = { backend: 'sqs', region: 'eu-west-1' };
     assert.throws(() => validateQueueConfig({ ...base, queue_name: 'jobs.fifo' }), /queue-config\.queue_name: an SQS queue name is 1-50 letters/);
