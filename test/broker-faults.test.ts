@@ -9,6 +9,9 @@
  *       coordinator and worker reconnect and the report is still equal.
  *   (c) SIGTERM during a long case: the worker hands its batch back at once, uncounted, and another
  *       worker finishes it long before any lease would have expired.
+ *   (d) SIGINT to the coordinator (`metaguard evaluate`) mid-run: exit 130 naming the withdrawn job;
+ *       the worker drops the batch it holds and the job's other batches; nothing is left pending and
+ *       nothing is dead-lettered.
  *
  * For SQS the lease is the visibility timeout (4 s here), which ends on its own after the kill.
  *
@@ -16,7 +19,14 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { validateQueueConfig } from '../src/queue/config.ts';
+import { createBackend } from '../src/queue/index.ts';
 import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, waitFor, type RunOptions } from './helpers/queue-harness.ts';
 import { startRabbit, type RabbitServer } from './helpers/rabbitmq-server.ts';
 import { startFauxqs } from './helpers/fauxqs-server.ts';
@@ -79,6 +89,26 @@ const slow = (n: number): RunOptions => ({ task: fixture('slow/task.mjs'), basel
 function within<T>(p: Promise<T>, ms: number, diagnostics: () => string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`not finished within ${ms} ms\n${diagnostics()}`)), ms)))]).finally(() => clearTimeout(timer));
+}
+
+const cliEntry = fileURLToPath(new URL('../src/cli/run.ts', import.meta.url));
+
+/** `metaguard ARGS` as a child process that a test can signal; `done` resolves with its exit and output. */
+function startCli(args: string[]) {
+  const env: NodeJS.ProcessEnv = { NO_COLOR: '1' };
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('METAGUARD_') && !k.startsWith('NODE_TEST')) env[k] = v;
+  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), cliEntry, ...args], { cwd: mkdtempSync(join(tmpdir(), 'mg-cli-')), env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stdout!.resume();
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
+  const done = new Promise<{ code: number | null; stderr: string }>((resolve) =>
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    }),
+  );
+  return { child, stderr: () => stderr, done };
 }
 
 function claimedAttempts(output: string): number[] {
@@ -174,6 +204,34 @@ function faults(kind: BrokerKind): void {
       assert.deepEqual([...new Set(claimedAttempts(b.output()))], [1], 'a hand-back is not an attempt');
       b.child.kill('SIGTERM');
       assert.equal((await b.exited).code, 0, b.output().slice(-3000));
+    });
+
+    it('(d) SIGINT to the coordinator mid-run: exit 130, the job withdrawn; the worker drops its batches; nothing pending, nothing dead', async () => {
+      const qc = broker.config({ ...base, lease_seconds: 60, batch_size: 2 });
+      const w = spawnWorker(qc, { args: ['--threads', '1', '--log-level', 'debug'], env: { LONG_MS: '2000' } });
+      const cli = startCli(['evaluate', '--task', fixture('slow/task.mjs'), '--baseline', fixture('slow/long.mjs'), '--candidate', fixture('slow/long.mjs'), '--n', '20', '--queue-config', JSON.stringify(qc), '--log-json', '--report-dir', mkdtempSync(join(tmpdir(), 'mg-int-'))]);
+      await waitFor(() => /"event":"batch_claimed"/.test(w.output()), 90_000, 'the worker to hold a batch');
+      cli.child.kill('SIGINT');
+      const r = await cli.done;
+      assert.equal(r.code, 130, r.stderr.slice(-3000));
+      const line = r.stderr.split('\n').filter((l) => l.startsWith('metaguard: ')).join('\n');
+      assert.match(line, new RegExp(`^metaguard: interrupted by SIGINT with \\d+ of 40 cases done; job [0-9a-f-]{36} withdrawn from queue "${qc.queue}" on ${kind.name} \\(\\d+ pending batches removed\\)$`));
+      await waitFor(() => /"event":"job_withdrawn"/.test(w.output()), 60_000, 'the worker to drop the batch it held');
+      // The job's other batches are dropped as the worker meets them: the queue drains, nothing dead.
+      const admin = await createBackend(validateQueueConfig(qc));
+      try {
+        let last = '';
+        await waitFor(async () => {
+          const s = await admin.stats();
+          last = JSON.stringify({ pending: s.pending, dead: s.dead, delayed: s.delayed });
+          return s.pending.normal === 0 && s.dead === 0 && s.delayed === 0;
+        }, 90_000, 'the withdrawn job\'s batches to be dropped');
+        assert.equal((await admin.listDead()).length, 0, `nothing dead-lettered (${last})`);
+      } finally {
+        await admin.close();
+      }
+      w.child.kill('SIGTERM');
+      assert.equal((await w.exited).code, 0, w.output().slice(-3000));
     });
   });
 }
