@@ -242,6 +242,9 @@ export interface JobWithdrawal {
    * `result_ttl_seconds`, so results a worker still publishes for it are dropped rather than stored.
    * Workers holding one of its batches see the lease lost and the job gone, and drop the batch;
    * nothing is dead-lettered. Returns how many batches were removed.
+   *
+   * Brokers that cannot take a message back (Kafka, RabbitMQ, SQS) tombstone the job and their
+   * workers drop its batches as they meet them.
    */
   withdrawJob(jobId: string, batchIds?: readonly string[]): Promise<number>;
 }
