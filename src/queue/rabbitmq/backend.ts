@@ -411,6 +411,10 @@ export class RabbitBackend implements Backend {
         this.#held.delete(h.id);
         continue;
       }
+      if (this.#jobGone(h)) {
+        this.#drop(h);
+        continue;
+      }
       this.#held.delete(h.id);
       try {
         const attempts = h.claim?.attempt ?? h.parsed.prior + 1;
@@ -551,9 +555,10 @@ export class RabbitBackend implements Backend {
         }
         try {
           ch.ack(msg);
-        } catch {
+        } catch (err) {
           // The channel is gone (amqplib throws synchronously): the entry is kept here; the broker
           // redelivers it and the coordinator drops the duplicate.
+          this.#logger?.log('debug', 'backend_error', { code: 'MG_ERR_BACKEND', during: 'acknowledge a results entry', job: jobId, message: describe(err) });
         }
         this.#c.events.emit('result:' + jobId);
       },

@@ -70,8 +70,9 @@ export class StreamView extends EventEmitter {
         if (Number.isFinite(off)) this.#next = off + 1;
         try {
           ch.ack(msg);
-        } catch {
+        } catch (err) {
           // The channel is gone (amqplib throws synchronously): the next start() resumes from #next.
+          this.backend.logger?.log('debug', 'backend_error', { code: 'MG_ERR_BACKEND', during: `acknowledge a ${this.stream} record`, message: describe(err) });
         }
         this.emit('progress');
       },
