@@ -25,7 +25,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { validateQueueConfig } from '../src/queue/config.ts';
+import { validateQueueConfig } from '../src/options/queue.ts';
 import { createBackend } from '../src/queue/index.ts';
 import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, waitFor, type RunOptions } from './helpers/queue-harness.ts';
 import { startRabbit, type RabbitServer } from './helpers/rabbitmq-server.ts';
