@@ -12,6 +12,9 @@
  *   (d) SIGINT to the coordinator (`metaguard evaluate`) mid-run: exit 130 naming the withdrawn job;
  *       the worker drops the batch it holds and the job's other batches; nothing is left pending and
  *       nothing is dead-lettered.
+ *   (e) a results frame with a flipped byte (as read by the coordinator): its batch is sent again
+ *       (these brokers cannot say whether a batch still exists, so at once) and the report is equal to
+ *       the local run.
  *
  * For SQS the lease is the visibility timeout (4 s here), which ends on its own after the kill.
  *
@@ -27,6 +30,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { validateQueueConfig } from '../src/options/queue.ts';
 import { createBackend } from '../src/queue/index.ts';
+import type { Backend, ResultEntry } from '../src/queue/types.ts';
+import type { QueueDispatcher } from '../src/dispatch/queue.ts';
 import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, waitFor, type RunOptions } from './helpers/queue-harness.ts';
 import { startRabbit, type RabbitServer } from './helpers/rabbitmq-server.ts';
 import { startFauxqs } from './helpers/fauxqs-server.ts';
@@ -230,6 +235,41 @@ function faults(kind: BrokerKind): void {
       } finally {
         await admin.close();
       }
+      w.child.kill('SIGTERM');
+      assert.equal((await w.exited).code, 0, w.output().slice(-3000));
+    });
+
+    it('(e) a results frame with a flipped byte sends its batch back; the run finishes equal to a local run', async () => {
+      const qc = broker.config({ ...base, hmac_key: `k-${randomUUID()}` });
+      const run = slow(200);
+      const expected = await localReport(run);
+      const w = spawnWorker(qc, { args: ['--threads', '2'], env: WORKER_ENV });
+      let d: QueueDispatcher | undefined;
+      let flipped = 0;
+      const flipping = (backend: Backend): Backend =>
+        new Proxy(backend, {
+          get(target, prop, receiver) {
+            if (prop === 'readResults') {
+              return async (jobId: string, cursor: string, blockMs: number) => {
+                const read = await target.readResults(jobId, cursor, blockMs);
+                const entries = read.entries.map((e): ResultEntry => {
+                  if (e.kind !== 'results' || flipped >= 2) return e;
+                  flipped++;
+                  const frame = Buffer.from(e.frame);
+                  frame[frame.length - 3] ^= 0x40;
+                  return { ...e, frame };
+                });
+                return { cursor: read.cursor, entries };
+              };
+            }
+            const v = Reflect.get(target, prop, receiver);
+            return typeof v === 'function' ? v.bind(target) : v;
+          },
+        });
+      const report = await within(queueReport(run, qc, { wrap: flipping, onDispatcher: (x) => (d = x) }), 120_000, () => w.output().slice(-4000));
+      assert.equal(flipped, 2);
+      assertSameVerdict(report, expected);
+      assert.equal(d!.forged.bad_signature, 2, JSON.stringify(d!.forged));
       w.child.kill('SIGTERM');
       assert.equal((await w.exited).code, 0, w.output().slice(-3000));
     });
