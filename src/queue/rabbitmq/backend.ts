@@ -349,6 +349,7 @@ export class RabbitBackend implements Backend {
         await this.#republish(rec, rec.parsed.prior + 1, 0);
         this.#c.ch!.ack(msg);
         this.#counters.requeued++;
+        this.#logger?.log('debug', 'queue_requeued', { batch: id, attempts: rec.parsed.prior + 1, message: 'redelivered after its holder died or lost its connection; attempt counted' });
         return undefined;
       }
     }
