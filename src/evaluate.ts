@@ -2,7 +2,7 @@
  * One evaluation, start to finish: resolve options, load the task, generate cases, run both
  * implementations through a dispatcher, compute statistics, apply the gate, write the reports.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname } from 'node:path';
@@ -16,6 +16,7 @@ import { bundleModule } from './task/bundle.js';
 import { defaultCacheDir } from './util/paths.js';
 import { CasePool, type CaseRunner } from './execution/pool.js';
 import { createRolePools } from './execution/pools.js';
+import { caseEnvironment } from './execution/env.js';
 import { LocalDispatcher } from './dispatch/local.js';
 import { abortReason, moduleLoadError, type Dispatcher, type JobSpec } from './dispatch/types.js';
 import { collectViolations, countedErrors, summarizeRole, violatingCases } from './reports/build.js';
@@ -27,7 +28,10 @@ import { computeInterval, mcnemarTest, pairedPower } from './statistics/index.js
 import { silentLogger, type Logger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
 import { serveMetrics, type MetricsServer } from './observe/server.js';
-import { QueueDispatcher, createQueueDispatcher } from './dispatch/queue.js';
+import { QueueDispatcher } from './dispatch/queue.js';
+import { startWorker, type DaemonHandle } from './daemon/daemon.js';
+import { resolveQueueConfig } from './options/queue.js';
+import { createBackend } from './queue/index.js';
 import { version } from './version.js';
 import { displayUrl, endpointHash, isEndpointUrl, parseEndpoint, resolveHeaders, DEFAULT_CONCURRENCY, type JobExec, type RoleExec } from './http/endpoint.js';
 
@@ -181,7 +185,7 @@ async function runCases(
   // Each role runs in a pool of its own (a candidate never shares a realm with the baseline); the local
   // dispatcher runs on the pools that checked the implementations, a queue needs one thread per role.
   const readPaths = [modules.taskUrl, ...roles.map((r) => modules.implUrls[r])].filter((u) => u.startsWith('file:')).map((u) => dirname(fileURLToPath(u)));
-  const pools = createRolePools(options.dispatcher === 'local' ? options.parallel : 1, { timeoutMs, memMb: options.memMb }, { isolation: options.isolation ?? 'thread', readPaths });
+  const pools = createRolePools(options.dispatcher === 'local' ? options.parallel : 1, { timeoutMs, memMb: options.memMb }, { isolation: options.isolation ?? 'thread', readPaths, env: caseEnvironment(env) });
   const destroyPools = () => Promise.all(roles.map((role) => pools[role].destroy()));
   let job: JobSpec;
   let taskName: string;
@@ -214,7 +218,7 @@ async function runCases(
   let dispatcher: Dispatcher;
   if (options.dispatcher === 'local') dispatcher = new LocalDispatcher({ threads: options.parallel, pools, env, ...(metrics ? { metrics } : {}) });
   else if (hooks.createDispatcher) dispatcher = await hooks.createDispatcher(options, { logger, ...(metrics ? { metrics } : {}) });
-  else dispatcher = createQueueDispatcher(options, logger, metrics);
+  else dispatcher = await createQueueDispatcher(options, { logger, env, ...(metrics ? { metrics } : {}) });
   let server: MetricsServer | undefined;
   if (metrics) {
     server = await serveMetrics({
@@ -395,6 +399,37 @@ function buildReport(
     dispatcher: options.dispatcher,
     metaguard_version: version,
   };
+}
+
+/**
+ * `--dispatcher queue`: a coordinator on the configured queue. An in-process (memory) queue has no
+ * daemon that could reach it, so its `spawn_local_workers` workers are started here, on the backend
+ * the coordinator uses, and stopped when the dispatcher closes; the coordinator knows no backend.
+ */
+export async function createQueueDispatcher(
+  options: Pick<EvaluateOptions, 'queueConfig'> & Partial<Pick<EvaluateOptions, 'noWorkerTimeoutS'>>,
+  extras: { logger?: Logger; metrics?: Metrics; env: NodeJS.ProcessEnv },
+): Promise<QueueDispatcher> {
+  const config = resolveQueueConfig(options.queueConfig ?? {}, extras.env);
+  const logger = extras.logger ? { logger: extras.logger } : {};
+  const common = { config, ...logger, ...(extras.metrics ? { metrics: extras.metrics } : {}), ...(options.noWorkerTimeoutS !== undefined ? { noWorkerTimeoutS: options.noWorkerTimeoutS } : {}) };
+  if (config.spawn_local_workers === 0) return new QueueDispatcher(common);
+  const backend = await createBackend(config, logger);
+  const workers: DaemonHandle[] = [];
+  const stopWorkers = async () => {
+    await Promise.all(workers.map((w) => w.close()));
+  };
+  try {
+    const tag = randomBytes(4).toString('hex');
+    for (let i = 0; i < config.spawn_local_workers; i++) {
+      workers.push(await startWorker({ backend, config, threads: 1, pollIntervalS: 0.02, env: extras.env, workerId: `local-${i}-${tag}`, ...logger }));
+    }
+  } catch (err) {
+    await stopWorkers();
+    await backend.close();
+    throw err;
+  }
+  return new QueueDispatcher({ ...common, backend, beforeClose: stopWorkers });
 }
 
 /** Programmatic API: runs an evaluation and returns its report. */

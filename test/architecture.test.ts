@@ -23,6 +23,21 @@ const MAX_LINES = 700;
  */
 const oversizeExceptions: Record<string, string> = {};
 
+/**
+ * Where `process.env` may be read: the command line reads the environment once and passes it down;
+ * the programmatic entry points fall back to it once. Anywhere else the environment is a parameter.
+ */
+const envReaders: Record<string, string> = {
+  'src/cli/': 'the command line',
+  'src/evaluate.ts': 'runEvaluation(): the entry point of a programmatic run',
+  'src/daemon/daemon.ts': 'startWorker(): the entry point of a programmatic worker',
+  'src/execution/pool.ts': 'a case pool built without an environment (tests, benches)',
+  'src/execution/process-pool.ts': 'a case pool built without an environment (tests, benches)',
+  'src/codec/index.ts': 'METAGUARD_NATIVE: a switch of the process (CI runs the suite with it), read where the codec is made',
+  'src/codec/native.ts': 'METAGUARD_NATIVE_PATH and NOTIFY_SOCKET: the native binary is loaded once per process',
+  'src/queue/sqs/backend.ts': 'i14-rest: AWS_REGION beside the AWS SDK, which reads the environment itself (issue 14)',
+};
+
 const posix = (p: string) => p.split(sep).join('/');
 
 function sourceFiles(dir: string): string[] {
@@ -220,4 +235,49 @@ test(`no source file of src/ is over ${MAX_LINES} lines`, () => {
   assert.deepEqual(over, [], `files over ${MAX_LINES} lines (split them by concern)`);
   const stale = Object.keys(oversizeExceptions).filter((rel) => (sizes.get(rel) ?? 0) <= MAX_LINES);
   assert.deepEqual(stale, [], 'listed as over the limit but no longer are (remove them from oversizeExceptions)');
+});
+
+test('process.env is read only where the environment enters (the CLI, the entry points)', () => {
+  const readers: string[] = [];
+  for (const file of sourceFiles(srcDir)) {
+    const rel = posix(relative(root, file));
+    const text = readFileSync(file, 'utf8');
+    const code = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true);
+    let reads = false;
+    const visit = (node: ts.Node): void => {
+      if (ts.isPropertyAccessExpression(node) && node.name.text === 'env' && ts.isIdentifier(node.expression) && node.expression.text === 'process') reads = true;
+      ts.forEachChild(node, visit);
+    };
+    visit(code);
+    if (reads && !Object.keys(envReaders).some((allowed) => (allowed.endsWith('/') ? rel.startsWith(allowed) : rel === allowed))) readers.push(rel);
+  }
+  assert.deepEqual(readers, [], 'these files read process.env: take the environment as a parameter from the caller instead');
+});
+
+/** `docs/architecture.md`'s floors: unit → floor number. */
+function floors(): Map<string, number> {
+  const text = readFileSync(join(root, 'docs', 'architecture.md'), 'utf8');
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(/^\| (\d+) \| (.+) \|$/gm)) {
+    for (const name of m[2].matchAll(/`([^`]+)`/g)) out.set(name[1].replace(/\/$/, ''), Number(m[1]));
+  }
+  return out;
+}
+
+test('docs/architecture.md places every folder of src/ on a floor, and every import goes down', () => {
+  const { files, edges } = graph();
+  const floor = floors();
+  const units = [...new Set(files.map(unitOf))].sort();
+  assert.deepEqual(units.filter((u) => !floor.has(u)), [], 'folders of src/ missing from the floors table of docs/architecture.md');
+  assert.deepEqual([...floor.keys()].filter((u) => !units.includes(u)).sort(), [], 'floors table names folders src/ does not have');
+  const up = edges.filter((e) => unitOf(e.from) !== unitOf(e.to) && floor.get(unitOf(e.from))! <= floor.get(unitOf(e.to))!).map(describeEdge);
+  assert.deepEqual(up, [], 'imports that do not go down a floor (move the code, or the folder in docs/architecture.md)');
+});
+
+test("the README's layout table names every folder of src/", () => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const layout = readme.slice(readme.indexOf('## Layout'));
+  const named = new Set([...layout.matchAll(/`src\/([^`/]+)\/?`/g)].map((m) => m[1]));
+  const units = [...new Set(sourceFiles(srcDir).map(unitOf))].sort();
+  assert.deepEqual(units.filter((u) => !named.has(u)), [], "folders of src/ missing from the README's layout table");
 });

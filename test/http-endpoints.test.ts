@@ -343,7 +343,7 @@ describe('time limits with --concurrency', () => {
 describe('metrics', () => {
   it('counts requests by role and status, their latency and the retries', async () => {
     const metrics = new Metrics();
-    const dispatcher = new LocalDispatcher({ threads: 1, pools: createRolePools(1, { timeoutMs: 5000 }), metrics });
+    const dispatcher = new LocalDispatcher({ threads: 1, pools: createRolePools(1, { timeoutMs: 5000 }), metrics, env: process.env });
     const urls = { baseline: `${ep.url}/ok`, candidate: `${ep.url}/retry-after/503?s=0&metrics=1` };
     const endpoint = (url: string) => parseEndpoint({ url }, 'test');
     try {

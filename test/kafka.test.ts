@@ -798,7 +798,7 @@ describe('kafka end-to-end: an evaluation survives kill -9 of a worker and batch
       }
     }
 
-    const local = new LocalDispatcher({ threads: 2 });
+    const local = new LocalDispatcher({ threads: 2, env: process.env });
     let expected: Record<Role, CaseResult[]>;
     try {
       expected = await local.run(job);

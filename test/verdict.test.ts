@@ -196,7 +196,7 @@ describe('local: nothing waits forever', { concurrency: 2 }, () => {
 describe('the gate on incomplete data (pure report logic)', () => {
   /** Runs locally, then marks every candidate case with index % 7 === 0 undelivered. */
   const lossy = (): Dispatcher => {
-    const local = new LocalDispatcher({ threads: 2 });
+    const local = new LocalDispatcher({ threads: 2, env: process.env });
     return {
       async run(job, events) {
         const out = await local.run(job, events);

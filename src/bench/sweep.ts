@@ -7,8 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MetaguardError } from '../errors.js';
-import { resolveEvaluateOptions, runEvaluation } from '../evaluate.js';
-import { QueueDispatcher } from '../dispatch/queue.js';
+import { createQueueDispatcher, resolveEvaluateOptions, runEvaluation } from '../evaluate.js';
 import { validateQueueConfig, type QueueConfig } from '../options/queue.js';
 import { createBackend } from '../queue/index.js';
 import { can } from '../queue/capabilities.js';
@@ -44,7 +43,8 @@ async function requireWorkers(config: QueueConfig): Promise<void> {
 async function runOnce(queueConfig: Record<string, unknown>, n: number, dir: string): Promise<number> {
   const options = resolveEvaluateOptions({ values: { task: 'sum', n, dispatcher: 'queue', queueConfig, reportDir: dir }, env: {} });
   const started = performance.now();
-  await runEvaluation(options, { createDispatcher: () => new QueueDispatcher({ config: validateQueueConfig(queueConfig) }) });
+  // The queue config as given: the environment's METAGUARD_BATCH_SIZE must not override the size swept.
+  await runEvaluation(options, { createDispatcher: (_, extras) => createQueueDispatcher({ queueConfig }, { ...extras, env: {} }) });
   return (2 * n) / ((performance.now() - started) / 1000);
 }
 

@@ -26,7 +26,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
       values: { task: name, dispatcher: 'queue', queueConfig: { backend: 'memory', spawn_local_workers: 2 } },
       env: {},
     });
-    const outcome = await runEvaluation(options, { logger });
+    const outcome = await runEvaluation(options, { logger, env: process.env });
     process.stdout.write(formatSummary(outcome.report, outcome) + `\n  expected    ${expected ? 'adopt' : 'reject'}\n\n`);
     if (outcome.report.decision.adopt !== expected) allAsExpected = false;
   }

@@ -35,7 +35,9 @@ export async function evaluateCommand(argv: string[]): Promise<number> {
     process.stderr.write(`metaguard: evaluate takes no positional arguments, got ${JSON.stringify(positionals[0])} (did you mean --task?)\n`);
     return EXIT.ERROR;
   }
-  const options = resolveEvaluateOptions({ flags, env: process.env });
+  // The environment is read here, once, and passed down.
+  const env = process.env;
+  const options = resolveEvaluateOptions({ flags, env });
   const logger = createLogger({ level: options.logLevel, json: options.logJson, file: options.logFile });
   const progress = createProgress();
   // SIGINT/SIGTERM stop the run: the dispatcher withdraws a queue job, then we exit 130/143. A second
@@ -52,7 +54,7 @@ export async function evaluateCommand(argv: string[]): Promise<number> {
   process.on('SIGTERM', handlers.SIGTERM);
   let outcome;
   try {
-    outcome = await runEvaluation(options, { logger, onProgress: progress.update, onWaiting: progress.waiting, signal: stop.signal });
+    outcome = await runEvaluation(options, { env, logger, onProgress: progress.update, onWaiting: progress.waiting, signal: stop.signal });
   } catch (err) {
     progress.end();
     if (stoppedBy && isMetaguardError(err) && err.code === 'MG_ERR_INTERRUPTED') {

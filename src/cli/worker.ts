@@ -40,7 +40,9 @@ export async function workerCommand(argv: string[]): Promise<number> {
     process.stdout.write(workerHelp + '\n');
     return 0;
   }
-  const options = resolveWithConfigFile<WorkerCliOptions>(workerSchema, { flags, env: process.env });
+  // The environment is read here, once, and passed down.
+  const env = process.env;
+  const options = resolveWithConfigFile<WorkerCliOptions>(workerSchema, { flags, env });
   requireQueueConfig(options);
   const config = validateQueueConfig(options.queueConfig ?? {}, options.backend ? { backend: options.backend } : {});
   refuseMemoryQueue(config.backend, options.backend !== undefined);
@@ -62,6 +64,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     hideEnv: hidden.patterns,
     shutdownTimeoutS: options.shutdownTimeoutS,
     logger,
+    env,
     ...(options.workerId ? { workerId: options.workerId } : {}),
     ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
     ...(options.httpSecrets ? { httpSecrets: options.httpSecrets } : {}),
@@ -84,7 +87,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     });
     logger.info('worker_started', { worker: worker.workerId, metrics: `http://${options.metricsHost}:${server.port}/metrics` });
   }
-  const systemd = new SystemdNotifier({ logger });
+  const systemd = new SystemdNotifier({ logger, env });
   systemd.ready(worker);
   let exitCode = 0;
   await new Promise<void>((resolve) => {

@@ -24,6 +24,7 @@ import { version } from '../version.js';
 import { ArtifactCache } from '../queue/artifacts.js';
 import { defaultCacheDir } from '../util/paths.js';
 import { validateQueueConfig, type QueueConfig } from '../options/queue.js';
+import { CASE_MEM_MB, CASE_TIMEOUT_S } from '../options/defaults.js';
 import { createBackend } from '../queue/index.js';
 import { decodeCases, encodeResultsWithin, verifyBatch, verifyManifest } from '../queue/messages.js';
 import { MAX_MESSAGE_CHARS, truncate } from '../execution/limits.js';
@@ -45,7 +46,7 @@ export interface DaemonOptions {
   threads?: number;
   /** Seconds between claims when the queue is empty. @defaultValue 1 */
   pollIntervalS?: number;
-  /** Limits for a job that does not carry its own. @defaultValue 2 s, 512 MiB */
+  /** Limits for a job that does not carry its own. @defaultValue CASE_TIMEOUT_S, CASE_MEM_MB (options/defaults) */
   defaultTimeoutS?: number;
   defaultMemMb?: number;
   /** Drain deadline on close(): in-flight batches not finished by then are handed back. @defaultValue 30 */
@@ -487,8 +488,8 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
       return;
     }
     const limits = {
-      timeoutMs: manifest.timeoutMs || Math.round((this.#options.defaultTimeoutS ?? 2) * 1000),
-      memMb: manifest.memMb || (this.#options.defaultMemMb ?? 512),
+      timeoutMs: manifest.timeoutMs || Math.round((this.#options.defaultTimeoutS ?? CASE_TIMEOUT_S) * 1000),
+      memMb: manifest.memMb || (this.#options.defaultMemMb ?? CASE_MEM_MB),
     };
     // One pool per (job, role, artifacts, limits): the candidate never shares a realm with the
     // baseline, and no thread carries one job's globals into another job.

@@ -4,6 +4,7 @@
  */
 import type { CaseRunner } from '../execution/pool.js';
 import { createRolePools } from '../execution/pools.js';
+import { caseEnvironment } from '../execution/env.js';
 import type { Metrics } from '../observe/metrics.js';
 import { chunkExecFor, RateLimitStates } from '../execution/chunk-exec.js';
 import { moduleLoadError, stoppedError, type DispatchEvents, type Dispatcher, type JobSpec } from './types.js';
@@ -16,8 +17,8 @@ export interface LocalDispatcherOptions {
   pools?: Record<Role, CaseRunner>;
   /** Cases per `pool.run`. @defaultValue about four chunks per thread and role, 1..256 (at least 8 × concurrency) */
   chunkSize?: number;
-  /** Where endpoint headers' `${VAR}` values come from. @defaultValue process.env */
-  env?: NodeJS.ProcessEnv;
+  /** The caller's environment: endpoint headers' `${VAR}` values come from it, and pools this dispatcher starts begin from it (scrubbed). */
+  env: NodeJS.ProcessEnv;
 }
 
 export function defaultChunkSize(n: number, threads: number): number {
@@ -34,10 +35,10 @@ export class LocalDispatcher implements Dispatcher {
   }
 
   async run(job: JobSpec, events: DispatchEvents = {}): Promise<Record<Role, CaseResult[]>> {
-    const pools = (this.#pools ??= createRolePools(this.#options.threads, { timeoutMs: job.timeoutMs, memMb: job.memMb }));
+    const pools = (this.#pools ??= createRolePools(this.#options.threads, { timeoutMs: job.timeoutMs, memMb: job.memMb }, { env: caseEnvironment(this.#options.env) }));
     const n = job.cases.length;
     const rateLimits = new RateLimitStates();
-    const execs = { baseline: chunkExecFor(job.exec, 'baseline', { jobId: 'local', env: this.#options.env ?? process.env, rateLimits }), candidate: chunkExecFor(job.exec, 'candidate', { jobId: 'local', env: this.#options.env ?? process.env, rateLimits }) };
+    const execs = { baseline: chunkExecFor(job.exec, 'baseline', { jobId: 'local', env: this.#options.env, rateLimits }), candidate: chunkExecFor(job.exec, 'candidate', { jobId: 'local', env: this.#options.env, rateLimits }) };
     // Chunks several times the concurrency, so lanes stay busy and a chunk's tail is short.
     const lanes = Math.max(execs.baseline?.concurrency ?? 1, execs.candidate?.concurrency ?? 1);
     const size = this.#options.chunkSize ?? Math.max(defaultChunkSize(n, this.#options.threads), lanes > 1 ? Math.min(n, 1024, 8 * lanes) : 1);

@@ -23,12 +23,11 @@ import { createCodec } from '../codec/index.js';
 import { isMetaguardError, MetaguardError } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/log.js';
 import { caseStatus, type Metrics } from '../observe/metrics.js';
-import type { EvaluateOptions } from '../options/evaluate.js';
 import { loadArtifact, sha256 } from '../queue/artifacts.js';
 import { isEndpointUrl } from '../http/endpoint.js';
 import { AdaptiveBatchSize } from '../queue/batching.js';
-import { resolveQueueConfig, type QueueConfig } from '../options/queue.js';
-import { createBackend } from '../queue/index.js';
+import type { QueueConfig } from '../options/queue.js';
+import { createBackend, describeQueue } from '../queue/index.js';
 import { decodeResults, encodeCases, signBatch, signManifest, verifyDead, verifyResults } from '../queue/messages.js';
 import type { ArtifactRef, Backend, BatchMessage, JobManifest, ResultEntry } from '../queue/types.js';
 import { can } from '../queue/capabilities.js';
@@ -39,8 +38,10 @@ import { roles, type Role, type CaseResult } from '../core/protocol.js';
 export interface QueueDispatcherOptions {
   config: QueueConfig;
   logger?: Logger;
-  /** Use this backend instead of creating one from the config (tests, bench). */
+  /** Use this backend instead of creating one from the config (closed by close()). */
   backend?: Backend;
+  /** Runs first in close(), before the backend closes: stops what shares the backend (e.g. in-process workers). */
+  beforeClose?(): Promise<void>;
   /** Called when the batch size changes. */
   onBatchSize?(size: number): void;
   metrics?: Metrics;
@@ -49,32 +50,6 @@ export interface QueueDispatcherOptions {
    * MG_ERR_NO_WORKERS. 0 waits forever. @defaultValue 120
    */
   noWorkerTimeoutS?: number;
-}
-
-/** Where a queue is, for messages: backend, address and queue name, never a password. */
-export function describeQueue(config: QueueConfig): string {
-  const name = `queue "${config.queue}"`;
-  switch (config.backend) {
-    case 'memory':
-      return `${name} on the in-process memory backend`;
-    case 'redis': {
-      const url = config.url ?? config.connection?.url;
-      if (url) {
-        try {
-          const u = new URL(url);
-          return `${name} on redis ${u.hostname}:${u.port || 6379}`;
-        } catch {
-          return `${name} on redis (connection url)`;
-        }
-      }
-      const c = config.connection;
-      return `${name} on redis ${c?.host ?? '127.0.0.1'}:${c?.port ?? 6379}${c?.db ? `/${c.db}` : ''}`;
-    }
-    case 'kafka':
-      return `topic "${config.topic ?? config.queue}" on kafka ${config.bootstrap_servers ?? 'localhost:9092'}`;
-    default:
-      return `${name} on ${config.backend}`;
-  }
 }
 
 interface Outstanding {
@@ -105,7 +80,6 @@ export class QueueDispatcher implements Dispatcher {
   readonly #logger: Logger;
   readonly #options: QueueDispatcherOptions;
   #backend: Backend | undefined;
-  #localWorkers: { close(): Promise<void> }[] = [];
   /** Duplicate results dropped (redeliveries); exposed for tests and metrics. */
   duplicatesDropped = 0;
   /** Result-stream entries dropped as forged or unusable, by reason (also metaguard_forged_entries_total). */
@@ -163,13 +137,6 @@ export class QueueDispatcher implements Dispatcher {
       await this.#withRetry('publish job', () => backend.putJob(manifest));
     };
     await publishJob();
-
-    if (config.backend === 'memory' && config.spawn_local_workers > 0) {
-      const { startWorker } = await import('../daemon/daemon.js');
-      for (let i = 0; i < config.spawn_local_workers; i++) {
-        this.#localWorkers.push(await startWorker({ backend, config, threads: 1, pollIntervalS: 0.02, logger: this.#logger, workerId: `local-${i}-${jobId.slice(0, 8)}` }));
-      }
-    }
 
     const n = job.cases.length;
     const progress = new ProgressPublisher(backend, this.#logger, { jobId, task: job.taskName ?? task.name, total: n, priority: config.priority });
@@ -491,8 +458,7 @@ export class QueueDispatcher implements Dispatcher {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.#localWorkers.map((w) => w.close()));
-    this.#localWorkers = [];
+    await this.#options.beforeClose?.();
     await this.#backend?.close();
   }
 
@@ -510,10 +476,4 @@ function loadImplementation(url: string, name?: string): { ref: ArtifactRef; byt
   if (!isEndpointUrl(url)) return loadArtifact(url, name);
   const bytes = Buffer.from(`export const http = ${JSON.stringify({ url })};\n`);
   return { ref: { sha256: sha256(bytes), ext: '.mjs', name: 'endpoint.mjs' }, bytes };
-}
-
-/** The CLI's and evaluate()'s factory for `--dispatcher queue`. */
-export function createQueueDispatcher(options: Pick<EvaluateOptions, 'queueConfig'> & Partial<Pick<EvaluateOptions, 'noWorkerTimeoutS'>>, logger?: Logger, metrics?: Metrics): QueueDispatcher {
-  const config = resolveQueueConfig(options.queueConfig ?? {});
-  return new QueueDispatcher({ config, ...(logger ? { logger } : {}), ...(metrics ? { metrics } : {}), ...(options.noWorkerTimeoutS !== undefined ? { noWorkerTimeoutS: options.noWorkerTimeoutS } : {}) });
 }

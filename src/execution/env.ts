@@ -31,7 +31,7 @@ function hidden(name: string, patterns: readonly string[]): boolean {
 }
 
 /** A scrubbed copy of `env` for user code. */
-export function caseEnvironment(env: NodeJS.ProcessEnv = process.env, hide: readonly string[] = []): Record<string, string> {
+export function caseEnvironment(env: NodeJS.ProcessEnv, hide: readonly string[] = []): Record<string, string> {
   const parsed = parseHideEnv(env[HIDE_ENV_VARIABLE]);
   const patterns = [...hide, ...('patterns' in parsed ? parsed.patterns : [])];
   const out: Record<string, string> = {};

@@ -31,6 +31,7 @@ import { runningFromSource } from '../util/paths.js';
 import type { ChunkExec, ChunkRequest, ThreadMessage } from './protocol.js';
 import { boundResult } from './limits.js';
 import { caseEnvironment } from './env.js';
+import { CASE_MEM_MB, CASE_TIMEOUT_S } from '../options/defaults.js';
 import type { CaseInput, CaseResult } from '../core/protocol.js';
 
 export interface CasePoolOptions {
@@ -40,7 +41,7 @@ export interface CasePoolOptions {
   timeoutMs?: number;
   /** Heap limit of each thread (old generation), in MiB. @defaultValue 512 */
   memMb?: number;
-  /** Environment of the threads. @defaultValue `caseEnvironment()`: process.env without METAGUARD_* and METAGUARD_HIDE_ENV's names */
+  /** Environment of the threads (`caseEnvironment(env)` of the caller's environment). @defaultValue process.env without METAGUARD_* and METAGUARD_HIDE_ENV's names */
   env?: Record<string, string>;
   /** Seconds a thread may sit idle before piscina stops it (it is restarted on demand). @defaultValue 60 */
   idleTimeoutS?: number;
@@ -194,15 +195,16 @@ export class CasePool extends EventEmitter implements CaseRunner {
   constructor(options: CasePoolOptions = {}) {
     super();
     this.threads = options.threads ?? availableParallelism();
-    this.timeoutMs = options.timeoutMs ?? 2000;
-    this.memMb = options.memMb ?? 512;
+    this.timeoutMs = options.timeoutMs ?? CASE_TIMEOUT_S * 1000;
+    this.memMb = options.memMb ?? CASE_MEM_MB;
     this.#slotBase = options.slotBase ?? 0;
     this.#pool = new Piscina<ChunkRequest, number>({
       filename: threadFile,
       minThreads: this.threads,
       maxThreads: this.threads,
       idleTimeout: (options.idleTimeoutS ?? 60) * 1000,
-      env: options.env ?? caseEnvironment(),
+      // A pool built without one (tests, benches) starts from this process's scrubbed environment.
+      env: options.env ?? caseEnvironment(process.env),
       // Young generation is kept small so the old-generation limit is what a heap hog hits.
       resourceLimits: { maxOldGenerationSizeMb: this.memMb, maxYoungGenerationSizeMb: Math.min(64, Math.max(8, this.memMb / 8)) },
       // Threads need the loader flags (--import tsx when running from source) but reject others

@@ -10,6 +10,7 @@
  */
 import { CasePool, type CasePoolOptions, type CaseRunner } from './pool.js';
 import { ProcessCasePool } from './process-pool.js';
+import { CASE_MEM_MB, CASE_TIMEOUT_S } from '../options/defaults.js';
 
 export const isolationModes = ['thread', 'process'] as const;
 export type Isolation = (typeof isolationModes)[number];
@@ -26,8 +27,8 @@ export interface RunnerOptions {
 
 /** A pool of case threads or case processes. */
 export function createRunner(threads: number, limits: Pick<CasePoolOptions, 'timeoutMs' | 'memMb'>, options: RunnerOptions = {}): CaseRunner {
-  const timeoutMs = limits.timeoutMs ?? 2000;
-  const memMb = limits.memMb ?? 512;
+  const timeoutMs = limits.timeoutMs ?? CASE_TIMEOUT_S * 1000;
+  const memMb = limits.memMb ?? CASE_MEM_MB;
   if (options.isolation === 'process') {
     return new ProcessCasePool({ threads, timeoutMs, memMb, readPaths: options.readPaths ?? [], slotBase: options.slotBase ?? 0, ...(options.env ? { env: options.env } : {}) });
   }

@@ -150,7 +150,8 @@ export class ProcessCasePool extends EventEmitter implements CaseRunner {
   #spawn(index: number): Slot {
     const { file, args } = this.#command();
     const child = spawn(file, args, {
-      env: this.#options.env ?? caseEnvironment(),
+      // A pool built without one (tests, benches) starts from this process's scrubbed environment.
+      env: this.#options.env ?? caseEnvironment(process.env),
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       serialization: 'advanced',
     });

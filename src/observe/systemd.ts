@@ -19,7 +19,7 @@ function systemdNotifyFallback(message: string): boolean {
   return r.status === 0;
 }
 
-export function defaultNotifySender(env: NodeJS.ProcessEnv = process.env): NotifySender {
+export function defaultNotifySender(env: NodeJS.ProcessEnv): NotifySender {
   // Not started by systemd (or Type= is not notify): nothing to tell, and nothing to spawn.
   if (!env.NOTIFY_SOCKET) return () => false;
   return (message) => sdNotify(message) || systemdNotifyFallback(message);
@@ -41,8 +41,9 @@ export class SystemdNotifier {
   #statusTimer: NodeJS.Timeout | undefined;
   #failed = false;
 
-  constructor(options: { env?: NodeJS.ProcessEnv; send?: NotifySender; logger?: Logger } = {}) {
-    const env = options.env ?? process.env;
+  /** `env`: the daemon's environment (NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID), as the command line read it. */
+  constructor(options: { env: NodeJS.ProcessEnv; send?: NotifySender; logger?: Logger }) {
+    const env = options.env;
     this.#send = options.send ?? defaultNotifySender(env);
     this.#logger = options.logger;
     const usec = Number(env.WATCHDOG_USEC);

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { ciMethods } from '../reports/types.js';
 import type { CiMethod } from '../reports/types.js';
 import type { Schema } from './schema.js';
+import { CASE_MEM_MB, CASE_TIMEOUT_S } from './defaults.js';
 import { MAX_CONCURRENCY, MAX_HTTP_RETRIES } from '../http/endpoint.js';
 
 /** `metaguard evaluate` and `evaluate(options)` (docs/reference.md). */
@@ -12,8 +13,8 @@ export const evaluateSchema = {
   candidate: { type: 'string', description: 'candidate implementation: a module, or an http(s):// endpoint URL (defaults to the built-in example)', placeholder: 'PATH|URL' },
   n: { type: 'int', min: 1, max: 10_000_000, default: 400, description: 'number of cases' },
   seed: { type: 'int', min: 0, max: 2 ** 32 - 1, default: 42, description: 'seed of the generator and of every rng' },
-  timeoutS: { type: 'number', min: 0, exclusiveMin: true, max: 86_400, default: 2, description: 'time limit of one case, seconds' },
-  memMb: { type: 'int', min: 16, max: 65_536, default: 512, description: 'heap limit of each case thread, MiB' },
+  timeoutS: { type: 'number', min: 0, exclusiveMin: true, max: 86_400, default: CASE_TIMEOUT_S, description: 'time limit of one case, seconds' },
+  memMb: { type: 'int', min: 16, max: 65_536, default: CASE_MEM_MB, description: 'heap limit of each case thread, MiB' },
   alpha: { type: 'number', min: 0, exclusiveMin: true, max: 0.5, default: 0.05, description: 'significance level (CI coverage 1 - alpha)' },
   minDelta: { type: 'number', min: -1, max: 1, default: 0.02, description: 'least lower CI bound on candidate - baseline to adopt' },
   minPassRate: { type: 'number', min: 0, max: 1, default: 0.8, description: 'least candidate pass rate to adopt' },

@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import { coerce, type Field } from './schema.js';
 import { invalidOption, MetaguardError } from '../errors.js';
 import { priorities, type Priority } from '../core/protocol.js';
+import { QUEUE_WEIGHTS } from './defaults.js';
 
 export const backends = ['memory', 'redis', 'kafka', 'rabbitmq', 'sqs'] as const;
 export type BackendName = (typeof backends)[number];
@@ -28,7 +29,7 @@ const common = {
   min_batch_size: { type: 'int', min: 1, max: 100_000, default: 1, description: 'smallest adaptive batch' },
   max_batch_size: { type: 'int', min: 1, max: 100_000, default: 100, description: 'largest adaptive batch' },
   priority: { type: 'enum', values: priorities, default: 'normal', description: 'priority of this evaluation\'s batches' },
-  queue_weights: { type: 'json', description: 'weights of weighted priority claiming', default: { critical: 6, high: 3, normal: 2, low: 1 } },
+  queue_weights: { type: 'json', description: 'weights of weighted priority claiming', default: QUEUE_WEIGHTS },
   strict_priority: { type: 'bool', default: false, description: 'always claim the highest non-empty priority first' },
   hmac_key: { type: 'string', description: 'sign batches, job manifests, results and dead letters with HMAC-SHA256 (same key on coordinator and workers)' },
   result_ttl_seconds: { type: 'int', min: 1, default: 86_400, description: 'retention of results, manifests, artifacts and dead letters' },
@@ -324,8 +325,8 @@ export function validateQueueConfig(input: unknown, overrides: Partial<QueueConf
   }
   if (out.session_timeout_ms !== undefined && given.heartbeat_timeout === undefined) out.heartbeat_timeout = (out.session_timeout_ms as number) / 1000;
   const weights = out.queue_weights as Record<string, unknown>;
-  if (weights === null || typeof weights !== 'object' || Array.isArray(weights)) throw invalidOption(field('queue_weights'), 'must be an object like {"critical":6,"high":3,"normal":2,"low":1}');
-  const filled: Record<string, number> = { critical: 6, high: 3, normal: 2, low: 1 };
+  if (weights === null || typeof weights !== 'object' || Array.isArray(weights)) throw invalidOption(field('queue_weights'), `must be an object like ${JSON.stringify(QUEUE_WEIGHTS)}`);
+  const filled: Record<string, number> = { ...QUEUE_WEIGHTS };
   for (const [name, w] of Object.entries(weights)) {
     // asynq-style weights name the normal queue `default`.
     const p = name === 'default' ? 'normal' : name;
@@ -368,7 +369,7 @@ export function validateQueueConfig(input: unknown, overrides: Partial<QueueConf
  * `METAGUARD_BATCH_SIZE` (the line `metaguard bench` recommends) sets a fixed `batch_size` for
  * coordinators that run with that environment, unless the queue config sets `batch_size` itself.
  */
-export function resolveQueueConfig(input: unknown, env: NodeJS.ProcessEnv = process.env, overrides: Partial<QueueConfig> = {}): Readonly<QueueConfig> {
+export function resolveQueueConfig(input: unknown, env: NodeJS.ProcessEnv, overrides: Partial<QueueConfig> = {}): Readonly<QueueConfig> {
   const fromEnv: Partial<QueueConfig> = {};
   const raw = env.METAGUARD_BATCH_SIZE;
   if (raw !== undefined && raw !== '') {

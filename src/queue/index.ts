@@ -39,3 +39,29 @@ export async function createBackend(config: QueueConfig, options: CreateBackendO
       throw invalidOption('queue-config.backend', `unknown backend ${String(config.backend)}`);
   }
 }
+
+/** Where a queue is, for messages: backend, address and queue name, never a password. */
+export function describeQueue(config: QueueConfig): string {
+  const name = `queue "${config.queue}"`;
+  switch (config.backend) {
+    case 'memory':
+      return `${name} on the in-process memory backend`;
+    case 'redis': {
+      const url = config.url ?? config.connection?.url;
+      if (url) {
+        try {
+          const u = new URL(url);
+          return `${name} on redis ${u.hostname}:${u.port || 6379}`;
+        } catch {
+          return `${name} on redis (connection url)`;
+        }
+      }
+      const c = config.connection;
+      return `${name} on redis ${c?.host ?? '127.0.0.1'}:${c?.port ?? 6379}${c?.db ? `/${c.db}` : ''}`;
+    }
+    case 'kafka':
+      return `topic "${config.topic ?? config.queue}" on kafka ${config.bootstrap_servers ?? 'localhost:9092'}`;
+    default:
+      return `${name} on ${config.backend}`;
+  }
+}
