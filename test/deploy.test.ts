@@ -208,7 +208,7 @@ describe('worker.env.example', () => {
     for (const source of [text, text.replace(/^#(?=[A-Z][A-Z0-9_]*=)/gm, '')]) {
       const env = parseEnvFile(source);
       assert.ok(env.METAGUARD_QUEUE_CONFIG, 'METAGUARD_QUEUE_CONFIG is set');
-      const options = resolveOptions<{ queueConfig: Record<string, unknown>; metrics: boolean }>(workerSchema, { env });
+      const options = resolveOptions(workerSchema, { env });
       assert.equal(options.metrics, true);
       const config = validateQueueConfig(options.queueConfig);
       assert.equal(config.backend, 'redis');

@@ -18,7 +18,7 @@ import { freePort } from './helpers/net.ts';
 import { parseFlags } from '../src/cli/args.ts';
 import { evaluateSchema } from '../src/options/evaluate.ts';
 import { workerSchema } from '../src/options/worker.ts';
-import { queueSchema } from '../src/cli/queue.ts';
+import { queueSchema } from '../src/options/queue-command.ts';
 import { validateQueueConfig } from '../src/options/queue.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -185,8 +185,8 @@ describe('README examples', () => {
   });
 
   it('every npx metaguard line of the README names a command and flags that exist', async () => {
-    const { dashboardSchema } = await import('../src/dashboard/options.ts');
-    const { benchSchema } = await import('../src/cli/bench.ts');
+    const { dashboardSchema } = await import('../src/options/dashboard.ts');
+    const { benchSchema } = await import('../src/options/bench.ts');
     const schemas: Record<string, Parameters<typeof parseFlags>[1]> = { evaluate: evaluateSchema, worker: workerSchema, queue: queueSchema, dashboard: dashboardSchema, bench: benchSchema, demo: {} };
     let n = 0;
     for (const b of all.filter((x) => x.lang === 'sh')) {

@@ -3,35 +3,13 @@
  * sweep against the configured backend (memory by default), ending with the line to paste into the
  * environment file: METAGUARD_BATCH_SIZE=<n>.
  */
-import { availableParallelism } from 'node:os';
 import { codecSpeedup, formatCodecBench, runCodecBench, type CodecBenchRow } from '../bench/codec.js';
 import { batchSizeSweep, type SweepRow } from '../bench/sweep.js';
 import { invalidOption } from '../errors.js';
-import { describeOptions, resolveOptions, type Schema } from '../options/schema.js';
+import { describeOptions, resolveOptions } from '../options/schema.js';
+import { benchSchema } from '../options/bench.js';
 import { resolveQueueConfig } from '../options/queue.js';
 import { parseFlags as parseFlagsOnly } from './args.js';
-
-export const benchSchema = {
-  queueConfig: { type: 'json', description: 'queue configuration of the backend to sweep (default: the embedded memory queue)' },
-  sizes: { type: 'string', default: '1,5,10,25,50,100,250,500', noEnv: true, description: 'batch sizes to sweep, comma-separated' },
-  n: { type: 'int', min: 100, max: 10_000_000, default: 5000, noEnv: true, description: 'cases per role for each batch size' },
-  workers: { type: 'int', min: 1, max: 64, default: Math.max(1, availableParallelism()), noEnv: true, description: 'in-process workers (memory backend)' },
-  codecTimeMs: { type: 'int', min: 100, max: 60_000, default: 1500, noEnv: true, description: 'measuring time per codec task, ms' },
-  skipCodec: { type: 'bool', default: false, noEnv: true, description: 'skip the codec table' },
-  skipSweep: { type: 'bool', default: false, noEnv: true, description: 'skip the batch-size sweep' },
-  json: { type: 'bool', default: false, noEnv: true, description: 'print one JSON object' },
-} satisfies Schema;
-
-interface BenchOptions {
-  queueConfig?: Record<string, unknown>;
-  sizes: string;
-  n: number;
-  workers: number;
-  codecTimeMs: number;
-  skipCodec: boolean;
-  skipSweep: boolean;
-  json: boolean;
-}
 
 const help = `Usage: metaguard bench [options]
 
@@ -57,7 +35,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     process.stdout.write(help + '\n');
     return 0;
   }
-  const options = resolveOptions<BenchOptions>(benchSchema, { flags, env: process.env });
+  const options = resolveOptions(benchSchema, { flags, env: process.env });
   const sizes = parseSizes(options.sizes);
   const queueConfig = (options.queueConfig ?? { backend: 'memory' }) as Record<string, unknown>;
   const config = resolveQueueConfig(queueConfig, {});

@@ -1,6 +1,6 @@
 /** `metaguard dashboard`: serves the web dashboard of a queue until SIGINT/SIGTERM. */
 import { invalidOption } from '../errors.js';
-import { dashboardSchema, MIN_TOKEN_LENGTH, type DashboardOptions } from '../dashboard/options.js';
+import { dashboardSchema, MIN_TOKEN_LENGTH } from '../options/dashboard.js';
 import { startDashboardServer } from '../dashboard/server.js';
 import { DashboardState } from '../dashboard/state.js';
 import { isLoopbackHost } from '../dashboard/security.js';
@@ -30,7 +30,7 @@ export async function dashboardCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length) throw invalidOption('dashboard', `takes no positional arguments, got ${JSON.stringify(positionals[0])}`);
-  const options = resolveWithConfigFile<DashboardOptions>(dashboardSchema, { flags, env: process.env });
+  const options = resolveWithConfigFile(dashboardSchema, { flags, env: process.env });
   if (options.authToken !== undefined && options.authToken.length < MIN_TOKEN_LENGTH) {
     throw invalidOption(flags.authToken !== undefined ? '--auth-token' : 'METAGUARD_DASHBOARD_TOKEN', `must be at least ${MIN_TOKEN_LENGTH} characters`);
   }

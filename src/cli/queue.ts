@@ -2,21 +2,12 @@
 import { createInterface } from 'node:readline/promises';
 import { invalidOption } from '../errors.js';
 import { refuseMemoryQueue, requireQueueConfig, resolveWithConfigFile } from '../options/config-file.js';
-import { describeOptions, type Schema } from '../options/schema.js';
-import { backends, validateQueueConfig } from '../options/queue.js';
+import { describeOptions } from '../options/schema.js';
+import { queueSchema } from '../options/queue-command.js';
+import { validateQueueConfig } from '../options/queue.js';
 import { createBackend } from '../queue/index.js';
 import { priorities } from '../queue/types.js';
 import { parseFlags } from './args.js';
-
-export const queueSchema = {
-  config: { type: 'string', description: 'config file (TOML) with a [queue] table', placeholder: 'FILE' },
-  backend: { type: 'enum', values: backends, description: 'queue backend (overrides queue-config.backend)' },
-  queueConfig: { type: 'json', description: 'queue configuration JSON' },
-  json: { type: 'bool', default: false, noEnv: true, description: 'print JSON' },
-  all: { type: 'bool', default: false, noEnv: true, description: 'with dlq retry: every dead-lettered batch' },
-  limit: { type: 'int', min: 1, default: 100, noEnv: true, description: 'with dlq list: most entries' },
-  yes: { type: 'bool', default: false, noEnv: true, description: 'with dlq purge: do not ask for confirmation on a terminal' },
-} satisfies Schema;
 
 const help = `Usage: metaguard queue stats
        metaguard queue dlq list
@@ -35,7 +26,7 @@ export async function queueCommand(argv: string[]): Promise<number> {
     process.stdout.write(help + '\n');
     return wantHelp ? 0 : 2;
   }
-  const options = resolveWithConfigFile<{ config?: string; backend?: string; queueConfig?: unknown; json: boolean; all: boolean; limit: number; yes: boolean }>(queueSchema, { flags, env: process.env });
+  const options = resolveWithConfigFile(queueSchema, { flags, env: process.env });
   requireQueueConfig(options);
   const config = validateQueueConfig(options.queueConfig ?? {}, options.backend ? { backend: options.backend as 'redis' } : {});
   refuseMemoryQueue(config.backend, options.backend !== undefined);

@@ -1,5 +1,5 @@
 /** `metaguard worker`: the long-running daemon. Bad configuration exits 78 (EX_CONFIG). */
-import { workerSchema, type WorkerCliOptions } from '../options/worker.js';
+import { workerSchema } from '../options/worker.js';
 import { describeOptions } from '../options/schema.js';
 import { refuseMemoryQueue, requireQueueConfig, resolveWithConfigFile } from '../options/config-file.js';
 import { validateQueueConfig } from '../options/queue.js';
@@ -42,7 +42,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
   }
   // The environment is read here, once, and passed down.
   const env = process.env;
-  const options = resolveWithConfigFile<WorkerCliOptions>(workerSchema, { flags, env });
+  const options = resolveWithConfigFile(workerSchema, { flags, env });
   requireQueueConfig(options);
   const config = validateQueueConfig(options.queueConfig ?? {}, options.backend ? { backend: options.backend } : {});
   refuseMemoryQueue(config.backend, options.backend !== undefined);

@@ -15,7 +15,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import { invalidOption, MetaguardError } from '../errors.js';
-import { resolveOptions, type Schema, type Sources } from './schema.js';
+import { resolveOptions, type OptionsOf, type Schema, type Sources } from './schema.js';
 
 const snake = (k: string) => k.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
 
@@ -146,11 +146,12 @@ export function compatEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 }
 
 /** Resolves a command's options with its `--config` file (if the schema has `config`): flags > env > file > defaults. */
-export function resolveWithConfigFile<T extends { config?: string }>(schema: Schema, given: Sources): Readonly<T> {
+export function resolveWithConfigFile<S extends Schema>(schema: S, given: Sources): Readonly<OptionsOf<S>> {
   const sources = { ...given, env: compatEnv(given.env ?? {}) };
-  const first = resolveOptions<T>(schema, sources);
-  if (first.config === undefined) return first;
-  return resolveOptions<T>(schema, { ...sources, ...configFileSources(first.config, schema, sources.env ?? {}) });
+  const first = resolveOptions(schema, sources);
+  const config = (first as { config?: string }).config;
+  if (config === undefined) return first;
+  return resolveOptions(schema, { ...sources, ...configFileSources(config, schema, sources.env ?? {}) });
 }
 
 /**

@@ -1,7 +1,6 @@
 import { availableParallelism } from 'node:os';
-import { ciMethods } from '../reports/types.js';
-import type { CiMethod } from '../reports/types.js';
-import type { Schema } from './schema.js';
+import { INTERVAL_METHODS } from '../statistics/index.js';
+import type { OptionsOf, Schema } from './schema.js';
 import { CASE_MEM_MB, CASE_TIMEOUT_S } from './defaults.js';
 import { MAX_CONCURRENCY, MAX_HTTP_RETRIES } from '../http/endpoint.js';
 
@@ -19,7 +18,7 @@ export const evaluateSchema = {
   minDelta: { type: 'number', min: -1, max: 1, default: 0.02, description: 'least lower CI bound on candidate - baseline to adopt' },
   minPassRate: { type: 'number', min: 0, max: 1, default: 0.8, description: 'least candidate pass rate to adopt' },
   violationCap: { type: 'int', min: 0, default: 0, description: 'most candidate cases with a violation or an error (E_TIMEOUT, E_OOM, E_THROW, E_CRASH on a case where the baseline did not error) (0: any rejects)' },
-  ciMethod: { type: 'enum', values: ciMethods, default: 'bootstrap', description: 'confidence interval method' },
+  ciMethod: { type: 'enum', values: INTERVAL_METHODS, default: 'bootstrap', description: 'confidence interval method' },
   bootstrapSamples: { type: 'int', min: 100, max: 1_000_000, default: 1000, description: 'bootstrap resamples' },
   policy: { type: 'string', description: 'gating policy: a TOML file with [gating], or superiority:margin=X / noninferiority:margin=X', placeholder: 'FILE|PRESET' },
   dispatcher: { type: 'enum', values: ['local', 'queue'], description: 'run cases in-process or through a queue (default local; queue when a queue config is given)' },
@@ -43,46 +42,10 @@ export const evaluateSchema = {
   concurrency: { type: 'int', min: 1, max: MAX_CONCURRENCY, description: 'cases of a role in flight at once on each thread, for async implementations (default 1 for modules, 16 for endpoints)', placeholder: 'K' },
   rateLimit: { type: 'number', min: 0, exclusiveMin: true, max: 1_000_000, description: "requests per second to each role's endpoint, shared by a process's threads (default unlimited)", placeholder: 'RPS' },
   httpRetries: { type: 'int', min: 0, max: MAX_HTTP_RETRIES, default: 3, description: 'retries of a request after a connection error, 429 or 503 (backoff with jitter, Retry-After honoured)' },
-} satisfies Schema;
+} as const satisfies Schema;
 
-export interface EvaluateOptions {
-  config?: string;
-  task: string;
-  baseline?: string;
-  candidate?: string;
-  n: number;
-  seed: number;
-  timeoutS: number;
-  memMb: number;
-  alpha: number;
-  minDelta: number;
-  minPassRate: number;
-  violationCap: number;
-  ciMethod: CiMethod;
-  bootstrapSamples: number;
-  policy?: string;
-  dispatcher: 'local' | 'queue';
-  queueConfig?: Record<string, unknown>;
-  deadlineS?: number;
-  noWorkerTimeoutS: number;
-  allowIncomplete: boolean;
-  parallel: number;
-  isolation: 'thread' | 'process';
-  reportDir: string;
-  cacheDir?: string;
-  htmlReport?: string;
-  junitReport?: string;
-  json: boolean;
-  logJson: boolean;
-  logLevel: 'debug' | 'info' | 'warn' | 'error';
-  logFile?: string;
-  metrics: boolean;
-  metricsPort: number;
-  metricsHost: string;
-  concurrency?: number;
-  rateLimit?: number;
-  httpRetries: number;
-}
+/** Resolved options of an evaluation: the schema's, with `task` required and the dispatcher settled. */
+export type EvaluateOptions = OptionsOf<typeof evaluateSchema> & { task: string; dispatcher: 'local' | 'queue' };
 
 /** The gate's keys: also the keys of a policy file's [gating] table. */
 export const gatingKeys = ['minDelta', 'minPassRate', 'violationCap', 'alpha', 'ciMethod', 'bootstrapSamples'] as const;

@@ -3,7 +3,7 @@
  * One schema with defaults, validated once; unknown keys and keys of another backend are errors.
  */
 import { availableParallelism } from 'node:os';
-import { coerce, type Field } from './schema.js';
+import { coerce, type Field, type OptionsOf } from './schema.js';
 import { invalidOption, MetaguardError } from '../errors.js';
 import { priorities, type Priority } from '../core/protocol.js';
 import { QUEUE_WEIGHTS } from './defaults.js';
@@ -61,11 +61,11 @@ const common = {
   long_polling_seconds: { type: 'int', min: 0, max: 20, description: 'sqs WaitTimeSeconds of an idle worker\'s receive (default 20)', backends: ['sqs'] },
   s3_bucket: { type: 'string', description: 'sqs: S3 bucket for messages over 256 KiB', backends: ['sqs'] },
   aws_access_key_id: { type: 'string', description: 'sqs credentials (default: the AWS credential chain)', backends: ['sqs'] },
-  aws_secret_access_key: { type: 'string', description: 'sqs credentials (default: the AWS credential chain)', backends: ['sqs'] },
+  aws_secret_access_key: { type: 'string', description: 'sqs credentials (default: the AWS credential chain)', backends: ['sqs'] },} as const satisfies Record<string, QField>;
 
-} satisfies Record<string, QField>;
-
-export const queueConfigSchema: Record<string, QField> = common;
+export const queueConfigSchema = common;
+/** The same fields, for code that looks them up by a key it read. */
+const fields: Record<string, QField> = common;
 
 /** TLS settings: file paths as given; the files are read when the backend connects (tls.ts). */
 export interface TlsSettings {
@@ -102,59 +102,19 @@ export interface KafkaSasl {
 }
 
 
-export interface QueueConfig {
-  backend: BackendName;
-  queue: string;
-  lease_seconds: number;
-  heartbeat_timeout: number;
-  heartbeat_check_interval: number;
-  circuit_breaker_threshold: number;
-  enable_requeue: boolean;
-  max_requeue_attempts: number;
-  compress: boolean;
-  adaptive_batching: boolean;
-  batch_size?: number;
-  initial_batch_size: number;
-  min_batch_size: number;
-  max_batch_size: number;
-  priority: Priority;
-  queue_weights: Record<Priority, number>;
-  strict_priority: boolean;
-  hmac_key?: string;
-  result_ttl_seconds: number;
-  retry_base_ms: number;
-  retry_max_ms: number;
-  spawn_local_workers: number;
-  auto_commit?: boolean;
-  enable_auto_commit?: boolean;
-  session_timeout_ms?: number;
+/**
+ * A validated queue config: the schema's fields (types inferred from it), with the structured keys
+ * as their validators leave them.
+ */
+export type QueueConfig = Omit<OptionsOf<typeof queueConfigSchema>, 'connection' | 'cluster_nodes' | 'ssl' | 'sasl' | 'queue_weights'> & {
   connection?: RedisConnection;
-  url?: string;
   /** Redis Cluster seed nodes; when set, the Redis backend uses ioredis' Cluster client. */
   cluster_nodes?: ClusterNode[];
-  /** Redis: queues (hash tags) one evaluation spreads its batches over; 1 = the queue itself. */
-  shards: number;
-  bootstrap_servers?: string;
-  topic?: string;
-  consumer_group?: string;
-  queue_name?: string;
   /** Kafka TLS (true: system CAs). */
   ssl?: boolean | TlsSettings;
   sasl?: KafkaSasl;
-  exchange?: string;
-  routing_key?: string;
-  durable?: boolean;
-  prefetch_count?: number;
-  heartbeat?: number;
-  queue_url?: string;
-  region?: string;
-  endpoint_url?: string;
-  visibility_timeout?: number;
-  long_polling_seconds?: number;
-  s3_bucket?: string;
-  aws_access_key_id?: string;
-  aws_secret_access_key?: string;
-}
+  queue_weights: Record<Priority, number>;
+};
 
 const field = (key: string) => `queue-config.${key}`;
 
@@ -293,12 +253,12 @@ export function validateQueueConfig(input: unknown, overrides: Partial<QueueConf
   const given: Record<string, unknown> = { ...(raw as Record<string, unknown>), ...overrides };
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(given)) {
-    if (!(key in queueConfigSchema)) {
-      throw new MetaguardError('MG_ERR_UNKNOWN_OPTION', `${field(key)}: unknown key (known: ${Object.keys(queueConfigSchema).join(', ')})`, { field: field(key) });
+    if (!(key in fields)) {
+      throw new MetaguardError('MG_ERR_UNKNOWN_OPTION', `${field(key)}: unknown key (known: ${Object.keys(fields).join(', ')})`, { field: field(key) });
     }
   }
   const backend = coerce(field('backend'), queueConfigSchema.backend, given.backend ?? 'memory') as BackendName;
-  for (const [key, spec] of Object.entries(queueConfigSchema)) {
+  for (const [key, spec] of Object.entries(fields)) {
     const value = given[key];
     if (value === undefined) {
       if (spec.default !== undefined) out[key] = spec.default;

@@ -15,15 +15,15 @@ const snake = (k: string) => k.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
 
 export function resolveEvaluateOptions(given: Sources): Readonly<EvaluateOptions> {
   const sources = { ...given, env: compatEnv(given.env ?? {}) };
-  const first = resolveOptions<EvaluateOptions>(evaluateSchema, sources);
+  const first = resolveOptions<typeof evaluateSchema, EvaluateOptions>(evaluateSchema, sources);
   let options = first;
   const file: Pick<Sources, 'file' | 'fileKey'> = first.config !== undefined ? configFileSources(first.config, evaluateSchema, sources.env ?? {}) : {};
-  if (first.config !== undefined) options = resolveOptions<EvaluateOptions>(evaluateSchema, { ...sources, ...file });
+  if (first.config !== undefined) options = resolveOptions<typeof evaluateSchema, EvaluateOptions>(evaluateSchema, { ...sources, ...file });
   // The policy may come from a flag, the environment or the config file.
   if (options.policy !== undefined) {
     const spec = options.policy;
     const policy = { values: loadPolicy(spec), where: (key: string) => `policy ${spec}: gating.${snake(key)}` };
-    options = resolveOptions<EvaluateOptions>(evaluateSchema, { ...sources, ...file, policy });
+    options = resolveOptions<typeof evaluateSchema, EvaluateOptions>(evaluateSchema, { ...sources, ...file, policy });
   }
   if (options.task === undefined) throw invalidOption('--task', 'is required (a task module path or a built-in task name)');
   if (!existsSync(options.task) && !builtinTask(options.task)) {

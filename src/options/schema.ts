@@ -27,6 +27,29 @@ export interface Field {
 
 export type Schema = Record<string, Field>;
 
+/** The value one field resolves to. A `json` field is checked by its own validator later, hence unknown. */
+export type ValueOf<F> = F extends { type: 'int' | 'number' }
+  ? number
+  : F extends { type: 'bool' }
+    ? boolean
+    : F extends { type: 'enum'; values: readonly (infer V)[] }
+      ? V
+      : F extends { type: 'json' }
+        ? unknown
+        : string;
+
+type WithDefault<S> = { [K in keyof S]: S[K] extends { default: NonNullable<unknown> } ? K : never }[keyof S];
+
+/**
+ * The options a schema resolves to, inferred from it (no hand-written mirror): a field with a default
+ * is always there, the others are optional. Write schemas `{ … } as const satisfies Schema`.
+ */
+export type OptionsOf<S extends Schema> = {
+  -readonly [K in keyof S as K extends WithDefault<S> ? K : never]: ValueOf<S[K]>;
+} & {
+  -readonly [K in keyof S as K extends WithDefault<S> ? never : K]?: ValueOf<S[K]>;
+};
+
 /** `timeoutS` → `timeout-s`. */
 export const flagName = (key: string) => key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 /** `timeoutS` → `METAGUARD_TIMEOUT_S`. */
@@ -93,7 +116,7 @@ export interface Sources {
 }
 
 /** Resolves every field of `schema` from its sources; unknown keys in `values` are an error. */
-export function resolveOptions<T>(schema: Schema, sources: Sources): Readonly<T> {
+export function resolveOptions<S extends Schema, T = OptionsOf<S>>(schema: S, sources: Sources): Readonly<T> {
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(sources.values ?? {})) {
     if (!(key in schema)) throw new MetaguardError('MG_ERR_UNKNOWN_OPTION', `${key}: unknown option`, { field: key });

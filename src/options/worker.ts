@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { backends } from './queue.js';
-import type { Schema } from './schema.js';
+import type { OptionsOf, Schema } from './schema.js';
 import { CASE_MEM_MB, CASE_TIMEOUT_S } from './defaults.js';
 
 /** `metaguard worker` (docs/reference.md). Every option also reads from METAGUARD_<NAME>. */
@@ -24,26 +24,7 @@ export const workerSchema = {
   metricsPort: { type: 'int', min: 0, max: 65_535, default: 9464, description: 'metrics port' },
   metricsHost: { type: 'string', default: '127.0.0.1', description: 'metrics bind address' },
   httpSecrets: { type: 'string', description: "comma-separated environment variables a job's endpoint headers may read as ${NAME} (default none)", placeholder: 'NAMES' },
-} satisfies Schema;
+} as const satisfies Schema;
 
-export interface WorkerCliOptions {
-  config?: string;
-  backend?: (typeof backends)[number];
-  queueConfig?: Record<string, unknown>;
-  threads: number;
-  pollInterval: number;
-  defaultTimeoutS: number;
-  defaultMemMb: number;
-  isolation: 'thread' | 'process';
-  hideEnv?: string;
-  shutdownTimeoutS: number;
-  workerId?: string;
-  cacheDir?: string;
-  logFile?: string;
-  logJson: boolean;
-  logLevel: 'debug' | 'info' | 'warn' | 'error';
-  metrics: boolean;
-  metricsPort: number;
-  metricsHost: string;
-  httpSecrets?: string;
-}
+export type WorkerCliOptions = OptionsOf<typeof workerSchema>;
+

@@ -1,8 +1,10 @@
 /** The evaluation report. Keys are snake_case; every number is finite (JSON-safe). */
 import type { CaseErrorCode } from '../errors.js';
 
-export type CiMethod = 'bootstrap' | 'bootstrap-bca' | 'newcombe' | 'wilson' | 'bayesian';
-export const ciMethods: readonly CiMethod[] = ['bootstrap', 'bootstrap-bca', 'newcombe', 'wilson', 'bayesian'];
+import type { IntervalMethod } from '../statistics/index.js';
+
+/** `--ci-method`: one of the interval methods of src/statistics (INTERVAL_METHODS). */
+export type CiMethod = IntervalMethod;
 
 export type DecisionReason = 'meets_gate' | 'violations' | 'pass_rate_below_min' | 'ci_below_min_delta' | 'incomplete';
 

@@ -1,6 +1,6 @@
 /** `metaguard dashboard` options (one schema, validated once). */
-import { backends } from '../options/queue.js';
-import type { Schema } from '../options/schema.js';
+import { backends } from './queue.js';
+import type { OptionsOf, Schema } from './schema.js';
 
 export const dashboardSchema = {
   config: { type: 'string', description: 'config file (TOML) with a [queue] table', placeholder: 'FILE' },
@@ -17,19 +17,9 @@ export const dashboardSchema = {
   },
   refreshS: { type: 'number', min: 0.2, max: 60, default: 2, env: 'METAGUARD_DASHBOARD_REFRESH_S', description: 'seconds between reads of the queue (live updates)' },
   logJson: { type: 'bool', default: false, description: 'log JSON lines to stderr' },
-} satisfies Schema;
+} as const satisfies Schema;
 
-export interface DashboardOptions {
-  config?: string;
-  backend?: (typeof backends)[number];
-  queueConfig?: Record<string, unknown>;
-  port: number;
-  host: string;
-  reportDir?: string;
-  authToken?: string;
-  refreshS: number;
-  logJson: boolean;
-}
+export type DashboardOptions = OptionsOf<typeof dashboardSchema>;
 
 /** Shortest accepted --auth-token: a guessable token on a network bind is no protection. */
 export const MIN_TOKEN_LENGTH = 16;
