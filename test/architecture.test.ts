@@ -17,10 +17,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const srcDir = join(root, 'src');
 const MAX_LINES = 700;
 
-/**
- * Files still over the limit while their owners split them: path → owner. An entry that is no
- * longer over the limit fails the test too, so the list only shrinks.
- */
+/** Files still over the limit while their owners split them: path → who is splitting it (none today). */
 const oversizeExceptions: Record<string, string> = {};
 
 /**
@@ -222,7 +219,7 @@ test('no import cycle between the top-level folders of src/', () => {
   assert.equal(found.length, 0, `import cycles between folders of src/:\n${report.join('\n')}`);
 });
 
-test(`no source file of src/ is over ${MAX_LINES} lines`, () => {
+test(`no source file of src/ is over ${MAX_LINES} lines`, (t) => {
   const over: string[] = [];
   const sizes = new Map<string, number>();
   for (const file of sourceFiles(srcDir)) {
@@ -233,8 +230,10 @@ test(`no source file of src/ is over ${MAX_LINES} lines`, () => {
     if (lines > MAX_LINES && !(rel in oversizeExceptions)) over.push(`${rel}: ${lines} lines`);
   }
   assert.deepEqual(over, [], `files over ${MAX_LINES} lines (split them by concern)`);
-  const stale = Object.keys(oversizeExceptions).filter((rel) => (sizes.get(rel) ?? 0) <= MAX_LINES);
-  assert.deepEqual(stale, [], 'listed as over the limit but no longer are (remove them from oversizeExceptions)');
+  // An exception whose file has been split is said, not failed: the split may land before this list is trimmed.
+  for (const rel of Object.keys(oversizeExceptions).filter((r) => (sizes.get(r) ?? 0) <= MAX_LINES)) {
+    t.diagnostic(`${rel} is within ${MAX_LINES} lines now: remove it from oversizeExceptions`);
+  }
 });
 
 test('process.env is read only where the environment enters (the CLI, the entry points)', () => {

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { INTERVAL_METHODS } from '../statistics/index.js';
 import type { OptionsOf, Schema } from './schema.js';
+import { isolations, logFields, metricsFields } from './fields.js';
 import { CASE_MEM_MB, CASE_TIMEOUT_S } from './defaults.js';
 import { MAX_CONCURRENCY, MAX_HTTP_RETRIES } from '../http/endpoint.js';
 
@@ -27,18 +28,14 @@ export const evaluateSchema = {
   noWorkerTimeoutS: { type: 'number', min: 0, max: 31_536_000, default: 120, description: 'queue: exit 2 (job withdrawn) when no worker has been alive this long; 0 waits forever' },
   allowIncomplete: { type: 'bool', default: false, description: 'decide on the delivered cases when some could not be delivered (E_DELIVERY) instead of exiting 2' },
   parallel: { type: 'int', min: 1, max: 256, default: Math.max(1, availableParallelism()), description: 'threads of the local dispatcher, split between the roles (a pool each, at least one thread each)' },
-  isolation: { type: 'enum', values: ['thread', 'process'], default: 'thread', description: 'where local cases run: threads, or child processes under the permission model and prlimit' },
+  isolation: { type: 'enum', values: isolations, default: 'thread', description: 'where local cases run: threads, or child processes under the permission model and prlimit' },
   reportDir: { type: 'string', default: 'reports', description: 'folder of the JSON report', placeholder: 'DIR' },
   cacheDir: { type: 'string', description: 'folder of module bundles (default $XDG_CACHE_HOME/metaguard)', placeholder: 'DIR' },
   htmlReport: { type: 'string', description: 'also write a self-contained HTML report', placeholder: 'FILE' },
   junitReport: { type: 'string', description: 'also write a JUnit XML report', placeholder: 'FILE' },
   json: { type: 'bool', default: false, noEnv: true, description: 'print the report as JSON on stdout' },
-  logJson: { type: 'bool', default: false, description: 'log JSON lines to stderr' },
-  logLevel: { type: 'enum', values: ['debug', 'info', 'warn', 'error'], default: 'info', description: 'least level logged (per-batch events are debug)' },
-  logFile: { type: 'string', description: 'append JSON log lines to FILE', placeholder: 'FILE' },
-  metrics: { type: 'bool', default: false, description: 'serve Prometheus metrics' },
-  metricsPort: { type: 'int', min: 0, max: 65_535, default: 9464, description: 'metrics port' },
-  metricsHost: { type: 'string', default: '127.0.0.1', description: 'metrics bind address' },
+  ...logFields,
+  ...metricsFields,
   concurrency: { type: 'int', min: 1, max: MAX_CONCURRENCY, description: 'cases of a role in flight at once on each thread, for async implementations (default 1 for modules, 16 for endpoints)', placeholder: 'K' },
   rateLimit: { type: 'number', min: 0, exclusiveMin: true, max: 1_000_000, description: "requests per second to each role's endpoint, shared by a process's threads (default unlimited)", placeholder: 'RPS' },
   httpRetries: { type: 'int', min: 0, max: MAX_HTTP_RETRIES, default: 3, description: 'retries of a request after a connection error, 429 or 503 (backoff with jitter, Retry-After honoured)' },

@@ -1,10 +1,10 @@
 /** `metaguard queue` (docs/reference.md). */
-import { backends } from './queue.js';
+import { backendField } from './fields.js';
 import type { OptionsOf, Schema } from './schema.js';
 
 export const queueSchema = {
   config: { type: 'string', description: 'config file (TOML) with a [queue] table', placeholder: 'FILE' },
-  backend: { type: 'enum', values: backends, description: 'queue backend (overrides queue-config.backend)' },
+  backend: backendField,
   queueConfig: { type: 'json', description: 'queue configuration JSON' },
   json: { type: 'bool', default: false, noEnv: true, description: 'print JSON' },
   all: { type: 'bool', default: false, noEnv: true, description: 'with dlq retry: every dead-lettered batch' },
