@@ -230,6 +230,10 @@ async function runCases(
         if (backend) await metrics.refreshQueue(backend);
       },
       onScrapeError: (err) => logger.warn('backend_error', { during: 'metrics scrape', code: (err as { code?: string }).code, message: (err as Error).message }),
+    }).catch(async (err: unknown) => {
+      // The dispatcher may already hold threads or in-process workers: stop them, or the process stays up.
+      await dispatcher.close();
+      throw err;
     });
   }
 
