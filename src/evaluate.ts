@@ -420,20 +420,17 @@ export async function createQueueDispatcher(
   if (config.spawn_local_workers === 0) return new QueueDispatcher(common);
   const backend = await createBackend(config, logger);
   const workers: DaemonHandle[] = [];
-  const stopWorkers = async () => {
-    await Promise.all(workers.map((w) => w.close()));
-  };
   try {
     const tag = randomBytes(4).toString('hex');
     for (let i = 0; i < config.spawn_local_workers; i++) {
       workers.push(await startWorker({ backend, config, threads: 1, pollIntervalS: 0.02, env: extras.env, workerId: `local-${i}-${tag}`, ...logger }));
     }
   } catch (err) {
-    await stopWorkers();
+    await Promise.all(workers.map((w) => w.close()));
     await backend.close();
     throw err;
   }
-  return new QueueDispatcher({ ...common, backend, beforeClose: stopWorkers });
+  return new QueueDispatcher({ ...common, backend, localWorkers: workers });
 }
 
 /** Programmatic API: runs an evaluation and returns its report. */

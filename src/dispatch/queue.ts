@@ -40,8 +40,8 @@ export interface QueueDispatcherOptions {
   logger?: Logger;
   /** Use this backend instead of creating one from the config (closed by close()). */
   backend?: Backend;
-  /** Runs first in close(), before the backend closes: stops what shares the backend (e.g. in-process workers). */
-  beforeClose?(): Promise<void>;
+  /** In-process workers on this backend, started by whoever created it: close() stops them before the backend. */
+  localWorkers?: LocalWorker[];
   /** Called when the batch size changes. */
   onBatchSize?(size: number): void;
   metrics?: Metrics;
@@ -50,6 +50,12 @@ export interface QueueDispatcherOptions {
    * MG_ERR_NO_WORKERS. 0 waits forever. @defaultValue 120
    */
   noWorkerTimeoutS?: number;
+}
+
+/** A worker running in this process on the coordinator's backend (the memory backend's workers). */
+export interface LocalWorker {
+  close(): Promise<void>;
+  destroy(): Promise<void>;
 }
 
 interface Outstanding {
@@ -80,6 +86,7 @@ export class QueueDispatcher implements Dispatcher {
   readonly #logger: Logger;
   readonly #options: QueueDispatcherOptions;
   #backend: Backend | undefined;
+  #localWorkers: LocalWorker[];
   /** Duplicate results dropped (redeliveries); exposed for tests and metrics. */
   duplicatesDropped = 0;
   /** Result-stream entries dropped as forged or unusable, by reason (also metaguard_forged_entries_total). */
@@ -91,6 +98,7 @@ export class QueueDispatcher implements Dispatcher {
     this.#options = options;
     this.#config = options.config;
     this.#logger = options.logger ?? silentLogger;
+    this.#localWorkers = options.localWorkers ?? [];
   }
 
   async #withRetry<T>(what: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
@@ -458,7 +466,8 @@ export class QueueDispatcher implements Dispatcher {
   }
 
   async close(): Promise<void> {
-    await this.#options.beforeClose?.();
+    await Promise.all(this.#localWorkers.map((w) => w.close()));
+    this.#localWorkers = [];
     await this.#backend?.close();
   }
 
