@@ -32,7 +32,7 @@ const envReaders: Record<string, string> = {
   'src/execution/process-pool.ts': 'a case pool built without an environment (tests, benches)',
   'src/codec/index.ts': 'METAGUARD_NATIVE: a switch of the process (CI runs the suite with it), read where the codec is made',
   'src/codec/native.ts': 'METAGUARD_NATIVE_PATH and NOTIFY_SOCKET: the native binary is loaded once per process',
-  'src/queue/sqs/backend.ts': 'i14-rest: AWS_REGION beside the AWS SDK, which reads the environment itself (issue 14)',
+  'src/queue/sqs/client.ts': 'AWS_REGION beside the AWS SDK, which reads the environment itself (i14-rest; to pass down through createBackend)',
 };
 
 const posix = (p: string) => p.split(sep).join('/');
