@@ -15,15 +15,27 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ProcessCasePool, findPrlimit } from '../src/execution/process-pool.ts';
+import { ProcessCasePool, deathReason, findPrlimit } from '../src/execution/process-pool.ts';
 import { caseEnvironment } from '../src/execution/env.ts';
 import { startRedis, redisAvailable, type RedisServer } from './helpers/redis-server.ts';
 import { fixture, killAllWorkers, localReport, queueReport, spawnWorker, type RunOptions } from './helpers/queue-harness.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const skip = Number(process.versions.node.split('.')[0]) < 24 ? `--isolation process needs Node.js 24 (this is ${process.version}; refused with MG_ERR_INVALID_OPTION)` : !findPrlimit() ? 'prlimit is not installed' : !existsSync(join(root, 'dist', 'src', 'case-runner', 'case-process.js')) ? 'the package is not built (npm run build)' : false;
+const skip = !findPrlimit() ? 'prlimit is not installed' : !existsSync(join(root, 'dist', 'src', 'case-runner', 'case-process.js')) ? 'the package is not built (npm run build)' : false;
 const url = (p: string) => pathToFileURL(p).href;
 const probes = fixture('isolation/probes.mjs');
+
+describe('the reason a case process died', () => {
+  it('is the error line of what it printed, not the stack, the source excerpt or the version', () => {
+    const uncaught = ['node:internal/deps/undici/undici:6054', '      return await WebAssembly.instantiate(mod, {', '                               ^', '', 'RangeError: WebAssembly.instantiate(): Out of memory: Cannot allocate Wasm memory for new instance', '    at lazyllhttp (node:internal/deps/undici/undici:6054:32)', '', 'Node.js v22.23.5', ''].join('\n');
+    assert.equal(deathReason(uncaught), 'RangeError: WebAssembly.instantiate(): Out of memory: Cannot allocate Wasm memory for new instance');
+    const v8 = ['<--- Last few GCs --->', '', 'FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory', '----- Native stack trace -----', '', ' 1: 0xe1a3c4 node::OOMErrorHandler(char const*, v8::OOMDetails const&) [node]', ' 2: 0x11d6d9e v8::Utils::ReportOOMFailure [node]'].join('\n');
+    assert.equal(deathReason(v8), 'FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory');
+    assert.equal(deathReason('Error [ERR_ACCESS_DENIED]: Access to this API has been restricted\n    at x (y:1:1)\n'), 'Error [ERR_ACCESS_DENIED]: Access to this API has been restricted');
+    assert.equal(deathReason('something odd happened\n'), 'something odd happened');
+    assert.equal(deathReason(''), '');
+  });
+});
 
 describe('case processes', { skip }, () => {
   let pool: ProcessCasePool;
@@ -54,6 +66,28 @@ describe('case processes', { skip }, () => {
       'loop#8': 'E_TIMEOUT',
       'ok#9': 'pass',
     });
+  });
+
+  it('run WebAssembly under the address-space limit, and say why a process died', async () => {
+    // Node 22 backs a Wasm memory with a ~10 GiB reservation unless the trap handler is off: without
+    // --disable-wasm-trap-handler every case process died at start there (undici's parser is Wasm).
+    const acts = ['wasm', 'heap', 'ok'];
+    const results = await pool.runChunk({ taskUrl: url(fixture('isolation/task.mjs')), implUrl: url(probes), seed: 1, cases: acts.map((a, index) => ({ index, args: [a] })) });
+    const byIndex = results.sort((a, b) => a.index - b.index);
+    assert.equal(byIndex[0].passed, true, JSON.stringify(byIndex[0]));
+    assert.equal(byIndex[1].error?.code, 'E_OOM');
+    // The OOM message carries what V8 printed as the process died, not only the classification.
+    assert.match(byIndex[1].error!.message, /heap out of memory|Reached heap limit/i, byIndex[1].error!.message);
+    assert.equal(byIndex[2].passed, true, JSON.stringify(byIndex[2]));
+  });
+
+  it('give a module that ends its process at import E_CRASH with the reason it printed', async () => {
+    const results = await pool.runChunk({ taskUrl: url(fixture('isolation/task.mjs')), implUrl: url(fixture('isolation/dies-at-import.mjs')), seed: 1, cases: [0, 1].map((index) => ({ index, args: ['ok'] })) });
+    assert.equal(results.length, 2);
+    for (const r of results) {
+      assert.equal(r.error?.code, 'E_CRASH', JSON.stringify(r));
+      assert.match(r.error!.message, /exit code 9\): Error: the import-time reason this process gives for ending/, r.error!.message);
+    }
   });
 
   it('see a scrubbed environment, no inspector, no signals', async () => {

@@ -523,8 +523,8 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
             {
               onResult: (r, thread) => {
                 this.#progress();
-                if (r.error?.code === 'E_TIMEOUT' || r.error?.code === 'E_OOM') {
-                  const event = r.error.code === 'E_TIMEOUT' ? 'case_timeout' : 'case_oom';
+                if (r.error?.code === 'E_TIMEOUT' || r.error?.code === 'E_OOM' || r.error?.code === 'E_CRASH') {
+                  const event = r.error.code === 'E_TIMEOUT' ? 'case_timeout' : r.error.code === 'E_OOM' ? 'case_oom' : 'case_crash';
                   this.#logger.warn(event, { worker: this.workerId, batch: batch.id, case_index: r.index, thread, message: r.error.message });
                 }
                 this.emit('case', r, batch.role, thread);

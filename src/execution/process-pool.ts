@@ -4,13 +4,20 @@
  *
  *   prlimit --as=<mem-mb + 2 GiB> --cpu=<2 × retire> --nofile=256 --core=0 --
  *     node --permission --allow-fs-read=<package>,<artifacts> --max-old-space-size=<mem-mb>
- *          case-runner/case-process.js <retire>
+ *          --disable-wasm-trap-handler case-runner/case-process.js <retire>
  *
  * with the scrubbed environment (env.ts) and no inherited descriptor but stdio and the IPC channel.
  * The permission model refuses file writes, reads outside the package and the artifacts, child
  * processes, worker threads, native addons and the inspector; `prlimit` bounds the address space
  * (off-heap Buffers included: V8 itself needs ~1.5 GiB of reservations, hence the headroom), CPU time
  * and open files, and disables core files. It does not restrict the network.
+ *
+ * `--disable-wasm-trap-handler`: by default V8 backs every WebAssembly memory with a ~10 GiB virtual
+ * reservation (guard regions instead of bounds checks). Under the address-space limit that reservation
+ * fails: on Node 22 (V8 12.4) every Wasm instantiation then throws "Out of memory: Cannot allocate
+ * Wasm memory" — undici's HTTP parser, which the case runner loads, is Wasm, so every case process
+ * died at start — and on Node 24 the fallback is unreliable (a fatal OOM at some limits). With the
+ * flag Wasm code does explicit bounds checks and a memory reserves only what it uses.
  *
  * A case that kills its process, aborts, or exhausts the address space or the heap ends as E_CRASH /
  * E_OOM; the process is replaced and the pool goes on. Limits and blame work as in the thread pool:
@@ -54,6 +61,9 @@ const stripTypes = Number(process.versions.node.split('.')[0]) < 23 && process.a
 export const ADDRESS_SPACE_HEADROOM_MB = 2048;
 const importBudgetMs = (timeoutMs: number) => Math.max(10_000, timeoutMs * 2);
 
+/** Node >= 22.2 and >= 20.15 accept it (see the header). */
+const wasmFlags = process.allowedNodeEnvironmentFlags.has('--disable-wasm-trap-handler') ? ['--disable-wasm-trap-handler'] : [];
+
 /** The permission flag this Node accepts (stable `--permission` from 22.13 / 23.5). */
 function permissionFlag(): string {
   return process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';
@@ -95,11 +105,6 @@ export class ProcessCasePool extends EventEmitter implements CaseRunner {
     if (!existsSync(entry)) {
       throw new MetaguardError('MG_ERR_INVALID_OPTION', `isolation: process needs the compiled package (${entry} is missing: run npm run build)`, { field: 'isolation' });
     }
-    if (Number(process.versions.node.split('.')[0]) < 24) {
-      // On Node 22 every case process failed at start under CI (classified E_OOM); until that is
-      // understood, refuse the mode there rather than report crashes as case results.
-      throw new MetaguardError('MG_ERR_INVALID_OPTION', `isolation: process needs Node.js 24 or later (this is ${process.version}); use --isolation thread`, { field: 'isolation' });
-    }
     if (!findPrlimit()) {
       throw new MetaguardError('MG_ERR_INVALID_OPTION', 'isolation: process needs the prlimit command (util-linux) to set OS limits', { field: 'isolation' });
     }
@@ -135,7 +140,7 @@ export class ProcessCasePool extends EventEmitter implements CaseRunner {
     const retire = this.#options.cpuRetireS ?? 300;
     // A folder and everything under it.
     const reads = [packageRoot(), ...this.#options.readPaths].flatMap((dir) => [`--allow-fs-read=${dir}`, `--allow-fs-read=${join(dir, '*')}`]);
-    const node = [permissionFlag(), ...reads, `--max-old-space-size=${this.memMb}`, ...stripTypes, '--disable-warning=ExperimentalWarning', entry,
+    const node = [permissionFlag(), ...reads, `--max-old-space-size=${this.memMb}`, ...wasmFlags, ...stripTypes, '--disable-warning=ExperimentalWarning', entry,
       String(retire),
     ];
     const limits = [
@@ -167,7 +172,7 @@ export class ProcessCasePool extends EventEmitter implements CaseRunner {
         }
       };
       child.on('message', onMessage);
-      child.once('close', () => reject(new Error(`case process exited before it was ready: ${slot.stderr.trim().split('\n').slice(-3).join(' | ')}`)));
+      child.once('close', (code, signal) => reject(new Error(`case process exited before it was ready (${signal ? `signal ${signal}` : `exit code ${code}`}): ${deathReason(slot.stderr) || 'no output on stderr'}`)));
     });
     slot.ready.catch(() => {});
     child.on('message', (m) => slot.listener?.(m));
@@ -283,14 +288,16 @@ export class ProcessCasePool extends EventEmitter implements CaseRunner {
         : { code: 'E_TIMEOUT', message: `module import exceeded ${importBudgetMs(this.timeoutMs)} ms`, beforeBegin: true, reason: 'timeout' };
     }
     const tail = slot.stderr;
+    // What the process said as it died travels in the message (and so reaches the logs and the report).
+    const said = deathReason(tail);
+    const how = signal ? `signal ${signal}` : `exit code ${code}`;
     if (/out of memory|allocation failed|heap limit|Failed to reserve virtual memory/i.test(tail)) {
-      return { code: 'E_OOM', message: `case exhausted its memory limit (${this.memMb} MiB heap, ${this.memMb + ADDRESS_SPACE_HEADROOM_MB} MiB address space)`, beforeBegin: !begun, reason: 'oom' };
+      return { code: 'E_OOM', message: `case exhausted its memory limit (${this.memMb} MiB heap, ${this.memMb + ADDRESS_SPACE_HEADROOM_MB} MiB address space; process ended with ${how}): ${said}`, beforeBegin: !begun, reason: 'oom' };
     }
     if (/ERR_ACCESS_DENIED/.test(tail)) {
-      return { code: 'E_PERMISSION', message: `case process was refused an operation: ${lastLine(tail)}`, beforeBegin: !begun, reason: 'crash' };
+      return { code: 'E_PERMISSION', message: `case process was refused an operation: ${said}`, beforeBegin: !begun, reason: 'crash' };
     }
-    const how = signal ? `signal ${signal}` : `exit code ${code}`;
-    return { code: 'E_CRASH', message: `case process ended (${how})${tail ? ': ' + lastLine(tail) : ''}`, beforeBegin: !begun, reason: 'crash' };
+    return { code: 'E_CRASH', message: `case process ended (${how})${said ? ': ' + said : ''}`, beforeBegin: !begun, reason: 'crash' };
   }
 
   async checkModules(taskUrl: string, implUrl: string): Promise<ErrorInfo | null> {
@@ -322,7 +329,7 @@ export class ProcessCasePool extends EventEmitter implements CaseRunner {
         };
         void slot.closed.then(({ code, signal }) => {
           clearTimeout(timer);
-          reject(Object.assign(new Error(`case process ended (${signal ?? code}): ${lastLine(slot.stderr)}`), { code: 'E_CRASH' }));
+          reject(Object.assign(new Error(`case process ended (${signal ?? code}): ${deathReason(slot.stderr)}`), { code: 'E_CRASH' }));
         });
         slot.child.send(request);
       });
@@ -355,7 +362,16 @@ export class ProcessCasePool extends EventEmitter implements CaseRunner {
   }
 }
 
-function lastLine(text: string): string {
-  const lines = text.trim().split('\n').filter((l) => l.trim() && !/^\s+at /.test(l));
-  return (lines.at(-1) ?? '').slice(0, 300);
+/**
+ * The line of a dying process's stderr that says why: the last error or fatal-error line (Node ends
+ * an uncaught error with its source excerpt, the stack and its version; V8 with native frames), else
+ * the last line that is none of those.
+ */
+export function deathReason(stderr: string): string {
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !/^at /.test(l) && !/^\^+$/.test(l) && !/^Node\.js v\d/.test(l) && !/^\d+: 0x[0-9a-f]+ /.test(l) && !/^-+ .* -+$/.test(l));
+  const error = lines.findLast((l) => /^(FATAL ERROR|Fatal|#\s*Fatal)|^(\w+(Error|Exception)|Error)( \[\w+\])?: /.test(l));
+  return (error ?? lines.at(-1) ?? '').slice(0, 300);
 }
