@@ -18,7 +18,7 @@ import { pathToFileURL } from 'node:url';
 import { CasePool } from '../src/execution/pool.ts';
 import { PoolSet, splitThreads } from '../src/execution/pools.ts';
 import { boundResult, MAX_MESSAGE_CHARS, MAX_NAMES, MAX_RESULT_BYTES, truncate } from '../src/execution/limits.ts';
-import { decodeResults, encodeResultsWithin } from '../src/queue/messages.ts';
+import { decodeResults, encodeResultFrames } from '../src/queue/messages.ts';
 import { createCodec } from '../src/codec/index.ts';
 import { startRedis, redisAvailable, type RedisServer } from './helpers/redis-server.ts';
 import { fixture, killAllWorkers, queueReport, spawnWorker, type RunOptions } from './helpers/queue-harness.ts';
@@ -105,13 +105,13 @@ describe('every result fits', () => {
     assert.equal(truncate('ab', 5), 'ab');
   });
 
-  it('a results frame over its budget is compacted instead of failing', () => {
+  it('results over the frame limit are split into frames under it instead of failing', () => {
     const codec = createCodec({ compress: false });
     const results = Array.from({ length: 200 }, (_, i) => ({ index: i, passed: false, durationMs: 1, error: { code: 'E_THROW', message: 'm'.repeat(1000) }, output: 'o'.repeat(200) }));
-    const frame = encodeResultsWithin(codec, results, 50_000);
-    const back = decodeResults(codec, frame);
-    assert.equal(back.length, 200);
-    assert.ok(back.every((r, i) => r.index === i && r.error?.code === 'E_THROW' && r.error.message.length <= 100 && r.output === undefined));
+    const frames = encodeResultFrames(codec, results, 65_536);
+    assert.ok(frames.length > 1 && frames.every((f) => f.byteLength <= 65_536), frames.map((f) => f.byteLength).join());
+    const back = frames.flatMap((f) => decodeResults(codec, f));
+    assert.deepEqual(back, results, 'every result whole, in order');
   });
 
   it('a 30 MB error message comes back from a thread cut to size', async () => {

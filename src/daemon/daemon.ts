@@ -26,7 +26,7 @@ import { defaultCacheDir } from '../util/paths.js';
 import { validateQueueConfig, type QueueConfig } from '../options/queue.js';
 import { CASE_MEM_MB, CASE_TIMEOUT_S } from '../options/defaults.js';
 import { createBackend } from '../queue/index.js';
-import { decodeCases, encodeResultsWithin, verifyBatch, verifyManifest } from '../queue/messages.js';
+import { decodeCases, encodeResultFrames, maxFrameBytes, verifyBatch, verifyManifest } from '../queue/messages.js';
 import { MAX_MESSAGE_CHARS, truncate } from '../execution/limits.js';
 import { retryDelayMs } from '../queue/retry.js';
 import type { Backend, ClaimedBatch, JobManifest } from '../queue/types.js';
@@ -73,6 +73,8 @@ interface Held {
   batch: ClaimedBatch;
   abandoned: boolean;
   leaseLost: boolean;
+  /** Its first results frame completed it on the backend; the other parts are being published. */
+  completed?: boolean;
   done: Promise<void>;
 }
 
@@ -241,7 +243,8 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
       this.emit('stalled', { sinceMs: idleFor });
     }
     try {
-      const ids = [...this.#held.keys()];
+      // A batch whose results are still being published in parts is no longer the backend's to lease.
+      const ids = [...this.#held].filter(([, h]) => !h.completed).map(([id]) => id);
       if (ids.length) {
         const lost = await this.#backend.renewLeases(this.workerId, ids, this.#config.lease_seconds * 1000);
         for (const id of lost) {
@@ -541,24 +544,34 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
       throw err;
     }
     if (held.abandoned) return;
-    const frame = encodeResultsWithin(this.#codec, results);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.#backend.completeBatch(this.workerId, batch, frame);
-        break;
-      } catch (err) {
-        // Keep trying through a backend outage; the lease may expire meanwhile, and a redelivery's
-        // results are deduplicated by the coordinator either way.
-        this.#backendFault('complete', err);
-        if (this.#state === 'stopped' || held.abandoned) return;
-        await sleep(Math.min(5000, 100 * 2 ** Math.min(attempt, 6)));
+    // Under the transport's message limit: a batch's results may go as several frames. The first
+    // completes the batch on the backend; the others are published after it (completeBatch publishes
+    // for a batch no longer held, and the coordinator accounts each (role, case) once, whatever part
+    // or delivery it comes in). A worker that dies between parts leaves the batch partly answered:
+    // the coordinator sends it again after a grace period.
+    const frames = encodeResultFrames(this.#codec, results, maxFrameBytes(this.#config));
+    for (const frame of frames) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.#backend.completeBatch(this.workerId, batch, frame);
+          held.completed = true;
+          break;
+        } catch (err) {
+          // Keep trying through a backend outage; the lease may expire meanwhile, and a redelivery's
+          // results are deduplicated by the coordinator either way.
+          this.#backendFault('complete', err);
+          if (this.#state === 'stopped' || held.abandoned) return;
+          await sleep(Math.min(5000, 100 * 2 ** Math.min(attempt, 6)));
+        }
       }
     }
     this.casesCompleted += results.length;
     this.batchesCompleted++;
     const seconds = (performance.now() - started) / 1000;
-    this.emit('batch', { id: batch.id, cases: results.length, seconds, frameBytes: frame.byteLength, rawBytes: FRAME_HEADER_BYTES + readHeader(frame).rawLength });
-    this.#logger.log('debug', 'queue_completed', { worker: this.workerId, batch: batch.id, cases: results.length, seconds: Number(seconds.toFixed(3)) });
+    const frameBytes = frames.reduce((n, f) => n + f.byteLength, 0);
+    const rawBytes = frames.reduce((n, f) => n + FRAME_HEADER_BYTES + readHeader(f).rawLength, 0);
+    this.emit('batch', { id: batch.id, cases: results.length, seconds, frameBytes, rawBytes, frames: frames.length });
+    this.#logger.log('debug', 'queue_completed', { worker: this.workerId, batch: batch.id, cases: results.length, seconds: Number(seconds.toFixed(3)), ...(frames.length > 1 ? { frames: frames.length } : {}) });
   }
 
   /**

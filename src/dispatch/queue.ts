@@ -5,7 +5,11 @@
  *
  * Accounting: every (role, case index) is recorded once. Results of a batch delivered twice are
  * dropped the second time; a batch dead-lettered before all its cases have results records the rest
- * as E_DELIVERY, so an evaluation never waits for cases that cannot come.
+ * as E_DELIVERY, so an evaluation never waits for cases that cannot come. A worker may publish a
+ * batch's results in several parts (each under the transport's message limit, each signed on its
+ * own): the batch is answered when every one of its cases has a result, from whichever part or
+ * delivery; one whose next part does not come within partGraceMs (its worker died between parts) is
+ * sent again.
  *
  * Trust: nothing read back is taken on its word. Every entry of the result stream must name a batch
  * this job sent, with the role and exactly the case indices it was sent with; with `hmac_key` it must
@@ -28,7 +32,7 @@ import { isEndpointUrl } from '../http/endpoint.js';
 import { AdaptiveBatchSize } from '../queue/batching.js';
 import type { QueueConfig } from '../options/queue.js';
 import { createBackend, describeQueue } from '../queue/index.js';
-import { decodeResults, encodeCases, signBatch, signManifest, verifyDead, verifyResults } from '../queue/messages.js';
+import { decodeResultsFrame, encodeCases, signBatch, signManifest, verifyDead, verifyResults } from '../queue/messages.js';
 import type { ArtifactRef, Backend, BatchMessage, JobManifest, ResultEntry } from '../queue/types.js';
 import { can } from '../queue/capabilities.js';
 import { ProgressPublisher } from './progress.js';
@@ -64,7 +68,12 @@ interface Outstanding {
   size: number;
   /** Times this coordinator sent it again (bad results frame, lost from the backend). */
   resends: number;
+  /** Results arrived in parts and some are still missing: when the last part came (ms), cases recorded, their busy time. */
+  partial?: { last: number; cases: number; busyMs: number };
 }
+
+/** How long a batch may stay partly answered before it is sent again: twice its lease, at least 10 s. */
+export const partGraceMs = (leaseSeconds: number): number => Math.max(10_000, 2 * leaseSeconds * 1000);
 
 /** Why an entry of the result stream was dropped (label of metaguard_forged_entries_total). */
 export type ForgedReason = 'unknown_batch' | 'wrong_role' | 'wrong_indices' | 'bad_signature' | 'undecodable';
@@ -295,8 +304,9 @@ export class QueueDispatcher implements Dispatcher {
         return open ? entry.batchId : undefined;
       }
       let results: CaseResult[];
+      let part: { part: number; parts: number } | undefined;
       try {
-        results = decodeResults(codec, entry.frame);
+        ({ results, part } = decodeResultsFrame(codec, entry.frame));
       } catch (err) {
         metrics?.serializationErrors.inc();
         this.#logger.warn('batch_rejected', { job: jobId, batch: entry.batchId, message: (err as Error).message });
@@ -309,8 +319,9 @@ export class QueueDispatcher implements Dispatcher {
         if (!want.has(r.index) || seen.has(r.index)) break;
         seen.add(r.index);
       }
-      if (seen.size !== want.size || results.length !== want.size) {
-        forged(entry, 'wrong_indices', `results cover other case indices than the ${b.size} the batch was sent with`);
+      // A whole frame covers exactly the batch's cases; a part covers some of them, each once.
+      if (part ? seen.size !== results.length || part.parts > b.size : seen.size !== want.size || results.length !== want.size) {
+        forged(entry, 'wrong_indices', part ? `results part ${part.part}/${part.parts} covers case indices the batch was not sent with` : `results cover other case indices than the ${b.size} the batch was sent with`);
         return open ? entry.batchId : undefined;
       }
       const noLoad = results.find((r) => r.error?.code === 'MG_ERR_MODULE_LOAD' || r.error?.code === 'MG_ERR_INVALID_IMPLEMENTATION' || r.error?.code === 'MG_ERR_INVALID_TASK');
@@ -323,11 +334,18 @@ export class QueueDispatcher implements Dispatcher {
         record(b.role, r);
         busyMs += r.durationMs;
       }
-      if (open) {
-        outstanding.delete(entry.batchId);
-        batcher.record(results.length, busyMs);
-        this.#logger.log('debug', 'queue_completed', { job: jobId, batch: entry.batchId, worker: entry.workerId, cases: b.size });
+      if (!open) return undefined;
+      if (part && b.indices.some((i) => !recorded[b.role][i])) {
+        const p = (b.partial ??= { last: 0, cases: 0, busyMs: 0 });
+        p.last = Date.now();
+        p.cases += results.length;
+        p.busyMs += busyMs;
+        return undefined;
       }
+      outstanding.delete(entry.batchId);
+      batcher.record(results.length + (b.partial?.cases ?? 0), busyMs + (b.partial?.busyMs ?? 0));
+      delete b.partial;
+      this.#logger.log('debug', 'queue_completed', { job: jobId, batch: entry.batchId, worker: entry.workerId, cases: b.size, ...(part ? { parts: part.parts } : {}) });
       return undefined;
     };
 
@@ -371,7 +389,9 @@ export class QueueDispatcher implements Dispatcher {
         for (const id of more.bad) suspects.add(id);
         if (more.count === 0 || remaining === 0) break;
       }
-      const gone = missing.filter((id) => outstanding.has(id));
+      // A batch answered in part is gone from the backend by design (its first part completed it):
+      // the rest of its parts are on their way, and the grace check below sends it again if not.
+      const gone = missing.filter((id) => outstanding.has(id) && !outstanding.get(id)!.partial);
       if (gone.length === 0) return;
       const rejected = gone.filter((id) => suspects.has(id));
       const lost = gone.filter((id) => !suspects.has(id));
@@ -408,6 +428,7 @@ export class QueueDispatcher implements Dispatcher {
 
     let lastTick = 0;
     const tickMs = config.heartbeat_check_interval * 1000;
+    const graceMs = partGraceMs(config.lease_seconds);
     try {
       while (remaining > 0) {
         if (signal?.aborted) throw stoppedError(signal, await withdraw(abortReason(signal).message));
@@ -438,6 +459,11 @@ export class QueueDispatcher implements Dispatcher {
             metrics?.casesRequeued.inc(reclaimed.requeued.reduce((sum, id) => sum + (outstanding.get(id)?.size ?? 0), 0));
           }
           await checkLost([...outstanding.keys()]);
+          const stalled = [...outstanding].filter(([, b]) => b.partial && now - b.partial.last >= graceMs).map(([id]) => id);
+          if (stalled.length) {
+            for (const id of stalled) delete outstanding.get(id)!.partial;
+            await resend(stalled, `results arrived in part only (no further part within ${graceMs / 1000} s: its worker stopped between parts)`);
+          }
           const workers = await this.#withRetry('active workers', () => backend.activeWorkers(), signal);
           slots = Math.max(1, workers.reduce((s, w) => s + w.threads, 0));
           if (workers.length > 0) {

@@ -16,7 +16,8 @@ export interface DaemonEvents {
   claimed: [info: { id: string; attempt: number; priority: string }];
   /** A claimed batch was decoded: how many cases it holds (in-flight case counts). */
   decoded: [info: { id: string; cases: number }];
-  batch: [info: { id: string; cases: number; seconds: number; frameBytes: number; rawBytes: number }];
+  /** A batch's results were published (`frames` > 1: split under the frame limit; the bytes are their sums). */
+  batch: [info: { id: string; cases: number; seconds: number; frameBytes: number; rawBytes: number; frames: number }];
   requeued: [info: { id: string; reason: string }];
   dead: [info: { id: string; reason: string; serialization: boolean }];
   heartbeat: [];

@@ -33,6 +33,7 @@ const common = {
   strict_priority: { type: 'bool', default: false, description: 'always claim the highest non-empty priority first' },
   hmac_key: { type: 'string', description: 'sign batches, job manifests, results and dead letters with HMAC-SHA256 (same key on coordinator and workers)' },
   result_ttl_seconds: { type: 'int', min: 1, default: 86_400, description: 'retention of results, manifests, artifacts and dead letters' },
+  max_frame_bytes: { type: 'int', min: 65_536, max: 268_435_456, description: 'largest results frame a worker publishes; a batch\'s results over it travel in several parts (default: the backend\'s message limit less headroom: redis 32 MiB, kafka 900 KiB, rabbitmq 8 MiB, sqs 240 KiB, memory 64 MiB)' },
   retry_base_ms: { type: 'int', min: 0, default: 200, description: 'base of exponential retry backoff' },
   retry_max_ms: { type: 'int', min: 0, default: 30_000, description: 'cap of retry backoff' },
   spawn_local_workers: { type: 'int', min: 0, max: 256, default: 0, description: 'in-process workers the coordinator starts (memory backend); true: one per thread', backends: ['memory'] },

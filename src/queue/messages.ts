@@ -9,7 +9,8 @@ import { MetaguardError } from '../errors.js';
 import type { Codec } from '../codec/types.js';
 import { pack, unpack } from '../codec/serialize.js';
 import type { BatchMessage, JobManifest } from './types.js';
-import { MAX_FRAME_BODY } from '../codec/frame.js';
+import { FRAME_HEADER_BYTES, MAX_FRAME_BODY } from '../codec/frame.js';
+import type { BackendName, QueueConfig } from '../options/queue.js';
 import { truncate } from '../execution/limits.js';
 import type { CaseInput, CaseResult } from '../core/protocol.js';
 
@@ -49,8 +50,34 @@ const isResult = (v: unknown): v is CaseResult => {
 export const encodeCases = (codec: Codec, cases: CaseInput[]): Uint8Array => codec.encode(cases.map(pack));
 export const decodeCases = (codec: Codec, frame: Uint8Array): CaseInput[] => decodeEach(codec, frame, isCase, 'case', unpack);
 export const encodeResults = (codec: Codec, results: CaseResult[]): Uint8Array => codec.encode(results.map((r) => Buffer.from(JSON.stringify(r))));
-/** Raw bytes a results frame may carry before results are compacted (a quarter of the codec's limit). */
-export const RESULTS_FRAME_BUDGET = MAX_FRAME_BODY / 4;
+
+/**
+ * Largest results frame a worker publishes, per backend: the transport's message limit less headroom
+ * for the headers or attributes that travel with the frame. Redis takes 512 MB bulk strings (kept far
+ * lower: the coordinator reads many entries per call); Kafka brokers and librdkafka default to 1 MB
+ * messages (`message.max.bytes`); RabbitMQ 4.x to 16 MiB (`max_message_size`, 128 MiB before 4.0);
+ * SQS to 256 KiB, attributes included. `max_frame_bytes` in the queue config overrides it.
+ */
+export const DEFAULT_MAX_FRAME_BYTES: Readonly<Record<BackendName, number>> = {
+  memory: MAX_FRAME_BODY / 4,
+  redis: 32 * 1024 * 1024,
+  kafka: 900 * 1024,
+  rabbitmq: 8 * 1024 * 1024,
+  sqs: 240 * 1024,
+};
+
+export const maxFrameBytes = (config: Pick<QueueConfig, 'backend' | 'max_frame_bytes'>): number => config.max_frame_bytes ?? DEFAULT_MAX_FRAME_BYTES[config.backend];
+
+/** Which part of a batch's results a frame carries (its first payload, when the results were split). */
+export interface ResultsPart {
+  part: number;
+  parts: number;
+}
+
+/** Room kept in each part for its part header payload. */
+const PART_HEADER_ROOM = 4 + 64;
+/** Most parts one batch's results may arrive in (a batch holds at most 100,000 cases). */
+const MAX_PARTS = 100_000;
 
 function compact(r: CaseResult): CaseResult {
   const out: CaseResult = { index: r.index, passed: r.passed, durationMs: r.durationMs };
@@ -63,21 +90,72 @@ function compact(r: CaseResult): CaseResult {
 }
 
 /**
- * Encodes results so the frame fits: results arrive bounded (execution/limits.ts), and a batch whose
- * results together would exceed RESULTS_FRAME_BUDGET is sent with every result compacted (previews
- * dropped, messages and names cut further) instead of failing to encode.
+ * Encodes a batch's results as frames of at most `maxBytes` each. One frame when the whole encoding
+ * fits (compressed, if the codec compresses); else parts, each opening with a `{part, parts}` payload,
+ * cut by raw size (a frame is never larger than its raw payloads plus framing, so no part can exceed
+ * the limit whatever compression does). Results arrive bounded (execution/limits.ts, well under the
+ * smallest allowed limit); one that still does not fit is compacted (preview dropped, message and
+ * names cut further).
  */
-export function encodeResultsWithin(codec: Codec, results: CaseResult[], budget = RESULTS_FRAME_BUDGET): Uint8Array {
-  let payloads = results.map((r) => Buffer.from(JSON.stringify(r)));
-  let total = payloads.reduce((n, p) => n + p.byteLength, 0);
-  if (total > budget) {
-    payloads = results.map((r) => Buffer.from(JSON.stringify(compact(r))));
-    total = payloads.reduce((n, p) => n + p.byteLength, 0);
-    if (total > budget) throw new MetaguardError('MG_ERR_CODEC', `results of ${results.length} cases need ${total} bytes even compacted (budget ${budget})`);
+export function encodeResultFrames(codec: Codec, results: CaseResult[], maxBytes: number): Uint8Array[] {
+  const room = maxBytes - FRAME_HEADER_BYTES - PART_HEADER_ROOM;
+  const payloads = results.map((r) => {
+    let p = Buffer.from(JSON.stringify(r));
+    if (4 + p.byteLength > room) p = Buffer.from(JSON.stringify(compact(r)));
+    if (4 + p.byteLength > room) throw new MetaguardError('MG_ERR_CODEC', `the result of case ${r.index} needs ${p.byteLength} bytes even compacted; the frame limit is ${maxBytes}`);
+    return p;
+  });
+  const whole = codec.encode(payloads);
+  if (whole.byteLength <= maxBytes) return [whole];
+  const groups: Buffer[][] = [];
+  let group: Buffer[] = [];
+  let size = 0;
+  for (const p of payloads) {
+    if (group.length > 0 && size + 4 + p.byteLength > room) {
+      groups.push(group);
+      group = [];
+      size = 0;
+    }
+    group.push(p);
+    size += 4 + p.byteLength;
   }
-  return codec.encode(payloads);
+  if (group.length > 0) groups.push(group);
+  return groups.map((g, i) => codec.encode([Buffer.from(JSON.stringify({ part: i + 1, parts: groups.length } satisfies ResultsPart)), ...g]));
 }
-export const decodeResults = (codec: Codec, frame: Uint8Array): CaseResult[] => decodeEach(codec, frame, isResult, 'result', parseJson);
+
+const isPartHeader = (v: unknown): v is ResultsPart => {
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || 'index' in v) return false;
+  const { part, parts } = v as ResultsPart;
+  return Number.isInteger(part) && Number.isInteger(parts) && part >= 1 && part <= parts && parts <= MAX_PARTS;
+};
+
+/**
+ * Decodes a results frame: every result (each field checked), and which part of its batch's results it
+ * is when the worker split them (`part` absent: the frame holds them all).
+ */
+export function decodeResultsFrame(codec: Codec, frame: Uint8Array): { part?: ResultsPart; results: CaseResult[] } {
+  const payloads = codec.decode(frame);
+  let part: ResultsPart | undefined;
+  let from = 0;
+  if (payloads.length > 0) {
+    const first = parseJson(payloads[0], 'result 0');
+    if (first !== null && typeof first === 'object' && !Array.isArray(first) && 'part' in first) {
+      if (!isPartHeader(first)) throw new MetaguardError('MG_ERR_CODEC', 'results part header: not a well-formed {part, parts}');
+      if (payloads.length < 2) throw new MetaguardError('MG_ERR_CODEC', `results part ${first.part}/${first.parts}: no results`);
+      part = { part: first.part, parts: first.parts };
+      from = 1;
+    }
+  }
+  const results = payloads.slice(from).map((p, i) => {
+    const value = parseJson(p, `result ${i}`);
+    if (!isResult(value)) throw new MetaguardError('MG_ERR_CODEC', `result ${i}: not a well-formed result`);
+    return value;
+  });
+  return part ? { part, results } : { results };
+}
+
+/** The results of a frame (whole or a part). */
+export const decodeResults = (codec: Codec, frame: Uint8Array): CaseResult[] => decodeResultsFrame(codec, frame).results;
 
 function mac(key: string, batch: Pick<BatchMessage, 'id' | 'jobId' | 'role' | 'payload'>): Buffer {
   return createHmac('sha256', key).update(`${batch.id}\n${batch.jobId}\n${batch.role}\n`).update(batch.payload).digest();
