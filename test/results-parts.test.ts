@@ -5,8 +5,9 @@
  * need several frames gives the report a local run gives, every frame under the limit; duplicated,
  * re-labelled and unsigned parts are dropped (each part carries its own HMAC, bound to its batch);
  * a batch whose last part never comes (its worker died between parts) is sent again after the
- * grace period and not taken for lost. Over SQS (fauxqs): results over 256 KiB per batch arrive in
- * parts, without S3.
+ * grace period and not taken for lost. Over RabbitMQ (no lost-batch check; parts after the first are
+ * published after the acknowledgement) the same job gives the same report. Over SQS (fauxqs): results
+ * over 256 KiB per batch arrive in parts, without S3.
  *
  * Run: node --import tsx --test test/results-parts.test.ts
  */
@@ -21,6 +22,7 @@ import type { Backend, ResultEntry } from '../src/queue/types.ts';
 import type { CaseResult } from '../src/execution/protocol.ts';
 import { startRedis, redisAvailable, type RedisServer } from './helpers/redis-server.ts';
 import { fauxqsUnavailable, startFauxqs, type Fauxqs } from './helpers/fauxqs-server.ts';
+import { rabbitUnavailable, startRabbit, type RabbitServer } from './helpers/rabbitmq-server.ts';
 import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, type RunOptions } from './helpers/queue-harness.ts';
 
 const codec = createCodec({ compress: true });
@@ -262,6 +264,33 @@ describe('split results over SQS (fauxqs)', { skip: fauxqsUnavailable() ?? false
     assert.ok(seen.split() >= 1, JSON.stringify([...seen.frames]));
     assert.ok(seen.largest() <= DEFAULT_MAX_FRAME_BYTES.sqs, `largest frame ${seen.largest()} bytes`);
     assert.equal(d!.forged.bad_signature + d!.forged.undecodable, 0, JSON.stringify(d!.forged));
+    w.child.kill('SIGTERM');
+    assert.equal((await w.exited).code, 0, w.output().slice(-2000));
+  });
+});
+
+describe('split results over RabbitMQ', { skip: rabbitUnavailable() ?? false, concurrency: false }, () => {
+  let server: RabbitServer;
+  before(async () => {
+    server = await startRabbit();
+  });
+  after(async () => {
+    killAllWorkers();
+    await server?.stop();
+  });
+
+  it('a job whose batches need several frames gives the local report', async () => {
+    const expected = await localReport(bulky);
+    const qc = { backend: 'rabbitmq', url: server.url, queue: `parts_${randomUUID().slice(0, 8)}`, lease_seconds: 5, heartbeat_check_interval: 0.5, batch_size: 150, max_frame_bytes: 65_536, hmac_key: 'k-' + randomUUID() };
+    const w = spawnWorker(qc, { args: ['--threads', '2'] });
+    const seen = tally();
+    let d: QueueDispatcher | undefined;
+    const report = await queueReport(bulky, qc, { onDispatcher: (x) => (d = x), wrap: watching((e, keep) => (seen.see(e), keep(e))) });
+    assertSameVerdict(report, expected);
+    assert.deepEqual(report.violations, expected.violations);
+    assert.ok(seen.split() >= 2, JSON.stringify([...seen.frames]));
+    assert.ok(seen.largest() <= 65_536, `largest frame ${seen.largest()} bytes`);
+    assert.deepEqual(d!.forged, { unknown_batch: 0, wrong_role: 0, wrong_indices: 0, bad_signature: 0, undecodable: 0 });
     w.child.kill('SIGTERM');
     assert.equal((await w.exited).code, 0, w.output().slice(-2000));
   });
