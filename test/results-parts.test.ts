@@ -6,8 +6,9 @@
  * re-labelled and unsigned parts are dropped (each part carries its own HMAC, bound to its batch);
  * a batch whose last part never comes (its worker died between parts) is sent again after the
  * grace period and not taken for lost. Over RabbitMQ (no lost-batch check; parts after the first are
- * published after the acknowledgement) the same job gives the same report. Over SQS (fauxqs): results
- * over 256 KiB per batch arrive in parts, without S3.
+ * published after the acknowledgement) the same job gives the same report. Over SQS (fauxqs) and Kafka
+ * (librdkafka's mock cluster), with their default limits: results over 256 KiB / 1 MB per batch arrive
+ * in parts (SQS without S3).
  *
  * Run: node --import tsx --test test/results-parts.test.ts
  */
@@ -19,10 +20,11 @@ import { DEFAULT_MAX_FRAME_BYTES, decodeResultsFrame, encodeResultFrames, maxFra
 import { validateQueueConfig } from '../src/options/queue.ts';
 import { partGraceMs, type QueueDispatcher } from '../src/dispatch/queue.ts';
 import type { Backend, ResultEntry } from '../src/queue/types.ts';
-import type { CaseResult } from '../src/execution/protocol.ts';
+import type { CaseResult } from '../src/core/protocol.ts';
 import { startRedis, redisAvailable, type RedisServer } from './helpers/redis-server.ts';
 import { fauxqsUnavailable, startFauxqs, type Fauxqs } from './helpers/fauxqs-server.ts';
 import { rabbitUnavailable, startRabbit, type RabbitServer } from './helpers/rabbitmq-server.ts';
+import { kafkaMockUnavailable, startKafkaMock, type KafkaMock } from './helpers/kafka-broker.ts';
 import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, type RunOptions } from './helpers/queue-harness.ts';
 
 const codec = createCodec({ compress: true });
@@ -291,6 +293,34 @@ describe('split results over RabbitMQ', { skip: rabbitUnavailable() ?? false, co
     assert.ok(seen.split() >= 2, JSON.stringify([...seen.frames]));
     assert.ok(seen.largest() <= 65_536, `largest frame ${seen.largest()} bytes`);
     assert.deepEqual(d!.forged, { unknown_batch: 0, wrong_role: 0, wrong_indices: 0, bad_signature: 0, undecodable: 0 });
+    w.child.kill('SIGTERM');
+    assert.equal((await w.exited).code, 0, w.output().slice(-2000));
+  });
+});
+
+describe('split results over Kafka (librdkafka mock cluster)', { skip: kafkaMockUnavailable() ?? false, concurrency: false }, () => {
+  let mock: KafkaMock;
+  before(async () => {
+    mock = await startKafkaMock({ partitions: 2, topics: ['mg-parts'] });
+  });
+  after(async () => {
+    killAllWorkers();
+    await mock?.stop();
+  });
+
+  it('results over 1 MB per batch arrive in parts under the default limit', { timeout: 180_000 }, async () => {
+    const run = { ...bulky, n: 3000 };
+    const expected = await localReport(run);
+    const qc = { backend: 'kafka', bootstrap_servers: mock.bootstrap, topic: 'mg-parts', consumer_group: 'mg-parts-workers', heartbeat_timeout: 6, heartbeat_check_interval: 0.5, batch_size: 1500, hmac_key: 'k-' + randomUUID() };
+    const w = spawnWorker(qc, { args: ['--threads', '2'] });
+    const seen = tally();
+    let d: QueueDispatcher | undefined;
+    const report = await queueReport(run, qc, { onDispatcher: (x) => (d = x), wrap: watching((e, keep) => (seen.see(e), keep(e))) });
+    assertSameVerdict(report, expected);
+    assert.deepEqual(report.violations, expected.violations);
+    assert.ok(seen.split() >= 1, JSON.stringify([...seen.frames]));
+    assert.ok(seen.largest() <= DEFAULT_MAX_FRAME_BYTES.kafka, `largest frame ${seen.largest()} bytes`);
+    assert.equal(d!.forged.bad_signature + d!.forged.undecodable, 0, JSON.stringify(d!.forged));
     w.child.kill('SIGTERM');
     assert.equal((await w.exited).code, 0, w.output().slice(-2000));
   });
