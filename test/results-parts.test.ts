@@ -168,6 +168,21 @@ describe('split results over Redis', { skip: redisAvailable() ? false : 'redis-s
     assert.equal((await w.exited).code, 0, w.output().slice(-2000));
   });
 
+  it('over two shards (parts after the first go to the home shard) the report is the same', async () => {
+    const qc = config({ shards: 2 });
+    const w = spawnWorker(qc, { args: ['--threads', '2'] });
+    const seen = tally();
+    let d: QueueDispatcher | undefined;
+    const report = await queueReport(bulky, qc, { onDispatcher: (x) => (d = x), wrap: watching((e, keep) => (seen.see(e), keep(e))) });
+    assertSameVerdict(report, expected);
+    assert.deepEqual(report.violations, expected.violations);
+    assert.ok(seen.split() >= 2, JSON.stringify([...seen.frames]));
+    assert.equal(d!.batchesLost, 0);
+    w.child.kill('SIGTERM');
+    assert.doesNotMatch(w.output(), /"event":"backend_error"[^\n]*"during":"complete"/, 'every part was published at the first try');
+    assert.equal((await w.exited).code, 0, w.output().slice(-2000));
+  });
+
   it('duplicated, re-labelled and unsigned parts are dropped; each part is verified on its own', async () => {
     const qc = config();
     const w = spawnWorker(qc, { args: ['--threads', '2'] });

@@ -170,8 +170,9 @@ export class ShardedBackend implements Backend {
   }
 
   async completeBatch(workerId: string, batch: Pick<BatchMessage, 'id' | 'jobId' | 'role'>, results: Uint8Array): Promise<boolean> {
-    const shard = this.#shardOf(batch.id);
-    if (!shard) throw new MetaguardError('MG_ERR_BACKEND', `batch ${batch.id} was not claimed through this backend`);
+    // A results part after the first (messages.ts encodeResultFrames) comes for a batch the first part
+    // completed: it is published on the home shard, whose result stream is read like the others.
+    const shard = this.#shardOf(batch.id) ?? this.#home;
     const owned = await shard.completeBatch(workerId, batch, results);
     this.#claimedOn.delete(batch.id);
     return owned;
