@@ -11,6 +11,7 @@
  */
 import { guardThread } from '../execution/thread-guard.js';
 import { isDeepStrictEqual } from 'node:util';
+import { copyArgs } from './copy.js';
 import { performance } from 'node:perf_hooks';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -29,6 +30,10 @@ import type { CaseInput, CaseResult, HttpTrace } from '../core/protocol.js';
 
 // Before any user module is imported.
 guardThread();
+
+// Captured before user code can replace them in this realm.
+const getPrototypeOf = Object.getPrototypeOf;
+const PromiseProto = Promise.prototype;
 
 const FLUSH_MS = 2;
 const FLUSH_MAX = 256;
@@ -71,16 +76,25 @@ function httpShape(value: unknown, file: string): HttpShape {
   return shape;
 }
 
-/** How a case calls the implementation; `scope` is given when the case runs under its own deadline. */
-type Invoke = (args: unknown[], scope?: CallScope) => Promise<unknown>;
+/**
+ * How a case calls the implementation; `scope` is given when the case runs under its own deadline.
+ * Returns the output, or a thenable when the implementation is asynchronous.
+ */
+type Invoke = (args: unknown[], scope?: CallScope) => unknown;
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
 }
 
-async function call(solve: Solve, args: unknown[]): Promise<unknown> {
-  const out = solve(...structuredClone(args));
+/** `call` as a promise (a case racing its deadline). */
+async function callAsync(solve: Solve, args: unknown[]): Promise<unknown> {
+  const out = call(solve, args);
   return isThenable(out) ? await out : out;
+}
+
+/** Calls `solve` on its own copy of `args` (src/case-runner/copy.ts): the case's arguments stay intact. */
+function call(solve: Solve, args: unknown[]): unknown {
+  return solve(...copyArgs(args));
 }
 
 function preview(value: unknown): string {
@@ -112,8 +126,8 @@ function errorInfo(err: unknown, fallbackCode: string): { code: string; message:
   return { ...info, message: truncate(info.message, MAX_MESSAGE_CHARS) };
 }
 
-function failedProperties(task: TaskSpec, output: unknown, args: unknown[], mode: 'hard' | 'soft'): string[] {
-  const failed: string[] = [];
+function failedProperties(task: TaskSpec, output: unknown, args: unknown[], mode: 'hard' | 'soft'): readonly string[] {
+  let failed: string[] | undefined;
   for (const p of task.properties) {
     if ((p.mode ?? 'hard') !== mode) continue;
     let ok = false;
@@ -122,10 +136,13 @@ function failedProperties(task: TaskSpec, output: unknown, args: unknown[], mode
     } catch {
       ok = false;
     }
-    if (!ok) failed.push(p.name);
+    if (!ok) (failed ??= []).push(p.name);
   }
-  return failed;
+  return failed ?? NONE;
 }
+
+/** An empty violation list, shared (never mutated). */
+const NONE: readonly string[] = Object.freeze([]);
 
 interface CaseContext {
   deadline: CaseDeadline;
@@ -134,10 +151,18 @@ interface CaseContext {
   redact(text: string): string;
 }
 
-async function runCase(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: number, c: CaseInput, ctx?: CaseContext): Promise<CaseResult> {
+/**
+ * One case as a generator that yields every call of the implementation and is resumed with its
+ * output (`drive` below): a synchronous `solve` runs the whole case without a microtask, an
+ * asynchronous one is awaited.
+ */
+function* caseSteps(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: number, c: CaseInput, ctx?: CaseContext): Generator<unknown, CaseResult, unknown> {
   const started = performance.now();
   const elapsed = () => performance.now() - started - (ctx?.deadline.extendedMs ?? 0);
-  const withTrace = (r: CaseResult): CaseResult => (ctx?.trace.ms.length ? { ...r, http: ctx.trace } : r);
+  const withTrace = (r: CaseResult): CaseResult => {
+    if (ctx?.trace.ms.length) r.http = ctx.trace;
+    return r;
+  };
   const failWith = (err: unknown): CaseResult => {
     const error = ctx?.deadline.signal.aborted ? errorInfo(ctx.deadline.signal.reason, 'E_TIMEOUT') : errorInfo(err, 'E_THROW');
     if (ctx) error.message = ctx.redact(error.message);
@@ -145,22 +170,25 @@ async function runCase(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: 
   };
   let output: unknown;
   try {
-    output = await invoke(c.args, ctx?.scope);
+    output = yield invoke(c.args, ctx?.scope);
   } catch (err) {
     return failWith(err);
   }
   const propViolations = failedProperties(task, output, c.args, 'hard');
   const softViolations = failedProperties(task, output, c.args, 'soft');
-  const mrViolations: string[] = [];
+  let mrViolations: string[] | undefined;
   const equivalent = task.equivalence ?? isDeepStrictEqual;
   for (let r = 0; r < task.relations.length; r++) {
     const relation = task.relations[r];
     let holds = false;
     try {
-      const followArgs = relation.transform(structuredClone(c.args), relationRng(seed, c.index, r));
+      const expect = relation.expect ?? 'equal';
+      // The transform gets its own copy of the arguments, and the implementation its own copy of the
+      // transform's output (which may hold the task module's own values).
+      const followArgs = relation.transform(copyArgs(c.args), relationRng(seed, c.index, r));
       let followOutput: unknown;
       try {
-        followOutput = await invoke(followArgs, ctx?.scope);
+        followOutput = yield invoke(followArgs, ctx?.scope);
       } catch (err) {
         // An endpoint that fails or runs out of time on the follow-up input is that case's result,
         // not a relation violation.
@@ -168,7 +196,6 @@ async function runCase(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: 
         if (ctx?.deadline.signal.aborted || (typeof code === 'string' && code.startsWith('E_HTTP_'))) return failWith(err);
         throw err;
       }
-      const expect = relation.expect ?? 'equal';
       if (expect === 'equal') holds = equivalent(output, followOutput) === true;
       else if (expect === 'not_equal') holds = equivalent(output, followOutput) !== true;
       else holds = failedProperties(task, followOutput, followArgs, 'hard').length === 0;
@@ -176,20 +203,50 @@ async function runCase(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: 
       // The implementation (or the transform) threw on the follow-up input: the relation does not hold.
       holds = false;
     }
-    if (!holds) mrViolations.push(relation.name);
+    if (!holds) (mrViolations ??= []).push(relation.name);
   }
   const durationMs = elapsed();
   if (ctx?.deadline.signal.aborted) return failWith(ctx.deadline.signal.reason);
   if (durationMs > timeoutMs) {
     return withTrace({ index: c.index, passed: false, durationMs, error: { code: 'E_TIMEOUT', message: `case took ${durationMs.toFixed(0)} ms, limit ${timeoutMs} ms` } });
   }
-  const passed = propViolations.length === 0 && mrViolations.length === 0;
-  const result: CaseResult = withTrace({ index: c.index, passed, durationMs });
-  if (propViolations.length) result.propViolations = propViolations;
-  if (softViolations.length) result.softViolations = softViolations;
-  if (mrViolations.length) result.mrViolations = mrViolations;
+  const passed = propViolations.length === 0 && mrViolations === undefined;
+  const result: CaseResult = { index: c.index, passed, durationMs };
+  if (propViolations.length) result.propViolations = propViolations as string[];
+  if (softViolations.length) result.softViolations = softViolations as string[];
+  if (mrViolations) result.mrViolations = mrViolations;
   if (!passed) result.output = ctx ? ctx.redact(preview(output)) : preview(output);
-  return result;
+  return withTrace(result);
+}
+
+/** Runs a case's steps: synchronously while every call returns a plain value, asynchronously from the first thenable on. */
+function drive(steps: Generator<unknown, CaseResult, unknown>): CaseResult | Promise<CaseResult> {
+  let step = steps.next();
+  while (!step.done) {
+    const value = step.value;
+    if (isThenable(value)) return driveAsync(steps, value);
+    step = steps.next(value);
+  }
+  return step.value;
+}
+
+async function driveAsync(steps: Generator<unknown, CaseResult, unknown>, pending: PromiseLike<unknown>): Promise<CaseResult> {
+  for (;;) {
+    let step: IteratorResult<unknown, CaseResult>;
+    try {
+      step = steps.next(await pending);
+    } catch (err) {
+      step = steps.throw(err);
+    }
+    // Later calls may be synchronous again.
+    while (!step.done && !isThenable(step.value)) step = steps.next(step.value);
+    if (step.done) return step.value;
+    pending = step.value as PromiseLike<unknown>;
+  }
+}
+
+function runCase(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: number, c: CaseInput, ctx?: CaseContext): CaseResult | Promise<CaseResult> {
+  return drive(caseSteps(task, invoke, seed, timeoutMs, c, ctx));
 }
 
 /**
@@ -259,7 +316,9 @@ export async function runCases(req: Omit<ChunkRequest, 'progress'> & { progress?
   const invoke: Invoke = (args) => call(solve, args);
   for (let i = 0; i < req.cases.length; i++) {
     if (req.progress) Atomics.store(req.progress, 0, i);
-    out.add(await runCase(task, invoke, req.seed, req.timeoutMs, req.cases[i]));
+    const result = runCase(task, invoke, req.seed, req.timeoutMs, req.cases[i]);
+    // No await (a microtask per case) unless the case went asynchronous.
+    out.add(getPrototypeOf(result) === PromiseProto ? await result : (result as CaseResult));
   }
   out.flush();
   post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
@@ -272,7 +331,7 @@ async function runConcurrently(req: Omit<ChunkRequest, 'progress'> & { progress?
   const caller = 'http' in impl ? new HttpCaller(exec.http!, impl.http, exec.concurrency, exec.rateLimit) : undefined;
   const invoke: Invoke = caller
     ? (args, scope) => caller.call(args, scope!)
-    : (args, scope) => (scope ? raceAbort(call((impl as { solve: Solve }).solve, args), scope.signal) : call((impl as { solve: Solve }).solve, args));
+    : (args, scope) => (scope ? raceAbort(callAsync((impl as { solve: Solve }).solve, args), scope.signal) : call((impl as { solve: Solve }).solve, args));
   const redact = caller ? (text: string) => caller.redact(text) : (text: string) => text;
   await runInLanes({
     count: req.cases.length,

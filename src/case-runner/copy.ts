@@ -1,0 +1,131 @@
+/**
+ * Copies of a case's arguments, so that an implementation (or a transform) that mutates what it is
+ * given cannot change the arguments the properties and the other relations see.
+ *
+ * `structuredClone` costs microseconds even for a small array, several times per case, which on fast
+ * cases is more than the case's own work. `copyArgs` copies JSON-like values (plain arrays, plain
+ * objects, primitives) and typed arrays that own their whole buffer by hand, and hands anything else
+ * — a Map, a Date, a class instance, a sparse array, a cycle, a value reached twice, a symbol — to
+ * `structuredClone`, so such arguments keep its exact semantics (identity of shared values, cycles,
+ * errors for what cannot be cloned). One difference remains on the fast path: named (non-index)
+ * properties of an array are not copied.
+ *
+ * Everything used here is captured when the module loads, before any user module: a case that
+ * replaces `Object.keys` or `Array.isArray` in its realm does not change how its inputs are copied.
+ */
+const { isArray } = Array;
+const { keys, getPrototypeOf, defineProperty } = Object;
+const ArrayProto = Array.prototype;
+const ObjectProto = Object.prototype;
+const clone = globalThis.structuredClone;
+const isView = ArrayBuffer.isView;
+const ArrayBufferProto = ArrayBuffer.prototype;
+const byteLengthOf = Object.getOwnPropertyDescriptor(ArrayBufferProto, 'byteLength')!.get!;
+const apply = Reflect.apply;
+
+/** Typed array prototype → its constructor, as this realm had them when the module loaded. */
+const typedArrays = new Map<object, new (source: ArrayLike<number> | ArrayLike<bigint>) => ArrayBufferView>();
+for (const C of [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array]) {
+  typedArrays.set(C.prototype, C as never);
+}
+// %TypedArray%.prototype getters, immune to a case replacing them on the constructors' prototypes.
+const TypedArrayProto = getPrototypeOf(Int8Array.prototype) as object;
+const taGetter = (name: string) => Object.getOwnPropertyDescriptor(TypedArrayProto, name)!.get!;
+const taBuffer = taGetter('buffer');
+const taByteOffset = taGetter('byteOffset');
+const taByteLength = taGetter('byteLength');
+
+/** Containers visited by one copy; past this many the copy falls back to structuredClone. */
+const MAX_CONTAINERS = 64;
+/** Nesting depth past which the copy falls back to structuredClone. */
+const MAX_DEPTH = 32;
+
+const BAIL = Symbol('bail');
+
+class FastCopy {
+  /** Containers seen so far: a value reached twice (or a cycle) needs structuredClone's identity map. */
+  readonly seen: object[] = [];
+
+  #visit(o: object): boolean {
+    const seen = this.seen;
+    if (seen.length >= MAX_CONTAINERS) return false;
+    for (let i = 0; i < seen.length; i++) if (seen[i] === o) return false;
+    seen.push(o);
+    return true;
+  }
+
+  value(v: unknown, depth: number): unknown {
+    if (v === null) return v;
+    const t = typeof v;
+    if (t !== 'object') return t === 'symbol' || t === 'function' ? BAIL : v;
+    if (depth > MAX_DEPTH || !this.#visit(v as object)) return BAIL;
+    const proto = getPrototypeOf(v);
+    if (proto === ArrayProto && isArray(v)) return this.array(v as unknown[], depth);
+    if (proto === ObjectProto || proto === null) return this.object(v as Record<string, unknown>, depth);
+    if (isView(v)) return this.typed(v as ArrayBufferView, proto);
+    return BAIL;
+  }
+
+  array(src: unknown[], depth: number): unknown[] | typeof BAIL {
+    const n = src.length;
+    const out = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const x = src[i];
+      if (x === undefined) {
+        // A hole is kept by structuredClone and would become undefined here.
+        if (!(i in src)) return BAIL;
+        continue;
+      }
+      if (x === null || typeof x !== 'object') {
+        if (typeof x === 'symbol' || typeof x === 'function') return BAIL;
+        out[i] = x;
+      } else {
+        const y = this.value(x, depth + 1);
+        if (y === BAIL) return BAIL;
+        out[i] = y;
+      }
+    }
+    return out;
+  }
+
+  object(src: Record<string, unknown>, depth: number): Record<string, unknown> | typeof BAIL {
+    // structuredClone gives every plain object (null prototype included) Object.prototype.
+    const out: Record<string, unknown> = {};
+    const ks = keys(src);
+    for (let i = 0; i < ks.length; i++) {
+      const k = ks[i];
+      const y = this.value(src[k], depth + 1);
+      if (y === BAIL) return BAIL;
+      // An own `__proto__` key stays an own property (an assignment would set the prototype).
+      if (k === '__proto__') defineProperty(out, k, { value: y, writable: true, enumerable: true, configurable: true });
+      else out[k] = y;
+    }
+    return out;
+  }
+
+  typed(src: ArrayBufferView, proto: object): ArrayBufferView | typeof BAIL {
+    const C = typedArrays.get(proto);
+    // DataView, a subclass, a view on part of a buffer or on a SharedArrayBuffer: structuredClone.
+    if (C === undefined) return BAIL;
+    const buffer = apply(taBuffer, src, []) as ArrayBuffer;
+    if (getPrototypeOf(buffer) !== ArrayBufferProto || apply(taByteOffset, src, []) !== 0 || apply(taByteLength, src, []) !== apply(byteLengthOf, buffer, [])) return BAIL;
+    if (!this.#visit(buffer)) return BAIL;
+    // The constructor copies a typed array's elements directly (no iterator, no species lookup).
+    return new C(src as unknown as ArrayLike<number>);
+  }
+}
+
+/**
+ * A copy of a case's argument list that the callee may mutate freely. The fast path covers JSON-like
+ * values and whole-buffer typed arrays; everything else is `structuredClone`d (which throws a
+ * DataCloneError for what cannot be cloned, as before).
+ */
+export function copyArgs(args: unknown[]): unknown[] {
+  if (isArray(args) && getPrototypeOf(args) === ArrayProto) {
+    const copy = new FastCopy();
+    copy.seen.push(args);
+    const out = copy.array(args, 0);
+    if (out !== BAIL) return out;
+  }
+  return clone(args);
+}
