@@ -81,7 +81,7 @@ test('a realm whose Object.keys and Array.isArray were replaced after load copie
   const isArray = Array.isArray;
   try {
     Object.keys = () => [];
-    Array.isArray = () => false;
+    Array.isArray = ((_: unknown) => false) as typeof Array.isArray;
     assert.deepStrictEqual(copyArgs([{ a: [1, 2] }]), [{ a: [1, 2] }]);
   } finally {
     Object.keys = keys;
