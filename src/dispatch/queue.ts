@@ -218,13 +218,13 @@ export class QueueDispatcher implements Dispatcher {
     };
 
     const publishMore = async () => {
-      const target = outstandingTarget(slots, batcher.size);
       const batch: BatchMessage[] = [];
-      while (outstanding.size < target && (next.baseline < n || next.candidate < n)) {
+      // The target is read again per batch: the batch size grows while a window is filled.
+      while (outstanding.size < outstandingTarget(slots, batcher.size) && (next.baseline < n || next.candidate < n)) {
         const role = roles[turn++ % 2];
         if (next[role] >= n) continue;
         const start = next[role];
-        const end = Math.min(n, start + batcher.size);
+        const end = Math.min(n, start + batcher.take());
         next[role] = end;
         const indices = [];
         for (let i = start; i < end; i++) indices.push(i);

@@ -11,6 +11,13 @@
  * on, without the noise of measuring the whole pipeline's rate over short windows. (Hill-climbing was
  * tried first and oscillated: see the commit history.)
  *
+ * Before the first batch completes nothing is known about the cases, so the size starts at `initial`
+ * and doubles with every batch handed out (`take`): a small evaluation — one case, a few dozen — goes
+ * out in small batches that spread over the threads and come back at once, and a large one reaches
+ * big batches within a few batches instead of flooding the queue with a whole window of small ones.
+ * From the first completed batch on, the measured time per case decides (never more than doubling per
+ * batch handed out, so one unrepresentative early batch cannot jump straight to the maximum).
+ *
  * Sizes stay within [min, max]; a fixed `batch_size` turns the controller off. The size is exported
  * as `metaguard_batch_size`.
  */
@@ -48,6 +55,32 @@ export class AdaptiveBatchSize {
     return this.#size;
   }
 
+  /**
+   * The size of the next batch to hand out; each call counts one batch. Grows geometrically from
+   * `initial` towards the target (the maximum until a batch has completed).
+   */
+  take(): number {
+    const size = this.#size;
+    if (this.#adaptive) {
+      const goal = this.#msPerCase === undefined ? this.#max : this.#target();
+      const next = Math.min(goal, size * 2);
+      if (next > size) this.#set(next);
+    }
+    return size;
+  }
+
+  #target(): number {
+    return this.#clamp(this.#targetMs / this.#msPerCase!);
+  }
+
+  #set(n: number): void {
+    const next = this.#clamp(n);
+    if (next !== this.#size) {
+      this.#size = next;
+      this.#onChange?.(next);
+    }
+  }
+
   /** Measured throughput of one worker thread, cases/s (undefined before the first batch). */
   get casesPerThreadSecond(): number | undefined {
     return this.#msPerCase === undefined ? undefined : 1000 / Math.max(this.#msPerCase, 1e-6);
@@ -63,10 +96,8 @@ export class AdaptiveBatchSize {
     // Per-case overhead inside the thread (timing, properties) is part of busyMs; floor at 1 µs.
     const sample = Math.max(busyMs / cases, 0.001);
     this.#msPerCase = this.#msPerCase === undefined ? sample : this.#msPerCase * 0.7 + sample * 0.3;
-    const next = this.#clamp(this.#targetMs / this.#msPerCase);
-    if (next !== this.#size) {
-      this.#size = next;
-      this.#onChange?.(next);
-    }
+    // Shrinks at once (slow cases must not sit in big batches); grows through take().
+    const target = this.#target();
+    if (target < this.#size) this.#set(target);
   }
 }
