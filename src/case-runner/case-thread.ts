@@ -12,6 +12,7 @@
 import { guardThread } from '../execution/thread-guard.js';
 import { isDeepStrictEqual } from 'node:util';
 import { copyArgs } from './copy.js';
+import { unpack } from '../codec/serialize.js';
 import { performance } from 'node:perf_hooks';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -34,6 +35,7 @@ guardThread();
 // Captured before user code can replace them in this realm.
 const getPrototypeOf = Object.getPrototypeOf;
 const PromiseProto = Promise.prototype;
+const isArrayNow = Array.isArray;
 
 const FLUSH_MS = 2;
 const FLUSH_MAX = 256;
@@ -286,7 +288,8 @@ export default function runChunk(req: ChunkRequest): Promise<number> {
  * sends each result as its case ends (a case process has no shared progress slot: the first case
  * without a result is the one running).
  */
-export async function runCases(req: Omit<ChunkRequest, 'progress'> & { progress?: Int32Array }, post: (m: ThreadMessage) => void, where: { threadId: number; flushMs: number }): Promise<number> {
+export async function runCases(request: Omit<ChunkRequest, 'progress'> & { progress?: Int32Array }, post: (m: ThreadMessage) => void, where: { threadId: number; flushMs: number }): Promise<number> {
+  const req = request.packed ? { ...request, cases: unpackCases(request.packed) } : request;
   const { token } = req;
   const threadId = where.threadId;
   const out = new Flusher(post, token, where.flushMs);
@@ -323,6 +326,28 @@ export async function runCases(req: Omit<ChunkRequest, 'progress'> & { progress?
   out.flush();
   post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
   return req.cases.length;
+}
+
+/**
+ * The cases of a chunk sent serialized (ChunkRequest.packed). The worker checked each one when it
+ * decoded the batch; a case that does not come back well-formed here runs with no arguments and
+ * fails like any case whose implementation cannot handle its input.
+ */
+function unpackCases(packed: NonNullable<ChunkRequest['packed']>): CaseInput[] {
+  const out: CaseInput[] = new Array(packed.ends.length);
+  let start = 0;
+  for (let i = 0; i < packed.ends.length; i++) {
+    const end = packed.ends[i];
+    let args: unknown = undefined;
+    try {
+      args = (unpack(packed.bytes.subarray(start, end)) as CaseInput | null)?.args;
+    } catch {
+      // Left as no arguments (below).
+    }
+    out[i] = { index: packed.indices[i], args: isArrayNow(args) ? args : [] };
+    start = end;
+  }
+  return out;
 }
 
 /** Cases of a chunk with up to `exec.concurrency` in flight, each under its own deadline (src/execution/lanes). */

@@ -15,7 +15,7 @@ import { createCodec } from '../codec/index.js';
 import type { Codec } from '../codec/types.js';
 import { FRAME_HEADER_BYTES, readHeader } from '../codec/frame.js';
 import { isMetaguardError, MetaguardError } from '../errors.js';
-import type { CaseRunner } from '../execution/pool.js';
+import { serializedCase, type CaseRunner } from '../execution/pool.js';
 import { PoolSet, splitThreads, type Isolation } from '../execution/pools.js';
 import { caseEnvironment } from '../execution/env.js';
 import type { DaemonEvents } from '../observe/events.js';
@@ -26,7 +26,7 @@ import { defaultCacheDir } from '../util/paths.js';
 import { validateQueueConfig, type QueueConfig } from '../options/queue.js';
 import { CASE_MEM_MB, CASE_TIMEOUT_S } from '../options/defaults.js';
 import { createBackend } from '../queue/index.js';
-import { decodeCases, encodeResultFrames, maxFrameBytes, verifyBatch, verifyManifest } from '../queue/messages.js';
+import { decodeCasesWithPayloads, encodeResultFrames, maxFrameBytes, verifyBatch, verifyManifest } from '../queue/messages.js';
 import { MAX_MESSAGE_CHARS, truncate } from '../execution/limits.js';
 import { retryDelayMs } from '../queue/retry.js';
 import type { Backend, ClaimedBatch, JobManifest } from '../queue/types.js';
@@ -287,7 +287,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
 
   /** Batches held at once: one per thread plus one ready to start when a thread frees up. */
   #freeSlots(): number {
-    return Math.max(0, this.threads + 1 - this.#held.size);
+    return Math.max(0, 2 * this.threads + 2 - this.#held.size);
   }
 
   #capacityFull(): boolean {
@@ -458,7 +458,10 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
       const key = this.#config.hmac_key;
       if (key) verifyBatch(key, batch);
       else if (batch.mac !== undefined) throw new MetaguardError('MG_ERR_HMAC', 'batch is signed but this worker has no hmac_key (give every worker the coordinator\'s hmac_key)');
-      cases = decodeCases(this.#codec, batch.payload);
+      const decoded = decodeCasesWithPayloads(this.#codec, batch.payload);
+      cases = decoded.cases;
+      // Case threads get the serialized cases (one buffer per chunk), not clones of the values.
+      for (let i = 0; i < cases.length; i++) serializedCase.set(cases[i], decoded.payloads[i]);
       this.emit('decoded', { id: batch.id, cases: cases.length });
       manifest = await this.#manifest(batch.jobId);
       if (!manifest && (await this.#withdrawn(batch))) return;

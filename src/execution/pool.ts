@@ -68,6 +68,36 @@ export interface ChunkEvents {
   onHeap?(bytes: number, slot: number): void;
 }
 
+/**
+ * Serialized form of a case (as it came in a batch frame), when the caller has it: a chunk whose cases
+ * all have one is sent to its thread as one buffer (ChunkRequest.packed) rather than cloned value by
+ * value. Only the thread pool uses it; set by the worker daemon as it decodes a batch.
+ */
+export const serializedCase = new WeakMap<CaseInput, Uint8Array>();
+
+/** The cases' serialized forms back to back, or undefined when one of them has none. */
+function packCases(cases: CaseInput[]): ChunkRequest['packed'] {
+  let total = 0;
+  const parts: Uint8Array[] = [];
+  for (const c of cases) {
+    const bytes = serializedCase.get(c);
+    if (bytes === undefined) return undefined;
+    parts.push(bytes);
+    total += bytes.byteLength;
+  }
+  const bytes = new Uint8Array(total);
+  const ends = new Uint32Array(parts.length);
+  const indices = new Float64Array(parts.length);
+  let at = 0;
+  for (let i = 0; i < parts.length; i++) {
+    bytes.set(parts[i], at);
+    at += parts[i].byteLength;
+    ends[i] = at;
+    indices[i] = cases[i].index;
+  }
+  return { bytes, ends, indices };
+}
+
 const threadFile = fileURLToPath(new URL(`../case-runner/case-thread.${runningFromSource ? 'ts' : 'js'}`, import.meta.url));
 
 const LOADER_FLAGS = new Set(['--import', '--require', '-r', '--loader', '--experimental-loader', '--conditions', '-C']);
@@ -316,7 +346,8 @@ export class CasePool extends EventEmitter implements CaseRunner {
       if (expected >= 0 && results.length >= expected) settle?.();
     });
 
-    const request: ChunkRequest = { taskUrl: spec.taskUrl, implUrl: spec.implUrl, seed: spec.seed, timeoutMs: this.timeoutMs, cases, token, progress, ...(spec.exec ? { exec: spec.exec } : {}) };
+    const packed = packCases(cases);
+    const request: ChunkRequest = { taskUrl: spec.taskUrl, implUrl: spec.implUrl, seed: spec.seed, timeoutMs: this.timeoutMs, cases: packed ? [] : cases, token, progress, ...(spec.exec ? { exec: spec.exec } : {}), ...(packed ? { packed } : {}) };
     const finish = (fault?: AttemptOutcome['fault']): AttemptOutcome => {
       clearTimeout(timer);
       this.#attempts.delete(token);

@@ -34,6 +34,12 @@ export interface ChunkRequest {
    */
   progress: Int32Array;
   exec?: ChunkExec;
+  /**
+   * Set instead of `cases` (then empty) when the cases arrived serialized (a worker's batch): the
+   * serialized cases back to back in `bytes`, case i in bytes[ends[i-1] .. ends[i]) (codec/serialize)
+   * with index `indices[i]`. One buffer crosses to the thread instead of a clone of every case's values.
+   */
+  packed?: { bytes: Uint8Array; ends: Uint32Array; indices: Float64Array };
 }
 
 export type ThreadMessage =

@@ -49,6 +49,19 @@ const isResult = (v: unknown): v is CaseResult => {
 
 export const encodeCases = (codec: Codec, cases: CaseInput[]): Uint8Array => codec.encode(cases.map(pack));
 export const decodeCases = (codec: Codec, frame: Uint8Array): CaseInput[] => decodeEach(codec, frame, isCase, 'case', unpack);
+/**
+ * `decodeCases` that also gives each case's serialized bytes (views into the decoded frame): a worker
+ * hands those to its case threads, which deserialize them again, instead of cloning the values.
+ */
+export function decodeCasesWithPayloads(codec: Codec, frame: Uint8Array): { cases: CaseInput[]; payloads: Uint8Array[] } {
+  const payloads = codec.decode(frame);
+  const cases = payloads.map((p, i) => {
+    const value = unpack(p, `case ${i}`);
+    if (!isCase(value)) throw new MetaguardError('MG_ERR_CODEC', `case ${i}: not a well-formed case`);
+    return value;
+  });
+  return { cases, payloads };
+}
 export const encodeResults = (codec: Codec, results: CaseResult[]): Uint8Array => codec.encode(results.map((r) => Buffer.from(JSON.stringify(r))));
 
 /**
