@@ -1,6 +1,6 @@
 /**
- * The end-to-end batch-size sweep of `metaguard bench`: one evaluation of the built-in `sum` task per
- * batch size, through the configured backend with the same queue dispatcher (fixed sizes: the
+ * The end-to-end batch-size sweep of `metaguard bench`: one evaluation per batch size (the built-in
+ * `sum` task, or the operator's own task and implementations), through the configured backend with the same queue dispatcher (fixed sizes: the
  * adaptive controller is what the sweep calibrates), measuring cases/s over both roles.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -24,6 +24,8 @@ export interface SweepOptions {
   n: number;
   /** In-process workers for the memory backend. */
   localWorkers: number;
+  /** The evaluation to run per size: a built-in task name, or task, baseline and candidate files. @defaultValue the built-in `sum` */
+  workload?: { task: string; baseline?: string; candidate?: string };
   onRow?(row: SweepRow): void;
 }
 
@@ -40,8 +42,8 @@ async function requireWorkers(config: QueueConfig): Promise<void> {
   }
 }
 
-async function runOnce(queueConfig: Record<string, unknown>, n: number, dir: string): Promise<number> {
-  const options = resolveEvaluateOptions({ values: { task: 'sum', n, dispatcher: 'queue', queueConfig, reportDir: dir }, env: {} });
+async function runOnce(queueConfig: Record<string, unknown>, n: number, dir: string, workload: SweepOptions['workload'] = { task: 'sum' }): Promise<number> {
+  const options = resolveEvaluateOptions({ values: { ...workload, n, dispatcher: 'queue', queueConfig, reportDir: dir }, env: {} });
   const started = performance.now();
   // The queue config as given: the environment's METAGUARD_BATCH_SIZE must not override the size swept.
   await runEvaluation(options, { createDispatcher: (_, extras) => createQueueDispatcher({ queueConfig }, { ...extras, env: {} }) });
@@ -58,9 +60,9 @@ export async function batchSizeSweep(options: SweepOptions): Promise<{ sweep: Sw
   const sweep: SweepRow[] = [];
   try {
     // Warm-up: thread start-up, module loading and JIT are not what the sweep measures.
-    await runOnce({ ...base, batch_size: options.sizes[Math.floor(options.sizes.length / 2)] }, Math.min(options.n, 500), dir);
+    await runOnce({ ...base, batch_size: options.sizes[Math.floor(options.sizes.length / 2)] }, Math.min(options.n, 500), dir, options.workload);
     for (const size of options.sizes) {
-      const row = { batch_size: size, cases_per_sec: Math.round(await runOnce({ ...base, batch_size: size }, options.n, dir)) };
+      const row = { batch_size: size, cases_per_sec: Math.round(await runOnce({ ...base, batch_size: size }, options.n, dir, options.workload)) };
       sweep.push(row);
       options.onRow?.(row);
     }
@@ -91,4 +93,17 @@ export function recommendBatchSize(sweep: SweepRow[]): number {
   if (sweep.length === 0) throw new RangeError('empty sweep');
   const best = Math.max(...sweep.map((r) => r.cases_per_sec));
   return [...sweep].sort((a, b) => a.batch_size - b.batch_size).find((r) => r.cases_per_sec >= best * 0.95)!.batch_size;
+}
+
+/**
+ * Whether the recommended size is the largest or the smallest size the sweep tried: then the best size
+ * may lie outside the sweep (throughput still rising past the largest size, or flat below the
+ * smallest), and the sweep should be extended in that direction. null when it lies inside.
+ */
+export function recommendationAtEdge(sweep: SweepRow[], recommended: number): 'largest' | 'smallest' | null {
+  const sizes = sweep.map((r) => r.batch_size);
+  if (sizes.length === 0) return null;
+  if (recommended === Math.max(...sizes)) return 'largest';
+  if (recommended === Math.min(...sizes)) return 'smallest';
+  return null;
 }
