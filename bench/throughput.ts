@@ -76,11 +76,25 @@ if (!redisAvailable()) {
       const worker = spawnWorker(queueConfig, { args: ['--threads', String(threads), '--log-level', 'warn'], env: native ? {} : { METAGUARD_NATIVE: '0' } });
       try {
         await evaluationRow('warm-up', { ...w, n: 2000 }, threads, { dispatcher: 'queue', queueConfig }, L);
+        // Two evaluations, n/4 and n: CPU per case is the marginal cost between them, without what an
+        // evaluation pays once (bundling, generating cases, starting pools, the report).
+        const path = `queue: redis, 1 daemon × 2 threads, ${native ? 'native' : 'JS'} codec`;
         const r0 = await redisCpuMs();
-        const row = await evaluationRow(`queue: redis, 1 daemon × 2 threads, ${native ? 'native' : 'JS'} codec`, w, threads, { dispatcher: 'queue', queueConfig }, L, [worker.child.pid!]);
-        const redisUs = ((await redisCpuMs()) - r0) * 1000 / row.cases;
+        const small = await evaluationRow(path, { ...w, n: Math.round(n / 4) }, threads, { dispatcher: 'queue', queueConfig }, L, [worker.child.pid!]);
+        const r1 = await redisCpuMs();
+        const row = await evaluationRow(path, w, threads, { dispatcher: 'queue', queueConfig }, L, [worker.child.pid!]);
+        const r2 = await redisCpuMs();
+        const extra = row.cases - small.cases;
+        const marginal = (big: number, little: number) => Number((((big - little) * 1000) / extra).toFixed(1));
         rows.push(row);
-        cpuRows.push({ path: row.path, daemon: row.daemon_us_per_case!, coordinator: row.coordinator_us_per_case!, redis: Number(redisUs.toFixed(1)), case_work: Number(((usPerCase.baseline + usPerCase.candidate) / 2).toFixed(1)) });
+        cpuRows.push({
+          path,
+          daemon: marginal(row.daemon_cpu_ms!, small.daemon_cpu_ms!),
+          coordinator: marginal(row.coordinator_cpu_ms!, small.coordinator_cpu_ms!),
+          redis: marginal(r2 - r1, r1 - r0),
+          case_work: Number(((usPerCase.baseline + usPerCase.candidate) / 2).toFixed(1)),
+          coordinator_whole_run: row.coordinator_us_per_case!,
+        });
         if (native) latency = await (await import('./latency.ts')).singleCaseLatency(queueConfig, Number(values['latency-samples']));
       } finally {
         if (saved === undefined) delete process.env.METAGUARD_NATIVE;
@@ -98,7 +112,7 @@ if (!redisAvailable()) {
         const r = await bullmqRow(redis.port, cases, mode, threads);
         const redisUs = ((await redisCpuMs()) - r0) * 1000 / r.cases;
         rows.push({ path: r.path, threads, cases: r.cases, seconds: Number(r.seconds.toFixed(2)), cases_per_sec: Math.round(r.cases / r.seconds), share_of_limit: Number((r.cases / r.seconds / L).toFixed(3)) });
-        cpuRows.push({ path: r.path, daemon: '-', coordinator: Number(r.cpuUsPerCase.toFixed(1)), redis: Number(redisUs.toFixed(1)), case_work: Number(((usPerCase.baseline + usPerCase.candidate) / 2).toFixed(1)) });
+        cpuRows.push({ path: r.path, daemon: '-', coordinator: Number(r.cpuUsPerCase.toFixed(1)), redis: Number(redisUs.toFixed(1)), case_work: Number(((usPerCase.baseline + usPerCase.candidate) / 2).toFixed(1)), coordinator_whole_run: '-' });
         say(`bullmq ${mode} done`);
       }
     }
@@ -112,6 +126,9 @@ if (values.json) {
   process.stdout.write(JSON.stringify({ rows, cpu_us_per_case: cpuRows, single_case_latency_ms: latency ?? null }, null, 2) + '\n');
 } else {
   printTable(`Throughput, sort workload (bench/fixtures/sort), n=${n} per role, both roles counted`, rows.map((r) => ({ path: r.path, 'cases/s': r.cases_per_sec, share_of_limit: r.share_of_limit.toFixed(3) })));
-  printTable('CPU µs per case (process CPU time ÷ cases; BullMQ: its single process under "coordinator")', cpuRows);
+  printTable(
+    'CPU µs per case: metaguard rows marginal between an n/4 and an n evaluation (coordinator_whole_run: the whole evaluation ÷ cases); BullMQ: its one process (producer + worker) under "coordinator"; case_work: the tight loop',
+    cpuRows,
+  );
   if (latency) process.stdout.write(`\nOne case through an idle Redis queue (enqueue → worker → result read), ${latency.samples} samples: p50 ${latency.p50.toFixed(2)} ms, p99 ${latency.p99.toFixed(2)} ms\n`);
 }

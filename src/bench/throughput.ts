@@ -36,6 +36,9 @@ export interface ThroughputRow {
   coordinator_us_per_case?: number;
   /** CPU time of the worker daemon processes per case, µs (all their threads); when their pids are known. */
   daemon_us_per_case?: number;
+  /** The CPU times behind the two figures above, ms (for marginal costs between two runs). */
+  coordinator_cpu_ms?: number;
+  daemon_cpu_ms?: number;
 }
 
 const limitFile = fileURLToPath(new URL(`./limit-thread.${runningFromSource ? 'ts' : 'js'}`, import.meta.url));
@@ -100,8 +103,14 @@ export async function evaluationRow(path: string, w: Workload, threads: number, 
     const cases = 2 * w.n;
     const rate = Math.round(cases / seconds);
     const row: ThroughputRow = { path, threads, cases, seconds: Number(seconds.toFixed(2)), cases_per_sec: rate, share_of_limit: Number((rate / limit).toFixed(3)) };
-    if (values.dispatcher === 'queue') row.coordinator_us_per_case = Number(((cpu.user + cpu.system) / cases).toFixed(1));
-    if (daemonPids.length) row.daemon_us_per_case = Number(((daemonMs * 1000) / cases).toFixed(1));
+    if (values.dispatcher === 'queue') {
+      row.coordinator_us_per_case = Number(((cpu.user + cpu.system) / cases).toFixed(1));
+      row.coordinator_cpu_ms = (cpu.user + cpu.system) / 1000;
+    }
+    if (daemonPids.length) {
+      row.daemon_us_per_case = Number(((daemonMs * 1000) / cases).toFixed(1));
+      row.daemon_cpu_ms = daemonMs;
+    }
     return row;
   } finally {
     rmSync(dir, { recursive: true, force: true });
