@@ -6,7 +6,8 @@
  *   case thread    the chunk runner (runCases) on one thread, × 2
  *   local          metaguard's local dispatcher, 2 threads
  *   memory queue   the embedded queue, 2 in-process workers
- *   redis          one worker daemon × 2 threads on a redis-server started here, native codec and JS codec
+ *   redis          one worker daemon × 2 threads on a redis-server started here, native codec and JS codec;
+ *                  then two daemons × 1 thread (Redis CPU per case, the check of docs/scaling.md)
  *   bullmq         BullMQ on the same Redis: in-process processor (concurrency 100) and sandboxed
  *                  worker threads × 2, one job per case, same cases, no time or memory limits
  *
@@ -18,7 +19,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { chunkRunnerUs, genSortCases, sortFixture } from './hotpath.ts';
+import { genSortCases, sortFixture } from './hotpath.ts';
 import { evaluationRow, limitRow, processCpuMs, type ThroughputRow, type Workload } from '../src/bench/throughput.ts';
 import { printTable } from './table.ts';
 
@@ -37,15 +38,9 @@ const rows: ThroughputRow[] = [];
 const cpuRows: Record<string, string | number>[] = [];
 const say = (s: string) => process.stderr.write(s + '\n');
 
-const { row: limit, usPerCase } = await limitRow(w, threads);
-rows.push(limit);
-say(`limit: baseline ${usPerCase.baseline.toFixed(2)} µs, candidate ${usPerCase.candidate.toFixed(2)} µs per case`);
-{
-  const cases = await genSortCases(Math.min(n, 20_000));
-  const us = ((await chunkRunnerUs(cases, 'baseline')) + (await chunkRunnerUs(cases, 'candidate'))) / 2;
-  const rate = Math.round((1e6 / us) * threads);
-  rows.push({ path: 'case thread: chunk runner (runCases), 2 × 1 thread', threads, cases: 2 * cases.length, seconds: 0, cases_per_sec: rate, share_of_limit: Number((rate / limit.cases_per_sec).toFixed(3)) });
-}
+const { row: limit, runnerRow, usPerCase, runnerUsPerCase } = await limitRow(w, threads);
+rows.push(limit, runnerRow);
+say(`limit: baseline ${usPerCase.baseline.toFixed(2)} µs, candidate ${usPerCase.candidate.toFixed(2)} µs per case; chunk runner: ${runnerUsPerCase.baseline.toFixed(2)} µs, ${runnerUsPerCase.candidate.toFixed(2)} µs`);
 const L = limit.cases_per_sec;
 await evaluationRow('warm-up', { ...w, n: 500 }, threads, { parallel: threads }, L);
 rows.push(await evaluationRow('local (2 threads)', w, threads, { parallel: threads }, L));
@@ -54,7 +49,7 @@ rows.push(await evaluationRow('queue: memory (2 in-process workers)', w, threads
 say('memory done');
 
 const { redisAvailable, startRedis } = await import('../test/helpers/redis-server.ts');
-let latency: { p50: number; p99: number; samples: number } | undefined;
+let latency: { p50: number; p99: number; samples: number; redisUsPerBatch?: number } | undefined;
 if (!redisAvailable()) {
   say('bench: redis-server not found, skipping the Redis and BullMQ rows');
 } else {
@@ -69,20 +64,23 @@ if (!redisAvailable()) {
     return (get('used_cpu_user') + get('used_cpu_sys')) * 1000;
   };
   try {
-    for (const native of [true, false]) {
-      const queueConfig = { backend: 'redis', connection: { port: redis.port }, queue: native ? 'bench' : 'bench-js' };
+    // The last setup checks docs/scaling.md's projection: the same cases from two daemons, Redis CPU per case.
+    for (const { native, daemons } of [{ native: true, daemons: 1 }, { native: false, daemons: 1 }, { native: true, daemons: 2 }]) {
+      const queueConfig = { backend: 'redis', connection: { port: redis.port }, queue: `bench-${native ? 'native' : 'js'}-${daemons}` };
       const saved = process.env.METAGUARD_NATIVE;
       if (!native) process.env.METAGUARD_NATIVE = '0';
-      const worker = spawnWorker(queueConfig, { args: ['--threads', String(threads), '--log-level', 'warn'], env: native ? {} : { METAGUARD_NATIVE: '0' } });
+      const perDaemon = Math.max(1, threads / daemons);
+      const workers = Array.from({ length: daemons }, () => spawnWorker(queueConfig, { args: ['--threads', String(perDaemon), '--log-level', 'warn'], env: native ? {} : { METAGUARD_NATIVE: '0' } }));
+      const pids = workers.map((x) => x.child.pid!);
+      const path = `queue: redis, ${daemons} daemon${daemons > 1 ? 's' : ''} × ${perDaemon} thread${perDaemon > 1 ? 's' : ''}, ${native ? 'native' : 'JS'} codec`;
       try {
         await evaluationRow('warm-up', { ...w, n: 2000 }, threads, { dispatcher: 'queue', queueConfig }, L);
         // Two evaluations, n/4 and n: CPU per case is the marginal cost between them, without what an
         // evaluation pays once (bundling, generating cases, starting pools, the report).
-        const path = `queue: redis, 1 daemon × 2 threads, ${native ? 'native' : 'JS'} codec`;
         const r0 = await redisCpuMs();
-        const small = await evaluationRow(path, { ...w, n: Math.round(n / 4) }, threads, { dispatcher: 'queue', queueConfig }, L, [worker.child.pid!]);
+        const small = await evaluationRow(path, { ...w, n: Math.round(n / 4) }, threads, { dispatcher: 'queue', queueConfig }, L, pids);
         const r1 = await redisCpuMs();
-        const row = await evaluationRow(path, w, threads, { dispatcher: 'queue', queueConfig }, L, [worker.child.pid!]);
+        const row = await evaluationRow(path, w, threads, { dispatcher: 'queue', queueConfig }, L, pids);
         const r2 = await redisCpuMs();
         const extra = row.cases - small.cases;
         const marginal = (big: number, little: number) => Number((((big - little) * 1000) / extra).toFixed(1));
@@ -95,14 +93,19 @@ if (!redisAvailable()) {
           case_work: Number(((usPerCase.baseline + usPerCase.candidate) / 2).toFixed(1)),
           coordinator_whole_run: row.coordinator_us_per_case!,
         });
-        if (native) latency = await (await import('./latency.ts')).singleCaseLatency(queueConfig, Number(values['latency-samples']));
+        if (native && daemons === 1) {
+          // Batches of one case: Redis CPU per batch (its fixed cost, docs/scaling.md).
+          const l0 = await redisCpuMs();
+          latency = await (await import('./latency.ts')).singleCaseLatency(queueConfig, Number(values['latency-samples']));
+          latency.redisUsPerBatch = (((await redisCpuMs()) - l0) * 1000) / (latency.samples + 1);
+        }
       } finally {
         if (saved === undefined) delete process.env.METAGUARD_NATIVE;
         else process.env.METAGUARD_NATIVE = saved;
-        worker.child.kill('SIGTERM');
-        await worker.exited;
+        for (const x of workers) x.child.kill('SIGTERM');
+        await Promise.all(workers.map((x) => x.exited));
       }
-      say(`redis ${native ? 'native' : 'js'} done`);
+      say(`${path} done`);
     }
     if (!values['no-bullmq']) {
       const { bullmqRow } = await import('./bullmq.ts');
@@ -130,5 +133,5 @@ if (values.json) {
     'CPU µs per case: metaguard rows marginal between an n/4 and an n evaluation (coordinator_whole_run: the whole evaluation ÷ cases); BullMQ: its one process (producer + worker) under "coordinator"; case_work: the tight loop',
     cpuRows,
   );
-  if (latency) process.stdout.write(`\nOne case through an idle Redis queue (enqueue → worker → result read), ${latency.samples} samples: p50 ${latency.p50.toFixed(2)} ms, p99 ${latency.p99.toFixed(2)} ms\n`);
+  if (latency) process.stdout.write(`\nOne case through an idle Redis queue (enqueue → worker → result read), ${latency.samples} samples: p50 ${latency.p50.toFixed(2)} ms, p99 ${latency.p99.toFixed(2)} ms; Redis CPU ${latency.redisUsPerBatch?.toFixed(0)} µs per one-case batch\n`);
 }

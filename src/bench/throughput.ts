@@ -43,11 +43,14 @@ export interface ThroughputRow {
 
 const limitFile = fileURLToPath(new URL(`./limit-thread.${runningFromSource ? 'ts' : 'js'}`, import.meta.url));
 
-/** µs per case of one implementation's case work in a tight loop on one thread. */
-export function limitUsPerCase(taskUrl: string, implUrl: string, n: number, seed: number, minMs = 1500): Promise<number> {
+/**
+ * µs per case of one implementation's case work in a tight loop on one thread (`usPerCase`) and through
+ * the case thread's chunk runner on that thread (`runnerUsPerCase`), best of alternating rounds.
+ */
+export function limitUsPerCase(taskUrl: string, implUrl: string, n: number, seed: number, minMs = 1500): Promise<{ usPerCase: number; runnerUsPerCase: number }> {
   return new Promise((resolve, reject) => {
     const w = new Worker(limitFile, { workerData: { taskUrl, implUrl, n, seed, minMs }, execArgv: loaderExecArgv(process.execArgv) });
-    w.once('message', (m: { usPerCase: number }) => resolve(m.usPerCase));
+    w.once('message', (m: { usPerCase: number; runnerUsPerCase: number }) => resolve(m));
     w.once('error', reject);
     w.once('exit', (code) => reject(new Error(`the limit thread exited with ${code}`)));
   });
@@ -65,16 +68,18 @@ export async function workloadUrls(w: Workload): Promise<{ task: string; baselin
 }
 
 /** The limit row: both roles' tight loops, `threads` threads' worth. */
-export async function limitRow(w: Workload, threads: number): Promise<{ row: ThroughputRow; usPerCase: { baseline: number; candidate: number } }> {
+export async function limitRow(w: Workload, threads: number): Promise<{ row: ThroughputRow; runnerRow: ThroughputRow; usPerCase: { baseline: number; candidate: number }; runnerUsPerCase: { baseline: number; candidate: number } }> {
   const urls = await workloadUrls(w);
   const n = Math.min(w.n, 20_000);
-  const baseline = await limitUsPerCase(urls.task, urls.baseline, n, w.seed ?? 1);
-  const candidate = await limitUsPerCase(urls.task, urls.candidate, n, w.seed ?? 1);
-  const perThread = 1e6 / ((baseline + candidate) / 2);
-  const rate = Math.round(perThread * threads);
+  const b = await limitUsPerCase(urls.task, urls.baseline, n, w.seed ?? 1);
+  const c = await limitUsPerCase(urls.task, urls.candidate, n, w.seed ?? 1);
+  const rate = Math.round((1e6 / ((b.usPerCase + c.usPerCase) / 2)) * threads);
+  const runnerRate = Math.round((1e6 / ((b.runnerUsPerCase + c.runnerUsPerCase) / 2)) * threads);
   return {
     row: { path: `limit: the case work in a tight loop (${threads} × 1 thread)`, threads, cases: 2 * n, seconds: 0, cases_per_sec: rate, share_of_limit: 1 },
-    usPerCase: { baseline, candidate },
+    runnerRow: { path: `case thread: the chunk runner alone (${threads} × 1 thread)`, threads, cases: 2 * n, seconds: 0, cases_per_sec: runnerRate, share_of_limit: Number((runnerRate / rate).toFixed(3)) },
+    usPerCase: { baseline: b.usPerCase, candidate: c.usPerCase },
+    runnerUsPerCase: { baseline: b.runnerUsPerCase, candidate: c.runnerUsPerCase },
   };
 }
 

@@ -68,12 +68,15 @@ class FastCopy {
 
   array(src: unknown[], depth: number): unknown[] | typeof BAIL {
     const n = src.length;
-    const out = new Array(n);
+    // Filled in order from empty, so V8 keeps it a packed array (`new Array(n)` would make a holey
+    // one, slower for the implementation to read, and not what the arguments were).
+    const out: unknown[] = [];
     for (let i = 0; i < n; i++) {
       const x = src[i];
       if (x === undefined) {
         // A hole is kept by structuredClone and would become undefined here.
         if (!(i in src)) return BAIL;
+        out[i] = undefined;
         continue;
       }
       if (x === null || typeof x !== 'object') {
