@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { createCodec } from '../src/codec/index.ts';
 import { loadArtifact } from '../src/queue/artifacts.ts';
-import { resolveQueueConfig } from '../src/queue/config.ts';
+import { resolveQueueConfig } from '../src/options/queue.ts';
 import { createBackend } from '../src/queue/index.ts';
 import { decodeResults, encodeCases } from '../src/queue/messages.ts';
 import type { JobManifest } from '../src/queue/types.ts';
