@@ -285,7 +285,11 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
     this.#backendDown = true;
   }
 
-  /** Batches held at once: one per thread plus one ready to start when a thread frees up. */
+  /**
+   * Batches held at once: two per thread plus two, so that while a batch's results travel back and the
+   * next claim is on its way, every thread still has a batch queued (with one per thread plus one,
+   * threads sat idle across those round trips on fast cases).
+   */
   #freeSlots(): number {
     return Math.max(0, 2 * this.threads + 2 - this.#held.size);
   }
