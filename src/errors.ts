@@ -1,7 +1,9 @@
 /**
- * Every error metaguard raises carries a stable `code`. Callers branch on the code, never on the
- * message text. Errors cross thread and wire boundaries as plain `{ code, message }` objects
- * (see `toErrorInfo`), because classes do not survive structured clone.
+ * Every error metaguard raises carries a stable `code`. Callers branch on the code (and on whether it
+ * is `retryable`), never on the message text. Errors cross thread and wire boundaries as plain
+ * `{ code, message, retryable }` objects (see `toErrorInfo`, `wireError`), because classes do not
+ * survive structured clone and text does not survive being matched on. docs/errors.md documents every
+ * code and what the operator does about it; test/errors-doc.test.ts keeps the two in step.
  */
 
 /** Outcome codes of a single case: a case that fails this way is a result, not a redelivery. */
@@ -37,6 +39,10 @@ export const ErrorCodes = {
   MG_ERR_BACKEND_OOM: 'the queue backend refused a write because it is out of memory (Redis maxmemory)',
   MG_ERR_QUEUE_STATE_LOST: 'batches of the running job vanished from the backend and could not be republished',
   MG_ERR_MALFORMED_RECORD: 'a record read back from the backend does not match its schema (skipped, never trusted)',
+  MG_ERR_MALFORMED_BATCH: 'a batch is not well-formed (no id, payload or job, an unknown role or priority): refused at enqueue, dead-lettered at claim, never retried',
+  MG_ERR_LEASE_EXPIRED: 'a batch\'s lease expired more than max_requeue_attempts times (its workers died, hung or lost the backend): dead-lettered',
+  MG_ERR_WORKER: 'a worker failed to prepare or run a batch for a reason of its own (disk, an unexpected exception): the batch is retried',
+  MG_ERR_UNCODED: 'a dead letter written by an older metaguard carries free text only (shown as it is)',
   MG_ERR_POOL_CLOSED: 'the case pool is closed',
   MG_ERR_NATIVE: 'the native module could not be used',
   MG_ERR_HTTP_CONFIG: 'an endpoint description is invalid, or a header names a variable that is not provided',
@@ -49,15 +55,33 @@ export const ErrorCodes = {
 } as const;
 export type MetaguardErrorCode = keyof typeof ErrorCodes;
 
+/**
+ * Codes whose failure another attempt may cure (a backend outage, a worker's own fault, an endpoint
+ * this worker cannot call but another may). Everything else is final: a malformed or tampered batch
+ * fails the same way on every worker, and a case outcome (E_*) is a result, not a redelivery.
+ */
+const RETRYABLE: ReadonlySet<string> = new Set<MetaguardErrorCode>(['MG_ERR_BACKEND', 'MG_ERR_HTTP_CONFIG', 'MG_ERR_WORKER']);
+
+/** Whether an error with this code may succeed when tried again (by code, never by text). */
+export function isRetryableCode(code: string): boolean {
+  return RETRYABLE.has(code);
+}
+
+/** Every code metaguard defines (MG_ERR_* and the per-case E_*). */
+export const allCodes: readonly string[] = [...Object.keys(ErrorCodes), ...Object.keys(CaseErrorCodes)];
+
 export class MetaguardError extends Error {
   readonly code: MetaguardErrorCode;
   /** Field (flag, env variable, config key) the error is about, when there is one. */
   readonly field?: string;
+  /** Whether trying again may succeed; from the code unless the raiser knows better. */
+  readonly retryable: boolean;
 
-  constructor(code: MetaguardErrorCode, message: string, options: { field?: string; cause?: unknown } = {}) {
+  constructor(code: MetaguardErrorCode, message: string, options: { field?: string; cause?: unknown; retryable?: boolean } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'MetaguardError';
     this.code = code;
+    this.retryable = options.retryable ?? isRetryableCode(code);
     if (options.field !== undefined) this.field = options.field;
   }
 }
@@ -70,6 +94,8 @@ export function invalidOption(field: string, reason: string): MetaguardError {
 export interface ErrorInfo {
   code: string;
   message: string;
+  /** Whether another attempt may succeed (absent in records written before it existed: read as false). */
+  retryable?: boolean;
   /** E_HTTP_* only: the response status, when there was a response. */
   status?: number;
   /** E_HTTP_* only: the first 200 bytes of the response body. */
@@ -83,7 +109,7 @@ export function toErrorInfo(err: unknown, fallbackCode = 'E_THROW'): ErrorInfo {
     const code = typeof e.code === 'string' && /^(E_|MG_ERR_)/.test(e.code) ? e.code : fallbackCode;
     // Our own errors' messages stand alone; a foreign error's class name (RangeError, …) is kept.
     const named = typeof e.name === 'string' && e.name !== 'Error' && e.name !== 'MetaguardError' && !code.startsWith('E_HTTP_') && code !== 'E_TIMEOUT';
-    const info: ErrorInfo = { code, message: named ? `${e.name}: ${message}` : message };
+    const info: ErrorInfo = { code, message: named ? `${e.name}: ${message}` : message, retryable: typeof (e as { retryable?: unknown }).retryable === 'boolean' ? (e as { retryable: boolean }).retryable : isRetryableCode(code) };
     if (code.startsWith('E_HTTP_')) {
       const h = err as { status?: unknown; body?: unknown };
       if (typeof h.status === 'number') info.status = h.status;
@@ -91,7 +117,29 @@ export function toErrorInfo(err: unknown, fallbackCode = 'E_THROW'): ErrorInfo {
     }
     return info;
   }
-  return { code: fallbackCode, message: String(err) };
+  return { code: fallbackCode, message: String(err), retryable: isRetryableCode(fallbackCode) };
+}
+
+/**
+ * An error as it travels between workers, backends and coordinators: claims that are not batches,
+ * dead letters, retries. Decisions (retry, dead-letter, count as a serialization error) read `code`
+ * and `retryable`; `message` is for people.
+ */
+export interface WireError {
+  code: string;
+  message: string;
+  retryable: boolean;
+}
+
+/** A wire error with `code`; `retryable` defaults to what the code says. */
+export function wireError(code: MetaguardErrorCode | CaseErrorCode, message: string, retryable = isRetryableCode(code)): WireError {
+  return { code, message, retryable };
+}
+
+/** Any thrown value as a wire error: its own code when it has one of ours, else `fallbackCode`. */
+export function toWireError(err: unknown, fallbackCode: MetaguardErrorCode = 'MG_ERR_WORKER'): WireError {
+  const info = toErrorInfo(err, fallbackCode);
+  return { code: info.code, message: info.message, retryable: info.retryable ?? isRetryableCode(info.code) };
 }
 
 export function isMetaguardError(err: unknown): err is MetaguardError {

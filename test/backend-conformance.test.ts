@@ -28,6 +28,7 @@ import { Kafka, logLevel as kafkaLogLevel, Partitioners, type Producer } from 'k
 import { validateQueueConfig, type QueueConfig } from '../src/options/queue.js';
 import type { Backend, BackendCapabilities, BatchMessage, ClaimedBatch, Claim, JobManifest, Priority, ResultEntry } from '../src/queue/types.js';
 import { can, capabilityMismatches, declares, missingCapabilityReason, type CapabilityName, type Concern } from '../src/queue/capabilities.js';
+import { wireError } from '../src/errors.js';
 import { startKafkaMock, type KafkaMock } from './helpers/kafka-broker.js';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';
 import { startRedisCluster, type RedisCluster } from './helpers/redis-cluster.js';
@@ -662,7 +663,8 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           assert.equal(dead[0].jobId, job);
           assert.equal(dead[0].role, 'candidate');
           assert.equal(dead[0].attempts, 2);
-          assert.match(dead[0].reason, /lease expired/);
+          assert.equal(dead[0].error.code, 'MG_ERR_LEASE_EXPIRED');
+          assert.match(dead[0].error.message, /lease expired/);
           assert.ok(dead[0].deadAt >= t0 - 1000 && dead[0].deadAt <= (await b.now()) + 1000, `deadAt ${dead[0].deadAt}`);
           const entries = await readAll(b, job, 1);
           assert.deepEqual(entries.map((e) => e.kind), ['dead']);
@@ -698,8 +700,8 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           assert.equal(claimed.length, 3);
           await b.enqueue([p]);
           await b.completeBatch('w1', claimed.find((c) => c.id === f.id)!, Uint8Array.from([1]));
-          await b.deadLetter('w1', d.id, 'gone');
-          await b.releaseBatch('w1', r.id, { delayMs: 60_000, countAttempt: true, reason: 'later' });
+          await b.deadLetter('w1', d.id, wireError('MG_ERR_MALFORMED_BATCH', 'gone'));
+          await b.releaseBatch('w1', r.id, { delayMs: 60_000, countAttempt: true, error: wireError('MG_ERR_WORKER', 'later') });
           assert.ok(config.max_requeue_attempts >= 1);
           assert.deepEqual((await b.missingBatches([p.id, f.id, d.id, r.id, 'never-sent'])).sort(), [f.id, d.id, 'never-sent'].sort());
         }));
@@ -714,7 +716,7 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           const got = oks(await claimUntil(b, 'w1', 2, 5000));
           const frame = Uint8Array.from([9, 8, 7]);
           await b.completeBatch('w1', got.find((g) => g.id === x.id)!, frame);
-          await b.deadLetter('w1', y.id, 'poison');
+          await b.deadLetter('w1', y.id, wireError('MG_ERR_MALFORMED_BATCH', 'poison'));
           const entries = await readAll(b, job, 2);
           const results = entries.find((e) => e.kind === 'results');
           const dead = entries.find((e) => e.kind === 'dead');
@@ -723,8 +725,12 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           assert.ok(!verifyResults('conformance-key', { jobId: job, batchId: x.id, role: 'candidate', workerId: 'w1' }, results.frame, results.mac), 'bound to the role');
           assert.ok(!verifyResults('other-key', { jobId: job, batchId: x.id, role: 'baseline', workerId: 'w1' }, results.frame, results.mac), 'bound to the key');
           assert.equal(dead.role, 'candidate');
-          assert.ok(verifyDead('conformance-key', { jobId: job, batchId: y.id, role: 'candidate', reason: 'poison' }, dead.mac));
-          assert.ok(!verifyDead('conformance-key', { jobId: job, batchId: x.id, role: 'candidate', reason: 'poison' }, dead.mac), 'bound to the batch');
+          const poison = wireError('MG_ERR_MALFORMED_BATCH', 'poison');
+          assert.deepEqual(dead.error, poison, 'the error crosses the backend as data: code, message, retryable');
+          assert.ok(verifyDead('conformance-key', { jobId: job, batchId: y.id, role: 'candidate', error: poison }, dead.mac));
+          assert.ok(!verifyDead('conformance-key', { jobId: job, batchId: x.id, role: 'candidate', error: poison }, dead.mac), 'bound to the batch');
+          assert.ok(!verifyDead('conformance-key', { jobId: job, batchId: y.id, role: 'candidate', error: { ...poison, code: 'MG_ERR_WORKER' } }, dead.mac), 'bound to the code');
+          assert.ok(!verifyDead('conformance-key', { jobId: job, batchId: y.id, role: 'candidate', error: { ...poison, retryable: true } }, dead.mac), 'bound to retryable');
         }));
 
       it('a stale deadLetter (from a worker whose lease was reclaimed) never loses the batch', needs('queue', 'leases'), () =>
@@ -737,11 +743,11 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           await sleep(200);
           assert.deepEqual((await b.reclaimExpired()).requeued, [a.id]);
           // w1 wakes up after its lease was reclaimed and rejects the batch (say, a bad MAC).
-          await b.deadLetter('w1', a.id, 'stale verdict');
+          await b.deadLetter('w1', a.id, wireError('MG_ERR_MALFORMED_BATCH', 'stale verdict'));
           // Another worker drains the queue as the daemon does.
           let completed = false;
           for (const c of await b.claimBatches('w2', 5, 5000)) {
-            if (!c.ok) await b.deadLetter('w2', c.id, c.reason);
+            if (!c.ok) await b.deadLetter('w2', c.id, c.error);
             else {
               assert.equal(c.batch.id, a.id);
               completed = await b.completeBatch('w2', c.batch, Uint8Array.from([1]));
@@ -775,12 +781,12 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           await b.enqueue([a, c]);
           const [got] = oks(await claimUntil(b, 'w1', 1, 5000));
           if (caps.queue.fifo) assert.equal(got.id, a.id);
-          await b.releaseBatch('w1', got.id, { delayMs: 60_000, countAttempt: false, reason: 'draining' });
+          await b.releaseBatch('w1', got.id, { delayMs: 60_000, countAttempt: false, error: wireError('MG_ERR_WORKER', 'draining') });
           const [again] = oks(await claimUntil(b, 'w2', 1, 5000));
           assert.equal(again.id, got.id, 'handed back to the front, ignoring delayMs');
           assert.equal(again.attempt, 1, 'a hand-back does not count as an attempt');
           // Releasing a batch one does not hold changes nothing.
-          await b.releaseBatch('w1', got.id, { delayMs: 0, countAttempt: false, reason: 'not mine' });
+          await b.releaseBatch('w1', got.id, { delayMs: 0, countAttempt: false, error: wireError('MG_ERR_WORKER', 'not mine') });
           assert.deepEqual(await b.renewLeases('w2', [got.id], 5000), []);
           const s = await b.stats();
           assert.equal(s.inflight, 1);
@@ -795,7 +801,7 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           await b.enqueue([a]);
           oks(await claimUntil(b, 'w1', 1, 5000));
           // A delay well above scheduling noise on a loaded machine: the checks below run ~200 ms in.
-          await b.releaseBatch('w1', a.id, { delayMs: 2000, countAttempt: true, reason: 'retry' });
+          await b.releaseBatch('w1', a.id, { delayMs: 2000, countAttempt: true, error: wireError('MG_ERR_WORKER', 'retry') });
           const released = Date.now();
           let s = await b.stats();
           assert.equal(s.inflight, 0);
@@ -820,14 +826,15 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           const a = batch(job);
           await b.enqueue([a]);
           oks(await claimUntil(b, 'w1', 1, 5000));
-          await b.releaseBatch('w1', a.id, { delayMs: 0, countAttempt: true, reason: 'worker crashed' });
+          await b.releaseBatch('w1', a.id, { delayMs: 0, countAttempt: true, error: wireError('MG_ERR_WORKER', 'worker crashed') });
           const [second] = oks(await claimUntil(b, 'w1', 1, 5000));
           assert.equal(second.attempt, 2);
-          await b.releaseBatch('w1', a.id, { delayMs: 0, countAttempt: true, reason: 'worker crashed' });
+          await b.releaseBatch('w1', a.id, { delayMs: 0, countAttempt: true, error: wireError('MG_ERR_WORKER', 'worker crashed') });
           const dead = await b.listDead();
           assert.equal(dead.length, 1);
           assert.equal(dead[0].id, a.id);
-          assert.match(dead[0].reason, /worker crashed/);
+          assert.equal(dead[0].error.code, 'MG_ERR_WORKER', 'a retry past its attempts keeps the code it was retried with');
+          assert.match(dead[0].error.message, /worker crashed/);
           const entries = await readAll(b, job, 1);
           assert.equal(entries.at(-1)?.kind, 'dead');
           assert.deepEqual(await b.claimBatches('w1', 1, 5000), []);
@@ -843,13 +850,14 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           const bad = claims.find((c) => !c.ok);
           assert.ok(bad && !bad.ok);
           assert.equal(bad.id, 'not-a-batch-id');
-          assert.ok(bad.reason.length > 0);
+          assert.ok(bad.error.message.length > 0);
+          assert.deepEqual([bad.error.code, bad.error.retryable], ['MG_ERR_MALFORMED_BATCH', false], 'a claim that is not a batch says so with a code');
           assert.ok(claims.some((c) => c.ok && c.batch.id === good.id));
-          await b.deadLetter('w1', bad.id, bad.reason);
+          await b.deadLetter('w1', bad.id, bad.error);
           const dead = await b.listDead();
           assert.equal(dead.length, 1);
           assert.equal(dead[0].id, 'not-a-batch-id');
-          assert.equal(dead[0].reason, bad.reason);
+          assert.equal(dead[0].error.message, bad.error.message);
           assert.equal(dead[0].jobId, undefined);
           const s = await b.stats();
           assert.equal(s.inflight, 1, 'only the good batch is in flight');
@@ -1003,7 +1011,7 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
             const got = oks(await b.claimBatches('w1', 2, 60_000)).filter((x) => x.jobId === job);
             assert.ok(got.length >= 2, `claimed ${got.length} of the job's batches`);
             inFlight = got[0];
-            await b.releaseBatch('w1', got[1].id, { delayMs: 60_000, countAttempt: true, reason: 'later' });
+            await b.releaseBatch('w1', got[1].id, { delayMs: 60_000, countAttempt: true, error: wireError('MG_ERR_WORKER', 'later') });
           }
           const removed = await b.withdrawJob(job, mine.map((x) => x.id));
           if (caps.admin.pendingExcludesClaimed) assert.equal(removed, mine.length, 'every batch of the job is removed');
@@ -1013,7 +1021,7 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
             assert.deepEqual(await b.renewLeases('w1', [inFlight.id], 60_000), [inFlight.id], 'the lease of a withdrawn batch is revoked');
             assert.equal(await b.completeBatch('w1', inFlight, Uint8Array.from([1])), false);
             assert.deepEqual((await b.readResults(job, '0', 0)).entries, [], 'results of a withdrawn job are dropped');
-            await b.deadLetter('w1', inFlight.id, 'late');
+            await b.deadLetter('w1', inFlight.id, wireError('MG_ERR_MALFORMED_BATCH', 'late'));
             assert.deepEqual(await b.listDead(), [], 'nothing of a withdrawn job reaches the DLQ');
           }
           // Only the other job's batch is left to claim.
@@ -1038,7 +1046,7 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           const t0 = await b.now();
           const [c] = oks(await claimUntil(b, 'w1', 1, 5000));
           assert.equal(c.id, sent.id);
-          await b.deadLetter('w1', c.id, 'bad mac');
+          await b.deadLetter('w1', c.id, wireError('MG_ERR_MALFORMED_BATCH', 'bad mac'));
 
           const dead = await b.listDead();
           assert.equal(dead.length, 1);
@@ -1046,12 +1054,12 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           assert.equal(dead[0].jobId, job);
           assert.equal(dead[0].role, 'candidate');
           assert.equal(dead[0].attempts, 1);
-          assert.equal(dead[0].reason, 'bad mac');
+          assert.equal(dead[0].error.message, 'bad mac');
           assert.ok(dead[0].deadAt >= t0 - 1000 && dead[0].deadAt <= (await b.now()) + 1000, `deadAt ${dead[0].deadAt}`);
           const entries = await readAll(b, job, 1);
           assert.deepEqual(entries.map((e) => e.kind), ['dead']);
           assert.equal(entries[0].batchId, sent.id);
-          assert.ok(entries[0].kind === 'dead' && entries[0].reason === 'bad mac');
+          assert.ok(entries[0].kind === 'dead' && entries[0].error.message === 'bad mac');
           let s = await b.stats();
           assert.equal(s.dead, 1);
           assert.equal(s.inflight, 0);
@@ -1065,13 +1073,13 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           assert.equal(back.attempt, 1, 'attempts reset by retryDead');
           assert.deepEqual(bytes(back.payload), bytes(sent.payload));
 
-          await b.deadLetter('w3', back.id, 'poison pill');
+          await b.deadLetter('w3', back.id, wireError('MG_ERR_MALFORMED_BATCH', 'poison pill'));
           const again = await b.listDead();
           assert.equal(again.length, 1);
-          assert.equal(again[0].reason, 'poison pill');
+          assert.equal(again[0].error.message, 'poison pill');
           assert.equal((await b.stats()).inflight, 0);
           const last = (await readAll(b, job, 2)).at(-1)!;
-          assert.ok(last.kind === 'dead' && last.reason === 'poison pill');
+          assert.ok(last.kind === 'dead' && last.error.message === 'poison pill');
           assert.equal(await b.purgeDead(), 1);
           assert.deepEqual(await b.listDead(), []);
           s = await b.stats();
@@ -1083,7 +1091,7 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
         withBackend({ max_requeue_attempts: 0 }, async (b) => {
           const sent = [batch('j'), batch('j'), batch('j')];
           await b.enqueue(sent);
-          for (const c of oks(await claimUntil(b, 'w1', 3, 5000))) await b.deadLetter('w1', c.id, 'bad');
+          for (const c of oks(await claimUntil(b, 'w1', 3, 5000))) await b.deadLetter('w1', c.id, wireError('MG_ERR_MALFORMED_BATCH', 'bad'));
           assert.equal((await b.listDead()).length, 3);
           assert.equal((await b.listDead(2)).length, 2);
           assert.equal(await b.retryDead(), 3);
@@ -1105,9 +1113,9 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           assert.equal(s.pending.high, 0);
           assert.equal(s.inflight, 2);
           await b.completeBatch('w1', x, Uint8Array.from([1]));
-          await b.releaseBatch('w1', y.id, { delayMs: 60_000, countAttempt: true, reason: 'retry later' });
+          await b.releaseBatch('w1', y.id, { delayMs: 60_000, countAttempt: true, error: wireError('MG_ERR_WORKER', 'retry later') });
           const [z] = oks(await b.claimBatches('w1', 1, 5000));
-          await b.deadLetter('w1', z.id, 'bad');
+          await b.deadLetter('w1', z.id, wireError('MG_ERR_MALFORMED_BATCH', 'bad'));
           s = await b.stats();
           assert.deepEqual(s.pending, { critical: 0, high: 0, normal: 1, low: 1 });
           assert.equal(s.inflight, 0);
@@ -1140,7 +1148,7 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           // One of ours goes to the delayed set (a retry), one of theirs is claimed: both kinds are handled.
           const claimed = oks(await b.claimBatches('w1', 2, 5000));
           assert.deepEqual(claimed.map((c) => c.id), [mine[2].id, mine[0].id]);
-          await b.releaseBatch('w1', mine[0].id, { delayMs: 60_000, countAttempt: true, reason: 'later' });
+          await b.releaseBatch('w1', mine[0].id, { delayMs: 60_000, countAttempt: true, error: wireError('MG_ERR_WORKER', 'later') });
           assert.equal(await b.withdrawJob(job), 3, 'the delayed, the pending and the claimed batch of the job');
           const s = await b.stats();
           assert.equal(s.pending.normal, 2, "the other job's batches stay");
@@ -1149,7 +1157,7 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           assert.deepEqual(await b.renewLeases('w1', [mine[2].id], 5000), [mine[2].id]);
           if (can(b, 'priorityCounts')) {
             const [left] = oks(await b.claimBatches('w2', 1, 5000));
-            await b.deadLetter('w2', left.id, 'bad');
+            await b.deadLetter('w2', left.id, wireError('MG_ERR_MALFORMED_BATCH', 'bad'));
             const counts = await b.priorityCounts();
             assert.deepEqual(counts.inflight, { critical: 0, high: 0, normal: 0, low: 0 });
             assert.deepEqual(counts.dead, { critical: 0, high: 0, normal: 1, low: 0 });
@@ -1201,7 +1209,7 @@ function redisOnly(): void {
       await b.enqueue([batch(job), batch(job, { priority: 'high' })]);
       const [x, y] = oks(await b.claimBatches('w1', 2, 5000));
       await b.completeBatch('w1', x, Uint8Array.from([1]));
-      await b.releaseBatch('w1', y.id, { delayMs: 0, countAttempt: true, reason: 'dead' });
+      await b.releaseBatch('w1', y.id, { delayMs: 0, countAttempt: true, error: wireError('MG_ERR_WORKER', 'dead') });
       await b.heartbeat({ workerId: 'w1', host: 'h', pid: 1, threads: 1, startedAt: 0 });
       const keys = await raw!.keys(`*${config.queue}*`);
       assert.ok(keys.length >= 6, `keys: ${keys.join(', ')}`);
@@ -1236,8 +1244,9 @@ function redisOnly(): void {
       assert.equal(claims.length, 1);
       assert.ok(!claims[0].ok);
       assert.equal(claims[0].id, 'm1');
-      assert.match(claims[0].reason, /payload/);
-      await b.deadLetter('w1', 'm1', claims[0].reason);
+      assert.equal(claims[0].error.code, 'MG_ERR_MALFORMED_BATCH');
+      assert.match(claims[0].error.message, /payload/);
+      await b.deadLetter('w1', 'm1', claims[0].error);
       assert.equal((await b.listDead())[0].id, 'm1');
       // An abandoned garbage claim is dead-lettered when its lease expires, never lost.
       await raw!.lpush(`${p}pending:normal`, 'junk');
@@ -1301,7 +1310,7 @@ function clusterOnly(): void {
       await b.enqueue([batch(job), batch(job, { priority: 'high' })]);
       const [x, y] = oks(await b.claimBatches('w1', 2, 5000));
       await b.completeBatch('w1', x, Uint8Array.from([1]));
-      await b.releaseBatch('w1', y.id, { delayMs: 0, countAttempt: true, reason: 'dead' });
+      await b.releaseBatch('w1', y.id, { delayMs: 0, countAttempt: true, error: wireError('MG_ERR_WORKER', 'dead') });
       await b.heartbeat({ workerId: 'w1', host: 'h', pid: 1, threads: 1, startedAt: 0 });
       const port = await cluster!.masterOf(`mg:{${config.queue}}:x`);
       const node = new Redis({ port, host: '127.0.0.1', lazyConnect: true });

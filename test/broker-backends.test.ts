@@ -21,6 +21,7 @@
  * Run: node --import tsx --test test/broker-backends.test.ts
  */
 import assert from 'node:assert/strict';
+import { wireError } from '../src/errors.ts';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -126,7 +127,8 @@ describe('rabbitmq backend', () => {
     const dead = await coord.listDead();
     assert.equal(dead.length, 1);
     assert.equal(dead[0].id, sent.id);
-    assert.match(dead[0].reason, /lease lost after 2 attempts/);
+    assert.equal(dead[0].error.code, 'MG_ERR_LEASE_EXPIRED');
+    assert.match(dead[0].error.message, /lease lost after 2 attempts/);
     const entries = await readEntries(coord, job, 1);
     assert.deepEqual(entries.map((e) => e.kind), ['dead']);
     await coord.close();
@@ -141,7 +143,7 @@ describe('rabbitmq backend', () => {
     await b.enqueue([batch('j1'), { ...batch('j1'), priority: 'high' }]);
     const [claim] = await b.claimBatches('w', 1, 1000);
     assert.ok(claim);
-    await b.deadLetter('w', claim.ok ? claim.batch.id : claim.id, 'poison pill');
+    await b.deadLetter('w', claim.ok ? claim.batch.id : claim.id, wireError('MG_ERR_MALFORMED_BATCH', 'poison pill'));
     await b.close();
     const stats = await runCli(['queue', 'stats', '--queue-config', JSON.stringify(c)]);
     assert.equal(stats.code, 0, stats.stderr);
@@ -205,7 +207,7 @@ describe('rabbitmq backend', () => {
       assert.deepEqual(out, { requeued: [], deadLettered: [sent.id] });
       const [dead] = await b.listDead();
       assert.equal(dead.id, sent.id);
-      assert.match(dead.reason, /^lease expired after 1 attempts$/);
+      assert.deepEqual([dead.error.code, dead.error.message], ['MG_ERR_LEASE_EXPIRED', 'lease expired after 1 attempts']);
       assert.deepEqual((await readEntries(b, job, 1)).map((e) => e.kind), ['dead']);
     } finally {
       await b.close();
@@ -305,7 +307,7 @@ describe('rabbitmq backend', () => {
       const claim = await claimOne(b, 'w', 60_000);
       assert.ok(claim && !claim.ok, JSON.stringify(claim));
       assert.equal(claim.id, 'forged-batch');
-      assert.equal(claim.reason, 'malformed batch: attempts is not a count');
+      assert.deepEqual([claim.error.code, claim.error.message], ['MG_ERR_MALFORMED_BATCH', 'malformed batch: attempts is not a count']);
     } finally {
       await conn.close();
       await b.close();
@@ -322,7 +324,7 @@ describe('rabbitmq backend', () => {
     for (let i = 0; i < sent.length; i++) {
       const claim = await claimOne(b, 'w', 60_000);
       assert.ok(claim?.ok);
-      await b.deadLetter('w', claim.batch.id, 'poison pill');
+      await b.deadLetter('w', claim.batch.id, wireError('MG_ERR_MALFORMED_BATCH', 'poison pill'));
     }
     await b.close();
     const q = ['--queue-config', JSON.stringify(c)];
@@ -454,7 +456,8 @@ describe('sqs backend (fauxqs)', () => {
     const dead = await coord.listDead();
     assert.equal(dead.length, 1);
     assert.equal(dead[0].id, sent.id);
-    assert.match(dead[0].reason, /lease expired after 2 attempts/);
+    assert.equal(dead[0].error.code, 'MG_ERR_LEASE_EXPIRED');
+    assert.match(dead[0].error.message, /lease expired after 2 attempts/);
     assert.deepEqual((await readEntries(coord, job, 1)).map((e) => e.kind), ['dead']);
     await coord.close();
   });
@@ -490,7 +493,8 @@ describe('sqs backend (fauxqs)', () => {
     await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Buffer.from('not the frame') }));
     const bad = await claimOne(b, 'w1', 30_000);
     assert.ok(bad && !bad.ok, JSON.stringify(bad));
-    assert.match(bad.reason, /MG_ERR_CODEC.*does not match its sha256/);
+    assert.equal(bad.error.code, 'MG_ERR_CODEC');
+    assert.match(bad.error.message, /does not match its sha256/);
     s3.destroy();
     await b.close();
   });
@@ -501,7 +505,7 @@ describe('sqs backend (fauxqs)', () => {
     await b.enqueue([batch('j1'), batch('j1')]);
     const [claim] = await b.claimBatches('w', 1, 5000);
     assert.ok(claim);
-    await b.deadLetter('w', claim.ok ? claim.batch.id : claim.id, 'poison pill');
+    await b.deadLetter('w', claim.ok ? claim.batch.id : claim.id, wireError('MG_ERR_MALFORMED_BATCH', 'poison pill'));
     await b.close();
     const stats = await runCli(['queue', 'stats', '--queue-config', JSON.stringify(c)]);
     assert.equal(stats.code, 0, stats.stderr);
@@ -608,7 +612,7 @@ describe('sqs backend (fauxqs)', () => {
       const claim = await claimOne(b, 'w', 30_000);
       assert.ok(claim && !claim.ok, JSON.stringify(claim));
       assert.equal(claim.id, 'forged-batch');
-      assert.equal(claim.reason, 'malformed batch: attempts is not a count');
+      assert.deepEqual([claim.error.code, claim.error.message], ['MG_ERR_MALFORMED_BATCH', 'malformed batch: attempts is not a count']);
     } finally {
       c.destroy();
       await b.close();
@@ -624,7 +628,7 @@ describe('sqs backend (fauxqs)', () => {
     for (let i = 0; i < sent.length; i++) {
       const claim = await claimOne(b, 'w', 30_000);
       assert.ok(claim?.ok);
-      await b.deadLetter('w', claim.batch.id, 'poison pill');
+      await b.deadLetter('w', claim.batch.id, wireError('MG_ERR_MALFORMED_BATCH', 'poison pill'));
       dead.push(claim.batch.id);
     }
     await b.close();

@@ -6,6 +6,7 @@
  * redis-server started on a free port.
  */
 import { after, before, describe, it } from 'node:test';
+import { wireError } from '../src/errors.ts';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -243,7 +244,7 @@ describe('dlq purge on a terminal', () => {
     try {
       await backend.enqueue([{ id: 'dead-1', jobId: 'j', role: 'baseline', priority: 'normal', payload: new Uint8Array([1]) }]);
       assert.equal((await backend.claimBatches('w', 1, 60_000)).length, 1);
-      await backend.deadLetter('w', 'dead-1', 'test');
+      await backend.deadLetter('w', 'dead-1', wireError('MG_ERR_MALFORMED_BATCH', 'test'));
       assert.equal((await backend.stats()).dead, 1);
       const root = fileURLToPath(new URL('..', import.meta.url));
       const cli = `${JSON.stringify(process.execPath)} --import tsx ${JSON.stringify(join(root, 'src/cli/run.ts'))} queue dlq purge --queue-config '${JSON.stringify(qc)}'`;

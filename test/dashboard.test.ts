@@ -5,6 +5,7 @@
  * (or $METAGUARD_TEST_OUTPUT/dashboard).
  */
 import { after, before, describe, it } from 'node:test';
+import { wireError } from '../src/errors.ts';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
@@ -264,7 +265,7 @@ describe('metaguard dashboard in a browser', { skip, concurrency: false }, () =>
       const claims = await admin.claimBatches('dashboard-test', 3, 120_000);
       const ids = claims.map((c) => (c.ok ? c.batch.id : c.id));
       assert.equal(ids.length, 3);
-      for (const id of ids) await admin.deadLetter('dashboard-test', id, 'test: poisoned on purpose');
+      for (const id of ids) await admin.deadLetter('dashboard-test', id, wireError('MG_ERR_MALFORMED_BATCH', 'test: poisoned on purpose'));
 
       await page.waitForFunction(() => document.querySelectorAll('tr[data-batch]').length === 3, null, { timeout: 30_000 });
       assert.match((await page.locator('#view-dead tbody').textContent()) ?? '', /poisoned on purpose/);
@@ -293,7 +294,7 @@ describe('metaguard dashboard in a browser', { skip, concurrency: false }, () =>
 
       // Retry all: two more dead letters, one click, both back in the queue.
       const more = oksOf(await admin.claimBatches('dashboard-test', 2, 120_000));
-      for (const id of more) await admin.deadLetter('dashboard-test', id, 'test: poisoned again');
+      for (const id of more) await admin.deadLetter('dashboard-test', id, wireError('MG_ERR_MALFORMED_BATCH', 'test: poisoned again'));
       await page.waitForFunction(() => document.querySelectorAll('tr[data-batch]').length === 2, null, { timeout: 30_000 });
       await page.click('#retry-all');
       await page.locator('#view-dead .empty').waitFor({ timeout: 30_000 });

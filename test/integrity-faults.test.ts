@@ -356,8 +356,8 @@ describe('integrity under attack over Redis', { skip, concurrency: false }, () =
       await raw.hset(`${p}batch:b1`, 'attempts', 'abc');
       const claims = await backend.claimBatches('w-good', 2, 5000);
       const bad = claims.find((c) => !c.ok);
-      assert.ok(bad && !bad.ok && /attempts/.test(bad.reason), JSON.stringify(claims));
-      await backend.deadLetter('w-good', 'b1', bad.reason);
+      assert.ok(bad && !bad.ok && /attempts/.test(bad.error.message), JSON.stringify(claims));
+      await backend.deadLetter('w-good', 'b1', bad.error);
       assert.equal((await backend.stats()).inflight, 1);
 
       // Manifests whose limits no coordinator writes: memMb -5, "abc", 1e12.

@@ -42,17 +42,17 @@ describe('kafka wire: batch records', () => {
       assert.ok(!p.ok, JSON.stringify(h));
       return p;
     };
-    assert.deepEqual(bad({}), { ok: false, id: 'T/2@7', reason: 'malformed batch: no id header', attempts: 0 });
-    assert.match(bad({ ...good, id: '../../etc/passwd' }).reason, /id "\.\.\/\.\.\/etc\/passwd" is not a batch id/);
+    assert.deepEqual(bad({}), { ok: false, id: 'T/2@7', error: { code: 'MG_ERR_MALFORMED_BATCH', message: 'malformed batch: no id header', retryable: false }, attempts: 0 });
+    assert.match(bad({ ...good, id: '../../etc/passwd' }).error.message, /id "\.\.\/\.\.\/etc\/passwd" is not a batch id/);
     assert.equal(bad({ ...good, id: 'x y' }).id, 'T/2@7', 'a forged id is not used as the claim id');
-    assert.equal(bad({ ...good, role: 'nobody' }).reason, 'malformed batch: bad role');
-    assert.equal(bad({ ...good, job: 'a b' }).reason, 'malformed batch: job is not a job id');
-    assert.equal(bad({ ...good, job: '' }).reason, 'malformed batch: no job');
-    assert.equal(bad(good, null).reason, 'malformed batch: no payload');
-    assert.match(bad({ ...good, attempt: '1e9' }).reason, /attempt must be an integer in 0\.\.1000000/);
-    assert.match(bad({ ...good, attempt: '-1' }).reason, /attempt must be an integer/);
-    assert.match(bad({ ...good, attempt: '99999999' }).reason, /attempt must be an integer/);
-    assert.match(bad({ ...good, not_before: 'soon' }).reason, /not_before must be an integer/);
+    assert.equal(bad({ ...good, role: 'nobody' }).error.message, 'malformed batch: bad role');
+    assert.equal(bad({ ...good, job: 'a b' }).error.message, 'malformed batch: job is not a job id');
+    assert.equal(bad({ ...good, job: '' }).error.message, 'malformed batch: no job');
+    assert.equal(bad(good, null).error.message, 'malformed batch: no payload');
+    assert.match(bad({ ...good, attempt: '1e9' }).error.message, /attempt must be an integer in 0\.\.1000000/);
+    assert.match(bad({ ...good, attempt: '-1' }).error.message, /attempt must be an integer/);
+    assert.match(bad({ ...good, attempt: '99999999' }).error.message, /attempt must be an integer/);
+    assert.match(bad({ ...good, not_before: 'soon' }).error.message, /not_before must be an integer/);
   });
 
   it('the id falls back to the key; a not_before beyond retry backoff is forged and ignored', () => {

@@ -12,6 +12,7 @@
  * Run: node --import tsx --test test/kafka.test.ts
  */
 import assert from 'node:assert/strict';
+import { wireError } from '../src/errors.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -233,23 +234,23 @@ describe('kafka backend (librdkafka mock cluster)', { skip: unavailable, concurr
     assert.equal(bad.length, 2);
     const garbage = bad.find((b) => b.id !== 'bad-role')!;
     assert.match(garbage.id, /^mg-poison\/\d+@\d+$/);
-    assert.equal(garbage.reason, 'malformed batch: no id header');
-    assert.equal(bad.find((b) => b.id === 'bad-role')!.reason, 'malformed batch: bad role');
-    for (const b of bad) await worker.deadLetter('w1', b.id, b.reason);
+    assert.equal(garbage.error.message, 'malformed batch: no id header');
+    assert.equal(bad.find((b) => b.id === 'bad-role')!.error.message, 'malformed batch: bad role');
+    for (const b of bad) await worker.deadLetter('w1', b.id, b.error);
     // A batch whose payload does not decode takes the daemon's path: deadLetter with the codec error.
     const good = ok(claims.find((cl) => cl.ok)!);
-    await worker.deadLetter('w1', good.id, 'MG_ERR_CODEC: frame too short');
+    await worker.deadLetter('w1', good.id, wireError('MG_ERR_CODEC', 'frame too short'));
 
     const entries = await readAll(coord, 'job-p', 2);
     assert.deepEqual(
-      entries.map((e) => [e.kind, e.batchId, e.kind === 'dead' ? e.reason : '']).sort(),
-      [['dead', 'bad-role', 'malformed batch: bad role'], ['dead', good.id, 'MG_ERR_CODEC: frame too short']].sort(),
+      entries.map((e) => [e.kind, e.batchId, e.kind === 'dead' ? e.error.message : '']).sort(),
+      [['dead', 'bad-role', 'malformed batch: bad role'], ['dead', good.id, 'frame too short']].sort(),
     );
 
     const dead = await coord.listDead();
     assert.deepEqual(dead.map((d) => d.id).sort(), [garbage.id, 'bad-role', good.id].sort());
     const codec = dead.find((d) => d.id === good.id)!;
-    assert.equal(codec.reason, 'MG_ERR_CODEC: frame too short');
+    assert.deepEqual(codec.error, { code: 'MG_ERR_CODEC', message: 'frame too short', retryable: false });
     assert.equal(codec.jobId, 'job-p');
     assert.equal(codec.role, good.role);
     assert.equal(codec.attempts, 1);
@@ -283,12 +284,12 @@ describe('kafka backend (librdkafka mock cluster)', { skip: unavailable, concurr
     const first = ok((await claimN(worker, 'w1', 1))[0]);
     assert.equal(first.attempt, 1);
     const released = Date.now();
-    await worker.releaseBatch('w1', b.id, { delayMs: 1500, countAttempt: true, reason: 'boom' });
+    await worker.releaseBatch('w1', b.id, { delayMs: 1500, countAttempt: true, error: wireError('MG_ERR_WORKER', 'boom') });
     const second = ok((await claimN(worker, 'w1', 1))[0]);
     assert.ok(Date.now() - released >= 1400, `claimed again after ${Date.now() - released} ms, before its delay`);
     assert.equal(second.attempt, 2);
     assert.deepEqual([...second.payload], [...b.payload]);
-    await worker.releaseBatch('w1', b.id, { delayMs: 0, countAttempt: true, reason: 'boom' });
+    await worker.releaseBatch('w1', b.id, { delayMs: 0, countAttempt: true, error: wireError('MG_ERR_WORKER', 'boom') });
 
     const entries = await readAll(coord, 'job-r', 1);
     assert.deepEqual(entries, [{ kind: 'dead', batchId: b.id, reason: 'boom (gave up after 2 attempts)', role: b.role }]);
@@ -307,11 +308,11 @@ describe('kafka backend (librdkafka mock cluster)', { skip: unavailable, concurr
     const b = batch('job-h', 2);
     await coord.enqueue([b]);
     ok((await claimN(w1, 'w1', 1))[0]);
-    await w1.releaseBatch('w1', b.id, { delayMs: 0, countAttempt: false, reason: 'worker draining' });
+    await w1.releaseBatch('w1', b.id, { delayMs: 0, countAttempt: false, error: wireError('MG_ERR_WORKER', 'worker draining') });
     const again = ok((await w1.claimBatches('w1', 1, 60_000))[0]);
     assert.equal(again.id, b.id);
     assert.equal(again.attempt, 1, 'a hand-back is not an attempt');
-    await w1.releaseBatch('w1', b.id, { delayMs: 0, countAttempt: false, reason: 'worker draining' });
+    await w1.releaseBatch('w1', b.id, { delayMs: 0, countAttempt: false, error: wireError('MG_ERR_WORKER', 'worker draining') });
     await w1.close();
     assert.equal((await coord.stats()).kafka.lag, 1, 'never committed');
 
@@ -491,7 +492,7 @@ describe('kafka integrity: read-back validation, lost batches, idempotent enqueu
     assert.deepEqual((await coord.listDead()).map((d) => [d.id, d.attempts, d.jobId]), [['job-v:d2', 2, 'job-v']]);
     // Forged batch headers make a poison claim (dead-lettered with the reason), not a batch.
     const claims = await claimN(worker, 'w1', 3);
-    const reasons = Object.fromEntries(claims.map((cl) => (cl.ok ? [cl.batch.id, 'ok'] : [cl.id, cl.reason])));
+    const reasons = Object.fromEntries(claims.map((cl) => (cl.ok ? [cl.batch.id, 'ok'] : [cl.id, cl.error.message])));
     assert.match(reasons['job-v:a1'], /malformed batch: .*attempt must be an integer in 0\.\.1000000/);
     assert.match(reasons['job-v:a2'], /malformed batch: .*not_before must be an integer/);
     const forgedId = Object.keys(reasons).find((id) => id.startsWith('mg-valid/'))!;
@@ -518,9 +519,9 @@ describe('kafka integrity: read-back validation, lost batches, idempotent enqueu
     const claims = (await claimN(worker, 'w1', 4)).map(ok);
     assert.equal(claims.length, 4);
     assert.equal(await worker.completeBatch('w1', done, Buffer.from('r')), true);
-    await worker.deadLetter('w1', dead.id, 'MG_ERR_CODEC: bad');
-    await worker.releaseBatch('w1', retried.id, { delayMs: 60_000, countAttempt: true, reason: 'later' });
-    await worker.releaseBatch('w1', handed.id, { delayMs: 0, countAttempt: false, reason: 'drain' });
+    await worker.deadLetter('w1', dead.id, wireError('MG_ERR_CODEC', 'bad'));
+    await worker.releaseBatch('w1', retried.id, { delayMs: 60_000, countAttempt: true, error: wireError('MG_ERR_WORKER', 'later') });
+    await worker.releaseBatch('w1', handed.id, { delayMs: 0, countAttempt: false, error: wireError('MG_ERR_INTERRUPTED', 'drain', true) });
     await coord.enqueue([pending]);
     const ids = [done.id, dead.id, retried.id, handed.id, pending.id, 'job-m:never-sent'];
     const missing = await until('the group to commit the finished records', async () => {

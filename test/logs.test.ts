@@ -77,7 +77,9 @@ it('worker and coordinator write the documented events as JSON lines', { skip },
   const timeout = wl.find((l) => l.event === 'case_timeout')!;
   assert.equal(timeout.level, 'warn');
   assert.equal(typeof timeout.case_index, 'number');
-  assert.match(String(wl.find((l) => l.event === 'dead_lettered')!.reason), /unknown batch id/);
+  const dead = wl.find((l) => l.event === 'dead_lettered')!;
+  assert.match(String(dead.reason), /unknown batch id/);
+  assert.deepEqual([dead.code, dead.retryable], ['MG_ERR_MALFORMED_BATCH', false], 'dead_lettered carries the code and whether it is retryable');
   // The same lines went to stderr (--log-json is set by the harness).
   assert.match(w.output(), /"event":"worker_started"/);
 

@@ -3,6 +3,7 @@
  * and its counters must match the cases it ran. The coordinator's endpoint is checked too.
  */
 import { describe, it } from 'node:test';
+import { wireError } from '../src/errors.ts';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -133,8 +134,8 @@ describe('metrics', () => {
     await backend.enqueue([0, 1, 2].map((i) => ({ id: `b${i}`, jobId: 'j', role: 'baseline' as const, priority: 'normal' as const, payload })));
     const claims = await backend.claimBatches('w1', 3, 60_000);
     assert.equal(claims.length, 3);
-    await backend.deadLetter('w1', 'b0', 'test');
-    await backend.deadLetter('w1', 'b1', 'test');
+    await backend.deadLetter('w1', 'b0', wireError('MG_ERR_MALFORMED_BATCH', 'test'));
+    await backend.deadLetter('w1', 'b1', wireError('MG_ERR_MALFORMED_BATCH', 'test'));
     const metrics = new Metrics({ defaultMetrics: true });
     await metrics.refreshQueue(backend);
     const text = await metrics.text();

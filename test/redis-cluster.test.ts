@@ -15,6 +15,7 @@ import { shardQueueName } from '../src/queue/redis/sharded.ts';
 import { startRedisCluster, type RedisCluster } from './helpers/redis-cluster.ts';
 import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, waitFor, type RunOptions } from './helpers/queue-harness.ts';
 import { runCli } from './helpers/run-cli.ts';
+import { wireError } from '../src/errors.ts';
 
 const skip = false; // startRedisCluster() fails naming the packages when redis-server or redis-cli is missing
 
@@ -109,8 +110,8 @@ describe('Redis backend on a cluster of 3 masters + 3 replicas', { skip, concurr
       ]);
       const claims = await b.claimBatches('w1', 2, 10_000);
       assert.deepEqual(claims.map((c) => c.ok && c.batch.id).sort(), ['d1', 'd2']);
-      await b.deadLetter('w1', 'd1', 'poison one');
-      await b.deadLetter('w1', 'd2', 'poison two');
+      await b.deadLetter('w1', 'd1', wireError('MG_ERR_MALFORMED_BATCH', 'poison one'));
+      await b.deadLetter('w1', 'd2', wireError('MG_ERR_CODEC', 'poison two'));
     } finally {
       await b.close();
     }
@@ -124,9 +125,9 @@ describe('Redis backend on a cluster of 3 masters + 3 replicas', { skip, concurr
 
     const list = await runCli(['queue', 'dlq', 'list', '--json'], { env });
     assert.equal(list.code, 0, list.stderr);
-    assert.deepEqual((JSON.parse(list.stdout) as { id: string; reason: string }[]).map((d) => [d.id, d.reason]).sort(), [
-      ['d1', 'poison one'],
-      ['d2', 'poison two'],
+    assert.deepEqual((JSON.parse(list.stdout) as { id: string; code: string; reason: string; retryable: boolean }[]).map((d) => [d.id, d.code, d.reason, d.retryable]).sort(), [
+      ['d1', 'MG_ERR_MALFORMED_BATCH', 'poison one', false],
+      ['d2', 'MG_ERR_CODEC', 'poison two', false],
     ]);
     const retry = await runCli(['queue', 'dlq', 'retry', 'd1', '--json'], { env });
     assert.equal(retry.code, 0, retry.stderr);

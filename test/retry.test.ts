@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { MetaguardError } from '../src/errors.ts';
 import { retryDelayMs } from '../src/queue/retry.ts';
 import { MemoryBackend } from '../src/queue/memory/backend.ts';
+import type { ReleaseOptions } from '../src/queue/types.ts';
 import { validateQueueConfig } from '../src/options/queue.ts';
 import { startWorker } from '../src/daemon/daemon.ts';
 import { QueueDispatcher } from '../src/dispatch/queue.ts';
@@ -45,7 +46,7 @@ it('a retryable failure while preparing is retried after a delay and the run com
         };
       }
       if (prop === 'releaseBatch') {
-        return async (w: string, id: string, o: { delayMs: number; countAttempt: boolean; reason: string }) => {
+        return async (w: string, id: string, o: ReleaseOptions) => {
           releases.push(o);
           return target.releaseBatch(w, id, o);
         };

@@ -63,8 +63,9 @@ export async function queueCommand(argv: string[]): Promise<number> {
       return 0;
     }
     if (verb === 'dlq' && sub === 'list') {
-      const dead = await backend.listDead(options.limit);
-      print(dead, () => (dead.length ? dead.map((d) => `${d.id}  attempts=${d.attempts}  ${new Date(d.deadAt).toISOString()}  ${d.reason}`).join('\n') : 'dead-letter queue is empty'));
+      // JSON rows keep `reason` (the message) and add the error's `code` and `retryable`.
+      const dead = (await backend.listDead(options.limit)).map(({ error, ...d }) => ({ ...d, code: error.code, reason: error.message, retryable: error.retryable }));
+      print(dead, () => (dead.length ? dead.map((d) => `${d.id}  attempts=${d.attempts}  ${new Date(d.deadAt).toISOString()}  ${d.code}  ${d.reason}`).join('\n') : 'dead-letter queue is empty'));
       return 0;
     }
     if (verb === 'dlq' && sub === 'retry') {

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createCodec } from '../codec/index.js';
 import type { Codec } from '../codec/types.js';
 import { FRAME_HEADER_BYTES, readHeader } from '../codec/frame.js';
-import { isMetaguardError, MetaguardError } from '../errors.js';
+import { isMetaguardError, MetaguardError, toWireError, wireError, type WireError } from '../errors.js';
 import { serializedCase, type CaseRunner } from '../execution/pool.js';
 import { PoolSet, splitThreads, type Isolation } from '../execution/pools.js';
 import { caseEnvironment } from '../execution/env.js';
@@ -69,6 +69,11 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** Dead-letter codes of a batch that could not be decoded or verified (metamorphic_queue_serialization_errors_total). */
+const SERIALIZATION_CODES: ReadonlySet<string> = new Set(['MG_ERR_CODEC', 'MG_ERR_HMAC', 'MG_ERR_MALFORMED_BATCH']);
+/** Why a draining worker hands a batch back (not counted as an attempt). */
+const DRAINING = wireError('MG_ERR_INTERRUPTED', 'worker draining', true);
+
 interface Held {
   batch: ClaimedBatch;
   abandoned: boolean;
@@ -102,6 +107,11 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
   #tick: NodeJS.Timeout | undefined;
   #loop: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
+  /** Set by destroy(): a running close() stops waiting for in-flight batches. */
+  #destroyed = false;
+  #interruptDrain: (() => void) | undefined;
+  /** Aborted once in-flight batches are abandoned: their waits (publish retries) end at once. */
+  readonly #abandon = new AbortController();
   #lastProgress = Date.now();
   #stalled = false;
   #backendDown = false;
@@ -187,11 +197,10 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
     this.#state = 'running';
     await this.#heartbeat();
     const tickMs = Math.max(50, Math.min(this.#config.lease_seconds * 1000 / 3, this.#config.heartbeat_check_interval * 1000));
-    this.#tick = setInterval(() => void this.#onTick(), tickMs);
-    // The loop handles its own faults; anything else is logged, never left as an unhandled rejection.
-    this.#loop = this.#consume().catch((err: unknown) => {
-      this.#logger.error('backend_error', { worker: this.workerId, during: 'consume loop', code: (err as { code?: string })?.code, message: truncateMessage(err) });
-    });
+    // The tick and the loop handle their own faults; anything else is logged with its code, never
+    // left as an unhandled rejection.
+    this.#tick = setInterval(() => void this.#onTick().catch((err: unknown) => this.#unexpected('tick', err)), tickMs);
+    this.#loop = this.#consume().catch((err: unknown) => this.#unexpected('consume loop', err));
     // Say whether this worker checks signatures: a fleet where only some workers have the key is a
     // misconfiguration the operator should see at start, not through dead letters.
     const verifies = this.#config.hmac_key !== undefined;
@@ -280,6 +289,12 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
     }
   }
 
+  /** A failure nothing else handled: one coded log line (MG_ERR_WORKER when it has no code of ours). */
+  #unexpected(during: string, err: unknown): void {
+    const e = toWireError(err, 'MG_ERR_WORKER');
+    this.#logger.error('worker_error', { worker: this.workerId, during, code: e.code, message: truncate(e.message, MAX_MESSAGE_CHARS) });
+  }
+
   #backendFault(during: string, err: unknown): void {
     if (!this.#backendDown) this.#logger.error('backend_error', { worker: this.workerId, during, message: (err as Error).message, code: (err as { code?: string }).code });
     this.#backendDown = true;
@@ -350,7 +365,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
       }
       if (this.#state !== 'running') {
         // Closed while claiming: hand back at once.
-        for (const c of claims) if (c.ok) await this.#release(c.batch.id, 'worker draining');
+        for (const c of claims) if (c.ok) await this.#release(c.batch.id, DRAINING);
         break;
       }
       if (claims.length === 0) {
@@ -368,7 +383,10 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
       }
       for (const claim of claims) {
         if (!claim.ok) {
-          await this.#deadLetter(claim.id, claim.reason);
+          // Decided by the error's code: a malformed entry is dead at once; a retryable failure
+          // (the backend could not fetch it) is tried again, counted against max_requeue_attempts.
+          if (claim.error.retryable) await this.#retryLater({ id: claim.id, attempt: 1 }, claim.error);
+          else await this.#deadLetter(claim.id, claim.error);
           continue;
         }
         // The same batch delivered to us twice (enqueued twice): the copy we already run answers both.
@@ -377,8 +395,10 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
         this.#logger.log('debug', 'batch_claimed', { worker: this.workerId, batch: claim.batch.id, attempt: claim.batch.attempt });
         const held: Held = { batch: claim.batch, abandoned: false, leaseLost: false, done: Promise.resolve() };
         this.#held.set(claim.batch.id, held);
+        // Never rejects: a failure is handed back (#batchFailed), and a failure of that is logged.
         held.done = this.#runBatch(held)
           .catch((err: unknown) => this.#batchFailed(held, err))
+          .catch((err: unknown) => this.#unexpected('batch failure', err))
           .finally(() => {
             this.#held.delete(claim.batch.id);
             this.#signal();
@@ -389,39 +409,40 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
 
   /** Last resort for an unexpected failure in a batch's run: log it and hand the batch back. */
   async #batchFailed(held: Held, err: unknown): Promise<void> {
-    const code = (err as { code?: string })?.code;
-    const message = truncateMessage(err);
-    this.#logger.error('batch_failed', { worker: this.workerId, batch: held.batch.id, code, message });
+    const error = toWireError(err, 'MG_ERR_WORKER');
+    const message = truncate(error.message, MAX_MESSAGE_CHARS);
+    this.#logger.error('batch_failed', { worker: this.workerId, batch: held.batch.id, code: error.code, message });
     if (held.abandoned || this.#state === 'stopped') return;
-    await this.#retryLater(held.batch, `unexpected failure: ${code ? code + ': ' : ''}${message}`);
+    // Handed back whatever its code: an unexpected failure may be this worker's alone.
+    await this.#retryLater(held.batch, { ...error, message: `unexpected failure: ${message}` });
   }
 
-  async #deadLetter(id: string, reason: string): Promise<void> {
-    this.#logger.warn('dead_lettered', { worker: this.workerId, batch: id, reason });
-    this.emit('dead', { id, reason, serialization: /MG_ERR_(CODEC|HMAC)|not a batch|unknown batch|malformed/.test(reason) });
+  async #deadLetter(id: string, error: WireError): Promise<void> {
+    this.#logger.warn('dead_lettered', { worker: this.workerId, batch: id, code: error.code, retryable: error.retryable, reason: error.message });
+    this.emit('dead', { id, code: error.code, reason: error.message, serialization: SERIALIZATION_CODES.has(error.code) });
     try {
-      await this.#backend.deadLetter(this.workerId, id, reason);
+      await this.#backend.deadLetter(this.workerId, id, error);
     } catch (err) {
       this.#backendFault('dead-letter', err);
     }
   }
 
-  async #release(id: string, reason: string): Promise<void> {
+  async #release(id: string, error: WireError): Promise<void> {
     try {
-      await this.#backend.releaseBatch(this.workerId, id, { delayMs: 0, countAttempt: false, reason });
-      this.#logger.info('queue_requeued', { worker: this.workerId, batch: id, reason });
-      this.emit('requeued', { id, reason });
+      await this.#backend.releaseBatch(this.workerId, id, { delayMs: 0, countAttempt: false, error });
+      this.#logger.info('queue_requeued', { worker: this.workerId, batch: id, code: error.code, reason: error.message });
+      this.emit('requeued', { id, code: error.code, reason: error.message });
     } catch (err) {
       this.#backendFault('release', err);
     }
   }
 
-  async #retryLater(batch: ClaimedBatch, reason: string): Promise<void> {
+  async #retryLater(batch: Pick<ClaimedBatch, 'id' | 'attempt'>, error: WireError): Promise<void> {
     const delayMs = retryDelayMs(batch.attempt, this.#config.retry_base_ms, this.#config.retry_max_ms);
     try {
-      await this.#backend.releaseBatch(this.workerId, batch.id, { delayMs, countAttempt: true, reason });
-      this.#logger.warn('queue_requeued', { worker: this.workerId, batch: batch.id, attempt: batch.attempt, delay_ms: delayMs, reason });
-      this.emit('requeued', { id: batch.id, reason });
+      await this.#backend.releaseBatch(this.workerId, batch.id, { delayMs, countAttempt: true, error });
+      this.#logger.warn('queue_requeued', { worker: this.workerId, batch: batch.id, attempt: batch.attempt, delay_ms: delayMs, code: error.code, reason: error.message });
+      this.emit('requeued', { id: batch.id, code: error.code, reason: error.message });
     } catch (err) {
       // The backend is down too: the lease expires and the batch is reclaimed.
       this.#backendFault('retry', err);
@@ -472,7 +493,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
       if (!manifest) throw new MetaguardError('MG_ERR_ARTIFACT', `job ${batch.jobId} not found (finished, expired, or never published)`);
       if (key) verifyManifest(key, manifest);
       const impl = manifest.implementations[batch.role];
-      if (!impl) throw new MetaguardError('MG_ERR_CODEC', `batch role ${JSON.stringify(batch.role)} is not baseline or candidate`);
+      if (!impl) throw new MetaguardError('MG_ERR_MALFORMED_BATCH', `batch role ${JSON.stringify(batch.role)} is not baseline or candidate`);
       urls = { task: await this.#cache.resolve(this.#backend, manifest.task), impl: await this.#cache.resolve(this.#backend, impl) };
       // Endpoint headers' ${VAR} come from this worker's environment, and only the names it allows.
       exec = chunkExecFor(manifest.exec === undefined ? undefined : parseJobExec(manifest.exec), batch.role, {
@@ -482,18 +503,21 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
         rateLimits: this.#rateLimits,
       });
     } catch (err) {
-      if (isMetaguardError(err) && err.code === 'MG_ERR_HTTP_CONFIG') {
+      // Decided by the error's code (errors.ts says which are retryable), never by its text.
+      const error = toWireError(err, 'MG_ERR_WORKER');
+      if (!error.retryable) {
+        // Malformed, tampered or unknown input fails the same way on every worker: dead at once.
+        await this.#deadLetter(batch.id, error);
+      } else if (error.code === 'MG_ERR_HTTP_CONFIG') {
         // This worker cannot call the endpoint (a header needs a variable it does not provide):
-        // another worker may; past max_requeue_attempts the batch is dead-lettered with this reason.
-        this.#logger.warn('endpoint_unusable', { worker: this.workerId, batch: batch.id, message: err.message });
-        await this.#retryLater(batch, `${err.code}: ${err.message}`);
-      } else if (isMetaguardError(err) && ['MG_ERR_CODEC', 'MG_ERR_HMAC', 'MG_ERR_ARTIFACT', 'MG_ERR_MALFORMED_RECORD'].includes(err.code)) {
-        await this.#deadLetter(batch.id, `${err.code}: ${err.message}`);
+        // another worker may; past max_requeue_attempts the batch is dead-lettered with this error.
+        this.#logger.warn('endpoint_unusable', { worker: this.workerId, batch: batch.id, code: error.code, message: error.message });
+        await this.#retryLater(batch, error);
       } else {
-        // Retryable: the backend or the disk failed while preparing. Retry after a backoff that
-        // counts against max_requeue_attempts (the backend dead-letters past it).
+        // The backend or the disk failed while preparing. Retry after a backoff that counts
+        // against max_requeue_attempts (the backend dead-letters past it).
         this.#backendFault('prepare', err);
-        await this.#retryLater(batch, `retryable failure while preparing: ${(err as Error).message}`);
+        await this.#retryLater(batch, { ...error, message: `retryable failure while preparing: ${error.message}` });
       }
       return;
     }
@@ -568,7 +592,11 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
           // results are deduplicated by the coordinator either way.
           this.#backendFault('complete', err);
           if (this.#state === 'stopped' || held.abandoned) return;
-          await sleep(Math.min(5000, 100 * 2 ** Math.min(attempt, 6)));
+          try {
+            await sleep(Math.min(5000, 100 * 2 ** Math.min(attempt, 6)), undefined, { signal: this.#abandon.signal });
+          } catch {
+            return; // abandoned by shutdown: the batch was handed back
+          }
         }
       }
     }
@@ -589,8 +617,10 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
     return (this.#closing ??= this.#shutdown((this.#options.shutdownTimeoutS ?? 30) * 1000));
   }
 
-  /** Stops now: hands every in-flight batch back without waiting. */
+  /** Stops now: hands every in-flight batch back without waiting, also when a close() is draining. */
   destroy(): Promise<void> {
+    this.#destroyed = true;
+    this.#interruptDrain?.();
     return (this.#closing ??= this.#shutdown(0));
   }
 
@@ -602,22 +632,31 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
     this.#signal();
     await this.#loop;
     const all = Promise.all([...this.#held.values()].map((h) => h.done));
-    if (deadlineMs > 0) {
+    if (deadlineMs > 0 && !this.#destroyed) {
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([all, new Promise((r) => (timer = setTimeout(r, deadlineMs)))]);
+      await Promise.race([
+        all,
+        new Promise<void>((r) => {
+          timer = setTimeout(r, deadlineMs);
+          this.#interruptDrain = r;
+        }),
+      ]);
       clearTimeout(timer);
+      this.#interruptDrain = undefined;
     }
     const leftovers = [...this.#held.values()];
     for (const h of leftovers) h.abandoned = true;
-    await Promise.all(leftovers.map((h) => this.#release(h.batch.id, 'worker draining')));
+    this.#abandon.abort();
+    await Promise.all(leftovers.map((h) => this.#release(h.batch.id, DRAINING)));
     clearInterval(this.#tick);
     this.#state = 'stopped';
     await (leftovers.length ? this.#pools.destroy() : this.#pools.close());
-    await all.catch(() => {});
+    await all; // never rejects (see held.done)
     try {
       await this.#backend.removeWorker(this.workerId);
-    } catch {
-      // The registry entry expires on its own.
+    } catch (err) {
+      // The registry entry expires on its own after heartbeat_timeout; say why it lingers.
+      this.#backendFault('remove worker', err);
     }
     if (this.#ownsBackend) await this.#backend.close();
     this.#logger.info('worker_stopped', { worker: this.workerId, cases_completed: this.casesCompleted, handed_back: leftovers.length });

@@ -67,7 +67,10 @@ export interface DeadRow {
   id: string;
   jobId: string | null;
   role: string | null;
+  /** The dead letter's error: code, message, and whether `dlq retry` may cure it. */
+  code: string;
   reason: string;
+  retryable: boolean;
   attempts: number;
   deadAt: number;
   ageS: number;

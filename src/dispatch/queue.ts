@@ -24,7 +24,7 @@ import { randomUUID } from 'node:crypto';
 import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createCodec } from '../codec/index.js';
-import { isMetaguardError, MetaguardError } from '../errors.js';
+import { isMetaguardError, MetaguardError, type WireError } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/log.js';
 import { caseStatus, type Metrics } from '../observe/metrics.js';
 import { loadArtifact, sha256 } from '../queue/artifacts.js';
@@ -276,7 +276,7 @@ export class QueueDispatcher implements Dispatcher {
         kind: entry.kind,
         reason,
         message,
-        ...(entry.kind === 'dead' ? { claimed_reason: entry.reason } : { worker: entry.workerId }),
+        ...(entry.kind === 'dead' ? { claimed_code: entry.error.code, claimed_reason: entry.error.message } : { worker: entry.workerId }),
       });
     };
 
@@ -289,14 +289,14 @@ export class QueueDispatcher implements Dispatcher {
       if (entry.role !== undefined && entry.role !== b.role) return void forged(entry, 'wrong_role', `batch was sent as ${b.role}, entry says ${entry.role}`);
       const open = outstanding.has(entry.batchId);
       if (entry.kind === 'dead') {
-        if (key && !verifyDead(key, { jobId, batchId: entry.batchId, role: entry.role ?? '', reason: entry.reason }, entry.mac)) {
+        if (key && !verifyDead(key, { jobId, batchId: entry.batchId, role: entry.role ?? '', error: entry.error }, entry.mac)) {
           // Not trusted; if the batch really is gone, the next tick's check republishes it (and names
           // this claim, which is what an operator needs when coordinator and workers hold different keys).
-          if (open) unverifiedDead.set(entry.batchId, entry.reason);
+          if (open) unverifiedDead.set(entry.batchId, entry.error);
           return void forged(entry, 'bad_signature', entry.mac ? 'dead letter signature does not match (forged, or a different hmac_key)' : 'dead letter is not signed (hmac_key is set)');
         }
-        this.#logger.warn('dead_lettered', { job: jobId, batch: entry.batchId, reason: entry.reason });
-        if (open) giveUp(entry.batchId, b, `batch dead-lettered: ${entry.reason}`);
+        this.#logger.warn('dead_lettered', { job: jobId, batch: entry.batchId, code: entry.error.code, retryable: entry.error.retryable, reason: entry.error.message });
+        if (open) giveUp(entry.batchId, b, `batch dead-lettered with ${entry.error.code}: ${entry.error.message}`);
         return undefined;
       }
       if (key && !verifyResults(key, { jobId, batchId: entry.batchId, role: entry.role, workerId: entry.workerId }, entry.frame, entry.mac)) {
@@ -369,7 +369,7 @@ export class QueueDispatcher implements Dispatcher {
      */
     const suspects = new Set<string>();
     /** Outstanding batches with a dead letter that failed its signature check: what that entry claimed. */
-    const unverifiedDead = new Map<string, string>();
+    const unverifiedDead = new Map<string, WireError>();
     const rejectedFrames = async (bad: string[]) => {
       if (bad.length === 0) return;
       if (!can(backend, 'lostBatchDetection')) return resend([...new Set(bad)], 'results frame could not be decoded or verified');
@@ -417,7 +417,8 @@ export class QueueDispatcher implements Dispatcher {
         const claimedDead = lost.filter((id) => unverifiedDead.has(id));
         const vanished = lost.filter((id) => !unverifiedDead.has(id));
         for (const id of claimedDead) {
-          await resend([id], `dead-lettered with a signature this coordinator cannot verify (is hmac_key the same on coordinator and workers?): ${unverifiedDead.get(id)}`);
+          const claimed = unverifiedDead.get(id)!;
+          await resend([id], `dead-lettered with a signature this coordinator cannot verify (is hmac_key the same on coordinator and workers?): ${claimed.code}: ${claimed.message}`);
           unverifiedDead.delete(id);
         }
         await resend(vanished, 'lost from the backend');

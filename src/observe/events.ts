@@ -18,8 +18,10 @@ export interface DaemonEvents {
   decoded: [info: { id: string; cases: number }];
   /** A batch's results were published (`frames` > 1: split under the frame limit; the bytes are their sums). */
   batch: [info: { id: string; cases: number; seconds: number; frameBytes: number; rawBytes: number; frames: number }];
-  requeued: [info: { id: string; reason: string }];
-  dead: [info: { id: string; reason: string; serialization: boolean }];
+  /** A batch was handed back: the error's code and message (`reason`). */
+  requeued: [info: { id: string; code: string; reason: string }];
+  /** A batch was dead-lettered; `serialization` when its code says it could not be decoded or verified. */
+  dead: [info: { id: string; code: string; reason: string; serialization: boolean }];
   heartbeat: [];
   /** The consume loop stopped making progress; heartbeats have stopped. */
   stalled: [info: { sinceMs: number }];

@@ -5,7 +5,7 @@
  * Results are metaguard's own JSON-safe shapes, for which JSON measured faster than msgpackr.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { MetaguardError } from '../errors.js';
+import { MetaguardError, type WireError } from '../errors.js';
 import type { Codec } from '../codec/types.js';
 import { pack, unpack } from '../codec/serialize.js';
 import type { BatchMessage, JobManifest } from './types.js';
@@ -42,7 +42,7 @@ const isResult = (v: unknown): v is CaseResult => {
   const r = v as CaseResult;
   if (!Number.isInteger(r.index) || r.index < 0 || typeof r.passed !== 'boolean') return false;
   if (typeof r.durationMs !== 'number' || !Number.isFinite(r.durationMs) || r.durationMs < 0 || r.durationMs > 1e9) return false;
-  if (r.error !== undefined && (r.error === null || typeof r.error !== 'object' || typeof r.error.code !== 'string' || !/^(E|MG_ERR)_[A-Z_]{1,40}$/.test(r.error.code) || typeof r.error.message !== 'string')) return false;
+  if (r.error !== undefined && (r.error === null || typeof r.error !== 'object' || typeof r.error.code !== 'string' || !/^(E|MG_ERR)_[A-Z_]{1,40}$/.test(r.error.code) || typeof r.error.message !== 'string' || (r.error.retryable !== undefined && typeof r.error.retryable !== 'boolean'))) return false;
   if (r.output !== undefined && typeof r.output !== 'string') return false;
   return isNames(r.propViolations) && isNames(r.softViolations) && isNames(r.mrViolations);
 };
@@ -94,7 +94,7 @@ const MAX_PARTS = 100_000;
 
 function compact(r: CaseResult): CaseResult {
   const out: CaseResult = { index: r.index, passed: r.passed, durationMs: r.durationMs };
-  if (r.error) out.error = { code: r.error.code, message: truncate(r.error.message, 100) };
+  if (r.error) out.error = { code: r.error.code, message: truncate(r.error.message, 100), ...(r.error.retryable !== undefined ? { retryable: r.error.retryable } : {}) };
   const names = (list: string[] | undefined) => list && list.slice(0, 4).map((n) => truncate(n, 40)).concat(list.length > 4 ? [`…[${list.length - 4} more]`] : []);
   if (r.propViolations) out.propViolations = names(r.propViolations);
   if (r.softViolations) out.softViolations = names(r.softViolations);
@@ -211,16 +211,20 @@ export interface ResultsBinding {
 export const signResults = (key: string, b: ResultsBinding, frame: Uint8Array): string => typedMac(key, 'results', [b.jobId, b.batchId, b.role, b.workerId], frame).toString('hex');
 export const verifyResults = (key: string, b: ResultsBinding, frame: Uint8Array, given: string | undefined): boolean => macMatches(given, typedMac(key, 'results', [b.jobId, b.batchId, b.role, b.workerId], frame));
 
-/** What a dead letter on a job's result stream is bound to (its reason too: it is shown to the operator). */
+/**
+ * What a dead letter on a job's result stream is bound to: its error too, field by field (the code
+ * decides what the coordinator records, the message is shown to the operator).
+ */
 export interface DeadBinding {
   jobId: string;
   batchId: string;
   role: string;
-  reason: string;
+  error: WireError;
 }
 
-export const signDead = (key: string, b: DeadBinding): string => typedMac(key, 'dead', [b.jobId, b.batchId, b.role, b.reason]).toString('hex');
-export const verifyDead = (key: string, b: DeadBinding, given: string | undefined): boolean => macMatches(given, typedMac(key, 'dead', [b.jobId, b.batchId, b.role, b.reason]));
+const deadFields = (b: DeadBinding) => [b.jobId, b.batchId, b.role, b.error.code, b.error.message, b.error.retryable ? '1' : '0'];
+export const signDead = (key: string, b: DeadBinding): string => typedMac(key, 'dead', deadFields(b)).toString('hex');
+export const verifyDead = (key: string, b: DeadBinding, given: string | undefined): boolean => macMatches(given, typedMac(key, 'dead', deadFields(b)));
 
 function manifestFields(m: JobManifest): string[] {
   const ref = (r: JobManifest['task']) => [r.sha256, r.ext, r.name];

@@ -4,7 +4,7 @@
  * job's results queue is skipped with `malformed_record`, never handed to the coordinator.
  */
 import type { Role } from '../core/protocol.js';
-import { isRecordId, MalformedRecord } from './records.js';
+import { isRecordId, MalformedRecord, parseWireError } from './records.js';
 import type { ResultEntry } from './types.js';
 
 const roleSet = new Set<string>(['baseline', 'candidate']);
@@ -36,7 +36,7 @@ export function parseResultEntry(record: string, raw: RawResultEntry): ResultEnt
     return { kind, batchId: batch, role: role as Role, workerId: worker, frame: raw.frame, ...(mac !== undefined ? { mac } : {}) };
   }
   if (role !== '' && !roleSet.has(role)) throw new MalformedRecord(record, 'role', `must be baseline or candidate, got ${show(role)}`);
-  return { kind, batchId: batch, reason: (raw.reason ?? '').slice(0, 2000), ...(role !== '' ? { role: role as Role } : {}), ...(mac !== undefined ? { mac } : {}) };
+  return { kind, batchId: batch, error: parseWireError(raw.reason ?? ''), ...(role !== '' ? { role: role as Role } : {}), ...(mac !== undefined ? { mac } : {}) };
 }
 
 /**

@@ -5,7 +5,7 @@
  * and log `malformed_record` with the code MG_ERR_MALFORMED_RECORD, the record's key, the field and
  * the reason.
  */
-import { MetaguardError } from '../errors.js';
+import { isRetryableCode, MetaguardError, type WireError } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import type { ArtifactRef, JobManifest, WorkerInfo } from './types.js';
 
@@ -149,4 +149,46 @@ export function parseWorkerInfo(workerId: string, lastHeartbeat: number, raw: st
     });
   });
   return info;
+}
+
+/** Longest message a wire error keeps (a dead letter's reason is shown to operators, not stored whole). */
+export const WIRE_MESSAGE_MAX = 2000;
+const CODE = /^(E|MG_ERR)_[A-Z_]{1,40}$/;
+
+/**
+ * A wire error as backends store it in a dead letter's or a claim's `reason` slot: one JSON object
+ * `{"code","message","retryable"}`, so the slot every backend already has carries data, not prose.
+ */
+export function encodeWireError(e: WireError): string {
+  return JSON.stringify({ code: e.code, message: e.message.slice(0, WIRE_MESSAGE_MAX), retryable: e.retryable });
+}
+
+/**
+ * Reads a `reason` slot back. A slot holding a well-formed wire error gives it; anything else (a dead
+ * letter written before errors were coded, or text someone else wrote) is kept as the message of an
+ * MG_ERR_UNCODED error that is not retryable: shown to the operator, never matched on.
+ */
+export function parseWireError(raw: string): WireError {
+  if (raw.startsWith('{') && raw.length <= 4 * WIRE_MESSAGE_MAX) {
+    try {
+      const v = JSON.parse(raw) as Record<string, unknown>;
+      if (v !== null && typeof v === 'object' && typeof v.code === 'string' && CODE.test(v.code) && typeof v.message === 'string' && (v.retryable === undefined || typeof v.retryable === 'boolean')) {
+        return { code: v.code, message: v.message.slice(0, WIRE_MESSAGE_MAX), retryable: typeof v.retryable === 'boolean' ? v.retryable : isRetryableCode(v.code) };
+      }
+    } catch {
+      // Not JSON: free text, read below.
+    }
+  }
+  return { code: 'MG_ERR_UNCODED', message: raw.slice(0, WIRE_MESSAGE_MAX), retryable: false };
+}
+
+/** What a reader of the stored slot gets back: signers sign this form, so signature and reader agree. */
+export function storedWireError(e: WireError): { reason: string; error: WireError } {
+  const reason = encodeWireError(e);
+  return { reason, error: parseWireError(reason) };
+}
+
+/** The same wire error with more said (e.g. "gave up after 3 attempts"), its code kept. */
+export function withDetail(e: WireError, detail: string): WireError {
+  return { ...e, message: `${e.message} ${detail}` };
 }

@@ -4,11 +4,14 @@
  * broker delivers it again after its holder died. Each backend then carries the decision out in its
  * broker's terms (a republish, a visibility change, a dead letter).
  */
+import { wireError, type WireError } from '../errors.js';
 import type { QueueConfig } from '../options/queue.js';
+import { withDetail } from './records.js';
+import type { ReleaseOptions } from './types.js';
 
 export type ReleaseDecision =
-  /** Not a well-formed batch: dead-letter it with the reason. */
-  | { action: 'dead'; reason: string }
+  /** Dead-letter it with this error (its code kept from the release, or MG_ERR_LEASE_EXPIRED). */
+  | { action: 'dead'; error: WireError }
   /** Drain: first in line for this process's next claim, the attempt not counted. */
   | { action: 'hand-back' }
   /** Back to the queue after `delayMs`, the attempt counted. */
@@ -21,11 +24,11 @@ export type ReleaseDecision =
 export function decideRelease(
   config: Pick<QueueConfig, 'max_requeue_attempts'>,
   attempt: number | undefined,
-  options: { delayMs: number; countAttempt: boolean; reason: string },
+  options: ReleaseOptions,
 ): ReleaseDecision {
-  if (attempt === undefined) return { action: 'dead', reason: options.reason };
+  if (attempt === undefined) return { action: 'dead', error: options.error };
   if (!options.countAttempt) return { action: 'hand-back' };
-  if (attempt >= config.max_requeue_attempts + 1) return { action: 'dead', reason: `${options.reason} (gave up after ${attempt} attempts)` };
+  if (attempt >= config.max_requeue_attempts + 1) return { action: 'dead', error: withDetail(options.error, `(gave up after ${attempt} attempts)`) };
   return { action: 'requeue', delayMs: Math.max(0, options.delayMs) };
 }
 
@@ -35,6 +38,6 @@ export function decideRelease(
  * were spent (at once with `enable_requeue: false`). `why` says how it was lost, for the reason.
  */
 export function decideLost(config: Pick<QueueConfig, 'max_requeue_attempts' | 'enable_requeue'>, attempts: number, why: string): ReleaseDecision {
-  if (!config.enable_requeue || attempts >= config.max_requeue_attempts + 1) return { action: 'dead', reason: `${why} after ${attempts} attempts` };
+  if (!config.enable_requeue || attempts >= config.max_requeue_attempts + 1) return { action: 'dead', error: wireError('MG_ERR_LEASE_EXPIRED', `${why} after ${attempts} attempts`) };
   return { action: 'requeue', delayMs: 0 };
 }

@@ -41,12 +41,13 @@ export function withTimeout<T>(p: Promise<T>, ms: number, fallback: T): Promise<
 
 /**
  * Checks the batches a coordinator hands to `enqueue` before anything is written: each needs an id,
- * a known priority and a known role. Throws MG_ERR_BACKEND naming the batch and the field.
+ * a known priority and a known role. Throws MG_ERR_MALFORMED_BATCH (not retryable: the coordinator
+ * stops instead of retrying it as a backend outage) naming the batch and the field.
  */
 export function validateBatches(batches: readonly BatchMessage[]): void {
   for (const b of batches) {
-    if (typeof b.id !== 'string' || b.id === '') throw new MetaguardError('MG_ERR_BACKEND', 'cannot enqueue a batch without an id');
-    if (!isPriority(b.priority)) throw new MetaguardError('MG_ERR_BACKEND', `batch ${b.id}: unknown priority ${String(b.priority)}`);
-    if (!isRole(b.role)) throw new MetaguardError('MG_ERR_BACKEND', `batch ${b.id}: unknown role ${String(b.role)}`);
+    if (typeof b.id !== 'string' || b.id === '') throw new MetaguardError('MG_ERR_MALFORMED_BATCH', 'cannot enqueue a batch without an id');
+    if (!isPriority(b.priority)) throw new MetaguardError('MG_ERR_MALFORMED_BATCH', `batch ${b.id}: unknown priority ${String(b.priority)}`);
+    if (!isRole(b.role)) throw new MetaguardError('MG_ERR_MALFORMED_BATCH', `batch ${b.id}: unknown role ${String(b.role)}`);
   }
 }

@@ -21,6 +21,7 @@
  */
 import type { Priority, Role } from '../core/protocol.js';
 import type { JobExec } from '../http/endpoint.js';
+import type { WireError } from '../errors.js';
 
 /** A batch's priority belongs to the protocol (core/); the seam names it too. */
 export { priorities, type Priority } from '../core/protocol.js';
@@ -65,8 +66,11 @@ export interface ClaimedBatch extends BatchMessage {
   attempt: number;
 }
 
-/** What a claim returns: a batch, or an entry that is not a well-formed batch (to dead-letter). */
-export type Claim = { ok: true; batch: ClaimedBatch } | { ok: false; id: string; reason: string };
+/**
+ * What a claim returns: a batch, or an entry that is not a well-formed batch (to dead-letter with
+ * `error`, usually MG_ERR_MALFORMED_BATCH).
+ */
+export type Claim = { ok: true; batch: ClaimedBatch } | { ok: false; id: string; error: WireError };
 
 /**
  * An entry of a job's result stream, as read back: nothing in it is trusted until the coordinator has
@@ -74,7 +78,7 @@ export type Claim = { ok: true; batch: ClaimedBatch } | { ok: false; id: string;
  */
 export type ResultEntry =
   | { kind: 'results'; batchId: string; role: Role; workerId: string; frame: Uint8Array; mac?: string }
-  | { kind: 'dead'; batchId: string; role?: Role; reason: string; mac?: string };
+  | { kind: 'dead'; batchId: string; role?: Role; error: WireError; mac?: string };
 
 export interface WorkerInfo {
   workerId: string;
@@ -132,7 +136,8 @@ export interface DeadEntry {
   id: string;
   jobId?: string;
   role?: Role;
-  reason: string;
+  /** Why it was dead-lettered (stored with records.encodeWireError, read with parseWireError). */
+  error: WireError;
   attempts: number;
   /** Backend clock, ms. */
   deadAt: number;
@@ -153,6 +158,13 @@ export interface BackendNotice {
   event: 'redis_eviction_policy';
   message: string;
   [field: string]: unknown;
+}
+
+/** How a claimed batch is given back; `error` is why (the dead letter's error once attempts run out). */
+export interface ReleaseOptions {
+  delayMs: number;
+  countAttempt: boolean;
+  error: WireError;
 }
 
 export interface ReclaimOutcome {
@@ -319,9 +331,9 @@ export interface WorkQueue extends Partial<LostBatchDetection>, Partial<WorkSign
    * Gives a claimed batch back. `countAttempt: false` hands it back at once (drain); `true` is a retry
    * after `delayMs` that counts against `max_requeue_attempts` (dead-lettered past it).
    */
-  releaseBatch(workerId: string, id: string, options: { delayMs: number; countAttempt: boolean; reason: string }): Promise<void>;
-  /** Moves a claimed entry to the dead-letter store with its reason, and tells its job (if known). */
-  deadLetter(workerId: string, id: string, reason: string): Promise<void>;
+  releaseBatch(workerId: string, id: string, options: ReleaseOptions): Promise<void>;
+  /** Moves a claimed entry to the dead-letter store with its error, and tells its job (if known). */
+  deadLetter(workerId: string, id: string, error: WireError): Promise<void>;
   /** Requeues batches whose lease expired, dead-lettering those past `max_requeue_attempts`. */
   reclaimExpired(): Promise<ReclaimOutcome>;
   /** Reads a job's result stream after `cursor` ('0' = start), waiting up to `blockMs` for entries. */

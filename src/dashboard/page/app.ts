@@ -261,7 +261,7 @@ function renderDead(dead: DeadRow[]) {
       h('td', { class: 'mono' }, d.id),
       h('td', { class: 'mono' }, d.jobId ?? '–'),
       h('td', {}, d.role ?? '–'),
-      h('td', { class: 'reason' }, d.reason),
+      h('td', { class: 'reason' }, h('span', { class: 'mono' }, d.code), ' ', d.reason),
       h('td', { class: 'num' }, d.attempts),
       h('td', {}, duration(d.ageS), ' ago'),
       h('td', {}, retry),

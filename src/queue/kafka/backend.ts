@@ -80,7 +80,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Partitioners, type KafkaMessage, type Message, type PartitionMetadata } from 'kafkajs';
-import { MetaguardError } from '../../errors.js';
+import { MetaguardError, type WireError } from '../../errors.js';
 import type { QueueConfig } from '../../options/queue.js';
 import type { Logger } from '../../observe/log.js';
 import { waitForAny } from '../../util/wait.js';
@@ -95,6 +95,7 @@ import {
   type Priority,
   type QueueStats,
   type ReclaimOutcome,
+  type ReleaseOptions,
   type ResultEntry,
   type WorkerInfo,
 } from '../types.js';
@@ -484,14 +485,14 @@ export class KafkaBackend implements Backend {
     return this.#member.complete(workerId, batch, results);
   }
 
-  async releaseBatch(workerId: string, id: string, options: { delayMs: number; countAttempt: boolean; reason: string }): Promise<void> {
+  async releaseBatch(workerId: string, id: string, options: ReleaseOptions): Promise<void> {
     this.#client.checkOpen();
     await this.#member.release(workerId, id, options);
   }
 
-  async deadLetter(workerId: string, id: string, reason: string): Promise<void> {
+  async deadLetter(workerId: string, id: string, error: WireError): Promise<void> {
     this.#client.checkOpen();
-    await this.#member.deadLetter(workerId, id, reason);
+    await this.#member.deadLetter(workerId, id, error);
   }
 
   async reclaimExpired(): Promise<ReclaimOutcome> {

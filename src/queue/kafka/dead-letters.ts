@@ -61,7 +61,7 @@ export class KafkaDeadLetters {
     const n = Math.floor(limit);
     if (!(n >= 1)) return [];
     return (await this.#live()).slice(0, n).map((d) => {
-      const entry: DeadEntry = { id: d.id, reason: d.reason, attempts: d.attempts, deadAt: d.deadAt };
+      const entry: DeadEntry = { id: d.id, error: d.error, attempts: d.attempts, deadAt: d.deadAt };
       if (d.jobId !== undefined) entry.jobId = d.jobId;
       if (d.role !== undefined) entry.role = d.role;
       return entry;

@@ -9,11 +9,12 @@
  * duplicate. The coordinator drops duplicate results in any case; this keeps the work from doubling.
  */
 import type { Consumer, KafkaMessage } from 'kafkajs';
-import { MetaguardError } from '../../errors.js';
+import { MetaguardError, type WireError } from '../../errors.js';
 import type { QueueConfig } from '../../options/queue.js';
 import { signDead, signResults } from '../messages.js';
 import { pickPriority } from '../priority.js';
-import type { BatchMessage, Claim, ClaimedBatch, Priority } from '../types.js';
+import { storedWireError, withDetail } from '../records.js';
+import type { BatchMessage, Claim, ClaimedBatch, Priority, ReleaseOptions } from '../types.js';
 import type { KafkaClient } from './client.js';
 import { CommitTracker } from './commit-tracker.js';
 import { copyHeaders, describe, parseBatchRecord, recordName, toBuffer, withTimeout, type ParsedBatch } from './wire.js';
@@ -266,7 +267,7 @@ export class GroupMember {
         rec.claim = { ...parsed.batch, attempt: parsed.attempts + 1 };
         claims.push({ ok: true, batch: rec.claim });
       } else {
-        claims.push({ ok: false, id: rec.id, reason: parsed.reason });
+        claims.push({ ok: false, id: rec.id, error: parsed.error });
       }
     }
     this.#resumeIfDrained();
@@ -356,7 +357,7 @@ export class GroupMember {
     return true;
   }
 
-  async release(workerId: string, id: string, options: { delayMs: number; countAttempt: boolean; reason: string }): Promise<void> {
+  async release(workerId: string, id: string, options: ReleaseOptions): Promise<void> {
     const { client, config } = this.#ctx;
     const rec = this.#held.get(id);
     if (!rec || rec.owner !== workerId) return;
@@ -365,7 +366,7 @@ export class GroupMember {
       return;
     }
     if (!rec.parsed.ok || !rec.claim) {
-      await this.#deadLetterRec(rec, options.reason);
+      await this.#deadLetterRec(rec, options.error);
       return;
     }
     if (!options.countAttempt) {
@@ -375,14 +376,14 @@ export class GroupMember {
     }
     const attempts = rec.claim.attempt;
     if (attempts >= config.max_requeue_attempts + 1) {
-      await this.#deadLetterRec(rec, `${options.reason} (gave up after ${attempts} attempts)`);
+      await this.#deadLetterRec(rec, withDetail(options.error, `(gave up after ${attempts} attempts)`));
       return;
     }
     const m = rec.message;
     const headers = copyHeaders(m.headers);
     headers.attempt = String(attempts);
     headers.not_before = String(Date.now() + Math.max(0, Math.ceil(options.delayMs)));
-    headers.retry_reason = options.reason;
+    headers.retry_reason = storedWireError(options.error).reason;
     try {
       const [where] = await client.send('release batch', client.topics.batches, [{ key: m.key ?? rec.id, value: m.value, headers }]);
       // Tell the coordinator where the batch went before the original is committed: its check for
@@ -411,7 +412,7 @@ export class GroupMember {
     this.#buffer.unshift(rec);
   }
 
-  async deadLetter(workerId: string, id: string, reason: string): Promise<void> {
+  async deadLetter(workerId: string, id: string, error: WireError): Promise<void> {
     const rec = this.#held.get(id);
     if (!rec || rec.owner !== workerId) return;
     if (rec.lost) {
@@ -419,10 +420,11 @@ export class GroupMember {
       this.#held.delete(id);
       return;
     }
-    await this.#deadLetterRec(rec, reason);
+    await this.#deadLetterRec(rec, error);
   }
 
-  async #deadLetterRec(rec: Rec, reason: string): Promise<void> {
+  async #deadLetterRec(rec: Rec, why: WireError): Promise<void> {
+    const { reason, error } = storedWireError(why);
     const { client, config } = this.#ctx;
     const parsed = rec.parsed;
     const jobId = parsed.ok ? parsed.batch.jobId : parsed.jobId;
@@ -442,7 +444,7 @@ export class GroupMember {
         await client.send('dead-letter', client.topics.dlq, [{ key: rec.id, value: rec.message.value, headers }]);
         if (jobId !== undefined) {
           const key = config.hmac_key;
-          const mac = key ? { mac: signDead(key, { jobId, batchId: rec.id, role: role ?? '', reason }) } : {};
+          const mac = key ? { mac: signDead(key, { jobId, batchId: rec.id, role: role ?? '', error }) } : {};
           await client.send('dead-letter', client.topics.results, [
             { key: jobId, value: null, headers: { kind: 'dead', batch: rec.id, reason, ...(role ? { role } : {}), ...mac } },
           ]);

@@ -8,7 +8,8 @@
  */
 import type { IHeaders, KafkaMessage } from 'kafkajs';
 import type { Role } from '../../core/protocol.js';
-import { intIn, isRecordId, MalformedRecord } from '../records.js';
+import { wireError, type WireError } from '../../errors.js';
+import { intIn, isRecordId, MalformedRecord, parseWireError } from '../records.js';
 import { priorities, type ClaimedBatch, type DeadEntry, type Priority, type ResultEntry } from '../types.js';
 
 export const roleSet: ReadonlySet<string> = new Set<string>(['baseline', 'candidate']);
@@ -68,7 +69,7 @@ function intHeader(record: string, field: string, raw: string | undefined, min: 
 
 export type ParsedBatch =
   | { ok: true; batch: Omit<ClaimedBatch, 'attempt'>; attempts: number; notBefore: number }
-  | { ok: false; id: string; reason: string; jobId?: string; role?: Role; attempts: number };
+  | { ok: false; id: string; error: WireError; jobId?: string; role?: Role; attempts: number };
 
 /** The id a poison record without a usable id is claimed and dead-lettered under. */
 const SYNTHETIC_ID = /^[A-Za-z0-9._-]{1,249}\/\d{1,10}@\d{1,20}$/;
@@ -92,24 +93,24 @@ export function parseBatchRecord(topic: string, partition: number, m: KafkaMessa
     if (!(err instanceof MalformedRecord)) throw err;
     attemptError = err.message;
   }
-  if (!rawId) return { ok: false, id: where, reason: 'malformed batch: no id header', attempts };
-  if (!isRecordId(rawId)) return { ok: false, id: where, reason: `malformed batch: id ${JSON.stringify(String(rawId).slice(0, 40))} is not a batch id`, attempts };
+  if (!rawId) return { ok: false, id: where, error: wireError('MG_ERR_MALFORMED_BATCH', 'malformed batch: no id header'), attempts };
+  if (!isRecordId(rawId)) return { ok: false, id: where, error: wireError('MG_ERR_MALFORMED_BATCH', `malformed batch: id ${JSON.stringify(String(rawId).slice(0, 40))} is not a batch id`), attempts };
   const id = rawId;
   const jobId = header(h, 'job');
   const role = header(h, 'role');
   const info = { ...(jobId && isRecordId(jobId) ? { jobId } : {}), ...(role && roleSet.has(role) ? { role: role as Role } : {}) };
-  if (attemptError) return { ok: false, id, reason: `malformed batch: ${attemptError}`, attempts, ...info };
-  if (!m.value || m.value.length === 0) return { ok: false, id, reason: 'malformed batch: no payload', attempts, ...info };
-  if (!jobId) return { ok: false, id, reason: 'malformed batch: no job', attempts, ...info };
-  if (!isRecordId(jobId)) return { ok: false, id, reason: 'malformed batch: job is not a job id', attempts, ...info };
-  if (!role || !roleSet.has(role)) return { ok: false, id, reason: 'malformed batch: bad role', attempts, ...info };
+  if (attemptError) return { ok: false, id, error: wireError('MG_ERR_MALFORMED_BATCH', `malformed batch: ${attemptError}`), attempts, ...info };
+  if (!m.value || m.value.length === 0) return { ok: false, id, error: wireError('MG_ERR_MALFORMED_BATCH', 'malformed batch: no payload'), attempts, ...info };
+  if (!jobId) return { ok: false, id, error: wireError('MG_ERR_MALFORMED_BATCH', 'malformed batch: no job'), attempts, ...info };
+  if (!isRecordId(jobId)) return { ok: false, id, error: wireError('MG_ERR_MALFORMED_BATCH', 'malformed batch: job is not a job id'), attempts, ...info };
+  if (!role || !roleSet.has(role)) return { ok: false, id, error: wireError('MG_ERR_MALFORMED_BATCH', 'malformed batch: bad role'), attempts, ...info };
   const mac = header(h, 'mac');
   let notBefore = 0;
   try {
     notBefore = intHeader(record, 'not_before', header(h, 'not_before'), 0, MAX_TIME_MS, 0);
   } catch (err) {
     if (!(err instanceof MalformedRecord)) throw err;
-    return { ok: false, id, reason: `malformed batch: ${err.message}`, attempts, ...info };
+    return { ok: false, id, error: wireError('MG_ERR_MALFORMED_BATCH', `malformed batch: ${err.message}`), attempts, ...info };
   }
   return {
     ok: true,
@@ -150,7 +151,7 @@ export function parseResultRecord(topic: string, partition: number, m: KafkaMess
   }
   if (kind === 'dead') {
     if (role !== '' && !roleSet.has(role)) throw badRole();
-    return { jobId, entry: { kind: 'dead', batchId, reason: (header(m.headers, 'reason') ?? '').slice(0, 2000), ...(role !== '' ? { role: role as Role } : {}), ...(mac !== undefined ? { mac } : {}) } };
+    return { jobId, entry: { kind: 'dead', batchId, error: parseWireError(header(m.headers, 'reason') ?? ''), ...(role !== '' ? { role: role as Role } : {}), ...(mac !== undefined ? { mac } : {}) } };
   }
   if (kind === 'moved') {
     const p = intHeader(record, 'partition', header(m.headers, 'partition') ?? '', 0, 1_000_000, 0);
@@ -192,7 +193,7 @@ export function parseDlqRecord(topic: string, partition: number, m: KafkaMessage
   const dropped: MalformedRecord[] = [];
   const dead: DeadRecord = {
     id,
-    reason: (headers.reason ?? '').slice(0, 2000),
+    error: parseWireError(headers.reason ?? ''),
     attempts: intHeader(record, 'attempts', headers.attempts, 0, MAX_ATTEMPT_HEADER + 1, 0),
     deadAt: intHeader(record, 'dead_at', headers.dead_at, 0, MAX_TIME_MS, Number(m.timestamp)),
     partition,

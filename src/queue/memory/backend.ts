@@ -4,12 +4,13 @@
  * Its clock is this process's clock, which every party shares.
  */
 import { EventEmitter } from 'node:events';
-import { MetaguardError } from '../../errors.js';
+import { MetaguardError, wireError, type WireError } from '../../errors.js';
 import type { QueueConfig } from '../../options/queue.js';
 import { waitForAny } from '../../util/wait.js';
 import { pickPriority } from '../priority.js';
 import { signDead, signResults } from '../messages.js';
 import { validateBatches } from '../shared.js';
+import { withDetail } from '../records.js';
 import {
   priorities,
   type Backend,
@@ -20,6 +21,7 @@ import {
   type Priority,
   type QueueStats,
   type ReclaimOutcome,
+  type ReleaseOptions,
   type ResultEntry,
   type WorkerInfo,
   type JobProgress,
@@ -185,7 +187,7 @@ export class MemoryBackend implements Backend {
         // Garbage on the queue is held under this worker's lease like a batch, so that its
         // dead-lettering cannot be lost if the worker dies first (reclaim dead-letters it then).
         this.#inflight.set(id, { owner: workerId, deadline: now + leaseMs });
-        claims.push({ ok: false, id, reason: 'unknown batch id' });
+        claims.push({ ok: false, id, error: wireError('MG_ERR_MALFORMED_BATCH', 'unknown batch id') });
         continue;
       }
       b.attempts++;
@@ -229,20 +231,20 @@ export class MemoryBackend implements Backend {
     return true;
   }
 
-  #toDead(id: string, reason: string): void {
+  #toDead(id: string, error: WireError): void {
     const b = this.#batches.get(id);
     this.#batches.delete(id);
     this.#inflight.delete(id);
     this.#delayed.delete(id);
-    this.#dead.set(id, { id, reason, attempts: b?.attempts ?? 0, deadAt: Date.now(), ...(b ? { jobId: b.jobId, role: b.role as Role, batch: b } : {}) });
+    this.#dead.set(id, { id, error, attempts: b?.attempts ?? 0, deadAt: Date.now(), ...(b ? { jobId: b.jobId, role: b.role as Role, batch: b } : {}) });
     if (b && this.#jobs.has(b.jobId)) {
       const key = this.#config.hmac_key;
-      const mac = key ? { mac: signDead(key, { jobId: b.jobId, batchId: id, role: b.role, reason }) } : {};
-      this.#append(b.jobId, { kind: 'dead', batchId: id, role: b.role, reason, ...mac });
+      const mac = key ? { mac: signDead(key, { jobId: b.jobId, batchId: id, role: b.role, error }) } : {};
+      this.#append(b.jobId, { kind: 'dead', batchId: id, role: b.role, error, ...mac });
     }
   }
 
-  async releaseBatch(workerId: string, id: string, options: { delayMs: number; countAttempt: boolean; reason: string }): Promise<void> {
+  async releaseBatch(workerId: string, id: string, options: ReleaseOptions): Promise<void> {
     this.#check();
     const lease = this.#inflight.get(id);
     const b = this.#batches.get(id);
@@ -254,18 +256,18 @@ export class MemoryBackend implements Backend {
       return;
     }
     if (b.attempts > this.#config.max_requeue_attempts) {
-      this.#toDead(id, `${options.reason} (after ${b.attempts} attempts)`);
+      this.#toDead(id, withDetail(options.error, `(after ${b.attempts} attempts)`));
       return;
     }
     this.#counters.requeued++;
     this.#delayed.set(id, Date.now() + options.delayMs);
   }
 
-  async deadLetter(workerId: string, id: string, reason: string): Promise<void> {
+  async deadLetter(workerId: string, id: string, error: WireError): Promise<void> {
     this.#check();
     // Only the lease holder may dead-letter: a stale worker must not take a batch from its new owner.
     if (this.#inflight.get(id)?.owner !== workerId) return;
-    this.#toDead(id, reason);
+    this.#toDead(id, error);
   }
 
   async reclaimExpired(): Promise<ReclaimOutcome> {
@@ -282,12 +284,12 @@ export class MemoryBackend implements Backend {
       } else this.#strikes.set(lease.owner, strikes);
       const b = this.#batches.get(id);
       if (!b) {
-        this.#toDead(id, 'lease expired on an entry that is not a batch');
+        this.#toDead(id, wireError('MG_ERR_MALFORMED_BATCH', 'lease expired on an entry that is not a batch'));
         out.deadLettered.push(id);
         continue;
       }
       if (!this.#config.enable_requeue || b.attempts > this.#config.max_requeue_attempts) {
-        this.#toDead(id, `lease expired after ${b.attempts} attempts`);
+        this.#toDead(id, wireError('MG_ERR_LEASE_EXPIRED', `lease expired after ${b.attempts} attempts`));
         out.deadLettered.push(id);
       } else {
         this.#pending.get(b.priority)!.unshift(id);

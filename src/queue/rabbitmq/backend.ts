@@ -52,16 +52,16 @@
  * in-flight, dispatched, completed and requeued count this process only. Clock: `now()` is this host's
  * Date.now() (heartbeats carry it), so hosts need synchronised clocks.
  */
-import { MetaguardError } from '../../errors.js';
+import { MetaguardError, type WireError } from '../../errors.js';
 import type { Logger } from '../../observe/log.js';
 import type { QueueConfig } from '../../options/queue.js';
 import { signDead, signResults } from '../messages.js';
 import { pickPriority } from '../priority.js';
 import { decideLost, decideRelease } from '../release.js';
 import { Unanswered } from '../read-back.js';
-import { logMalformed, MalformedRecord } from '../records.js';
+import { logMalformed, MalformedRecord, storedWireError, withDetail } from '../records.js';
 import { waitForAny } from '../../util/wait.js';
-import { priorities, type Backend, type BatchMessage, type Claim, type ClaimedBatch, type DeadEntry, type JobManifest, type Priority, type QueueStats, type ReclaimOutcome, type ResultEntry, type WorkerInfo } from '../types.js';
+import { priorities, type Backend, type BatchMessage, type Claim, type ClaimedBatch, type DeadEntry, type JobManifest, type Priority, type QueueStats, type ReclaimOutcome, type ReleaseOptions, type ResultEntry, type WorkerInfo } from '../types.js';
 import type { Channel, GetMessage, Options } from 'amqplib';
 import { RabbitConnection, type RabbitNames } from './connection.js';
 import { RabbitAdmin } from './dead-letters.js';
@@ -294,7 +294,7 @@ export class RabbitBackend implements Backend {
     h.deadline = Date.now() + leaseMs;
     this.#held.set(h.id, h);
     this.#sweeper ??= setInterval(() => void this.#sweep(), LEASE_SWEEP_MS).unref();
-    if (!h.parsed.ok) return { ok: false, id: h.id, reason: h.parsed.reason };
+    if (!h.parsed.ok) return { ok: false, id: h.id, error: h.parsed.error };
     h.claim = { ...h.parsed.batch, attempt: h.parsed.prior + 1 };
     return { ok: true, batch: h.claim };
   }
@@ -342,7 +342,7 @@ export class RabbitBackend implements Backend {
       // restart): count the attempt in the message itself before anyone runs it again.
       const decision = decideLost(this.#config, rec.parsed.prior + 1, 'lease lost');
       if (decision.action === 'dead') {
-        await this.#deadLetterRec(rec, `${decision.reason} (the workers holding it died or lost their connection)`);
+        await this.#deadLetterRec(rec, withDetail(decision.error, '(the workers holding it died or lost their connection)'));
         return undefined;
       }
       if (rec.parsed.ok) {
@@ -419,9 +419,9 @@ export class RabbitBackend implements Backend {
       this.#held.delete(h.id);
       try {
         const attempts = h.claim?.attempt ?? h.parsed.prior + 1;
-        const decision = h.parsed.ok ? decideLost(this.#config, attempts, 'lease expired') : { action: 'dead' as const, reason: h.parsed.reason };
+        const decision = h.parsed.ok ? decideLost(this.#config, attempts, 'lease expired') : { action: 'dead' as const, error: h.parsed.error };
         if (decision.action === 'dead') {
-          await this.#c.run('end expired lease', () => this.#deadLetterRec(h, decision.reason));
+          await this.#c.run('end expired lease', () => this.#deadLetterRec(h, decision.error));
           this.#reclaimed.deadLettered.push(h.id);
         } else {
           await this.#c.run('end expired lease', () => this.#republish(h, attempts, 0, { retry_reason: 'lease expired' }));
@@ -474,12 +474,12 @@ export class RabbitBackend implements Backend {
     return true;
   }
 
-  async releaseBatch(workerId: string, id: string, options: { delayMs: number; countAttempt: boolean; reason: string }): Promise<void> {
+  async releaseBatch(workerId: string, id: string, options: ReleaseOptions): Promise<void> {
     this.#c.checkOpen();
     const h = this.#mine(workerId, id);
     if (!h) return;
     const decision = decideRelease(this.#config, h.parsed.ok ? h.claim?.attempt : undefined, options);
-    if (decision.action === 'dead') return this.#c.run('release batch', () => this.#deadLetterRec(h, decision.reason));
+    if (decision.action === 'dead') return this.#c.run('release batch', () => this.#deadLetterRec(h, decision.error));
     if (decision.action === 'hand-back') {
       // Still unacknowledged here, first in line for this process's next claim.
       this.#held.delete(id);
@@ -488,19 +488,20 @@ export class RabbitBackend implements Backend {
       this.#returned.unshift(h);
       return;
     }
-    await this.#c.run('release batch', () => this.#republish(h, h.claim!.attempt, decision.delayMs, { retry_reason: options.reason }));
+    await this.#c.run('release batch', () => this.#republish(h, h.claim!.attempt, decision.delayMs, { retry_reason: storedWireError(options.error).reason }));
     this.#ack(h);
     this.#counters.requeued++;
   }
 
-  async deadLetter(workerId: string, id: string, reason: string): Promise<void> {
+  async deadLetter(workerId: string, id: string, error: WireError): Promise<void> {
     this.#c.checkOpen();
     const h = this.#mine(workerId, id);
     if (!h) return;
-    await this.#c.run('dead-letter', () => this.#deadLetterRec(h, reason));
+    await this.#c.run('dead-letter', () => this.#deadLetterRec(h, error));
   }
 
-  async #deadLetterRec(h: Held, reason: string): Promise<void> {
+  async #deadLetterRec(h: Held, why: WireError): Promise<void> {
+    const { reason, error } = storedWireError(why);
     const p = h.parsed;
     const jobId = p.ok ? p.batch.jobId : p.jobId;
     const role = p.ok ? p.batch.role : p.role;
@@ -511,7 +512,7 @@ export class RabbitBackend implements Backend {
     if (jobId !== undefined && !this.#deletedJobs.has(jobId) && !this.#registry.deleted(jobId)) {
       await this.#declareResults(jobId);
       const key = this.#config.hmac_key;
-      const mac = key ? { mac: signDead(key, { jobId, batchId: h.id, role: role ?? '', reason }) } : {};
+      const mac = key ? { mac: signDead(key, { jobId, batchId: h.id, role: role ?? '', error }) } : {};
       await this.#c.publish('', this.#c.names.results(jobId), Buffer.alloc(0), { headers: { kind: 'dead', batch: h.id, reason, ...(role ? { role } : {}), ...mac } });
     }
     this.#ack(h);

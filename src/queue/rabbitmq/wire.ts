@@ -6,7 +6,8 @@
 import type { GetMessage, Message } from 'amqplib';
 import type { Role } from '../../core/protocol.js';
 import { parseResultEntry } from '../read-back.js';
-import { isRecordId, MalformedRecord } from '../records.js';
+import { wireError, type WireError } from '../../errors.js';
+import { isRecordId, MalformedRecord, parseWireError } from '../records.js';
 import { priorities, type ClaimedBatch, type DeadEntry, type Priority, type ResultEntry } from '../types.js';
 
 export const roleSet = new Set<string>(['baseline', 'candidate']);
@@ -58,7 +59,7 @@ export function redactUrl(url: string): string {
 
 export type Parsed =
   | { ok: true; batch: Omit<ClaimedBatch, 'attempt'>; prior: number }
-  | { ok: false; reason: string; jobId?: string; role?: Role; prior: number };
+  | { ok: false; error: WireError; jobId?: string; role?: Role; prior: number };
 
 /** The batch id a delivery names (its `id` header or message id), if it is one. */
 export function batchIdOf(msg: GetMessage): string | undefined {
@@ -76,11 +77,11 @@ export function parseBatch(msg: GetMessage, id: string): Parsed {
   const jobId = hstr(h, 'job');
   const role = hstr(h, 'role');
   const info = { ...(isRecordId(jobId) ? { jobId } : {}), ...(role && roleSet.has(role) ? { role: role as Role } : {}) };
-  if (msg.content.length === 0) return { ok: false, reason: 'malformed batch: no payload', prior, ...info };
-  if (!jobId) return { ok: false, reason: 'malformed batch: no job', prior, ...info };
-  if (!isRecordId(jobId)) return { ok: false, reason: 'malformed batch: job is not an id', prior, ...info };
-  if (!role || !roleSet.has(role)) return { ok: false, reason: 'malformed batch: bad role', prior, ...info };
-  if (!countable) return { ok: false, reason: 'malformed batch: attempts is not a count', prior, ...info };
+  if (msg.content.length === 0) return { ok: false, error: wireError('MG_ERR_MALFORMED_BATCH', 'malformed batch: no payload'), prior, ...info };
+  if (!jobId) return { ok: false, error: wireError('MG_ERR_MALFORMED_BATCH', 'malformed batch: no job'), prior, ...info };
+  if (!isRecordId(jobId)) return { ok: false, error: wireError('MG_ERR_MALFORMED_BATCH', 'malformed batch: job is not an id'), prior, ...info };
+  if (!role || !roleSet.has(role)) return { ok: false, error: wireError('MG_ERR_MALFORMED_BATCH', 'malformed batch: bad role'), prior, ...info };
+  if (!countable) return { ok: false, error: wireError('MG_ERR_MALFORMED_BATCH', 'malformed batch: attempts is not a count'), prior, ...info };
   const mac = hstr(h, 'mac');
   return { ok: true, batch: { id, jobId, role: role as Role, priority: prioOf(hstr(h, 'priority')), payload: msg.content, ...(mac ? { mac } : {}) }, prior };
 }
@@ -109,7 +110,12 @@ export function deadEntryOf(m: GetMessage): DeadEntry {
   if (!isRecordId(id)) throw new MalformedRecord('dead letter', 'id', 'must be a batch id');
   const e: DeadEntry = {
     id,
-    reason: (hstr(h, 'reason') ?? (Array.isArray(h?.['x-death']) ? `dead-lettered by the broker (${hstr((h!['x-death'] as Record<string, unknown>[])[0], 'reason') ?? 'unknown'})` : '')).slice(0, 2000),
+    error:
+      hstr(h, 'reason') !== undefined
+        ? parseWireError(hstr(h, 'reason')!)
+        : Array.isArray(h?.['x-death'])
+          ? wireError('MG_ERR_LEASE_EXPIRED', `dead-lettered by the broker (${hstr((h!['x-death'] as Record<string, unknown>[])[0], 'reason') ?? 'unknown'})`)
+          : parseWireError(''),
     attempts: Math.min(MAX_ATTEMPT, Math.max(0, hint(h, 'attempts'))),
     deadAt: Math.max(0, Math.min(8.64e15, hint(h, 'dead_at', Number(m.properties.timestamp) || 0))),
   };

@@ -30,11 +30,11 @@
  *   bench               STRING JSON BenchRecord of the last `metaguard bench` sweep
  */
 import { isAuthFailure } from '../tls.js';
-import { MetaguardError } from '../../errors.js';
+import { MetaguardError, type WireError } from '../../errors.js';
 import type { QueueConfig } from '../../options/queue.js';
 import type { Logger } from '../../observe/log.js';
 import { signDead, signResults } from '../messages.js';
-import { logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from '../records.js';
+import { encodeWireError, logMalformed, MalformedRecord, parseManifest, parseWireError, parseWorkerInfo } from '../records.js';
 import { describe, toBuffer, validateBatches, withTimeout } from '../shared.js';
 import type {
   BackendNotice,
@@ -46,6 +46,7 @@ import type {
   Priority,
   QueueStats,
   ReclaimOutcome,
+  ReleaseOptions,
   ResultEntry,
   WorkerInfo,
   JobProgress,
@@ -159,7 +160,7 @@ export class RedisBackend implements Backend {
     for (let i = 0; i + 3 < flat.length; i += 4) {
       const [batchId, jobId, role, reason] = [str(flat[i]), str(flat[i + 1]), str(flat[i + 2]), str(flat[i + 3])];
       const stream = this.key(`results:${jobId}`);
-      const mac = signDead(key, { jobId, batchId, role, reason });
+      const mac = signDead(key, { jobId, batchId, role, error: parseWireError(reason) });
       if (role) pipe.xadd(stream, '*', 'kind', 'dead', 'batch', batchId, 'role', role, 'reason', reason, 'mac', mac);
       else pipe.xadd(stream, '*', 'kind', 'dead', 'batch', batchId, 'reason', reason, 'mac', mac);
       pipe.pexpire(stream, this.#ttlMs);
@@ -333,15 +334,15 @@ export class RedisBackend implements Backend {
     return Number(owned) === 1;
   }
 
-  async releaseBatch(workerId: string, id: string, options: { delayMs: number; countAttempt: boolean; reason: string }): Promise<void> {
+  async releaseBatch(workerId: string, id: string, options: ReleaseOptions): Promise<void> {
     await this.#run('release batch', async () => {
-      const [, deads] = (await this.#script('mgRelease', [workerId, id, Math.max(0, Math.ceil(options.delayMs)), options.countAttempt ? 1 : 0, options.reason, this.#config.max_requeue_attempts, this.#ttlMs, this.#sign])) as [unknown, unknown[]];
+      const [, deads] = (await this.#script('mgRelease', [workerId, id, Math.max(0, Math.ceil(options.delayMs)), options.countAttempt ? 1 : 0, encodeWireError(options.error), this.#config.max_requeue_attempts, this.#ttlMs, this.#sign])) as [unknown, unknown[]];
       await this.#publishDeads(deads);
     });
   }
 
-  async deadLetter(workerId: string, id: string, reason: string): Promise<void> {
-    await this.#run('dead-letter', async () => this.#publishDeads((await this.#script('mgDeadLetter', [workerId, id, reason, this.#ttlMs, this.#sign])) as unknown[]));
+  async deadLetter(workerId: string, id: string, error: WireError): Promise<void> {
+    await this.#run('dead-letter', async () => this.#publishDeads((await this.#script('mgDeadLetter', [workerId, id, encodeWireError(error), this.#ttlMs, this.#sign])) as unknown[]));
   }
 
   async reclaimExpired(): Promise<ReclaimOutcome> {

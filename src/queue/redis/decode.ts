@@ -4,7 +4,8 @@
  * their schema are reported to `malformed` and skipped.
  */
 import type { Role } from '../../core/protocol.js';
-import { isRecordId, MalformedRecord } from '../records.js';
+import { wireError } from '../../errors.js';
+import { isRecordId, MalformedRecord, parseWireError } from '../records.js';
 import { isRole } from '../shared.js';
 import type { Claim, DeadEntry, Priority, ResultEntry } from '../types.js';
 
@@ -15,11 +16,11 @@ export function str(v: unknown): string {
   return String(v);
 }
 
-/** Rows of the claim command: {1, id, job, role, priority, payload, mac|'', attempt} or {0, id, reason}. */
+/** Rows of the claim command: {1, id, job, role, priority, payload, mac|'', attempt} or {0, id, why it is not a batch}. */
 export function decodeClaims(rows: unknown[][]): Claim[] {
   return rows.map((row): Claim => {
     const id = str(row[1]);
-    if (Number(row[0]) !== 1) return { ok: false, id, reason: str(row[2]) };
+    if (Number(row[0]) !== 1) return { ok: false, id, error: wireError('MG_ERR_MALFORMED_BATCH', str(row[2])) };
     const mac = str(row[6]);
     return {
       ok: true,
@@ -39,14 +40,14 @@ export function decodeClaims(rows: unknown[][]): Claim[] {
 /** A dead-letter record (JSON written by includes/deadLetter.lua) of batch `id`. */
 export function decodeDeadEntry(id: string, json: string): DeadEntry {
   try {
-    const e = JSON.parse(json) as Partial<DeadEntry>;
-    const entry: DeadEntry = { id, reason: String(e.reason ?? ''), attempts: Number(e.attempts ?? 0), deadAt: Number(e.deadAt ?? 0) };
+    const e = JSON.parse(json) as Partial<DeadEntry> & { reason?: unknown };
+    const entry: DeadEntry = { id, error: parseWireError(String(e.reason ?? '')), attempts: Number(e.attempts ?? 0), deadAt: Number(e.deadAt ?? 0) };
     if (typeof e.jobId === 'string') entry.jobId = e.jobId;
     if (isRole(e.role)) entry.role = e.role;
     return entry;
   } catch {
     // Listed, not dropped: an operator sees the id and can purge it.
-    return { id, reason: 'unreadable dead-letter entry', attempts: 0, deadAt: 0 };
+    return { id, error: wireError('MG_ERR_MALFORMED_RECORD', 'unreadable dead-letter entry'), attempts: 0, deadAt: 0 };
   }
 }
 
@@ -82,7 +83,7 @@ export function decodeStreamReply(reply: unknown, cursor: string, malformed: (er
       } else if (role !== '' && !isRole(role)) {
         malformed(new MalformedRecord(record, 'role', `must be baseline or candidate, got ${JSON.stringify(role.slice(0, 40))}`));
       } else {
-        entries.push({ kind: 'dead', batchId, reason: str(fields.get('reason')).slice(0, 2000), ...(role !== '' ? { role: role as Role } : {}), ...(mac !== undefined ? { mac } : {}) });
+        entries.push({ kind: 'dead', batchId, error: parseWireError(str(fields.get('reason'))), ...(role !== '' ? { role: role as Role } : {}), ...(mac !== undefined ? { mac } : {}) });
       }
     }
   }

@@ -17,12 +17,12 @@
  * a composite cursor (`c0,c1,…`). Stats, dead letters and reclaim sweeps cover every shard.
  */
 import { createRequire } from 'node:module';
-import { MetaguardError } from '../../errors.js';
+import { MetaguardError, type WireError } from '../../errors.js';
 import type { QueueConfig } from '../../options/queue.js';
 import { RedisBackend, redisCapabilities } from './backend.js';
 import { describe } from '../shared.js';
 import type { Logger } from '../../observe/log.js';
-import type { Backend, BackendNotice, BatchMessage, BenchRecord, Claim, DeadEntry, JobManifest, JobProgress, Priority, QueueStats, ReclaimOutcome, ResultEntry, WorkerInfo } from '../types.js';
+import type { Backend, BackendNotice, BatchMessage, BenchRecord, Claim, DeadEntry, JobManifest, JobProgress, Priority, QueueStats, ReclaimOutcome, ReleaseOptions, ResultEntry, WorkerInfo } from '../types.js';
 
 const keySlot = createRequire(import.meta.url)('cluster-key-slot') as (key: string) => number;
 
@@ -178,17 +178,17 @@ export class ShardedBackend implements Backend {
     return owned;
   }
 
-  async releaseBatch(workerId: string, id: string, options: { delayMs: number; countAttempt: boolean; reason: string }): Promise<void> {
+  async releaseBatch(workerId: string, id: string, options: ReleaseOptions): Promise<void> {
     const shard = this.#shardOf(id);
     if (!shard) return;
     await shard.releaseBatch(workerId, id, options);
     this.#claimedOn.delete(id);
   }
 
-  async deadLetter(workerId: string, id: string, reason: string): Promise<void> {
+  async deadLetter(workerId: string, id: string, error: WireError): Promise<void> {
     const shard = this.#shardOf(id);
     if (!shard) return;
-    await shard.deadLetter(workerId, id, reason);
+    await shard.deadLetter(workerId, id, error);
     this.#claimedOn.delete(id);
   }
 

@@ -46,16 +46,16 @@
  * default chain (environment, profile, instance or task role); they are never logged.
  */
 import { ChangeMessageVisibilityCommand, DeleteQueueCommand, SendMessageBatchCommand, SendMessageCommand, type Message, type MessageAttributeValue } from '@aws-sdk/client-sqs';
-import { MetaguardError } from '../../errors.js';
+import { MetaguardError, toWireError, wireError, type WireError } from '../../errors.js';
 import type { Role } from '../../core/protocol.js';
 import type { Logger } from '../../observe/log.js';
 import type { QueueConfig } from '../../options/queue.js';
 import { signDead, signResults } from '../messages.js';
 import { parseResultEntry, Unanswered } from '../read-back.js';
-import { isRecordId, logMalformed, MalformedRecord } from '../records.js';
+import { isRecordId, logMalformed, MalformedRecord, storedWireError } from '../records.js';
 import { decideLost, decideRelease } from '../release.js';
 import { waitForAny } from '../../util/wait.js';
-import { priorities, type Backend, type BatchMessage, type Claim, type ClaimedBatch, type DeadEntry, type JobManifest, type Priority, type QueueStats, type ReclaimOutcome, type ResultEntry, type WorkerInfo } from '../types.js';
+import { priorities, type Backend, type BatchMessage, type Claim, type ClaimedBatch, type DeadEntry, type JobManifest, type Priority, type QueueStats, type ReclaimOutcome, type ReleaseOptions, type ResultEntry, type WorkerInfo } from '../types.js';
 import { attr, attrBytes, describe, notFound, num, SqsClientHost, SQS_MAX_MESSAGE_BYTES, str, toBuffer, type SqsNames } from './client.js';
 import { SqsDeadLetters } from './dead-letters.js';
 import { SqsRegistry } from './registry.js';
@@ -79,7 +79,7 @@ const STATS_NOTE = 'pending and dead are SQS approximate counts (pending under n
 
 type Parsed =
   | { ok: true; batch: Omit<ClaimedBatch, 'attempt' | 'payload'>; attemptsBefore: number }
-  | { ok: false; reason: string; jobId?: string; role?: Role; attemptsBefore: number };
+  | { ok: false; error: WireError; jobId?: string; role?: Role; attemptsBefore: number };
 
 interface Held {
   id: string;
@@ -101,11 +101,11 @@ function parseBatch(m: Message, id: string): Parsed {
   const jobId = attr(m, 'job');
   const role = attr(m, 'role');
   const info = { ...(isRecordId(jobId) ? { jobId } : {}), ...(role && roleSet.has(role) ? { role: role as Role } : {}) };
-  if (!m.MessageAttributes?.payload?.BinaryValue && !attr(m, 's3_key')) return { ok: false, reason: 'malformed batch: no payload', attemptsBefore, ...info };
-  if (!jobId) return { ok: false, reason: 'malformed batch: no job', attemptsBefore, ...info };
-  if (!isRecordId(jobId)) return { ok: false, reason: 'malformed batch: job is not an id', attemptsBefore, ...info };
-  if (!role || !roleSet.has(role)) return { ok: false, reason: 'malformed batch: bad role', attemptsBefore, ...info };
-  if (!countable) return { ok: false, reason: 'malformed batch: attempts is not a count', attemptsBefore, ...info };
+  if (!m.MessageAttributes?.payload?.BinaryValue && !attr(m, 's3_key')) return { ok: false, error: wireError('MG_ERR_MALFORMED_BATCH', 'malformed batch: no payload'), attemptsBefore, ...info };
+  if (!jobId) return { ok: false, error: wireError('MG_ERR_MALFORMED_BATCH', 'malformed batch: no job'), attemptsBefore, ...info };
+  if (!isRecordId(jobId)) return { ok: false, error: wireError('MG_ERR_MALFORMED_BATCH', 'malformed batch: job is not an id'), attemptsBefore, ...info };
+  if (!role || !roleSet.has(role)) return { ok: false, error: wireError('MG_ERR_MALFORMED_BATCH', 'malformed batch: bad role'), attemptsBefore, ...info };
+  if (!countable) return { ok: false, error: wireError('MG_ERR_MALFORMED_BATCH', 'malformed batch: attempts is not a count'), attemptsBefore, ...info };
   const mac = attr(m, 'mac');
   const p = attr(m, 'priority');
   const priority = p !== undefined && (priorities as readonly string[]).includes(p) ? (p as Priority) : 'normal';
@@ -358,7 +358,7 @@ export class SqsBackend implements Backend {
         }
         x.owner = workerId;
         this.#held.set(x.id, x);
-        out.push(x.claim ? { ok: true, batch: x.claim } : { ok: false, id: x.id, reason: (x.parsed as { reason: string }).reason });
+        out.push(x.claim ? { ok: true, batch: x.claim } : { ok: false, id: x.id, error: (x.parsed as { error: WireError }).error });
       }
       const received = this.#stash.splice(0, n - out.length);
       if (received.length) {
@@ -393,7 +393,7 @@ export class SqsBackend implements Backend {
       // Received again after a lease ran out (a worker died or stalled): past the limit, it is dead.
       const decision = decideLost(this.#config, attempt - 1, 'lease expired');
       if (decision.action === 'dead') {
-        await this.#deadLetterRec(rec, decision.reason);
+        await this.#deadLetterRec(rec, decision.error);
         return undefined;
       }
     }
@@ -408,14 +408,14 @@ export class SqsBackend implements Backend {
     rec.owner = workerId;
     this.#held.set(id, rec);
     this.#delayed.delete(id);
-    if (!rec.parsed.ok) return { ok: false, id, reason: rec.parsed.reason };
+    if (!rec.parsed.ok) return { ok: false, id, error: rec.parsed.error };
     let payload: Buffer | undefined;
     try {
       payload = await this.#c.bytesOf(m);
     } catch (err) {
-      return { ok: false, id, reason: `${(err as { code?: string }).code ?? 'MG_ERR_BACKEND'}: ${describe(err)}` };
+      return { ok: false, id, error: { ...toWireError(err, 'MG_ERR_BACKEND'), message: describe(err) } };
     }
-    if (!payload) return { ok: false, id, reason: 'malformed batch: no payload' };
+    if (!payload) return { ok: false, id, error: wireError('MG_ERR_MALFORMED_BATCH', 'malformed batch: no payload') };
     rec.claim = { ...rec.parsed.batch, payload, attempt };
     return { ok: true, batch: rec.claim };
   }
@@ -503,12 +503,12 @@ export class SqsBackend implements Backend {
     return true;
   }
 
-  async releaseBatch(workerId: string, id: string, options: { delayMs: number; countAttempt: boolean; reason: string }): Promise<void> {
+  async releaseBatch(workerId: string, id: string, options: ReleaseOptions): Promise<void> {
     this.#c.checkOpen();
     const x = this.#mine(workerId, id);
     if (!x) return;
     const decision = decideRelease(this.#config, x.parsed.ok ? x.claim?.attempt : undefined, options);
-    if (decision.action === 'dead') return this.#c.run('release batch', () => this.#deadLetterRec(x, decision.reason));
+    if (decision.action === 'dead') return this.#c.run('release batch', () => this.#deadLetterRec(x, decision.error));
     if (decision.action === 'hand-back') {
       // First in line for this process's next claim (its lease renewed meanwhile).
       this.#held.delete(id);
@@ -525,14 +525,15 @@ export class SqsBackend implements Backend {
     this.#counters.requeued++;
   }
 
-  async deadLetter(workerId: string, id: string, reason: string): Promise<void> {
+  async deadLetter(workerId: string, id: string, error: WireError): Promise<void> {
     this.#c.checkOpen();
     const x = this.#mine(workerId, id);
     if (!x) return;
-    await this.#c.run('dead-letter', () => this.#deadLetterRec(x, reason));
+    await this.#c.run('dead-letter', () => this.#deadLetterRec(x, error));
   }
 
-  async #deadLetterRec(x: Held, reason: string): Promise<void> {
+  async #deadLetterRec(x: Held, why: WireError): Promise<void> {
+    const { reason, error } = storedWireError(why);
     const p = x.parsed;
     const jobId = p.ok ? p.batch.jobId : p.jobId;
     const role = p.ok ? p.batch.role : p.role;
@@ -547,7 +548,7 @@ export class SqsBackend implements Backend {
     const url = jobId !== undefined && !this.#deletedJobs.has(jobId) ? await this.#c.urlOf(this.#c.names.results(jobId)) : undefined;
     if (url) {
       const key = this.#config.hmac_key;
-      const mac: Record<string, MessageAttributeValue> = key && jobId !== undefined ? { mac: str(signDead(key, { jobId, batchId: x.id, role: role ?? '', reason })) } : {};
+      const mac: Record<string, MessageAttributeValue> = key && jobId !== undefined ? { mac: str(signDead(key, { jobId, batchId: x.id, role: role ?? '', error })) } : {};
       await this.#c.send(new SendMessageCommand({ QueueUrl: url, MessageBody: x.id, MessageAttributes: { kind: str('dead'), batch: str(x.id), reason: str(reason), ...(role ? { role: str(role) } : {}), ...mac } })).catch((err) => {
         // The job finished (its results queue deleted) meanwhile: nobody is told, as nobody waits.
         if (!notFound(err)) throw err;

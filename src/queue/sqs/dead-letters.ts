@@ -6,7 +6,8 @@
  */
 import { ChangeMessageVisibilityBatchCommand, ChangeMessageVisibilityCommand, GetQueueAttributesCommand, SendMessageCommand, type Message, type MessageAttributeValue } from '@aws-sdk/client-sqs';
 import type { Role } from '../../core/protocol.js';
-import { isRecordId, logMalformed, MalformedRecord } from '../records.js';
+import { wireError } from '../../errors.js';
+import { isRecordId, logMalformed, MalformedRecord, parseWireError } from '../records.js';
 import type { DeadEntry } from '../types.js';
 import { attr, num, type SqsClientHost } from './client.js';
 
@@ -23,7 +24,7 @@ export function deadEntryOf(m: Message): DeadEntry {
   };
   const e: DeadEntry = {
     id,
-    reason: (attr(m, 'reason') ?? 'moved by the queue\'s redrive policy (received too often)').slice(0, 2000),
+    error: attr(m, 'reason') !== undefined ? parseWireError(attr(m, 'reason')!) : wireError('MG_ERR_LEASE_EXPIRED', 'moved by the queue\'s redrive policy (received too often)'),
     attempts: count(attr(m, 'attempts') ?? m.Attributes?.ApproximateReceiveCount),
     deadAt: Math.max(0, Math.min(8.64e15, Number(attr(m, 'dead_at') ?? m.Attributes?.SentTimestamp ?? 0) || 0)),
   };

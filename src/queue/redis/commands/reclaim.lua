@@ -27,12 +27,12 @@ for _, id in ipairs(ids) do
   end
   local bk = P .. 'batch:' .. id
   if redis.call('HEXISTS', bk, 'payload') == 0 then
-    dead_letter(id, 'unknown or malformed batch (lease expired)', now, ttl)
+    dead_letter(id, wire_error('MG_ERR_MALFORMED_BATCH', 'unknown or malformed batch (lease expired)'), now, ttl)
     dead[#dead + 1] = id
   else
     local attempts = tonumber(redis.call('HGET', bk, 'attempts')) or 0
     if (not enable) or attempts > maxRequeue then
-      dead_letter(id, 'lease expired after ' .. attempts .. ' attempts', now, ttl)
+      dead_letter(id, wire_error('MG_ERR_LEASE_EXPIRED', 'lease expired after ' .. attempts .. ' attempts'), now, ttl)
       dead[#dead + 1] = id
     else
       redis.call('LPUSH', PENDING[prio_of(redis.call('HGET', bk, 'priority'))], id)

@@ -23,7 +23,7 @@ end
 local attempts = tonumber(redis.call('HGET', bk, 'attempts')) or 0
 if ARGV[5] == '1' then
   if attempts >= tonumber(ARGV[7]) + 1 then
-    dead_letter(id, ARGV[6] .. ' (gave up after ' .. attempts .. ' attempts)', now, ttl)
+    dead_letter(id, with_detail(ARGV[6], '(gave up after ' .. attempts .. ' attempts)'), now, ttl)
     return {2, DEADS or {}}
   end
   redis.call('ZADD', DELAYED, fmt(now + math.max(0, tonumber(ARGV[4]))), id)

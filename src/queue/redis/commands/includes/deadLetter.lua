@@ -6,6 +6,17 @@
   tells its job on the job's result stream. With hmac_key the caller signs dead letters: a command
   sets DEADS = {} and dead_letter collects (id, job, role, reason) there instead of appending them.
 ]]
+-- A dead letter's reason is a wire error (records.encodeWireError): data, not prose.
+local function wire_error(code, message) return cjson.encode({code = code, message = message, retryable = false}) end
+-- The same reason with more said; its code is kept (free text from an older worker stays text).
+local function with_detail(reason, detail)
+  local ok, e = pcall(cjson.decode, reason)
+  if ok and type(e) == 'table' and type(e.message) == 'string' then
+    e.message = e.message .. ' ' .. detail
+    return cjson.encode(e)
+  end
+  return reason .. ' ' .. detail
+end
 local DEADS = nil
 local function dead_letter(id, reason, now, ttl)
   local h = redis.call('HMGET', P .. 'batch:' .. id, 'job', 'role', 'attempts')
