@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname } from 'node:path';
 import { existsSync } from 'node:fs';
-import { MetaguardError, invalidOption, type MetaguardErrorCode } from './errors.js';
+import { MetaguardError, invalidOption, toErrorInfo, type MetaguardErrorCode } from './errors.js';
 import { evaluateSchema, type EvaluateOptions } from './options/evaluate.js';
 import { decide } from './gate/index.js';
 import { builtinTask } from './task/builtin.js';
@@ -85,14 +85,19 @@ async function checkImplementations(modules: ResolvedModules, sources: Record<'t
  * Concurrency and endpoint of each role: a URL is an endpoint; a module exporting `http` describes one
  * (asked in a thread of the role's pool). Undefined when both roles are modules run one case at a time.
  */
-async function describeExec(options: EvaluateOptions, modules: ResolvedModules, sources: Record<'task' | Role, string>, pools: Record<Role, CaseRunner>): Promise<JobExec | undefined> {
+async function describeExec(options: EvaluateOptions, modules: ResolvedModules, sources: Record<'task' | Role, string>, pools: Record<Role, CaseRunner>, logger: Logger): Promise<JobExec | undefined> {
   const roleExec = async (role: Role): Promise<RoleExec> => {
     const url = modules.implUrls[role];
     let described: unknown;
     if (isEndpointUrl(url)) described = { url };
     else {
-      // Loading was checked just before: a module that still fails here has no endpoint.
-      const d = await pools[role].describeImplementation(url).catch(() => ({ kind: 'none' as const }));
+      // Loading was checked just before: a module that still fails here (its thread died, the ask timed
+      // out) is run as a plain module, and the failure is said with its code.
+      const d = await pools[role].describeImplementation(url).catch((err: unknown) => {
+        const e = toErrorInfo(err, 'MG_ERR_MODULE_LOAD');
+        logger.warn('unexpected_error', { during: `describe ${role} implementation`, code: e.code, message: e.message });
+        return { kind: 'none' as const };
+      });
       if (d.kind === 'invalid') throw new MetaguardError('MG_ERR_INVALID_IMPLEMENTATION', `implementation ${sources[role]}: http: ${d.message}`);
       if (d.kind === 'http') described = d.http;
     }
@@ -204,7 +209,7 @@ async function runCases(
     taskName = generated.name;
     job = { ...modules, taskName, seed: options.seed, timeoutMs, memMb: options.memMb, cases: generated.cases, sources };
     await raceAbort(checkImplementations(modules, sources, pools), signal, abortError);
-    const exec = await raceAbort(describeExec(options, modules, sources, pools), signal, abortError);
+    const exec = await raceAbort(describeExec(options, modules, sources, pools, logger), signal, abortError);
     if (exec) job.exec = exec;
     // Run here, header variables must be set now (exit 2 naming the header); through a queue each
     // worker fills them in from its own environment.

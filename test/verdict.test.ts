@@ -204,6 +204,7 @@ describe('the gate on incomplete data (pure report logic)', () => {
         return out;
       },
       close: () => local.close(),
+      destroy: () => local.destroy(),
     };
   };
   const run = (allowIncomplete: boolean) =>

@@ -292,7 +292,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
   /** A failure nothing else handled: one coded log line (MG_ERR_WORKER when it has no code of ours). */
   #unexpected(during: string, err: unknown): void {
     const e = toWireError(err, 'MG_ERR_WORKER');
-    this.#logger.error('worker_error', { worker: this.workerId, during, code: e.code, message: truncate(e.message, MAX_MESSAGE_CHARS) });
+    this.#logger.error('unexpected_error', { worker: this.workerId, during, code: e.code, message: truncate(e.message, MAX_MESSAGE_CHARS) });
   }
 
   #backendFault(during: string, err: unknown): void {

@@ -13,7 +13,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { invalidOption, MetaguardError } from '../errors.js';
+import { invalidOption, MetaguardError, toErrorInfo } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import { renderHtml } from '../reports/html.js';
 import { can } from '../queue/capabilities.js';
@@ -121,7 +121,8 @@ export async function startDashboardServer(options: DashboardServerOptions): Pro
   const action = async (req: IncomingMessage, what: string, fn: () => Promise<Record<string, unknown>>) => {
     const result = await fn();
     logger.info('dashboard_action', { action: what, ...result, remote: req.socket.remoteAddress });
-    void state.refresh().catch(() => {});
+    // A failed refresh is logged by the state (backend_error, once per outage); the action stands.
+    void state.refresh().catch((err: unknown) => logger.log('debug', 'backend_error', { during: 'dashboard refresh after an action', code: toErrorInfo(err, 'MG_ERR_BACKEND').code, message: (err as Error)?.message }));
     return result;
   };
 
@@ -194,7 +195,11 @@ export async function startDashboardServer(options: DashboardServerOptions): Pro
       res.writeHead(200, { ...securityHeaders, 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive' });
       res.write('retry: 2000\n\n');
       streams.add(res);
-      const snap = await state.current().catch(() => undefined);
+      // No snapshot yet and the backend is down: the stream starts empty (the state logged the fault).
+      const snap = await state.current().catch((err: unknown) => {
+        logger.log('debug', 'backend_error', { during: 'dashboard live stream', code: toErrorInfo(err, 'MG_ERR_BACKEND').code, message: (err as Error)?.message });
+        return undefined;
+      });
       if (snap) res.write(`event: snapshot\ndata: ${JSON.stringify(snap)}\n\n`);
       req.on('close', () => streams.delete(res));
       return;

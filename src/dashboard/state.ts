@@ -92,7 +92,14 @@ export class DashboardState extends EventEmitter<{ snapshot: [Snapshot] }> {
 
   start(): void {
     const loop = () => {
-      this.#timer = setTimeout(() => void this.refresh().finally(loop), this.#refreshMs);
+      // refresh() rejects while there is no snapshot yet and the backend is down; #read logged it.
+      this.#timer = setTimeout(
+        () =>
+          void this.refresh()
+            .catch((err: unknown) => this.#logger.log('debug', 'backend_error', { during: 'dashboard refresh', code: (err as { code?: string })?.code ?? 'MG_ERR_BACKEND', message: (err as Error)?.message }))
+            .finally(loop),
+        this.#refreshMs,
+      );
     };
     loop();
   }

@@ -48,12 +48,12 @@ export class LocalDispatcher implements Dispatcher {
     let wake: (() => void) | undefined;
     // The run stops early for a stop signal or a module that failed to load in a thread: no verdict.
     let failure: Error | undefined;
-    let stopped!: (err: Error) => void;
-    const failed = new Promise<never>((_, reject) => (stopped = reject));
-    failed.catch(() => {});
+    let stopped!: () => void;
+    /** Resolves once the run has failed (`failure` says why): nothing here rejects unhandled. */
+    const failed = new Promise<void>((resolve) => (stopped = resolve));
     const fail = (err: Error) => {
       failure ??= err;
-      stopped(failure);
+      stopped();
       wake?.();
     };
     const onAbort = () => fail(stoppedError(events.signal!, 'no case is left running'));
@@ -82,9 +82,14 @@ export class LocalDispatcher implements Dispatcher {
                   onHeap: (bytes, slot) => this.#options.metrics?.threadHeap.set({ thread: String(slot) }, bytes),
                 },
               )
-              .then((results) => {
-                for (const r of results) out[role][r.index] = r;
-              })
+              // A chunk that fails fails the run; after that, the rejections of chunks abandoned by
+              // destroy() below land here too and change nothing (the first failure is kept).
+              .then(
+                (results) => {
+                  for (const r of results) out[role][r.index] = r;
+                },
+                (err: unknown) => fail(err instanceof Error ? err : new Error(String(err))),
+              )
               .finally(() => {
                 inFlight--;
                 wake?.();
@@ -98,8 +103,6 @@ export class LocalDispatcher implements Dispatcher {
       if (failure) throw failure;
     } catch (err) {
       // Chunks still running (a hung case, a signal) must not keep the process alive: stop the threads.
-      // The pool's rejections of the abandoned chunks are expected.
-      for (const w of work) w.catch(() => {});
       await Promise.all(roles.map((r) => pools[r].destroy()));
       throw failure ?? err;
     } finally {
@@ -108,7 +111,13 @@ export class LocalDispatcher implements Dispatcher {
     return out;
   }
 
+  /** Drains: waits for running chunks, then stops the threads. */
   async close(): Promise<void> {
     if (this.#pools) await Promise.all(roles.map((role) => this.#pools![role].close()));
+  }
+
+  /** Stops the threads now (a running close() returns with it). */
+  async destroy(): Promise<void> {
+    if (this.#pools) await Promise.all(roles.map((role) => this.#pools![role].destroy()));
   }
 }

@@ -112,14 +112,19 @@ export class QueueDispatcher implements Dispatcher {
 
   async #withRetry<T>(what: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     // The coordinator rides out backend outages (a Redis restart): retry with capped backoff, until
-    // the run is stopped.
+    // the run is stopped. Only a retryable code is retried: a malformed batch (MG_ERR_MALFORMED_BATCH)
+    // or a full backend (MG_ERR_BACKEND_OOM) fails the same way every time, so the run stops with it.
     for (let attempt = 0; ; attempt++) {
       try {
         return await fn();
       } catch (err) {
-        if (!isMetaguardError(err) || err.code !== 'MG_ERR_BACKEND' || signal?.aborted) throw err;
-        this.#logger.warn('backend_error', { during: what, attempt, message: err.message });
-        await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)), undefined, signal ? { signal } : undefined).catch(() => {});
+        if (!isMetaguardError(err) || !err.retryable || signal?.aborted) throw err;
+        this.#logger.warn('backend_error', { during: what, attempt, code: err.code, message: err.message });
+        try {
+          await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)), undefined, signal ? { signal } : undefined);
+        } catch {
+          throw err; // stopped while waiting to retry: the caller sees the signal and stops the run
+        }
       }
     }
   }
@@ -493,7 +498,17 @@ export class QueueDispatcher implements Dispatcher {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.#localWorkers.map((w) => w.close()));
+    await this.#stop((w) => w.close());
+  }
+
+  /** Stops in-process workers without draining (a close() in progress returns with it), then the backend. */
+  async destroy(): Promise<void> {
+    await this.#stop((w) => w.destroy());
+  }
+
+  async #stop(how: (w: LocalWorker) => Promise<void>): Promise<void> {
+    // The list is kept until every worker stopped, so a destroy() during close() reaches them too.
+    await Promise.all(this.#localWorkers.map(how));
     this.#localWorkers = [];
     await this.#backend?.close();
   }

@@ -41,7 +41,10 @@ export function abortReason(signal: AbortSignal): { code: string; message: strin
 export interface Dispatcher {
   /** Runs every case of both roles; resolves with each role's results indexed by case index. */
   run(job: JobSpec, events?: DispatchEvents): Promise<Record<Role, CaseResult[]>>;
+  /** Drains what it started (threads, in-process workers) and lets go of the backend. */
   close(): Promise<void>;
+  /** Stops at once, without draining; a close() in progress returns promptly too. */
+  destroy(): Promise<void>;
 }
 
 /** The first line of an error message (a stack or a code frame never reaches the one-line error). */

@@ -176,7 +176,8 @@ export class ProcessCasePool extends EventEmitter implements CaseRunner {
     });
     slot.ready.catch(() => {});
     child.on('message', (m) => slot.listener?.(m));
-    child.on('error', () => {});
+    // A spawn or IPC failure: 'close' follows and reports the death; its message carries this line.
+    child.on('error', (err) => (slot.stderr = `${slot.stderr}\n${err.message}`.slice(-4096)));
     child.once('close', () => {
       // Replace a process that ended (killed, crashed, retired) unless the pool is closing.
       if (!this.#closed && this.#slots[index] === slot) {

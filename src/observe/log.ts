@@ -40,7 +40,7 @@ export type LogEvent =
   | 'redis_eviction_policy'
 
   | 'batch_failed'
-  | 'worker_error'
+  | 'unexpected_error'
   | 'evaluation_preparing';
 
 export const levels: readonly Level[] = ['debug', 'info', 'warn', 'error'];

@@ -54,7 +54,9 @@ export async function serveMetrics(options: MetricsServerOptions): Promise<Metri
           res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz or /readyz\n');
         }
       } catch (err) {
-        res.writeHead(500, { 'content-type': 'text/plain' }).end(`error: ${(err as Error).message}\n`);
+        // A probe or a scrape failed: say so; a response already under way is cut instead.
+        if (res.headersSent) res.destroy(err as Error);
+        else res.writeHead(500, { 'content-type': 'text/plain' }).end(`error: ${(err as Error).message}\n`);
       }
     })();
   });
