@@ -51,7 +51,7 @@ export const ErrorCodes = {
   MG_ERR_INCOMPLETE: 'some cases could not be delivered: the verdict is withheld (see --allow-incomplete)',
   MG_ERR_DEADLINE: 'the evaluation did not finish within --deadline-s',
   MG_ERR_NO_WORKERS: 'no queue worker was alive for --no-worker-timeout-s',
-  MG_ERR_INTERRUPTED: 'the evaluation was stopped by SIGINT or SIGTERM',
+  MG_ERR_INTERRUPTED: 'the evaluation was stopped by SIGINT or SIGTERM (a draining worker hands its batches back with it)',
 } as const;
 export type MetaguardErrorCode = keyof typeof ErrorCodes;
 
