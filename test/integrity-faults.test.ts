@@ -411,7 +411,7 @@ describe('integrity under attack over Redis', { skip, concurrency: false }, () =
     assert.equal(report.baseline.errors.E_DELIVERY, 5);
     assert.equal(report.candidate.errors.E_DELIVERY, 5);
     assert.match(w.output(), /"event":"worker_started"[^\n]*"verifies_signatures":true/);
-    assert.match(w.output(), /"event":"dead_lettered"[^\n]*MG_ERR_HMAC: batch signature does not match/);
+    assert.match(w.output(), /"event":"dead_lettered"[^\n]*"code":"MG_ERR_HMAC","retryable":false,"reason":"batch signature does not match/);
     // The worker's dead letters are signed with its own key: the coordinator cannot trust them either.
     assert.ok(d!.forged.bad_signature >= 2, JSON.stringify(d!.forged));
     w.child.kill('SIGTERM');
@@ -460,7 +460,7 @@ describe('integrity under attack over Redis', { skip, concurrency: false }, () =
     assert.equal(report.baseline.errors.E_DELIVERY, 5);
     assert.equal(report.candidate.errors.E_DELIVERY, 5);
     assert.ok(Date.now() - started < 60_000);
-    assert.match(w.output(), /"event":"dead_lettered"[^\n]*MG_ERR_HMAC: batch is signed but this worker has no hmac_key/);
+    assert.match(w.output(), /"event":"dead_lettered"[^\n]*"code":"MG_ERR_HMAC","retryable":false,"reason":"batch is signed but this worker has no hmac_key/);
     w.child.kill('SIGTERM');
     assert.equal((await w.exited).code, 0, w.output());
   });
