@@ -19,7 +19,7 @@ import { pathToFileURL } from 'node:url';
 import { isRetryableCode, MetaguardError, toWireError, wireError } from '../src/errors.ts';
 import { encodeWireError, parseWireError, storedWireError, withDetail } from '../src/queue/records.ts';
 import { MemoryBackend } from '../src/queue/memory/backend.ts';
-import { validateQueueConfig } from '../src/queue/config.ts';
+import { validateQueueConfig } from '../src/options/queue.ts';
 import { startWorker } from '../src/daemon/daemon.ts';
 import { QueueDispatcher } from '../src/dispatch/queue.ts';
 import { resolveEvaluateOptions, runEvaluation } from '../src/evaluate.ts';
