@@ -174,6 +174,8 @@ export class ProcessCasePool extends EventEmitter implements CaseRunner {
       child.on('message', onMessage);
       child.once('close', (code, signal) => reject(new Error(`case process exited before it was ready (${signal ? `signal ${signal}` : `exit code ${code}`}): ${deathReason(slot.stderr) || 'no output on stderr'}`)));
     });
+    // Every chunk and question awaits `ready` and reports its failure; a process that dies before any
+    // of them needed it is replaced by the 'close' handler below, so nobody else must see it here.
     slot.ready.catch(() => {});
     child.on('message', (m) => slot.listener?.(m));
     // A spawn or IPC failure: 'close' follows and reports the death; its message carries this line.
