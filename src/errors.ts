@@ -103,6 +103,15 @@ export interface ErrorInfo {
 }
 
 export function toErrorInfo(err: unknown, fallbackCode = 'E_THROW'): ErrorInfo {
+  try {
+    return describeError(err, fallbackCode);
+  } catch {
+    // A thrown value whose message, name or toString throws (a hostile Proxy, a null-prototype object).
+    return { code: fallbackCode, message: '[an error that cannot be printed]', retryable: isRetryableCode(fallbackCode) };
+  }
+}
+
+function describeError(err: unknown, fallbackCode: string): ErrorInfo {
   if (err !== null && typeof err === 'object') {
     const e = err as { code?: unknown; message?: unknown; name?: unknown };
     const message = typeof e.message === 'string' ? e.message : String(err);

@@ -72,6 +72,10 @@ describe('wire errors (pure)', () => {
     assert.deepEqual(toWireError(new TypeError('boom')), { code: 'MG_ERR_WORKER', message: 'TypeError: boom', retryable: true });
     assert.deepEqual(toWireError(new MetaguardError('MG_ERR_CODEC', 'short frame')), { code: 'MG_ERR_CODEC', message: 'short frame', retryable: false });
     for (const code of ['E_TIMEOUT', 'E_THROW', 'E_DELIVERY', 'MG_ERR_HMAC', 'MG_ERR_ARTIFACT']) assert.equal(isRetryableCode(code), false, code);
+    // Hostile thrown values never make the error path throw in turn.
+    const unprintable = { code: 'MG_ERR_WORKER', message: '[an error that cannot be printed]', retryable: true };
+    assert.deepEqual(toWireError(Object.create(null)), unprintable);
+    assert.deepEqual(toWireError(new Proxy({}, { get: () => { throw new Error('trap'); } })), unprintable);
   });
 });
 

@@ -663,14 +663,6 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
   }
 }
 
-function truncateMessage(err: unknown): string {
-  try {
-    return truncate(String((err as Error)?.message ?? err), MAX_MESSAGE_CHARS);
-  } catch {
-    return 'unprintable error';
-  }
-}
-
 /** Starts a worker daemon: claims and runs batches until `close()`. */
 export async function startWorker(options: DaemonOptions): Promise<DaemonHandle> {
   const config = options.config ?? validateQueueConfig(options.queueConfig ?? {});
