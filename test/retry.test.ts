@@ -33,7 +33,7 @@ it('a retryable failure while preparing is retried after a delay and the run com
   const config = validateQueueConfig({ backend: 'memory', batch_size: 10, retry_base_ms: 50, retry_max_ms: 200, max_requeue_attempts: 3 });
   const backend = new MemoryBackend(config);
   let failures = 0;
-  const releases: { delayMs: number; countAttempt: boolean }[] = [];
+  const releases: ReleaseOptions[] = [];
   const flaky = new Proxy(backend, {
     get(target, prop, receiver) {
       if (prop === 'getJob') {
@@ -65,6 +65,7 @@ it('a retryable failure while preparing is retried after a delay and the run com
     assert.ok(releases.length >= 2, `released for retry ${releases.length} times`);
     for (const r of releases) {
       assert.equal(r.countAttempt, true);
+      assert.deepEqual([r.error.code, r.error.retryable], ['MG_ERR_BACKEND', true], 'retried with the outage\'s code');
       assert.ok(r.delayMs >= 25 && r.delayMs <= 200, `delay ${r.delayMs}`);
     }
   } finally {
