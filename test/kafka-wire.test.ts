@@ -75,7 +75,9 @@ describe('kafka wire: result records', () => {
     const r = parse({ kind: 'results', batch: 'job-1:b', role: 'candidate', worker: 'w1', mac: 'ab' });
     assert.equal(r.jobId, 'job-1');
     assert.ok(r.entry.kind === 'results' && r.entry.role === 'candidate' && r.entry.workerId === 'w1' && r.entry.mac === 'ab' && Buffer.from(r.entry.frame).toString() === 'frame');
-    assert.deepEqual(parse({ kind: 'dead', batch: 'job-1:b', reason: 'x'.repeat(3000) }, null).entry, { kind: 'dead', batchId: 'job-1:b', reason: 'x'.repeat(2000) });
+    // A free-text reason (an older worker) is kept as the message of MG_ERR_UNCODED, capped; a coded one is data.
+    assert.deepEqual(parse({ kind: 'dead', batch: 'job-1:b', reason: 'x'.repeat(3000) }, null).entry, { kind: 'dead', batchId: 'job-1:b', error: { code: 'MG_ERR_UNCODED', message: 'x'.repeat(2000), retryable: false } });
+    assert.deepEqual(parse({ kind: 'dead', batch: 'job-1:b', reason: '{"code":"MG_ERR_HMAC","message":"bad mac","retryable":false}' }, null).entry, { kind: 'dead', batchId: 'job-1:b', error: { code: 'MG_ERR_HMAC', message: 'bad mac', retryable: false } });
     assert.deepEqual(parse({ kind: 'moved', batch: 'job-1:b', partition: '3', offset: '12345678901234' }, null).entry, { kind: 'moved', batchId: 'job-1:b', partition: 3, offset: 12345678901234n });
   });
 
