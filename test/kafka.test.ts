@@ -292,7 +292,7 @@ describe('kafka backend (librdkafka mock cluster)', { skip: unavailable, concurr
     await worker.releaseBatch('w1', b.id, { delayMs: 0, countAttempt: true, error: wireError('MG_ERR_WORKER', 'boom') });
 
     const entries = await readAll(coord, 'job-r', 1);
-    assert.deepEqual(entries, [{ kind: 'dead', batchId: b.id, reason: 'boom (gave up after 2 attempts)', role: b.role }]);
+    assert.deepEqual(entries, [{ kind: 'dead', batchId: b.id, error: { code: 'MG_ERR_WORKER', message: 'boom (gave up after 2 attempts)', retryable: true }, role: b.role }], 'the dead letter keeps the code it was retried with');
     const dead = await coord.listDead();
     assert.equal(dead.length, 1);
     assert.equal(dead[0].attempts, 2);
