@@ -343,7 +343,8 @@ describe('time limits with --concurrency', () => {
 describe('metrics', () => {
   it('counts requests by role and status, their latency and the retries', async () => {
     const metrics = new Metrics();
-    const dispatcher = new LocalDispatcher({ threads: 1, pools: createRolePools(1, { timeoutMs: 5000 }), metrics, env: process.env });
+    const dispatcher = new LocalDispatcher({ threads: 1, pools: createRolePools(1, { timeoutMs: 5000 }), env: process.env });
+    metrics.attachCoordinator(dispatcher);
     const urls = { baseline: `${ep.url}/ok`, candidate: `${ep.url}/retry-after/503?s=0&metrics=1` };
     const endpoint = (url: string) => parseEndpoint({ url }, 'test');
     try {
@@ -358,6 +359,7 @@ describe('metrics', () => {
       });
     } finally {
       await dispatcher.close();
+      metrics.detach();
     }
     const text = await metrics.text();
     // 3 cases x (1 call + 1 relation) = 6 requests answered 200 per role; the candidate's 503s come on top.
