@@ -10,6 +10,7 @@ import { batchChannel, caseChannel, jobChannel, observe, resultChannel, threadCh
 import { createLogger } from '../src/observe/log.ts';
 import { logJobEvents, logWorkerEvents } from '../src/observe/log-events.ts';
 import { Metrics } from '../src/observe/metrics.ts';
+import { SystemdNotifier } from '../src/observe/systemd.ts';
 
 function capture(level: 'debug' | 'info' = 'info') {
   const lines: Record<string, unknown>[] = [];
@@ -114,3 +115,25 @@ describe('diagnostics channels', () => {
   });
 });
 
+
+describe('distinct log events', () => {
+  it('a failed systemd notification is systemd_notify_failed, logged once, never backend_error', () => {
+    const { lines, logger } = capture();
+    let sent = 0;
+    const notifier = new SystemdNotifier({
+      env: {},
+      logger,
+      send: () => {
+        sent++;
+        throw new Error('socket gone');
+      },
+    });
+    notifier.notify('READY=1\nSTATUS=starting');
+    notifier.notify('WATCHDOG=1');
+    assert.equal(sent, 2);
+    assert.deepEqual(
+      lines.map((l) => [l.event, l.level, l.message, l.notification]),
+      [['systemd_notify_failed', 'warn', 'socket gone', 'READY=1']],
+    );
+  });
+});

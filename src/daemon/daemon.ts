@@ -218,7 +218,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
     this.#lastProgress = Date.now();
     if (this.#stalled) {
       this.#stalled = false;
-      this.#logger.info('backend_reconnected', { worker: this.workerId, message: 'consume loop progressing again' });
+      this.#logger.info('watchdog_recovered', { worker: this.workerId, message: 'consume loop progressing again' });
     }
   }
 
