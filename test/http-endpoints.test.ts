@@ -28,6 +28,7 @@ import { parseEndpoint, resolveHeaders } from '../src/http/endpoint.ts';
 import { startEndpoint, type TestEndpoint } from './helpers/http-endpoint.ts';
 import { runCli } from './helpers/run-cli.ts';
 import { fixture } from './helpers/queue-harness.ts';
+import { until } from './helpers/poll.ts';
 
 const task = fixture('length-task.mjs');
 const tmp = mkdtempSync(join(tmpdir(), 'mg-http-'));
@@ -161,9 +162,7 @@ describe('endpoints as implementations', () => {
     assert.deepEqual(r.candidate.errors, { E_TIMEOUT: 6 });
     assert.deepEqual(r.baseline.http!.statuses, { timeout: 6 });
     // The client closed every hung request (the server saw its end).
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline && seenOn('/never').some((s) => !s.aborted)) await new Promise((res) => setTimeout(res, 20));
-    assert.ok(seenOn('/never').every((s) => s.aborted), 'hung requests were aborted');
+    await until('the server to see every hung request aborted', () => seenOn('/never').every((s) => s.aborted), 5000);
     assert.ok(seenOn('/slow-body').every((s) => s.aborted), 'trickling responses were aborted');
   });
 
