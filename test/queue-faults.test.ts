@@ -109,18 +109,18 @@ describe('queue faults over Redis', { skip, concurrency: false }, () => {
     assert.equal((await w.exited).code, 0, w.output());
   });
 
-  it('(b2) Redis killed -9 and back once the worker has seen the outage: the run still finishes exactly once', async () => {
+  it('(b2) Redis killed -9 and back after a second: the run still finishes exactly once', async () => {
     const qc = config();
     const w = spawnWorker(qc, { args: ['--threads', '2'] });
-    const backendErrors = () => w.output().match(/"event":"backend_error"/g)?.length ?? 0;
     let outage: Promise<void> | undefined;
     const report = await queueReport(slow, qc, {
       onProgress: (done, total) => {
         if (!outage && done > total * 0.4) {
           outage = (async () => {
-            const before = backendErrors();
             await redis.kill9();
-            await until('the worker to log the outage (backend_error)', () => backendErrors() > before, 30_000);
+            // The outage's length is the scenario (commands wait in the client's queue meanwhile, so
+            // there is no event to await): one second.
+            await new Promise((r) => setTimeout(r, 1000));
             await redis.restart();
           })();
         }
