@@ -116,7 +116,7 @@ export interface EvaluationHooks {
   /** Called with true while the queue has no live worker (cases wait), false once one is alive. */
   onWaiting?(waiting: boolean): void;
   /** Supplies the queue dispatcher for `--dispatcher queue`. @defaultValue the queue dispatcher of the queue config */
-  createDispatcher?(options: EvaluateOptions, extras: { logger: Logger; metrics?: Metrics }): Promise<Dispatcher> | Dispatcher;
+  createDispatcher?(options: EvaluateOptions, extras: { logger: Logger }): Promise<Dispatcher> | Dispatcher;
   env?: NodeJS.ProcessEnv;
   /**
    * Stops the evaluation (SIGINT, SIGTERM): its reason — `{ code, message }`, e.g. a MetaguardError —
@@ -221,9 +221,11 @@ async function runCases(
   if (options.dispatcher !== 'local') await destroyPools();
   const metrics = options.metrics ? new Metrics({ defaultMetrics: true }) : undefined;
   let dispatcher: Dispatcher;
-  if (options.dispatcher === 'local') dispatcher = new LocalDispatcher({ threads: options.parallel, pools, env, ...(metrics ? { metrics } : {}) });
-  else if (hooks.createDispatcher) dispatcher = await hooks.createDispatcher(options, { logger, ...(metrics ? { metrics } : {}) });
-  else dispatcher = await createQueueDispatcher(options, { logger, env, ...(metrics ? { metrics } : {}) });
+  if (options.dispatcher === 'local') dispatcher = new LocalDispatcher({ threads: options.parallel, pools, env });
+  else if (hooks.createDispatcher) dispatcher = await hooks.createDispatcher(options, { logger });
+  else dispatcher = await createQueueDispatcher(options, { logger, env });
+  // The dispatcher and its case pools publish what they observe; the metrics take this dispatcher's.
+  metrics?.attachCoordinator(dispatcher);
   let server: MetricsServer | undefined;
   if (metrics) {
     server = await serveMetrics({
@@ -268,6 +270,7 @@ async function runCases(
     });
   } finally {
     await dispatcher.close();
+    metrics?.detach();
     await server?.close();
   }
 
@@ -417,11 +420,11 @@ function buildReport(
  */
 export async function createQueueDispatcher(
   options: Pick<EvaluateOptions, 'queueConfig'> & Partial<Pick<EvaluateOptions, 'noWorkerTimeoutS'>>,
-  extras: { logger?: Logger; metrics?: Metrics; env: NodeJS.ProcessEnv },
+  extras: { logger?: Logger; env: NodeJS.ProcessEnv },
 ): Promise<QueueDispatcher> {
   const config = resolveQueueConfig(options.queueConfig ?? {}, extras.env);
   const logger = extras.logger ? { logger: extras.logger } : {};
-  const common = { config, ...logger, ...(extras.metrics ? { metrics: extras.metrics } : {}), ...(options.noWorkerTimeoutS !== undefined ? { noWorkerTimeoutS: options.noWorkerTimeoutS } : {}) };
+  const common = { config, ...logger, ...(options.noWorkerTimeoutS !== undefined ? { noWorkerTimeoutS: options.noWorkerTimeoutS } : {}) };
   if (config.spawn_local_workers === 0) return new QueueDispatcher(common);
   const backend = await createBackend(config, logger);
   const workers: DaemonHandle[] = [];

@@ -34,6 +34,7 @@ import { startRedis, type RedisServer } from './helpers/redis-server.js';
 import { startRedisCluster, type RedisCluster } from './helpers/redis-cluster.js';
 import { startRabbit, type RabbitServer } from './helpers/rabbitmq-server.js';
 import { startFauxqs, type Fauxqs } from './helpers/fauxqs-server.js';
+import { until } from './helpers/poll.js';
 
 interface Harness {
   name: 'memory' | 'redis' | 'redis-cluster' | 'kafka' | 'rabbitmq' | 'sqs';
@@ -64,6 +65,25 @@ interface Harness {
 
 /** Short settings keep the suite fast: leases of a few hundred ms, heartbeats timing out in 1 s. */
 const fast = { lease_seconds: 0.3, heartbeat_timeout: 1, heartbeat_check_interval: 0.1, retry_base_ms: 10 };
+
+/**
+ * The lease of the lease tests. A lease a test expects to hold is at least 3× any gap between the
+ * claim (or renewal) and the check, so a loaded machine does not expire it early; expiry is never
+ * slept for: it is polled (`reclaimUntil`), for up to 10 leases.
+ */
+const LEASE_MS = 600;
+
+/** Calls reclaimExpired until it has returned each of `ids` (requeued or dead-lettered); returns all it returned. */
+async function reclaimUntil(b: Backend, ids: string[]): Promise<{ requeued: string[]; deadLettered: string[] }> {
+  const out = { requeued: [] as string[], deadLettered: [] as string[] };
+  await until(`the leases of ${ids.join(', ')} to expire and be reclaimed`, async () => {
+    const r = await b.reclaimExpired();
+    out.requeued.push(...r.requeued);
+    out.deadLettered.push(...r.deadLettered);
+    return ids.every((id) => out.requeued.includes(id) || out.deadLettered.includes(id));
+  }, { timeoutMs: 10 * LEASE_MS, intervalMs: 25 });
+  return out;
+}
 
 function queueName(): string {
   return `t_${randomUUID()}`;
@@ -396,16 +416,6 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
     }
   }
 
-  /** Polls `read` until `done` holds or the harness's patience ran out; returns the last value. */
-  async function eventually<T>(read: () => Promise<T>, done: (v: T) => boolean): Promise<T> {
-    const deadline = Date.now() + h.patienceMs;
-    for (;;) {
-      const v = await read();
-      if (done(v) || Date.now() >= deadline) return v;
-      await sleep(50);
-    }
-  }
-
   /**
    * Reads a job's results after `cursor` until `count` entries arrived (with patience 0: one read with
    * `blockMs`, as the coordinator does; later reads block up to 250 ms each).
@@ -506,7 +516,10 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
             assert.deepEqual(bytes(e.frame), bytes(frame));
           }
           assert.deepEqual(await b.claimBatches('w1', 10, 5000), []);
-          const s = await eventually(() => b.stats(), (x) => x.completed === 3);
+          const s = await until('3 batches completed', async () => {
+            const x = await b.stats();
+            return x.completed === 3 && x;
+          }, h.patienceMs);
           assert.equal(s.inflight, 0);
           assert.equal(s.completed, 3);
           assert.equal(s.dispatched, 3);
@@ -580,21 +593,21 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
         withBackend({}, async (b) => {
           const sent = [batch('j'), batch('j')];
           await b.enqueue(sent);
-          const ids = oks(await b.claimBatches('w1', 2, 250)).map((x) => x.id);
-          for (let i = 0; i < 6; i++) {
-            await sleep(100);
-            assert.deepEqual(await b.renewLeases('w1', ids, 250), []);
+          const claimed = Date.now();
+          const ids = oks(await b.claimBatches('w1', 2, LEASE_MS)).map((x) => x.id);
+          // Renewed every sixth of a lease, until well past the first deadline.
+          while (Date.now() - claimed < 1.5 * LEASE_MS) {
+            await sleep(LEASE_MS / 6);
+            assert.deepEqual(await b.renewLeases('w1', ids, LEASE_MS), []);
           }
-          // 600 ms after the claim: well past the first 250 ms deadline.
           assert.deepEqual(await b.reclaimExpired(), { requeued: [], deadLettered: [] });
           assert.deepEqual(await b.claimBatches('w2', 5, 1000), []);
           assert.equal((await b.stats()).inflight, 2);
           // Ids the worker never held are reported lost; an empty list is a no-op.
-          assert.deepEqual(await b.renewLeases('w2', ids, 250), ids);
-          assert.deepEqual(await b.renewLeases('w1', [], 250), []);
+          assert.deepEqual(await b.renewLeases('w2', ids, LEASE_MS), ids);
+          assert.deepEqual(await b.renewLeases('w1', [], LEASE_MS), []);
           // Stop renewing: now they expire.
-          await sleep(400);
-          const out = await b.reclaimExpired();
+          const out = await reclaimUntil(b, ids);
           assert.deepEqual([...out.requeued].sort(), [...ids].sort());
         }));
 
@@ -602,11 +615,10 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
         withBackend({}, async (b) => {
           const sent = batch('j');
           await b.enqueue([sent, batch('j')]);
-          const [first] = oks(await b.claimBatches('w1', 1, 150));
+          const [first] = oks(await b.claimBatches('w1', 1, LEASE_MS));
           assert.equal(first.id, sent.id);
           assert.deepEqual((await b.reclaimExpired()).requeued, [], 'not expired yet');
-          await sleep(300);
-          assert.deepEqual(await b.reclaimExpired(), { requeued: [sent.id], deadLettered: [] });
+          assert.deepEqual(await reclaimUntil(b, [sent.id]), { requeued: [sent.id], deadLettered: [] });
           // Requeued at the front of its priority: claimed before the batch that was waiting.
           const [again] = oks(await b.claimBatches('w2', 1, 5000));
           assert.equal(again.id, sent.id);
@@ -622,9 +634,8 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           const job = `job-${randomUUID()}`;
           const sent = batch(job);
           await b.enqueue([sent]);
-          const [mine] = oks(await b.claimBatches('w1', 1, 150));
-          await sleep(300);
-          await b.reclaimExpired();
+          const [mine] = oks(await b.claimBatches('w1', 1, LEASE_MS));
+          await reclaimUntil(b, [mine.id]);
           const [theirs] = oks(await b.claimBatches('w2', 1, 5000));
           assert.equal(theirs.id, mine.id);
           assert.equal(await b.completeBatch('w1', mine, Uint8Array.from([1])), false);
@@ -650,12 +661,10 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           const sent = batch(job, { role: 'candidate' });
           await b.enqueue([sent]);
           const t0 = await b.now();
-          assert.equal(oks(await b.claimBatches('w1', 1, 100))[0].attempt, 1);
-          await sleep(200);
-          assert.deepEqual(await b.reclaimExpired(), { requeued: [sent.id], deadLettered: [] });
-          assert.equal(oks(await b.claimBatches('w2', 1, 100))[0].attempt, 2);
-          await sleep(200);
-          assert.deepEqual(await b.reclaimExpired(), { requeued: [], deadLettered: [sent.id] });
+          assert.equal(oks(await b.claimBatches('w1', 1, LEASE_MS))[0].attempt, 1);
+          assert.deepEqual(await reclaimUntil(b, [sent.id]), { requeued: [sent.id], deadLettered: [] });
+          assert.equal(oks(await b.claimBatches('w2', 1, LEASE_MS))[0].attempt, 2);
+          assert.deepEqual(await reclaimUntil(b, [sent.id]), { requeued: [], deadLettered: [sent.id] });
 
           const dead = await b.listDead();
           assert.equal(dead.length, 1);
@@ -739,9 +748,8 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           await b.putJob(manifest(job, await b.now()));
           const a = batch(job);
           await b.enqueue([a]);
-          oks(await b.claimBatches('w1', 1, 100));
-          await sleep(200);
-          assert.deepEqual((await b.reclaimExpired()).requeued, [a.id]);
+          oks(await b.claimBatches('w1', 1, LEASE_MS));
+          assert.deepEqual((await reclaimUntil(b, [a.id])).requeued, [a.id]);
           // w1 wakes up after its lease was reclaimed and rejects the batch (say, a bad MAC).
           await b.deadLetter('w1', a.id, wireError('MG_ERR_MALFORMED_BATCH', 'stale verdict'));
           // Another worker drains the queue as the daemon does.
@@ -768,9 +776,8 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
         withBackend({ enable_requeue: false }, async (b) => {
           const sent = batch('j');
           await b.enqueue([sent]);
-          oks(await b.claimBatches('w1', 1, 100));
-          await sleep(200);
-          assert.deepEqual(await b.reclaimExpired(), { requeued: [], deadLettered: [sent.id] });
+          oks(await b.claimBatches('w1', 1, LEASE_MS));
+          assert.deepEqual(await reclaimUntil(b, [sent.id]), { requeued: [], deadLettered: [sent.id] });
           assert.equal((await b.listDead())[0].id, sent.id);
         }));
 
@@ -801,8 +808,8 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           await b.enqueue([a]);
           oks(await claimUntil(b, 'w1', 1, 5000));
           // A delay well above scheduling noise on a loaded machine: the checks below run ~200 ms in.
+          const releasing = Date.now();
           await b.releaseBatch('w1', a.id, { delayMs: 2000, countAttempt: true, error: wireError('MG_ERR_WORKER', 'retry') });
-          const released = Date.now();
           let s = await b.stats();
           assert.equal(s.inflight, 0);
           if (caps.admin.delayedStats) assert.equal(s.delayed, 1);
@@ -810,8 +817,13 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           assert.deepEqual(await b.claimBatches('w1', 1, 5000), [], 'not before the delay');
           await sleep(200);
           assert.deepEqual(await b.claimBatches('w2', 1, 5000), [], 'still not before the delay');
-          await sleep(Math.max(0, released + 2100 - Date.now()));
-          const [again] = oks(await claimUntil(b, 'w2', 1, 5000));
+          const [again] = oks(
+            await until('the released batch to be claimable again', async () => {
+              const c = await b.claimBatches('w2', 1, 5000);
+              return c.length > 0 && c;
+            }, { timeoutMs: 20_000 + h.patienceMs }),
+          );
+          assert.ok(Date.now() - releasing >= 2000, `claimable ${Date.now() - releasing} ms after a release with delayMs 2000`);
           assert.equal(again.id, a.id);
           assert.equal(again.attempt, 2);
           s = await b.stats();
@@ -905,19 +917,25 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
         }));
 
       it('the circuit breaker stops a worker that lost circuit_breaker_threshold leases, for heartbeat_timeout', needs('queue', 'circuitBreaker'), () =>
-        withBackend({ circuit_breaker_threshold: 2, heartbeat_timeout: 0.5 }, async (b) => {
+        withBackend({ circuit_breaker_threshold: 2, heartbeat_timeout: 2 }, async (b, config) => {
           await b.enqueue([batch('j'), batch('j'), batch('j')]);
-          assert.equal(oks(await b.claimBatches('w1', 1, 100)).length, 1);
-          await sleep(200);
-          assert.equal((await b.reclaimExpired()).requeued.length, 1);
+          const one = oks(await b.claimBatches('w1', 1, LEASE_MS)).map((x) => x.id);
+          assert.equal(one.length, 1);
+          assert.equal((await reclaimUntil(b, one)).requeued.length, 1);
           // One strike: still allowed.
-          assert.equal(oks(await b.claimBatches('w1', 2, 100)).length, 2);
-          await sleep(200);
-          assert.equal((await b.reclaimExpired()).requeued.length, 2);
+          const two = oks(await b.claimBatches('w1', 2, LEASE_MS)).map((x) => x.id);
+          assert.equal(two.length, 2);
+          assert.equal((await reclaimUntil(b, two)).requeued.length, 2);
+          const opened = Date.now();
+          // Checked within a small part of heartbeat_timeout (2 s): open, for this worker only.
           assert.deepEqual(await b.claimBatches('w1', 5, 5000), [], 'circuit open');
           assert.equal(oks(await b.claimBatches('w2', 1, 5000)).length, 1, 'other workers still claim');
-          await sleep(650);
-          assert.equal(oks(await b.claimBatches('w1', 5, 5000)).length, 2, 'circuit closed after heartbeat_timeout');
+          const back = await until('the circuit to close', async () => {
+            const c = await b.claimBatches('w1', 5, 5000);
+            return c.length > 0 && c;
+          }, { timeoutMs: 10 * config.heartbeat_timeout * 1000, intervalMs: 50 });
+          assert.equal(oks(back).length, 2, 'circuit closed after heartbeat_timeout');
+          assert.ok(Date.now() - opened >= 0.9 * config.heartbeat_timeout * 1000, `closed after ${Date.now() - opened} ms, heartbeat_timeout ${config.heartbeat_timeout} s`);
         }));
 
       it('waitForWork returns early when work is enqueued, and after its timeout otherwise', needs('queue', 'wakeOnWork'), () =>
@@ -970,7 +988,10 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           await b.heartbeat(info);
           await b.heartbeat({ ...info, workerId: 'w2', pid: 99 });
           const now = await b.now();
-          let active = await eventually(() => b.activeWorkers(), (a) => a.length >= 2);
+          let active = await until('w1 and w2 active', async () => {
+            const a = await b.activeWorkers();
+            return a.length >= 2 && a;
+          }, h.patienceMs);
           assert.deepEqual(active.map((w) => w.workerId).sort(), ['w1', 'w2']);
           const w1 = active.find((w) => w.workerId === 'w1')!;
           assert.equal(w1.host, 'host-a');
@@ -982,15 +1003,22 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           await b.removeWorker('w2');
           assert.deepEqual((await b.activeWorkers()).map((w) => w.workerId), ['w1']);
           assert.deepEqual((await b.stats()).workers.map((w) => w.workerId), ['w1']);
-          await sleep(0.6 * T);
-          await b.heartbeat({ ...info, casesCompleted: 7, state: 'draining' });
-          await sleep(0.6 * T);
-          active = await eventually(() => b.activeWorkers(), (a) => a.length === 1 && a[0].casesCompleted === 7);
+          // Renewed every quarter of heartbeat_timeout (a margin of 4×) for two timeouts: w1 is still
+          // active only if each heartbeat renews it.
+          const renewing = Date.now();
+          while (Date.now() - renewing < 2 * T) {
+            await sleep(T / 4);
+            await b.heartbeat({ ...info, casesCompleted: 7, state: 'draining' });
+          }
+          active = await until('the renewed heartbeats to keep w1 active', async () => {
+            const a = await b.activeWorkers();
+            return a.length === 1 && a[0].casesCompleted === 7 && a;
+          }, h.patienceMs);
           assert.equal(active.length, 1, 'the renewed heartbeat keeps w1 active');
           assert.equal(active[0].casesCompleted, 7);
           assert.equal(active[0].state, 'draining');
-          await sleep(1.2 * T);
-          assert.deepEqual(await b.activeWorkers(), []);
+          // No more heartbeats: w1 drops out once heartbeat_timeout has passed (polled, never slept for).
+          await until('w1 to time out', async () => (await b.activeWorkers()).length === 0, { timeoutMs: 10 * T + h.patienceMs });
         }));
     });
 
@@ -1015,7 +1043,7 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           }
           const removed = await b.withdrawJob(job, mine.map((x) => x.id));
           if (caps.admin.pendingExcludesClaimed) assert.equal(removed, mine.length, 'every batch of the job is removed');
-          assert.equal(await eventually(() => b.getJob(job), (m) => m === null), null, 'manifest dropped');
+          await until('the manifest dropped', async () => (await b.getJob(job)) === null, h.patienceMs);
           assert.equal((await b.getJob(other))?.jobId, other, 'another job keeps its manifest');
           if (inFlight) {
             assert.deepEqual(await b.renewLeases('w1', [inFlight.id], 60_000), [inFlight.id], 'the lease of a withdrawn batch is revoked');
@@ -1095,7 +1123,7 @@ function conformance(h: Harness, caps: BackendCapabilities): void {
           assert.equal((await b.listDead()).length, 3);
           assert.equal((await b.listDead(2)).length, 2);
           assert.equal(await b.retryDead(), 3);
-          assert.equal((await eventually(() => b.stats(), (s) => s.pending.normal === 3)).pending.normal, 3);
+          await until('3 batches pending', async () => (await b.stats()).pending.normal === 3, h.patienceMs);
           assert.equal(await b.purgeDead(), 0);
         }));
 
@@ -1250,9 +1278,8 @@ function redisOnly(): void {
       assert.equal((await b.listDead())[0].id, 'm1');
       // An abandoned garbage claim is dead-lettered when its lease expires, never lost.
       await raw!.lpush(`${p}pending:normal`, 'junk');
-      assert.equal((await b.claimBatches('w1', 1, 100)).length, 1);
-      await sleep(200);
-      assert.deepEqual((await b.reclaimExpired()).deadLettered, ['junk']);
+      assert.equal((await b.claimBatches('w1', 1, LEASE_MS)).length, 1);
+      assert.deepEqual((await reclaimUntil(b, ['junk'])).deadLettered, ['junk']);
       assert.equal((await b.stats()).dead, 2);
     } finally {
       await b.close();

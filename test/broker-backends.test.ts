@@ -35,6 +35,7 @@ import type { Backend, BatchMessage, JobManifest } from '../src/queue/types.ts';
 import { makeTlsFiles, startRabbit, type RabbitServer } from './helpers/rabbitmq-server.ts';
 import { startFauxqs, type Fauxqs } from './helpers/fauxqs-server.ts';
 import { runCli } from './helpers/run-cli.ts';
+import { until } from './helpers/poll.ts';
 
 const manifest = (jobId: string): JobManifest => ({
   jobId,
@@ -68,15 +69,6 @@ function capture(): { logger: Logger; events(name: string): Record<string, unkno
     },
   });
   return { logger: createLogger({ json: true, stream, level: 'debug' }), events: (name) => lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((e) => e.event === name) };
-}
-
-async function eventually<T>(read: () => Promise<T>, done: (v: T) => boolean, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await read();
-    if (done(v) || Date.now() > end) return v;
-    await sleep(100);
-  }
 }
 
 async function readEntries(b: Backend, jobId: string, count: number) {
@@ -203,7 +195,10 @@ describe('rabbitmq backend', () => {
       const sent = batch(job);
       await b.enqueue([sent]);
       assert.ok((await claimOne(b, 'w', 300))?.ok);
-      const out = await eventually(async () => b.reclaimExpired(), (o) => o.deadLettered.length > 0, 5000);
+      const out = await until('the expired lease to be dead-lettered', async () => {
+        const o = await b.reclaimExpired();
+        return o.deadLettered.length > 0 && o;
+      }, { timeoutMs: 5000, intervalMs: 100 });
       assert.deepEqual(out, { requeued: [], deadLettered: [sent.id] });
       const [dead] = await b.listDead();
       assert.equal(dead.id, sent.id);
@@ -230,7 +225,10 @@ describe('rabbitmq backend', () => {
       assert.ok(held?.ok);
       assert.equal((await worker.getJob(job))?.jobId, job, 'the worker reads the manifest, as the daemon does');
       assert.equal(await coord.withdrawJob(job, mine.map((x) => x.id)), 3, 'every batch of the job is withdrawn');
-      assert.deepEqual(await eventually(() => worker.renewLeases('w', [held.batch.id], 60_000), (l) => l.length === 1), [held.batch.id], 'the holder\'s lease is revoked');
+      assert.deepEqual(await until('the holder\'s lease to be revoked', async () => {
+        const l = await worker.renewLeases('w', [held.batch.id], 60_000);
+        return l.length === 1 && l;
+      }, { timeoutMs: 10_000, intervalMs: 100 }), [held.batch.id], 'the holder\'s lease is revoked');
       assert.equal(await worker.getJob(job), null, 'the worker sees the job gone');
       const theirs = batch(other);
       await coord.enqueue([theirs]);
@@ -533,7 +531,10 @@ describe('sqs backend (fauxqs)', () => {
       assert.equal(held.batch.jobId, job);
       assert.equal(await coord.withdrawJob(job, mine.map((x) => x.id)), 3, 'every batch of the job is withdrawn');
       // Workers look at a job again at most every 5 s: within 15 s the holder is told.
-      assert.deepEqual(await eventually(() => worker.renewLeases('w', [held.batch.id], 30_000), (l) => l.length === 1, 15_000), [held.batch.id], 'the holder\'s lease is revoked');
+      assert.deepEqual(await until('the holder\'s lease to be revoked', async () => {
+        const l = await worker.renewLeases('w', [held.batch.id], 30_000);
+        return l.length === 1 && l;
+      }, { timeoutMs: 15_000, intervalMs: 100 }), [held.batch.id], 'the holder\'s lease is revoked');
       assert.equal(await worker.getJob(job), null, 'the worker sees the job gone');
       const theirs = batch(other);
       await coord.enqueue([theirs]);
@@ -542,7 +543,10 @@ describe('sqs backend (fauxqs)', () => {
       assert.equal(next.batch.id, theirs.id, 'the withdrawn job\'s batches were dropped, the other job\'s claimed');
       assert.deepEqual(await worker.claimBatches('w', 10, 30_000), []);
       assert.equal(await worker.completeBatch('w', next.batch, Uint8Array.from([1])), true);
-      const s = await eventually(() => coord.stats(), (x) => x.pending.normal === 0);
+      const s = await until('the queue to drain', async () => {
+        const x = await coord.stats();
+        return x.pending.normal === 0 && x;
+      }, { timeoutMs: 10_000, intervalMs: 100 });
       assert.equal(s.pending.normal, 0);
       assert.equal(s.dead, 0, 'nothing dead-lettered');
     } finally {

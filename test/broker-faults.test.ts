@@ -24,7 +24,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,9 +32,10 @@ import { validateQueueConfig } from '../src/options/queue.ts';
 import { createBackend } from '../src/queue/index.ts';
 import type { Backend, ResultEntry } from '../src/queue/types.ts';
 import type { QueueDispatcher } from '../src/dispatch/queue.ts';
-import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, waitFor, type RunOptions } from './helpers/queue-harness.ts';
+import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, type RunOptions } from './helpers/queue-harness.ts';
 import { startRabbit, type RabbitServer } from './helpers/rabbitmq-server.ts';
 import { startFauxqs } from './helpers/fauxqs-server.ts';
+import { until } from './helpers/poll.ts';
 
 // Cases busy-wait SLOW_MS each: short, so that 2,000 of them take seconds (the local reference run reads
 // it too; outcomes do not depend on it).
@@ -163,10 +164,10 @@ function faults(kind: BrokerKind): void {
       // The batches A held when it died came back to B as a second attempt — or, when A had published
       // their results just before it died, as copies of a finished job that B drops after the run
       // (the only batches of the job still queued once every case is accounted).
-      await waitFor(
+      await until(
+        'the killed worker\'s batches to come back to B (run again as attempt 2, or dropped as a finished job\'s)',
         () => claimedAttempts(b.output()).some((n) => n === 2) || /"event":"job_withdrawn"[^\n]*dropping a batch of a withdrawn job/.test(b.output()),
         30_000,
-        'the killed worker\'s batches to come back to B (run again as attempt 2, or dropped as a finished job\'s)',
       );
       b.child.kill('SIGTERM');
       assert.equal((await b.exited).code, 0, b.output().slice(-3000));
@@ -198,12 +199,13 @@ function faults(kind: BrokerKind): void {
     it('(c) SIGTERM during a long case hands the batch back at once, uncounted, and another worker finishes it', async () => {
       const qc = broker.config({ ...base, lease_seconds: 60, batch_size: 1 });
       const long: RunOptions = { task: fixture('slow/task.mjs'), baseline: fixture('slow/long.mjs'), candidate: fixture('slow/long.mjs'), n: 2, timeoutS: 20 };
-      const env = { LONG_MS: '2500' };
+      const caseStarted = join(mkdtempSync(join(tmpdir(), 'mg-long-')), 'started');
+      const env = { LONG_MS: '2500', LONG_STARTED_FILE: caseStarted };
       const a = spawnWorker(qc, { args: ['--threads', '1', '--shutdown-timeout-s', '0.3', '--log-level', 'debug'], env });
       const started = Date.now();
       const run = queueReport(long, qc);
-      await waitFor(() => /"event":"batch_claimed"/.test(a.output()), 60_000, 'worker A claimed a batch');
-      await new Promise((r) => setTimeout(r, 500));
+      await until('worker A claimed a batch', () => /"event":"batch_claimed"/.test(a.output()), 60_000);
+      await until('worker A inside a long case', () => existsSync(caseStarted), 60_000);
       a.child.kill('SIGTERM');
       assert.equal((await a.exited).code, 0, a.output().slice(-3000));
       assert.match(a.output(), /"event":"queue_requeued"[^\n]*worker draining/, 'A handed its batch back');
@@ -221,22 +223,22 @@ function faults(kind: BrokerKind): void {
       const qc = broker.config({ ...base, lease_seconds: 60, batch_size: 2 });
       const w = spawnWorker(qc, { args: ['--threads', '1', '--log-level', 'debug'], env: { LONG_MS: '2000' } });
       const cli = startCli(['evaluate', '--task', fixture('slow/task.mjs'), '--baseline', fixture('slow/long.mjs'), '--candidate', fixture('slow/long.mjs'), '--n', '20', '--queue-config', JSON.stringify(qc), '--log-json', '--report-dir', mkdtempSync(join(tmpdir(), 'mg-int-'))]);
-      await waitFor(() => /"event":"batch_claimed"/.test(w.output()), 90_000, 'the worker to hold a batch');
+      await until('the worker to hold a batch', () => /"event":"batch_claimed"/.test(w.output()), 90_000);
       cli.child.kill('SIGINT');
       const r = await cli.done;
       assert.equal(r.code, 130, r.stderr.slice(-3000));
       const line = r.stderr.split('\n').filter((l) => l.startsWith('metaguard: ')).join('\n');
       assert.match(line, new RegExp(`^metaguard: interrupted by SIGINT with \\d+ of 40 cases done; job [0-9a-f-]{36} withdrawn from queue "${qc.queue}" on ${kind.name} \\(\\d+ pending batches removed\\)$`));
-      await waitFor(() => /"event":"job_withdrawn"/.test(w.output()), 60_000, 'the worker to drop the batch it held');
+      await until('the worker to drop the batch it held', () => /"event":"job_withdrawn"/.test(w.output()), 60_000);
       // The job's other batches are dropped as the worker meets them: the queue drains, nothing dead.
       const admin = await createBackend(validateQueueConfig(qc));
       try {
         let last = '';
-        await waitFor(async () => {
+        await until('the withdrawn job\'s batches to be dropped', async () => {
           const s = await admin.stats();
           last = JSON.stringify({ pending: s.pending, dead: s.dead, delayed: s.delayed });
           return s.pending.normal === 0 && s.dead === 0 && s.delayed === 0;
-        }, 90_000, 'the withdrawn job\'s batches to be dropped');
+        }, 90_000);
         assert.equal((await admin.listDead()).length, 0, `nothing dead-lettered (${last})`);
       } finally {
         await admin.close();

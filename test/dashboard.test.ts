@@ -16,11 +16,12 @@ import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import type { BrowserContext, Page } from 'playwright-core';
 import { startRedis, redisAvailable, type RedisServer } from './helpers/redis-server.ts';
-import { fixture, killAllWorkers, spawnWorker, waitFor, type WorkerProcess } from './helpers/queue-harness.ts';
+import { fixture, killAllWorkers, spawnWorker, type WorkerProcess } from './helpers/queue-harness.ts';
 import { freePort } from './helpers/net.ts';
 import { runCli } from './helpers/run-cli.ts';
 import { RedisBackend } from '../src/queue/redis/backend.ts';
 import { validateQueueConfig } from '../src/options/queue.ts';
+import { until } from './helpers/poll.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 
@@ -76,7 +77,8 @@ function spawnCli(args: string[], env: Record<string, string> = {}): Proc {
 async function startDashboard(args: string[], env: Record<string, string> = {}): Promise<Proc & { url: string }> {
   const p = spawnCli(['dashboard', '--log-json', '--refresh-s', '0.5', ...args], env);
   let url: string | undefined;
-  await waitFor(
+  await until(
+    'the dashboard to start',
     () => {
       const line = p.output().split('\n').find((l) => l.includes('"dashboard_started"'));
       if (line) url = (JSON.parse(line) as { url: string }).url;
@@ -84,7 +86,6 @@ async function startDashboard(args: string[], env: Record<string, string> = {}):
       return url !== undefined;
     },
     60_000,
-    'the dashboard to start',
   );
   return { ...p, url: url! };
 }
@@ -261,7 +262,7 @@ describe('metaguard dashboard in a browser', { skip, concurrency: false }, () =>
     let retried = '';
     try {
       run = evaluate(100);
-      await waitFor(async () => (await admin.stats()).pending.normal >= 3, 60_000, 'batches pending');
+      await until('batches pending', async () => (await admin.stats()).pending.normal >= 3, 60_000);
       const claims = await admin.claimBatches('dashboard-test', 3, 120_000);
       const ids = claims.map((c) => (c.ok ? c.batch.id : c.id));
       assert.equal(ids.length, 3);
@@ -306,7 +307,7 @@ describe('metaguard dashboard in a browser', { skip, concurrency: false }, () =>
     const redisClient = new (await import('ioredis')).Redis({ port: redis.port, lazyConnect: true });
     await redisClient.connect();
     try {
-      await waitFor(async () => (await redisClient.exists(admin.key(`batch:${retried}`))) === 0, 60_000, 'the retried batch to complete');
+      await until('the retried batch to complete', async () => (await redisClient.exists(admin.key(`batch:${retried}`))) === 0, 60_000);
       await run!.exited;
     } finally {
       redisClient.disconnect();

@@ -28,6 +28,7 @@ import { parseEndpoint, resolveHeaders } from '../src/http/endpoint.ts';
 import { startEndpoint, type TestEndpoint } from './helpers/http-endpoint.ts';
 import { runCli } from './helpers/run-cli.ts';
 import { fixture } from './helpers/queue-harness.ts';
+import { until } from './helpers/poll.ts';
 
 const task = fixture('length-task.mjs');
 const tmp = mkdtempSync(join(tmpdir(), 'mg-http-'));
@@ -161,9 +162,7 @@ describe('endpoints as implementations', () => {
     assert.deepEqual(r.candidate.errors, { E_TIMEOUT: 6 });
     assert.deepEqual(r.baseline.http!.statuses, { timeout: 6 });
     // The client closed every hung request (the server saw its end).
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline && seenOn('/never').some((s) => !s.aborted)) await new Promise((res) => setTimeout(res, 20));
-    assert.ok(seenOn('/never').every((s) => s.aborted), 'hung requests were aborted');
+    await until('the server to see every hung request aborted', () => seenOn('/never').every((s) => s.aborted), 5000);
     assert.ok(seenOn('/slow-body').every((s) => s.aborted), 'trickling responses were aborted');
   });
 
@@ -343,7 +342,8 @@ describe('time limits with --concurrency', () => {
 describe('metrics', () => {
   it('counts requests by role and status, their latency and the retries', async () => {
     const metrics = new Metrics();
-    const dispatcher = new LocalDispatcher({ threads: 1, pools: createRolePools(1, { timeoutMs: 5000 }), metrics, env: process.env });
+    const dispatcher = new LocalDispatcher({ threads: 1, pools: createRolePools(1, { timeoutMs: 5000 }), env: process.env });
+    metrics.attachCoordinator(dispatcher);
     const urls = { baseline: `${ep.url}/ok`, candidate: `${ep.url}/retry-after/503?s=0&metrics=1` };
     const endpoint = (url: string) => parseEndpoint({ url }, 'test');
     try {
@@ -358,6 +358,7 @@ describe('metrics', () => {
       });
     } finally {
       await dispatcher.close();
+      metrics.detach();
     }
     const text = await metrics.text();
     // 3 cases x (1 call + 1 relation) = 6 requests answered 200 per role; the candidate's 503s come on top.

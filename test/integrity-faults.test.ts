@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { startRedis, redisAvailable, type RedisServer } from './helpers/redis-server.ts';
-import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, waitFor, type RunOptions } from './helpers/queue-harness.ts';
+import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, type RunOptions } from './helpers/queue-harness.ts';
 import { runCli } from './helpers/run-cli.ts';
 import { kafkaMockUnavailable, startKafkaMock, type KafkaMock } from './helpers/kafka-broker.ts';
 import { Kafka, logLevel } from 'kafkajs';
@@ -25,6 +25,7 @@ import { RedisBackend } from '../src/queue/redis/backend.ts';
 import { createLogger } from '../src/observe/log.ts';
 import type { Backend, BatchMessage, JobManifest, ResultEntry } from '../src/queue/types.ts';
 import type { QueueDispatcher } from '../src/dispatch/queue.ts';
+import { until } from './helpers/poll.ts';
 
 const skip = redisAvailable() ? false : 'redis-server is not installed';
 
@@ -181,7 +182,7 @@ describe('integrity under attack over Redis', { skip, concurrency: false }, () =
     assert.equal(report.baseline.errors.E_DELIVERY, 10);
     assert.equal(report.candidate.errors.E_DELIVERY, 10);
     assert.equal(report.decision.adopt, false);
-    await waitFor(() => /"event":"dead_lettered"[^\n]*MG_ERR_HMAC[^\n]*manifest/.test(w.output()), 10_000, 'the worker dead-letters with MG_ERR_HMAC naming the manifest');
+    await until('the worker dead-letters with MG_ERR_HMAC naming the manifest', () => /"event":"dead_lettered"[^\n]*MG_ERR_HMAC[^\n]*manifest/.test(w.output()), 10_000);
     w.child.kill('SIGTERM');
     assert.equal((await w.exited).code, 0, w.output());
   });
@@ -321,7 +322,7 @@ describe('integrity under attack over Redis', { skip, concurrency: false }, () =
       assert.equal(notices[0].event, 'redis_eviction_policy');
       assert.match(notices[0].message, /allkeys-lru/);
       const w = spawnWorker(qc, { args: ['--threads', '1'] });
-      await waitFor(() => /"event":"worker_started"/.test(w.output()), 30_000, 'the worker started');
+      await until('the worker started', () => /"event":"worker_started"/.test(w.output()), 30_000);
       assert.match(w.output(), /"event":"redis_eviction_policy"[^\n]*allkeys-lru/, 'the worker warned at start');
       w.child.kill('SIGTERM');
       assert.equal((await w.exited).code, 0, w.output());
@@ -396,7 +397,7 @@ describe('integrity under attack over Redis', { skip, concurrency: false }, () =
     });
     assert.equal(report.candidate.errors.E_OOM ?? 0, 0);
     assert.equal(report.candidate.errors.E_DELIVERY, 10);
-    await waitFor(() => /"event":"dead_lettered"[^\n]*MG_ERR_MALFORMED_RECORD[^\n]*memMb/.test(w.output()), 10_000, 'coded dead letter');
+    await until('coded dead letter', () => /"event":"dead_lettered"[^\n]*MG_ERR_MALFORMED_RECORD[^\n]*memMb/.test(w.output()), 10_000);
     assert.match(w.output(), /"event":"malformed_record"/);
     w.child.kill('SIGTERM');
     assert.equal((await w.exited).code, 0, w.output());
@@ -453,7 +454,7 @@ describe('integrity under attack over Redis', { skip, concurrency: false }, () =
     const qc = config({ hmac_key: 'k-' + randomUUID(), max_requeue_attempts: 1 });
     const { hmac_key: _key, ...workerQc } = qc as typeof qc & { hmac_key: string };
     const w = spawnWorker(workerQc, { args: ['--threads', '2'] });
-    await waitFor(() => /"event":"worker_started"[^\n]*"verifies_signatures":false/.test(w.output()), 30_000, 'the worker says at start it does not verify');
+    await until('the worker says at start it does not verify', () => /"event":"worker_started"[^\n]*"verifies_signatures":false/.test(w.output()), 30_000);
     const small: RunOptions = { ...worse, n: 5 };
     const started = Date.now();
     const report = await queueReport(small, qc);

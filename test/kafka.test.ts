@@ -36,21 +36,12 @@ import { builtinTask } from '../src/task/builtin.js';
 import { loadTask } from '../src/task/load.js';
 import { startKafkaMock, type KafkaMock } from './helpers/kafka-broker.js';
 import type { Role, CaseResult } from '../src/core/protocol.js';
+import { until } from './helpers/poll.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
 const unavailable = false; // startKafkaMock() fails naming the packages when the mock broker cannot be built
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 const manifest = (jobId: string): JobManifest => ({
   jobId,
@@ -89,7 +80,7 @@ async function readAll(b: KafkaBackend, jobId: string, count: number, timeoutMs 
     cursor = r.cursor;
     out.push(...r.entries);
     return out.length >= count;
-  }, timeoutMs, 0);
+  }, { timeoutMs, intervalMs: 0 });
   return out;
 }
 
@@ -208,7 +199,7 @@ describe('kafka backend (librdkafka mock cluster)', { skip: unavailable, concurr
         assert.equal(await worker.completeBatch('w1', b, Buffer.from('r')), true);
       }
       return seen.size === sent.length;
-    }, 20_000, 20);
+    }, { timeoutMs: 20_000, intervalMs: 20 });
     assert.equal((await worker.stats()).inflight, 0);
     await until('all committed', async () => (await coord.stats()).kafka.lag === 0);
   });
@@ -371,7 +362,7 @@ describe('kafka backend (librdkafka mock cluster)', { skip: unavailable, concurr
       claimed2.push(...(await w2.claimBatches('w2', 16, 60_000)).map(ok));
       const l = await w1.renewLeases('w1', held.map((b) => b.id), 60_000);
       return l.length > 0 && l;
-    }, 20_000, 100);
+    }, { timeoutMs: 20_000, intervalMs: 100 });
     assert.ok(lost.length < 16, 'w1 keeps some partitions');
     const lostBatch = held.find((b) => b.id === lost[0])!;
     assert.equal(await w1.completeBatch('w1', lostBatch, Buffer.from('late')), false, 'no longer held, results published anyway');

@@ -20,6 +20,7 @@ import { createBackend } from '../src/queue/index.ts';
 import { redisAvailable } from './helpers/redis-server.ts';
 import { freePort } from './helpers/net.ts';
 import { fixture, killAllWorkers, queueReport, spawnWorker, type RunOptions } from './helpers/queue-harness.ts';
+import { until } from './helpers/poll.ts';
 
 const hasOpenssl = (() => {
   try {
@@ -39,13 +40,15 @@ async function server(args: string[], readyPort: number, tls?: { ca: string; cer
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (/Ready to accept connections|Sentinel ID is/.test(out)) return child;
-    if (child.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`redis-server ${args.join(' ')} (port ${readyPort}${tls ? ', tls' : ''}) did not start:\n${out}`);
+  await until(
+    () => `redis-server ${args.join(' ')} (port ${readyPort}${tls ? ', tls' : ''}) to start:\n${out}`,
+    () => {
+      if (child.exitCode !== null) throw new Error(`redis-server ${args.join(' ')} (port ${readyPort}${tls ? ', tls' : ''}) exited (${child.exitCode}):\n${out}`);
+      return /Ready to accept connections|Sentinel ID is/.test(out);
+    },
+    10_000,
+  );
+  return child;
 }
 
 describe('queue config: credentials and transports (unit)', () => {

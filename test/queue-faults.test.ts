@@ -6,11 +6,15 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { startRedis, type RedisServer } from './helpers/redis-server.ts';
-import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, waitFor, type RunOptions } from './helpers/queue-harness.ts';
+import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, type RunOptions } from './helpers/queue-harness.ts';
 import type { Backend, BatchMessage } from '../src/queue/types.ts';
 import type { QueueDispatcher } from '../src/dispatch/queue.ts';
+import { until } from './helpers/poll.ts';
 
 const skip = false; // startRedis() fails naming the package when redis-server is missing
 
@@ -114,6 +118,8 @@ describe('queue faults over Redis', { skip, concurrency: false }, () => {
         if (!outage && done > total * 0.4) {
           outage = (async () => {
             await redis.kill9();
+            // The outage's length is the scenario (commands wait in the client's queue meanwhile, so
+            // there is no event to await): one second.
             await new Promise((r) => setTimeout(r, 1000));
             await redis.restart();
           })();
@@ -240,15 +246,16 @@ describe('queue faults over Redis', { skip, concurrency: false }, () => {
   it('(f) SIGTERM during a long case hands the batch back at once and another worker finishes it', async () => {
     const qc = config({ lease_seconds: 60, batch_size: 1 });
     const long: RunOptions = { task: fixture('slow/task.mjs'), baseline: fixture('slow/long.mjs'), candidate: fixture('slow/long.mjs'), n: 2, timeoutS: 20 };
-    const env = { LONG_MS: '2500' };
+    const started = join(mkdtempSync(join(tmpdir(), 'mg-long-')), 'started');
+    const env = { LONG_MS: '2500', LONG_STARTED_FILE: started };
     const a = spawnWorker(qc, { args: ['--threads', '1', '--shutdown-timeout-s', '0.3', '--log-level', 'debug'], env });
     let b: ReturnType<typeof spawnWorker> | undefined;
-    const started = Date.now();
+    const t0 = Date.now();
     const run = queueReport(long, qc);
     // Once worker A is inside a long case, stop it and start B.
-    await waitFor(() => /"event":"worker_started"/.test(a.output()), 30_000, 'worker A up');
-    await waitFor(() => /"event":"batch_claimed"/.test(a.output()), 30_000, 'worker A claimed a batch');
-    await new Promise((r) => setTimeout(r, 500));
+    await until('worker A up', () => /"event":"worker_started"/.test(a.output()), 30_000);
+    await until('worker A claimed a batch', () => /"event":"batch_claimed"/.test(a.output()), 30_000);
+    await until('worker A inside a long case', () => existsSync(started), 30_000);
     a.child.kill('SIGTERM');
     const exit = await a.exited;
     assert.equal(exit.code, 0, a.output());
@@ -256,7 +263,7 @@ describe('queue faults over Redis', { skip, concurrency: false }, () => {
     b = spawnWorker(qc, { args: ['--threads', '2'], env });
     const report = await run;
     // A lease of 60 s was never waited for.
-    assert.ok(Date.now() - started < 30_000, `finished in ${Date.now() - started} ms`);
+    assert.ok(Date.now() - t0 < 30_000, `finished in ${Date.now() - t0} ms`);
     assert.equal(report.candidate.passes, 2);
     assert.equal(report.baseline.passes, 2);
     b.child.kill('SIGTERM');

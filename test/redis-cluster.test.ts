@@ -13,9 +13,10 @@ import { validateQueueConfig } from '../src/options/queue.ts';
 import { RedisBackend } from '../src/queue/redis/backend.ts';
 import { shardQueueName } from '../src/queue/redis/sharded.ts';
 import { startRedisCluster, type RedisCluster } from './helpers/redis-cluster.ts';
-import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, waitFor, type RunOptions } from './helpers/queue-harness.ts';
+import { assertSameVerdict, fixture, killAllWorkers, localReport, queueReport, spawnWorker, type RunOptions } from './helpers/queue-harness.ts';
 import { runCli } from './helpers/run-cli.ts';
 import { wireError } from '../src/errors.ts';
+import { until } from './helpers/poll.ts';
 
 const skip = false; // startRedisCluster() fails naming the packages when redis-server or redis-cli is missing
 
@@ -147,7 +148,7 @@ describe('Redis backend on a cluster of 3 masters + 3 replicas', { skip, concurr
     const probe = new RedisBackend(validateQueueConfig(qc));
     try {
       await probe.connect();
-      await waitFor(async () => (await probe.activeWorkers()).length === 1, 30_000, 'the worker heartbeat on the cluster');
+      await until('the worker heartbeat on the cluster', async () => (await probe.activeWorkers()).length === 1, 30_000);
       const r = await runCli(['bench', '--json', '--skip-codec', '--n', '200', '--sizes', '20', '--queue-config', JSON.stringify(qc)], { timeoutMs: 120_000 });
       assert.equal(r.code, 0, `${r.stderr}\n${w.output()}`);
       const out = JSON.parse(r.stdout) as { sweep: { batch_size: number; cases_per_sec: number }[]; recommended_batch_size: number };

@@ -10,8 +10,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { spawnWorker, waitFor } from './helpers/queue-harness.ts';
+import { spawnWorker } from './helpers/queue-harness.ts';
 import { startRedis, type RedisServer } from './helpers/redis-server.ts';
+import { until } from './helpers/poll.ts';
 
 const listener = fileURLToPath(new URL('./helpers/notify-listener.py', import.meta.url));
 const python = spawnSync('python3', ['--version']).status === 0;
@@ -32,15 +33,15 @@ for (const kind of ['path', 'abstract'] as const) {
     let got = '';
     sock.stdout!.on('data', (d) => (got += d));
     try {
-      await waitFor(() => got.includes('listening'), 5000, 'listener');
+      await until('listener', () => got.includes('listening'), 5000);
       const w = spawnWorker({ backend: 'redis', connection: { host: '127.0.0.1', port: redis.port } }, { env: { NOTIFY_SOCKET: addr, WATCHDOG_USEC: '400000' }, args: ['--threads', '1'] });
-      await waitFor(() => /READY=1/.test(got), 15_000, 'READY=1');
-      await waitFor(() => (got.match(/WATCHDOG=1/g) ?? []).length >= 2, 5000, 'two watchdog pings');
+      await until('READY=1', () => /READY=1/.test(got), 15_000);
+      await until('two watchdog pings', () => (got.match(/WATCHDOG=1/g) ?? []).length >= 2, 5000);
       assert.match(got, /STATUS=running: [\d.]+ cases\/s/);
       w.child.kill('SIGTERM');
       const exit = await w.exited;
       assert.equal(exit.code, 0, w.output());
-      await waitFor(() => /STOPPING=1/.test(got), 5000, 'STOPPING=1');
+      await until('STOPPING=1', () => /STOPPING=1/.test(got), 5000);
       const lines = got.trim().split('\n');
       assert.ok(lines.findIndex((l) => l.includes('READY=1')) < lines.findIndex((l) => l.includes('STOPPING=1')));
     } finally {

@@ -16,12 +16,13 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { runCli, type CliResult } from './helpers/run-cli.ts';
 import { redisAvailable, startRedis, type RedisServer } from './helpers/redis-server.ts';
-import { fixture, killAllWorkers, spawnWorker, waitFor, type WorkerProcess } from './helpers/queue-harness.ts';
+import { fixture, killAllWorkers, spawnWorker, type WorkerProcess } from './helpers/queue-harness.ts';
 import { resolveEvaluateOptions, runEvaluation } from '../src/evaluate.ts';
 import { LocalDispatcher } from '../src/dispatch/local.ts';
 import type { Dispatcher } from '../src/dispatch/types.ts';
 import { createProgress } from '../src/cli/progress.ts';
 import type { Report } from '../src/reports/types.ts';
+import { until } from './helpers/poll.ts';
 
 const entry = fileURLToPath(new URL('../src/cli/run.ts', import.meta.url));
 const tsx = import.meta.resolve('tsx');
@@ -172,9 +173,10 @@ describe('local: nothing waits forever', { concurrency: 2 }, () => {
   });
 
   it('SIGINT stops a task whose gen never returns: exit 130', async () => {
-    const cli = startCli(['evaluate', '--task', v('gen-hangs-task.mjs'), '--baseline', fixture('good.mjs'), '--candidate', fixture('good.mjs'), '--n', '10', '--log-json', '--log-level', 'debug', '--report-dir', freshDir('genint')], tmp);
-    await waitFor(() => cli.stderr().includes('"evaluation_preparing"'), 60_000, 'evaluation_preparing');
-    await new Promise((res) => setTimeout(res, 500));
+    const marker = freshDir('gen-started');
+    const cli = startCli(['evaluate', '--task', v('gen-hangs-task.mjs'), '--baseline', fixture('good.mjs'), '--candidate', fixture('good.mjs'), '--n', '10', '--log-json', '--log-level', 'debug', '--report-dir', freshDir('genint')], tmp, { GEN_STARTED_FILE: marker });
+    await until('evaluation_preparing', () => cli.stderr().includes('"evaluation_preparing"'), 60_000);
+    await until('the task\'s gen to be running', () => existsSync(marker), 60_000);
     cli.child.kill('SIGINT');
     const r = await cli.done;
     assert.equal(r.code, 130, describeRun(r));
@@ -184,7 +186,7 @@ describe('local: nothing waits forever', { concurrency: 2 }, () => {
   for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     it(`${signal} stops a local run: exit ${code}, one line`, async () => {
       const cli = startCli(['evaluate', '--task', slowTask, '--baseline', v('slow-solve.mjs'), '--candidate', v('slow-solve.mjs'), '--n', '200', '--parallel', '1', '--log-json', '--report-dir', freshDir('sig')], tmp);
-      await waitFor(() => cli.stderr().includes('"evaluation_started"'), 60_000, 'evaluation_started');
+      await until('evaluation_started', () => cli.stderr().includes('"evaluation_started"'), 60_000);
       cli.child.kill(signal);
       const r = await cli.done;
       assert.equal(r.code, code, describeRun(r));
@@ -329,7 +331,7 @@ describe('through Redis', { skip: redisAvailable() ? false : 'redis-server is no
   it('SIGTERM while waiting for workers: exit 143, the job withdrawn', async () => {
     const qc = config();
     const cli = startCli(['evaluate', '--task', slowTask, '--baseline', fixture('slow/baseline.mjs'), '--candidate', fixture('slow/candidate.mjs'), '--n', '100', '--queue-config', JSON.stringify(qc), '--log-json', '--report-dir', freshDir('term')], tmp);
-    await waitFor(() => cli.stderr().includes('"heartbeat_timeout"'), 60_000, 'the coordinator to wait for workers');
+    await until('the coordinator to wait for workers', () => cli.stderr().includes('"heartbeat_timeout"'), 60_000);
     cli.child.kill('SIGTERM');
     const r = await cli.done;
     assert.equal(r.code, 143, describeRun(r));
@@ -343,13 +345,13 @@ describe('through Redis', { skip: redisAvailable() ? false : 'redis-server is no
     try {
       const cli = startCli(['evaluate', '--task', slowTask, '--baseline', v('slow-solve.mjs'), '--candidate', v('slow-solve.mjs'), '--n', '100', '--queue-config', JSON.stringify(qc), '--log-json', '--report-dir', freshDir('int')], tmp);
       // Interrupt once the worker holds a batch.
-      await waitFor(async () => (await client.zcard(`mg:{${qc.queue}}:inflight`)) > 0, 60_000, 'a batch in flight');
+      await until('a batch in flight', async () => (await client.zcard(`mg:{${qc.queue}}:inflight`)) > 0, 60_000);
       cli.child.kill('SIGINT');
       const r = await cli.done;
       assert.equal(r.code, 130, describeRun(r));
       assert.match(errorLines(r).join('\n'), new RegExp(`^metaguard: interrupted by SIGINT with \\d+ of 200 cases done; job [0-9a-f-]{36} withdrawn from queue "${qc.queue}" on redis 127\\.0\\.0\\.1:${redis.port} \\(\\d+ pending batches removed\\)$`));
       // The batch the worker held: its lease is revoked, the worker notices and drops it (no results stored).
-      await waitFor(() => worker.output().includes('"job_withdrawn"'), 30_000, 'the worker to drop the withdrawn batch');
+      await until('the worker to drop the withdrawn batch', () => worker.output().includes('"job_withdrawn"'), 30_000);
       await new Promise((res) => setTimeout(res, 1500));
       assert.deepEqual(await leftovers(qc.queue), { pending: 0, inflight: 0, delayed: 0, batches: [], jobs: [], results: [] });
       assert.equal(await client.hlen(`mg:{${qc.queue}}:dead`), 0, 'nothing dead-lettered');

@@ -24,6 +24,7 @@ import { startWorker } from '../src/daemon/daemon.ts';
 import { QueueDispatcher } from '../src/dispatch/queue.ts';
 import { resolveEvaluateOptions, runEvaluation } from '../src/evaluate.ts';
 import { createLogger, type Logger } from '../src/observe/log.ts';
+import { observe } from '../src/observe/events.ts';
 import { createCodec } from '../src/codec/index.ts';
 import { encodeCases, signBatch } from '../src/queue/messages.ts';
 import type { JobSpec } from '../src/dispatch/types.ts';
@@ -149,7 +150,25 @@ describe('retry decisions branch on codes', () => {
 describe('no swallowed failures in the worker', () => {
   it('a failure thrown outside any handler of a batch becomes coded log lines; the worker goes on', async () => {
     const config = validateQueueConfig({ backend: 'memory', batch_size: 5, retry_base_ms: 20, retry_max_ms: 50 });
-    const backend = new MemoryBackend(config);
+    // A manifest whose limits throw when first read: after the batch was prepared, outside the
+    // preparation's handler (a bug of this kind anywhere in a batch's run).
+    let exploded = false;
+    class HostileManifest extends MemoryBackend {
+      override async getJob(jobId: string) {
+        const m = await super.getJob(jobId);
+        if (!m) return m;
+        return new Proxy(m, {
+          get(target, prop, receiver) {
+            if (prop === 'timeoutMs' && !exploded) {
+              exploded = true;
+              throw new Error('hostile manifest exploded');
+            }
+            return Reflect.get(target, prop, receiver);
+          },
+        });
+      }
+    }
+    const backend = new HostileManifest(config);
     const { logger: base, lines } = capture();
     // The batch_failed line's own logging throws too: the last resort must still say so with a code.
     let throwOnce = true;
@@ -164,11 +183,6 @@ describe('no swallowed failures in the worker', () => {
       },
     };
     const worker = await startWorker({ backend, config, threads: 1, pollIntervalS: 0.02, cacheDir: tmp('mg-cache-'), logger });
-    let thrown = 0;
-    worker.on('batch', () => {
-      // A subscriber's bug, after the batch's results were published.
-      if (thrown++ === 0) throw new Error('subscriber exploded');
-    });
     try {
       const options = resolveEvaluateOptions({ values: { task: 'top_k', n: 20, dispatcher: 'queue', reportDir: tmp('mg-r-') }, env: {} });
       const { report } = await runEvaluation(options, { createDispatcher: () => new QueueDispatcher({ config, backend }) });
@@ -177,7 +191,7 @@ describe('no swallowed failures in the worker', () => {
       const failed = lines.find((l) => l.event === 'batch_failed');
       assert.ok(failed, 'batch_failed logged');
       assert.equal(failed.code, 'MG_ERR_WORKER');
-      assert.match(String(failed.message), /subscriber exploded/);
+      assert.match(String(failed.message), /hostile manifest exploded/);
       const unexpected = lines.find((l) => l.event === 'unexpected_error');
       assert.ok(unexpected, 'the failure of the failure handler is logged, not an unhandled rejection');
       assert.deepEqual([unexpected.code, unexpected.during], ['MG_ERR_WORKER', 'batch failure']);
@@ -204,7 +218,9 @@ describe('no swallowed failures in the worker', () => {
     };
     const run = dispatcher.run(job, { signal: stop.signal }).catch((err: unknown) => err);
     try {
-      await new Promise<void>((resolve) => worker.once('decoded', () => resolve()));
+      await new Promise<void>((resolve) => {
+        const stop = observe(worker, { 'metaguard:batch': (m) => m.kind === 'decoded' && (stop(), resolve()) });
+      });
       let closed = false;
       const closing = worker.close().then(() => (closed = true));
       await new Promise((r) => setTimeout(r, 500));

@@ -13,8 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { freePort } from './helpers/net.ts';
 import { startRedis, type RedisServer } from './helpers/redis-server.ts';
-import { waitFor } from './helpers/queue-harness.ts';
 import { resolveEvaluateOptions, runEvaluation } from '../src/evaluate.ts';
+import { until } from './helpers/poll.ts';
 
 const skip = false; // startRedis() fails naming the package when redis-server is missing
 let redis: RedisServer;
@@ -49,7 +49,7 @@ it('runs from METAGUARD_* variables alone', { skip }, async () => {
   child.stderr.on('data', (d) => (out += d));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   try {
-    await waitFor(() => out.includes('"event":"worker_started"') && out.includes('/metrics'), 30_000, 'worker up');
+    await until('worker up', () => out.includes('"event":"worker_started"') && out.includes('/metrics'), 30_000);
     const health = await request(`http://127.0.0.1:${port}/healthz`);
     assert.equal(health.statusCode, 200);
     assert.match(await health.body.text(), /env-only-worker/);

@@ -18,8 +18,9 @@ import { isMetaguardError, MetaguardError, toWireError, wireError, type WireErro
 import { serializedCase, type CaseRunner } from '../execution/pool.js';
 import { PoolSet, splitThreads, type Isolation } from '../execution/pools.js';
 import { caseEnvironment } from '../execution/env.js';
-import type { DaemonEvents } from '../observe/events.js';
+import { batchChannel, workerChannel, type BatchEvent, type DaemonEvents } from '../observe/events.js';
 import { silentLogger, type Logger } from '../observe/log.js';
+import { logWorkerEvents } from '../observe/log-events.js';
 import { version } from '../version.js';
 import { ArtifactCache } from '../queue/artifacts.js';
 import { defaultCacheDir } from '../util/paths.js';
@@ -117,6 +118,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
   #backendDown = false;
   readonly #load: WorkerLoad;
   readonly #startedAt = Date.now();
+  readonly #stopLogging: () => void;
   casesCompleted = 0;
   batchesCompleted = 0;
 
@@ -143,8 +145,11 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
     this.#pools.onCreate = (pool) => pool.on('drain', () => this.#signal());
     this.#httpSecrets = parseSecretNames(options.httpSecrets);
     this.#load = new WorkerLoad(this.#pools.maxPools * this.#pools.threadsPerPool);
-    this.on('case', (r, _role, thread) => this.#load.recordCase(r.durationMs, thread));
-    this.on('heap', (bytes, thread) => this.#load.recordHeap(bytes, thread));
+    this.#stopLogging = logWorkerEvents(this, this.workerId, this.#logger);
+  }
+
+  #publish(e: BatchEvent): void {
+    if (batchChannel.hasSubscribers) batchChannel.publish(e);
   }
 
   get state() {
@@ -222,7 +227,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
     this.#lastProgress = Date.now();
     if (this.#stalled) {
       this.#stalled = false;
-      this.#logger.info('backend_reconnected', { worker: this.workerId, message: 'consume loop progressing again' });
+      this.#logger.info('watchdog_recovered', { worker: this.workerId, message: 'consume loop progressing again' });
     }
   }
 
@@ -269,14 +274,14 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
               this.#logger.info('job_withdrawn', { worker: this.workerId, job: h.batch.jobId, batch: id, message: 'dropping the batch of a withdrawn job' });
               continue;
             }
-            this.#logger.warn('queue_requeued', { worker: this.workerId, batch: id, message: 'lease lost; results will still be published and deduplicated' });
+            this.#publish({ source: this, worker: this.workerId, batch: id, kind: 'lease_lost' });
           }
         }
       }
       // A stalled worker stops heartbeating, so the registry stops counting it as alive.
       if (!this.#stalled) {
         await this.#heartbeat();
-        this.emit('heartbeat');
+        if (workerChannel.hasSubscribers) workerChannel.publish({ source: this, worker: this.workerId, kind: 'heartbeat' });
       }
       await this.#pools.sweep();
       await this.#backend.reclaimExpired();
@@ -391,8 +396,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
         }
         // The same batch delivered to us twice (enqueued twice): the copy we already run answers both.
         if (this.#held.has(claim.batch.id)) continue;
-        this.emit('claimed', { id: claim.batch.id, attempt: claim.batch.attempt, priority: claim.batch.priority });
-        this.#logger.log('debug', 'batch_claimed', { worker: this.workerId, batch: claim.batch.id, attempt: claim.batch.attempt });
+        this.#publish({ source: this, worker: this.workerId, batch: claim.batch.id, kind: 'claimed', attempt: claim.batch.attempt, priority: claim.batch.priority });
         const held: Held = { batch: claim.batch, abandoned: false, leaseLost: false, done: Promise.resolve() };
         this.#held.set(claim.batch.id, held);
         // Never rejects: a failure is handed back (#batchFailed), and a failure of that is logged.
@@ -418,8 +422,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
   }
 
   async #deadLetter(id: string, error: WireError): Promise<void> {
-    this.#logger.warn('dead_lettered', { worker: this.workerId, batch: id, code: error.code, retryable: error.retryable, reason: error.message });
-    this.emit('dead', { id, code: error.code, reason: error.message, serialization: SERIALIZATION_CODES.has(error.code) });
+    this.#publish({ source: this, worker: this.workerId, batch: id, kind: 'dead_lettered', code: error.code, retryable: error.retryable, reason: error.message, serialization: SERIALIZATION_CODES.has(error.code) });
     try {
       await this.#backend.deadLetter(this.workerId, id, error);
     } catch (err) {
@@ -430,8 +433,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
   async #release(id: string, error: WireError): Promise<void> {
     try {
       await this.#backend.releaseBatch(this.workerId, id, { delayMs: 0, countAttempt: false, error });
-      this.#logger.info('queue_requeued', { worker: this.workerId, batch: id, code: error.code, reason: error.message });
-      this.emit('requeued', { id, code: error.code, reason: error.message });
+      this.#publish({ source: this, worker: this.workerId, batch: id, kind: 'handed_back', code: error.code, reason: error.message });
     } catch (err) {
       this.#backendFault('release', err);
     }
@@ -441,8 +443,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
     const delayMs = retryDelayMs(batch.attempt, this.#config.retry_base_ms, this.#config.retry_max_ms);
     try {
       await this.#backend.releaseBatch(this.workerId, batch.id, { delayMs, countAttempt: true, error });
-      this.#logger.warn('queue_requeued', { worker: this.workerId, batch: batch.id, attempt: batch.attempt, delay_ms: delayMs, code: error.code, reason: error.message });
-      this.emit('requeued', { id: batch.id, code: error.code, reason: error.message });
+      this.#publish({ source: this, worker: this.workerId, batch: batch.id, kind: 'retry_later', code: error.code, reason: error.message, attempt: batch.attempt, delayMs });
     } catch (err) {
       // The backend is down too: the lease expires and the batch is reclaimed.
       this.#backendFault('retry', err);
@@ -487,7 +488,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
       cases = decoded.cases;
       // Case threads get the serialized cases (one buffer per chunk), not clones of the values.
       for (let i = 0; i < cases.length; i++) serializedCase.set(cases[i], decoded.payloads[i]);
-      this.emit('decoded', { id: batch.id, cases: cases.length });
+      this.#publish({ source: this, worker: this.workerId, batch: batch.id, kind: 'decoded', cases: cases.length });
       manifest = await this.#manifest(batch.jobId);
       if (!manifest && (await this.#withdrawn(batch))) return;
       if (!manifest) throw new MetaguardError('MG_ERR_ARTIFACT', `job ${batch.jobId} not found (finished, expired, or never published)`);
@@ -555,16 +556,13 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
           pool.runChunk(
             { taskUrl: urls.task, implUrl: urls.impl, seed: manifest.seed, cases: cases.slice(i * per, (i + 1) * per), ...(exec ? { exec } : {}) },
             {
+              // The pool publishes each case, restart and heap sample with this context.
+              context: { source: this, role: batch.role, batch: batch.id },
               onResult: (r, thread) => {
                 this.#progress();
-                if (r.error?.code === 'E_TIMEOUT' || r.error?.code === 'E_OOM' || r.error?.code === 'E_CRASH') {
-                  const event = r.error.code === 'E_TIMEOUT' ? 'case_timeout' : r.error.code === 'E_OOM' ? 'case_oom' : 'case_crash';
-                  this.#logger.warn(event, { worker: this.workerId, batch: batch.id, case_index: r.index, thread, message: r.error.message });
-                }
-                this.emit('case', r, batch.role, thread);
+                this.#load.recordCase(r.durationMs, thread);
               },
-              onRestart: (reason, thread) => this.emit('restart', reason, thread),
-              onHeap: (bytes, thread) => this.emit('heap', bytes, thread),
+              onHeap: (bytes, thread) => this.#load.recordHeap(bytes, thread),
             },
           ),
         ),
@@ -605,8 +603,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
     const seconds = (performance.now() - started) / 1000;
     const frameBytes = frames.reduce((n, f) => n + f.byteLength, 0);
     const rawBytes = frames.reduce((n, f) => n + FRAME_HEADER_BYTES + readHeader(f).rawLength, 0);
-    this.emit('batch', { id: batch.id, cases: results.length, seconds, frameBytes, rawBytes, frames: frames.length });
-    this.#logger.log('debug', 'queue_completed', { worker: this.workerId, batch: batch.id, cases: results.length, seconds: Number(seconds.toFixed(3)), ...(frames.length > 1 ? { frames: frames.length } : {}) });
+    this.#publish({ source: this, worker: this.workerId, batch: batch.id, kind: 'completed', cases: results.length, seconds, frameBytes, rawBytes, frames: frames.length });
   }
 
   /**
@@ -626,7 +623,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
 
   async #shutdown(deadlineMs: number): Promise<void> {
     if (this.#state === 'starting') this.#state = 'stopped';
-    if (this.#state === 'stopped' && !this.#loop) return;
+    if (this.#state === 'stopped' && !this.#loop) return this.#stopLogging();
     this.#state = 'draining';
     this.#logger.info('worker_draining', { worker: this.workerId, in_flight: this.#held.size, deadline_s: deadlineMs / 1000 });
     this.#signal();
@@ -660,6 +657,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
     }
     if (this.#ownsBackend) await this.#backend.close();
     this.#logger.info('worker_stopped', { worker: this.workerId, cases_completed: this.casesCompleted, handed_back: leftovers.length });
+    this.#stopLogging();
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * Per-thread load of a worker between two heartbeats: the share of wall time each thread slot spent
- * running cases, its last sampled V8 heap, and cases/s. Fed by the worker's own events (the same
- * channel metrics subscribe to) and read by the heartbeat, so the dashboard can show it per worker.
+ * running cases, its last sampled V8 heap, and cases/s. Fed by the worker's chunk callbacks (each case,
+ * each heap sample) and read by the heartbeat, so the dashboard can show it per worker.
  */
 export class WorkerLoad {
   readonly #busyMs: number[];

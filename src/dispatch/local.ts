@@ -1,18 +1,17 @@
 /**
  * The local dispatcher: cases run in this process's case threads, in chunks, both roles interleaved,
- * each role in its own pool (a candidate never shares a realm with the baseline).
+ * each role in its own pool (a candidate never shares a realm with the baseline). The pools publish
+ * what they observe with this dispatcher as the source (metrics subscribe: Metrics.attachCoordinator).
  */
 import type { CaseRunner } from '../execution/pool.js';
 import { createRolePools } from '../execution/pools.js';
 import { caseEnvironment } from '../execution/env.js';
-import type { Metrics } from '../observe/metrics.js';
 import { chunkExecFor, RateLimitStates } from '../execution/chunk-exec.js';
 import { moduleLoadError, stoppedError, type DispatchEvents, type Dispatcher, type JobSpec } from './types.js';
 import { roles, type Role, type CaseResult } from '../core/protocol.js';
 
 export interface LocalDispatcherOptions {
   threads: number;
-  metrics?: Metrics;
   /** Run on these pools (already started, e.g. by the implementation check) instead of new ones. */
   pools?: Record<Role, CaseRunner>;
   /** Cases per `pool.run`. @defaultValue about four chunks per thread and role, 1..256 (at least 8 × concurrency) */
@@ -69,17 +68,15 @@ export class LocalDispatcher implements Dispatcher {
               .runChunk(
                 { taskUrl: job.taskUrl, implUrl: job.implUrls[role], seed: job.seed, cases, ...(execs[role] ? { exec: execs[role] } : {}) },
                 {
-                  onResult: (r, slot) => {
+                  context: { source: this, role },
+                  onResult: (r) => {
                     if (failure) return;
                     if (r.error?.code === 'MG_ERR_MODULE_LOAD') {
                       fail(moduleLoadError(role, job.sources, r.error));
                       return;
                     }
-                    this.#options.metrics?.recordCase(r, role, slot);
                     events.onResult?.(role, r);
                   },
-                  onRestart: (reason, slot) => this.#options.metrics?.threadRestarts.inc({ thread: String(slot), reason }),
-                  onHeap: (bytes, slot) => this.#options.metrics?.threadHeap.set({ thread: String(slot) }, bytes),
                 },
               )
               // A chunk that fails fails the run; after that, the rejections of chunks abandoned by

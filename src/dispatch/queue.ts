@@ -26,7 +26,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createCodec } from '../codec/index.js';
 import { isMetaguardError, MetaguardError, type WireError } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/log.js';
-import { caseStatus, type Metrics } from '../observe/metrics.js';
+import { jobChannel, resultChannel, type JobEvent } from '../observe/events.js';
+import { logJobEvents } from '../observe/log-events.js';
 import { loadArtifact, sha256 } from '../queue/artifacts.js';
 import { isEndpointUrl } from '../http/endpoint.js';
 import { AdaptiveBatchSize } from '../queue/batching.js';
@@ -48,7 +49,6 @@ export interface QueueDispatcherOptions {
   localWorkers?: LocalWorker[];
   /** Called when the batch size changes. */
   onBatchSize?(size: number): void;
-  metrics?: Metrics;
   /**
    * When no worker has been alive for this long, the run withdraws its job and fails with
    * MG_ERR_NO_WORKERS. 0 waits forever. @defaultValue 120
@@ -129,7 +129,20 @@ export class QueueDispatcher implements Dispatcher {
     }
   }
 
+  /**
+   * Runs the job. What it observes is published on the diagnostics channels (`metaguard:job`,
+   * `metaguard:result`) with this dispatcher as the source; its logger subscribes for the run.
+   */
   async run(job: JobSpec, events: DispatchEvents = {}): Promise<Record<Role, CaseResult[]>> {
+    const stopLogging = logJobEvents(this, this.#logger);
+    try {
+      return await this.#run(job, events);
+    } finally {
+      stopLogging();
+    }
+  }
+
+  async #run(job: JobSpec, events: DispatchEvents): Promise<Record<Role, CaseResult[]>> {
     const config = this.#config;
     const key = config.hmac_key;
     const backend = (this.#backend ??= this.#options.backend ?? (await createBackend(config, { logger: this.#logger })));
@@ -141,9 +154,11 @@ export class QueueDispatcher implements Dispatcher {
     });
     for (const notice of notices) this.#logger.warn(notice.event, { ...notice });
     const codec = createCodec({ compress: config.compress });
-    const metrics = this.#options.metrics;
-    metrics?.codecInfo.set({ impl: codec.impl }, 1);
     const jobId = randomUUID();
+    const publish = (e: JobEvent) => {
+      if (jobChannel.hasSubscribers) jobChannel.publish(e);
+    };
+    publish({ source: this, job: jobId, kind: 'started', codec: codec.impl });
     // The bytes are kept: a manifest republished after the backend lost it names the same code.
     const name = (path: string | undefined) => (path === undefined ? undefined : basename(path));
     const artifacts = [
@@ -174,9 +189,7 @@ export class QueueDispatcher implements Dispatcher {
       out[role][r.index] = r;
       remaining--;
       progress.record(role, r);
-      metrics?.casesCompleted.inc();
-      metrics?.cases.inc({ role, status: caseStatus(r) });
-      if (r.error?.code === 'E_TIMEOUT') metrics?.timeoutFailures.inc();
+      if (resultChannel.hasSubscribers) resultChannel.publish({ source: this, role, result: r });
       events.onResult?.(role, r);
     };
 
@@ -188,7 +201,7 @@ export class QueueDispatcher implements Dispatcher {
       max: config.batch_size ?? config.max_batch_size,
       adaptive: config.adaptive_batching && config.batch_size === undefined,
       onChange: (size) => {
-        metrics?.batchSize.set(size);
+        publish({ source: this, job: jobId, kind: 'batch_size', size });
         this.#options.onBatchSize?.(size);
       },
     });
@@ -242,8 +255,7 @@ export class QueueDispatcher implements Dispatcher {
       if (batch.length) {
         // Idempotent on the backend: a retry after a failure that had in fact committed adds nothing.
         await this.#withRetry('enqueue', () => backend.enqueue(batch), signal);
-        metrics?.casesDispatched.inc(batch.reduce((s, b) => s + sent.get(b.id)!.size, 0));
-        this.#logger.log('debug', 'queue_dispatched', { job: jobId, batches: batch.length, cases: batch.reduce((s, b) => s + sent.get(b.id)!.size, 0) });
+        if (jobChannel.hasSubscribers) publish({ source: this, job: jobId, kind: 'dispatched', batches: batch.length, cases: batch.reduce((s, b) => s + sent.get(b.id)!.size, 0) });
       }
     };
 
@@ -261,28 +273,18 @@ export class QueueDispatcher implements Dispatcher {
         const b = outstanding.get(id);
         if (!b) continue;
         if (++b.resends > config.max_requeue_attempts) {
-          this.#logger.warn('dead_lettered', { job: jobId, batch: id, reason: `${why}; gave up after ${b.resends - 1} resends` });
+          publish({ source: this, job: jobId, kind: 'dead_lettered', batch: id, code: 'E_DELIVERY', retryable: false, reason: `${why}; gave up after ${b.resends - 1} resends` });
           giveUp(id, b, `batch ${why}; gave up after ${b.resends - 1} resends`);
         } else again.push(message(id, b));
       }
       if (again.length === 0) return;
       await this.#withRetry('requeue', () => backend.enqueue(again));
-      metrics?.batchesRequeued.inc(again.length);
-      metrics?.casesRequeued.inc(again.reduce((sum, b) => sum + (outstanding.get(b.id)?.size ?? 0), 0));
-      this.#logger.warn('queue_requeued', { job: jobId, batches: again.length, reason: why });
+      publish({ source: this, job: jobId, kind: 'resent', batches: again.length, cases: again.reduce((sum, b) => sum + (outstanding.get(b.id)?.size ?? 0), 0), reason: why });
     };
 
     const forged = (entry: ResultEntry, reason: ForgedReason, message: string) => {
       this.forged[reason]++;
-      metrics?.forgedEntries.inc({ reason });
-      this.#logger.warn('forged_entry', {
-        job: jobId,
-        batch: entry.batchId,
-        kind: entry.kind,
-        reason,
-        message,
-        ...(entry.kind === 'dead' ? { claimed_code: entry.error.code, claimed_reason: entry.error.message } : { worker: entry.workerId }),
-      });
+      publish({ source: this, job: jobId, kind: 'forged', batch: entry.batchId, entry: entry.kind, reason, message, ...(entry.kind === 'dead' ? { claimedCode: entry.error.code, claimedReason: entry.error.message } : { worker: entry.workerId }) });
     };
 
     /** Set when a worker reports that it could not load the job's modules (the run stops with exit 2). */
@@ -300,7 +302,7 @@ export class QueueDispatcher implements Dispatcher {
           if (open) unverifiedDead.set(entry.batchId, entry.error);
           return void forged(entry, 'bad_signature', entry.mac ? 'dead letter signature does not match (forged, or a different hmac_key)' : 'dead letter is not signed (hmac_key is set)');
         }
-        this.#logger.warn('dead_lettered', { job: jobId, batch: entry.batchId, code: entry.error.code, retryable: entry.error.retryable, reason: entry.error.message });
+        publish({ source: this, job: jobId, kind: 'dead_lettered', batch: entry.batchId, code: entry.error.code, retryable: entry.error.retryable, reason: entry.error.message });
         if (open) giveUp(entry.batchId, b, `batch dead-lettered with ${entry.error.code}: ${entry.error.message}`);
         return undefined;
       }
@@ -313,8 +315,7 @@ export class QueueDispatcher implements Dispatcher {
       try {
         ({ results, part } = decodeResultsFrame(codec, entry.frame));
       } catch (err) {
-        metrics?.serializationErrors.inc();
-        this.#logger.warn('batch_rejected', { job: jobId, batch: entry.batchId, message: (err as Error).message });
+        publish({ source: this, job: jobId, kind: 'undecodable', batch: entry.batchId, message: (err as Error).message });
         forged(entry, 'undecodable', (err as Error).message);
         return open ? entry.batchId : undefined;
       }
@@ -350,7 +351,7 @@ export class QueueDispatcher implements Dispatcher {
       outstanding.delete(entry.batchId);
       batcher.record(results.length + (b.partial?.cases ?? 0), busyMs + (b.partial?.busyMs ?? 0));
       delete b.partial;
-      this.#logger.log('debug', 'queue_completed', { job: jobId, batch: entry.batchId, worker: entry.workerId, cases: b.size, ...(part ? { parts: part.parts } : {}) });
+      publish({ source: this, job: jobId, kind: 'batch_completed', batch: entry.batchId, worker: entry.workerId, cases: b.size, ...(part ? { parts: part.parts } : {}) });
       return undefined;
     };
 
@@ -460,9 +461,7 @@ export class QueueDispatcher implements Dispatcher {
           // Reclaim here too: dead-lettering must not depend on a live worker to notice.
           const reclaimed = await this.#withRetry('reclaim', () => backend.reclaimExpired(), signal);
           if (reclaimed.requeued.length) {
-            this.#logger.warn('queue_requeued', { job: jobId, batches: reclaimed.requeued.length });
-            metrics?.batchesRequeued.inc(reclaimed.requeued.length);
-            metrics?.casesRequeued.inc(reclaimed.requeued.reduce((sum, id) => sum + (outstanding.get(id)?.size ?? 0), 0));
+            publish({ source: this, job: jobId, kind: 'reclaimed', batches: reclaimed.requeued.length, cases: reclaimed.requeued.reduce((sum, id) => sum + (outstanding.get(id)?.size ?? 0), 0) });
           }
           await checkLost([...outstanding.keys()]);
           const stalled = [...outstanding].filter(([, b]) => b.partial && now - b.partial.last >= graceMs).map(([id]) => id);

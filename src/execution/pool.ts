@@ -33,6 +33,7 @@ import { boundResult } from './limits.js';
 import { caseEnvironment } from './env.js';
 import { CASE_MEM_MB, CASE_TIMEOUT_S } from '../options/defaults.js';
 import type { CaseInput, CaseResult } from '../core/protocol.js';
+import { publishing, type ChunkEvents } from './events.js';
 
 export interface CasePoolOptions {
   /** Number of threads. @defaultValue available parallelism */
@@ -58,15 +59,7 @@ export interface ChunkSpec {
   exec?: ChunkExec;
 }
 
-/**
- * What a chunk's run observed, for metrics. `slot` is the thread's slot in the pool (0..threads-1):
- * a thread that dies hands its slot to its replacement, so per-thread series stay bounded.
- */
-export interface ChunkEvents {
-  onResult?(result: CaseResult, slot: number): void;
-  onRestart?(reason: 'timeout' | 'oom' | 'crash', slot: number): void;
-  onHeap?(bytes: number, slot: number): void;
-}
+export type { ChunkEvents } from './events.js';
 
 /**
  * Serialized form of a case (as it came in a batch frame), when the caller has it: a chunk whose cases
@@ -283,7 +276,7 @@ export class CasePool extends EventEmitter implements CaseRunner {
     if (this.#closed) throw new MetaguardError('MG_ERR_POOL_CLOSED', 'the case pool is closed');
     this.#running++;
     try {
-      return await this.#runChunk(spec, events);
+      return await this.#runChunk(spec, publishing(events));
     } finally {
       this.#running--;
       this.lastUsed = Date.now();

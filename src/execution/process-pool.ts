@@ -33,7 +33,8 @@ import { MetaguardError, type ErrorInfo } from '../errors.js';
 import { packageRoot, runningFromSource } from '../util/paths.js';
 import { boundResult } from './limits.js';
 import { caseEnvironment } from './env.js';
-import { runAttempts, timeoutSlackMs, type AttemptOutcome, type CaseRunner, type ChunkEvents, type ChunkSpec, type ImplementationDescription } from './pool.js';
+import { publishing, type ChunkEvents } from './events.js';
+import { runAttempts, timeoutSlackMs, type AttemptOutcome, type CaseRunner, type ChunkSpec, type ImplementationDescription } from './pool.js';
 import type { ThreadMessage } from './protocol.js';
 import type { CaseInput, CaseResult } from '../core/protocol.js';
 
@@ -213,8 +214,9 @@ export class ProcessCasePool extends EventEmitter implements CaseRunner {
     if (this.#slots.includes(slot) && slot.child.exitCode === null && slot.child.signalCode === null && !slot.retiring) this.#handOut(slot);
   }
 
-  async runChunk(spec: ChunkSpec, events: ChunkEvents = {}): Promise<CaseResult[]> {
+  async runChunk(spec: ChunkSpec, chunkEvents: ChunkEvents = {}): Promise<CaseResult[]> {
     if (this.#closed) throw new MetaguardError('MG_ERR_POOL_CLOSED', 'the case pool is closed');
+    const events = publishing(chunkEvents);
     this.#running++;
     try {
       return await runAttempts(spec.cases, events, this.timeoutMs, (cases) => this.#attempt(spec, cases, events), { closed: () => this.#closed, released: () => {} });

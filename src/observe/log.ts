@@ -27,6 +27,8 @@ export type LogEvent =
   | 'evaluation_finished'
   | 'backend_error'
   | 'backend_reconnected'
+  | 'watchdog_recovered'
+  | 'systemd_notify_failed'
   | 'batch_rejected'
   | 'watchdog_stalled'
   | 'native_unavailable'

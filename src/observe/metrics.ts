@@ -1,16 +1,14 @@
 /**
  * Prometheus metrics (docs/reference.md), one registry per coordinator or worker. Names that say
- * "cases" count cases; batch counts have `_batches` names. Metrics subscribe to the
- * events a worker handle or a dispatcher publishes; nothing in the hot path calls them directly.
+ * "cases" count cases; batch counts have `_batches` names. Metrics subscribe to the events a worker
+ * daemon, a coordinator and their case pools publish (events.ts); nothing in the hot path calls
+ * prom-client.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { EventEmitter } from 'node:events';
-import { priorities, type Priority, type CaseResult } from '../core/protocol.js';
-import type { DaemonEvents } from './events.js';
+import { priorities, type Priority } from '../core/protocol.js';
 import { version } from '../version.js';
+import { observe, type ObservedCase, type ThreadEvent } from './events.js';
 
-/** What `attachWorker` subscribes to: the worker daemon's handle (daemon/daemon.ts). */
-export type DaemonEventSource = Pick<EventEmitter<DaemonEvents>, 'on'> & { readonly threads: number };
 
 /** What `refreshQueue` reads: a queue's counts (the Backend's `stats()`). */
 export interface QueueCounts {
@@ -22,7 +20,7 @@ export interface QueueCounts {
 
 export type CaseStatus = 'passed' | 'failed' | 'error';
 
-export function caseStatus(r: CaseResult): CaseStatus {
+export function caseStatus(r: ObservedCase): CaseStatus {
   return r.error ? 'error' : r.passed ? 'passed' : 'failed';
 }
 
@@ -59,6 +57,8 @@ export class Metrics {
   #lastScrape = performance.now();
   /** Cases of each batch this worker holds (decoded, not yet completed, handed back or dead-lettered). */
   readonly #heldCases = new Map<string, number>();
+  /** Unsubscribes what attachWorker / attachCoordinator subscribed. */
+  readonly #detach: (() => void)[] = [];
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -126,7 +126,7 @@ export class Metrics {
   }
 
   /** Records a finished case run on thread slot `thread`. */
-  recordCase(result: CaseResult, role: string, thread: number): void {
+  recordCase(result: ObservedCase, role: string, thread: number): void {
     const t = String(thread);
     this.threadCases.inc({ thread: t });
     this.threadDuration.observe({ thread: t }, result.durationMs / 1000);
@@ -136,7 +136,7 @@ export class Metrics {
     if (result.http) this.#recordHttp(result.http, role);
   }
 
-  #recordHttp(trace: NonNullable<CaseResult['http']>, role: string): void {
+  #recordHttp(trace: NonNullable<ObservedCase['http']>, role: string): void {
     const n = Math.min(trace.ms.length, trace.status.length);
     for (let i = 0; i < n; i++) {
       const s = trace.status[i];
@@ -156,37 +156,94 @@ export class Metrics {
     }
   }
 
-  /** Subscribes to a worker handle's events. */
-  attachWorker(worker: DaemonEventSource, codecImpl: string): void {
+  /** Subscribes to the events of a worker daemon (`source`: its handle) and of its case pools. */
+  attachWorker(worker: { readonly threads: number }, codecImpl: string): void {
     this.codecInfo.set({ impl: codecImpl }, 1);
     this.buildInfo.set({ version, node: process.version, codec: codecImpl }, 1);
     for (let t = 0; t < worker.threads; t++) {
       this.threadCases.inc({ thread: String(t) }, 0);
       this.threadUtilization.set({ thread: String(t) }, 0);
     }
-    worker.on('case', (r, role, thread) => this.recordCase(r, role, thread));
-    worker.on('restart', (reason, thread) => this.threadRestarts.inc({ thread: String(thread), reason }));
-    worker.on('heap', (bytes, thread) => this.threadHeap.set({ thread: String(thread) }, bytes));
-    worker.on('decoded', (b) => {
-      this.#heldCases.set(b.id, b.cases);
-      this.casesDispatched.inc(b.cases);
-    });
-    worker.on('batch', (b) => {
-      this.#heldCases.delete(b.id);
-      this.casesCompleted.inc(b.cases);
-      this.batchSize.set(b.cases);
-      if (b.rawBytes > 0) this.compressionRatio.set(b.frameBytes / b.rawBytes);
-    });
-    worker.on('requeued', (b) => {
-      this.casesRequeued.inc(this.#heldCases.get(b.id) ?? 0);
-      this.batchesRequeued.inc();
-      this.#heldCases.delete(b.id);
-    });
-    worker.on('dead', (d) => {
-      this.#heldCases.delete(d.id);
-      if (d.serialization) this.serializationErrors.inc();
-    });
-    worker.on('heartbeat', () => this.heartbeats.inc());
+    this.#detach.push(
+      observe(worker, {
+        'metaguard:case': (m) => this.recordCase(m.result, m.role, m.slot),
+        'metaguard:thread': (m) => this.#recordThread(m),
+        'metaguard:batch': (m) => {
+          switch (m.kind) {
+            case 'decoded':
+              this.#heldCases.set(m.batch, m.cases);
+              this.casesDispatched.inc(m.cases);
+              return;
+            case 'completed':
+              this.#heldCases.delete(m.batch);
+              this.casesCompleted.inc(m.cases);
+              this.batchSize.set(m.cases);
+              if (m.rawBytes > 0) this.compressionRatio.set(m.frameBytes / m.rawBytes);
+              return;
+            case 'handed_back':
+            case 'retry_later':
+              this.casesRequeued.inc(this.#heldCases.get(m.batch) ?? 0);
+              this.batchesRequeued.inc();
+              this.#heldCases.delete(m.batch);
+              return;
+            case 'dead_lettered':
+              this.#heldCases.delete(m.batch);
+              if (m.serialization) this.serializationErrors.inc();
+              return;
+          }
+        },
+        'metaguard:worker': () => this.heartbeats.inc(),
+      }),
+    );
+  }
+
+  /**
+   * Subscribes to the events of a coordinator (`source`: its dispatcher): the cases its local case
+   * pools run, or the results its queue job accounts and what happened to its batches.
+   */
+  attachCoordinator(dispatcher: object): void {
+    this.#detach.push(
+      observe(dispatcher, {
+        'metaguard:case': (m) => this.recordCase(m.result, m.role, m.slot),
+        'metaguard:thread': (m) => this.#recordThread(m),
+        'metaguard:result': (m) => {
+          this.casesCompleted.inc();
+          this.cases.inc({ role: m.role, status: caseStatus(m.result) });
+          if (m.result.error?.code === 'E_TIMEOUT') this.timeoutFailures.inc();
+        },
+        'metaguard:job': (m) => {
+          switch (m.kind) {
+            case 'started':
+              this.codecInfo.set({ impl: m.codec }, 1);
+              return;
+            case 'batch_size':
+              this.batchSize.set(m.size);
+              return;
+            case 'resent':
+            case 'reclaimed':
+              this.batchesRequeued.inc(m.batches);
+              this.casesRequeued.inc(m.cases);
+              return;
+            case 'undecodable':
+              this.serializationErrors.inc();
+              return;
+            case 'forged':
+              this.forgedEntries.inc({ reason: m.reason });
+              return;
+          }
+        },
+      }),
+    );
+  }
+
+  /** Stops every subscription of attachWorker / attachCoordinator (the registry keeps its values). */
+  detach(): void {
+    for (const stop of this.#detach.splice(0)) stop();
+  }
+
+  #recordThread(m: ThreadEvent): void {
+    if (m.kind === 'restart') this.threadRestarts.inc({ thread: String(m.slot), reason: m.reason });
+    else this.threadHeap.set({ thread: String(m.slot) }, m.bytes);
   }
 
   /** Refreshes the queue gauges from the backend (pending, in-flight, active workers). */

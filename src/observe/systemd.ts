@@ -61,7 +61,7 @@ export class SystemdNotifier {
     try {
       this.#send(message);
     } catch (err) {
-      if (!this.#failed) this.#logger?.warn('backend_error', { during: 'sd_notify', message: (err as Error).message });
+      if (!this.#failed) this.#logger?.warn('systemd_notify_failed', { message: (err as Error).message, notification: message.split('\n')[0] });
       this.#failed = true;
     }
   }

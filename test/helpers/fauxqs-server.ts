@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { freePort } from './net.ts';
+import { until } from './poll.ts';
 
 export interface Fauxqs {
   port: number;
@@ -98,13 +99,14 @@ export async function startFauxqs(): Promise<Fauxqs> {
     c.once('exit', () => live.delete(c));
     c.stdout!.on('data', (d) => (output = (output + d).slice(-4000)));
     c.stderr!.on('data', (d) => (output = (output + d).slice(-4000)));
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline) {
-      if (c.exitCode !== null) throw new Error(`fauxqs exited (${c.exitCode}) while starting:\n${output}`);
-      if (await listening(inner)) return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`fauxqs did not listen on ${inner} within 30 s:\n${output}`);
+    await until(
+      () => `fauxqs to listen on ${inner}:\n${output}`,
+      async () => {
+        if (c.exitCode !== null) throw new Error(`fauxqs exited (${c.exitCode}) while starting:\n${output}`);
+        return listening(inner);
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
   };
   const halt = async () => {
     const c = child;

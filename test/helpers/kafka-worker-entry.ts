@@ -12,6 +12,7 @@ import { startWorker } from '../../src/daemon/daemon.js';
 import { validateQueueConfig } from '../../src/options/queue.js';
 import { KafkaBackend } from '../../src/queue/kafka/backend.js';
 import { createLogger, silentLogger } from '../../src/observe/log.js';
+import { observe } from '../../src/observe/events.js';
 
 const say = (event: string, fields: Record<string, unknown> = {}) => process.stdout.write(JSON.stringify({ event, pid: process.pid, ...fields }) + '\n');
 
@@ -30,7 +31,7 @@ const worker = await startWorker({
   ...(process.env.MG_TEST_WORKER_ID ? { workerId: process.env.MG_TEST_WORKER_ID } : {}),
   ...(process.env.MG_TEST_CACHE_DIR ? { cacheDir: process.env.MG_TEST_CACHE_DIR } : {}),
 });
-worker.on('batch', (info) => say('batch', { id: info.id, cases: info.cases }));
+observe(worker, { 'metaguard:batch': (m) => m.kind === 'completed' && say('batch', { id: m.batch, cases: m.cases }) });
 say('ready', { workerId: worker.workerId });
 
 let stopping = false;

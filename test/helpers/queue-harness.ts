@@ -58,16 +58,6 @@ export function spawnWorker(queueConfig: object, options: { args?: string[]; env
   return { child, output: () => out, exited };
 }
 
-/** Waits until `predicate()` holds, polling; fails after `ms`. */
-export async function waitFor(predicate: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await predicate()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-}
-
 export interface RunOptions {
   task: string;
   baseline: string;

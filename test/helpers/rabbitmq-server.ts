@@ -10,6 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './net.ts';
+import { until } from './poll.ts';
 
 const SERVER = '/usr/lib/rabbitmq/bin/rabbitmq-server';
 
@@ -180,13 +181,14 @@ export async function startRabbit(options: { tls?: TlsFiles } = {}): Promise<Rab
     c.once('exit', () => live.delete(c));
     c.stdout!.on('data', (d) => (output = (output + d).slice(-4000)));
     c.stderr!.on('data', (d) => (output = (output + d).slice(-4000)));
-    const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline) {
-      if (c.exitCode !== null) throw new Error(`rabbitmq-server exited (${c.exitCode}) while starting:\n${output}`);
-      if ((await canConnect(port)) && (tlsPort === undefined || (await listening(tlsPort)))) return;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    throw new Error(`rabbitmq-server did not accept connections on ${port} within 60 s:\n${output}`);
+    await until(
+      () => `rabbitmq-server to accept connections on ${port}:\n${output}`,
+      async () => {
+        if (c.exitCode !== null) throw new Error(`rabbitmq-server exited (${c.exitCode}) while starting:\n${output}`);
+        return (await canConnect(port)) && (tlsPort === undefined || (await listening(tlsPort)));
+      },
+      { timeoutMs: 60_000, intervalMs: 200 },
+    );
   };
   const signal = async (sig: NodeJS.Signals, waitMs: number) => {
     const c = child;

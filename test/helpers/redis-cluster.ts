@@ -13,6 +13,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { until } from './poll.ts';
 
 export interface ClusterNodeProcess {
   port: number;
@@ -109,19 +110,6 @@ async function admin<T>(port: number, fn: (c: Redis) => Promise<T>): Promise<T> 
   }
 }
 
-async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      if (await check()) return;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`redis cluster: ${what} not reached within ${ms} ms${last ? ` (${(last as Error).message})` : ''}`);
-}
 
 export async function startRedisCluster(opts: { masters?: number; nodeTimeoutMs?: number } = {}): Promise<RedisCluster> {
   // A missing tool fails the test with the package to install; it is never a silent skip.
@@ -172,11 +160,11 @@ export async function startRedisCluster(opts: { masters?: number; nodeTimeoutMs?
       procs.set(port, child);
     }
     for (const port of ports) {
-      await until(`node ${port} answering`, 10_000, async () => {
+      await until(`node ${port} answering`, async () => {
         const c = procs.get(port)!;
         if (c.exitCode !== null) throw new Error(`redis-server ${port} exited: ${output.get(port)}`);
         return (await admin(port, (r) => r.ping())) === 'PONG';
-      });
+      }, { timeoutMs: 10_000, intervalMs: 100, retryErrors: true });
     }
     const create = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '1', '--cluster-yes'], {
       encoding: 'utf8',
@@ -185,17 +173,19 @@ export async function startRedisCluster(opts: { masters?: number; nodeTimeoutMs?
     if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}\n${create.stderr}`);
     // Every node sees the whole cluster as ok, and every replica has finished its first sync.
     for (const port of ports) {
-      await until(`node ${port} sees cluster_state:ok`, 30_000, () =>
+      await until(`node ${port} sees cluster_state:ok`, () =>
         admin(port, async (r) => {
           const info = (await r.call('CLUSTER', 'INFO')) as string;
           return /cluster_state:ok/.test(info) && new RegExp(`cluster_known_nodes:${count}\\b`).test(info);
         }),
+        { timeoutMs: 30_000, intervalMs: 100, retryErrors: true },
       );
-      await until(`node ${port} replication settled`, 30_000, () =>
+      await until(`node ${port} replication settled`, () =>
         admin(port, async (r) => {
           const info = await r.info('replication');
           return /role:master/.test(info) || /master_link_status:up/.test(info);
         }),
+        { timeoutMs: 30_000, intervalMs: 100, retryErrors: true },
       );
     }
 
@@ -243,13 +233,13 @@ export async function startRedisCluster(opts: { masters?: number; nodeTimeoutMs?
       },
       async awaitFailover(key, oldPort, timeoutMs = 30_000) {
         let promoted = 0;
-        await until(`failover of ${key} away from ${oldPort}`, timeoutMs, async () => {
+        await until(`failover of ${key} away from ${oldPort}`, async () => {
           const m = await masterOf(key);
           if (m === oldPort) return false;
           const info = (await admin(m, (r) => r.call('CLUSTER', 'INFO'))) as string;
           promoted = m;
           return /cluster_state:ok/.test(info);
-        });
+        }, { timeoutMs, intervalMs: 100, retryErrors: true });
         return promoted;
       },
       async masterCpuSeconds() {

@@ -8,6 +8,7 @@ import net from 'node:net';
 import { freePort } from './net.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { until } from './poll.ts';
 
 export interface RedisServer {
   port: number;
@@ -107,18 +108,23 @@ function spawnServer(port: number, dir: string, appendonly: boolean): { child: C
 }
 
 async function waitReady(port: number, child: ChildProcess, output: () => string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`redis-server on port ${port} exited (${child.exitCode ?? child.signalCode}):\n${output()}`);
-    }
-    // Our own child must answer, not whatever else grabbed the port first.
-    const info = await probe(port);
-    if (info !== null && info.pid === child.pid && !info.loading) return;
-    await new Promise((r) => setTimeout(r, 50));
+  try {
+    await until(
+      () => `redis-server on port ${port} to answer PING:\n${output()}`,
+      async () => {
+        if (child.exitCode !== null || child.signalCode !== null) {
+          throw new Error(`redis-server on port ${port} exited (${child.exitCode ?? child.signalCode}):\n${output()}`);
+        }
+        // Our own child must answer, not whatever else grabbed the port first.
+        const info = await probe(port);
+        return info !== null && info.pid === child.pid && !info.loading;
+      },
+      timeoutMs,
+    );
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
   }
-  child.kill('SIGKILL');
-  throw new Error(`redis-server on port ${port} did not answer PING within ${timeoutMs} ms:\n${output()}`);
 }
 
 export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<RedisServer> {
