@@ -415,10 +415,13 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
   async #batchFailed(held: Held, err: unknown): Promise<void> {
     const error = toWireError(err, 'MG_ERR_WORKER');
     const message = truncate(error.message, MAX_MESSAGE_CHARS);
-    this.#logger.error('batch_failed', { worker: this.workerId, batch: held.batch.id, code: error.code, message });
-    if (held.abandoned || this.#state === 'stopped') return;
-    // Handed back whatever its code: an unexpected failure may be this worker's alone.
-    await this.#retryLater(held.batch, { ...error, message: `unexpected failure: ${message}` });
+    try {
+      this.#logger.error('batch_failed', { worker: this.workerId, batch: held.batch.id, code: error.code, message });
+    } finally {
+      // Handed back whatever its code (an unexpected failure may be this worker's alone), also when
+      // the line above failed: the batch must not wait for its lease to expire.
+      if (!held.abandoned && this.#state !== 'stopped') await this.#retryLater(held.batch, { ...error, message: `unexpected failure: ${message}` });
+    }
   }
 
   async #deadLetter(id: string, error: WireError): Promise<void> {
