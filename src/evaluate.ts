@@ -207,7 +207,7 @@ async function runCases(
     }
     if (!generated.ok) throw new MetaguardError(generated.code as MetaguardErrorCode, generated.message);
     taskName = generated.name;
-    job = { ...modules, taskName, seed: options.seed, timeoutMs, memMb: options.memMb, cases: generated.cases, sources };
+    job = { ...modules, taskName, seed: options.seed, timeoutMs, memMb: options.memMb, cases: generated.cases, payloads: generated.payloads, sources };
     await raceAbort(checkImplementations(modules, sources, pools), signal, abortError);
     const exec = await raceAbort(describeExec(options, modules, sources, pools, logger), signal, abortError);
     if (exec) job.exec = exec;

@@ -12,7 +12,7 @@
 import { guardThread } from '../execution/thread-guard.js';
 import { isDeepStrictEqual } from 'node:util';
 import { copyArgs } from './copy.js';
-import { unpack } from '../codec/serialize.js';
+import { packCaseList, unpack } from '../codec/serialize.js';
 import { performance } from 'node:perf_hooks';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -23,7 +23,7 @@ import { generateCases as generate, importModule, validateImplementation, valida
 import { relationRng } from '../util/rng.js';
 import type { Solve, TaskSpec } from '../task/types.js';
 import type { ChunkExec, ChunkRequest, ThreadMessage } from '../execution/protocol.js';
-import { HttpCaller, type CallScope, type HttpShape } from '../http/client.js';
+import type { CallScope, HttpShape } from '../http/client.js';
 import { isEndpointUrl } from '../http/endpoint.js';
 import { CaseDeadline, raceAbort, runInLanes } from '../execution/lanes.js';
 import { MAX_MESSAGE_CHARS, MAX_OUTPUT_CHARS, truncate } from '../execution/limits.js';
@@ -36,6 +36,7 @@ guardThread();
 const getPrototypeOf = Object.getPrototypeOf;
 const PromiseProto = Promise.prototype;
 const isArrayNow = Array.isArray;
+const Float64Ctor = Float64Array;
 
 const FLUSH_MS = 2;
 const FLUSH_MAX = 256;
@@ -255,21 +256,42 @@ function runCase(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: number
  * Groups results into messages: one message per case would make the parent's thread the bottleneck on
  * fast cases. A group is flushed once FLUSH_MS have passed since the last flush, so a slow case's
  * result leaves at once, and a thread cut short loses at most FLUSH_MS of finished work.
+ *
+ * `compact` (case threads): a plain pass — no error, no soft violation, no HTTP trace, the common case
+ * by far — travels as its index and duration in two Float64Arrays instead of an object, which a
+ * structured clone copies in one go rather than field by field (~0.9 µs per result less, and less
+ * garbage on both sides).
  */
 class Flusher {
   #pending: CaseResult[] = [];
   #lastFlush = performance.now();
-  constructor(readonly post: (m: ThreadMessage) => void, readonly token: string, readonly flushMs = FLUSH_MS) {}
+  readonly #passIdx = new Float64Ctor(FLUSH_MAX);
+  readonly #passMs = new Float64Ctor(FLUSH_MAX);
+  #passes = 0;
+  constructor(
+    readonly post: (m: ThreadMessage) => void,
+    readonly token: string,
+    readonly flushMs = FLUSH_MS,
+    readonly compact = false,
+  ) {}
 
   add(result: CaseResult): void {
-    this.#pending.push(result);
+    if (this.compact && result.passed === true && result.error === undefined && result.softViolations === undefined && result.http === undefined) {
+      this.#passIdx[this.#passes] = result.index;
+      this.#passMs[this.#passes] = result.durationMs;
+      this.#passes++;
+    } else this.#pending.push(result);
     const now = performance.now();
-    if (now - this.#lastFlush >= this.flushMs || this.#pending.length >= FLUSH_MAX) this.flush(now);
+    if (now - this.#lastFlush >= this.flushMs || this.#pending.length + this.#passes >= FLUSH_MAX) this.flush(now);
   }
 
   flush(now = performance.now()): void {
-    if (this.#pending.length) this.post({ t: 'results', token: this.token, results: this.#pending });
+    if (this.#pending.length || this.#passes) {
+      const n = this.#passes;
+      this.post(n ? { t: 'results', token: this.token, results: this.#pending, passIdx: this.#passIdx.slice(0, n), passMs: this.#passMs.slice(0, n) } : { t: 'results', token: this.token, results: this.#pending });
+    }
     this.#pending = [];
+    this.#passes = 0;
     this.#lastFlush = now;
   }
 }
@@ -280,7 +302,7 @@ const postMessage = parentPort ? parentPort.postMessage.bind(parentPort) : undef
 
 /** Piscina task: runs a chunk, results on parentPort. */
 export default function runChunk(req: ChunkRequest): Promise<number> {
-  return runCases(req, (m) => postMessage!(m), { threadId, flushMs: FLUSH_MS });
+  return runCases(req, (m) => postMessage!(m), { threadId, flushMs: FLUSH_MS, compact: true });
 }
 
 /**
@@ -288,15 +310,17 @@ export default function runChunk(req: ChunkRequest): Promise<number> {
  * sends each result as its case ends (a case process has no shared progress slot: the first case
  * without a result is the one running).
  */
-export async function runCases(request: Omit<ChunkRequest, 'progress'> & { progress?: Int32Array }, post: (m: ThreadMessage) => void, where: { threadId: number; flushMs: number }): Promise<number> {
+export async function runCases(request: Omit<ChunkRequest, 'progress'> & { progress?: Int32Array }, post: (m: ThreadMessage) => void, where: { threadId: number; flushMs: number; compact?: boolean }): Promise<number> {
   const req = request.packed ? { ...request, cases: unpackCases(request.packed) } : request;
   const { token } = req;
   const threadId = where.threadId;
-  const out = new Flusher(post, token, where.flushMs);
+  const out = new Flusher(post, token, where.flushMs, where.compact === true);
   post({ t: 'started', token });
   let task: TaskSpec;
   let impl: Loaded;
   try {
+    // The HTTP client (undici) is loaded only by threads that call endpoints, and before user code.
+    if (req.exec?.http) await httpClient();
     [task, impl] = await Promise.all([loadTask(req.taskUrl), loadImpl(req.implUrl)]);
     if ('http' in impl && !req.exec?.http) throw new Error('the implementation is an HTTP endpoint but the chunk carries no endpoint description');
   } catch (err) {
@@ -350,10 +374,14 @@ function unpackCases(packed: NonNullable<ChunkRequest['packed']>): CaseInput[] {
   return out;
 }
 
+/** The HTTP client, loaded on first use: undici alone costs a case thread ~130 ms to start. */
+let httpClientModule: Promise<typeof import('../http/client.js')> | undefined;
+const httpClient = () => (httpClientModule ??= import('../http/client.js'));
+
 /** Cases of a chunk with up to `exec.concurrency` in flight, each under its own deadline (src/execution/lanes). */
 async function runConcurrently(req: Omit<ChunkRequest, 'progress'> & { progress?: Int32Array }, task: TaskSpec, impl: Loaded, post: (m: ThreadMessage) => void): Promise<void> {
   const exec: ChunkExec = req.exec ?? { concurrency: 1 };
-  const caller = 'http' in impl ? new HttpCaller(exec.http!, impl.http, exec.concurrency, exec.rateLimit) : undefined;
+  const caller = 'http' in impl ? new (await httpClient()).HttpCaller(exec.http!, impl.http, exec.concurrency, exec.rateLimit) : undefined;
   const invoke: Invoke = caller
     ? (args, scope) => caller.call(args, scope!)
     : (args, scope) => (scope ? raceAbort(callAsync((impl as { solve: Solve }).solve, args), scope.signal) : call((impl as { solve: Solve }).solve, args));
@@ -430,7 +458,7 @@ export async function checkModules(req: { taskUrl: string; implUrl: string }): P
  * Loads the task and generates the evaluation's cases here, in a thread, so that the coordinator's
  * thread never runs user code. Errors come back as `{ ok: false, code, message }` naming `where`.
  */
-export async function generateCases(req: { taskUrl: string; where: string; n: number; seed: number }): Promise<{ ok: true; name: string; cases: unknown[][] } | { ok: false; code: string; message: string }> {
+export async function generateCases(req: { taskUrl: string; where: string; n: number; seed: number }): Promise<{ ok: true; name: string; bytes: Uint8Array; ends: Uint32Array } | { ok: false; code: string; message: string }> {
   let task: TaskSpec;
   try {
     task = validateTask((await importModule(req.taskUrl)).default, req.where);
@@ -440,10 +468,12 @@ export async function generateCases(req: { taskUrl: string; where: string; n: nu
     return { ok: false, code: 'MG_ERR_MODULE_LOAD', message: `task ${req.where}: failed to load: ${info.message.split('\n')[0]}` };
   }
   try {
-    return { ok: true, name: task.name, cases: generate(task, req.n, req.seed, req.where) };
+    // Serialized here, once: the coordinator, both roles' case threads and batch frames use these bytes.
+    const { bytes, ends } = packCaseList(generate(task, req.n, req.seed, req.where));
+    return { ok: true, name: task.name, bytes, ends };
   } catch (err) {
     const info = toErrorInfo(err, 'MG_ERR_TASK_GEN');
-    return { ok: false, code: info.code, message: info.message };
+    return { ok: false, code: info.code, message: info.message.startsWith('case ') ? `task ${req.where}: gen(${req.n}, ${req.seed}): ${info.message}` : info.message };
   }
 }
 

@@ -24,3 +24,62 @@ export function unpack(bytes: Uint8Array, what = 'payload'): unknown {
     throw new MetaguardError('MG_ERR_CODEC', `${what}: cannot deserialize (${(err as Error).message})`);
   }
 }
+
+// Cases as a task's gen returned them: a function (which structured clone refuses and msgpackr would
+// quietly turn into undefined) fails the gen instead of reaching an implementation as something else.
+const strictPackr = new Packr({
+  ...options,
+  writeFunction: () => {
+    throw new TypeError('a function cannot be a case argument');
+  },
+});
+
+/**
+ * Every case `{ index, args }` of a generated list serialized back to back (case i in
+ * bytes[ends[i-1] .. ends[i])), as one buffer: packed once in the thread that ran gen, these bytes go
+ * to both roles' case threads and into batch frames without being serialized again. Throws (naming
+ * the case) when a case cannot be serialized.
+ */
+export function packCaseList(cases: readonly unknown[][]): { bytes: Uint8Array; ends: Uint32Array } {
+  const parts: Uint8Array[] = new Array(cases.length);
+  const ends = new Uint32Array(cases.length);
+  let total = 0;
+  for (let i = 0; i < cases.length; i++) {
+    try {
+      parts[i] = strictPackr.pack({ index: i, args: cases[i] });
+    } catch (err) {
+      throw new MetaguardError('MG_ERR_TASK_GEN', `case ${i} cannot be serialized: ${(err as Error).message}`);
+    }
+    total += parts[i].byteLength;
+    ends[i] = total;
+  }
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    bytes.set(p, at);
+    at += p.byteLength;
+  }
+  return { bytes, ends };
+}
+
+/**
+ * The cases of packCaseList's bytes, each checked to be `{ index: i, args: [...] }`, with each case's
+ * own bytes (views into `bytes`). Throws MG_ERR_CODEC naming the first case that is not.
+ */
+export function unpackCaseList(bytes: Uint8Array, ends: Uint32Array, n: number): { cases: unknown[][]; payloads: Uint8Array[] } {
+  if (ends.length !== n || (n > 0 && ends[n - 1] !== bytes.byteLength)) throw new MetaguardError('MG_ERR_CODEC', `generated cases: expected ${n} cases in ${bytes.byteLength} bytes`);
+  const cases: unknown[][] = new Array(n);
+  const payloads: Uint8Array[] = new Array(n);
+  let start = 0;
+  for (let i = 0; i < n; i++) {
+    const end = ends[i];
+    if (end < start) throw new MetaguardError('MG_ERR_CODEC', `generated cases: case ${i} has a negative length`);
+    const payload = bytes.subarray(start, end);
+    const c = unpack(payload, `generated case ${i}`) as { index?: unknown; args?: unknown } | null;
+    if (c === null || typeof c !== 'object' || c.index !== i || !Array.isArray(c.args)) throw new MetaguardError('MG_ERR_CODEC', `generated cases: case ${i} is not { index: ${i}, args: [...] }`);
+    cases[i] = c.args;
+    payloads[i] = payload;
+    start = end;
+  }
+  return { cases, payloads };
+}

@@ -81,6 +81,8 @@ interface Held {
   leaseLost: boolean;
   /** Its first results frame completed it on the backend; the other parts are being published. */
   completed?: boolean;
+  /** A completeBatch call is in flight: a renewal racing it would find the lease gone and be no loss. */
+  completing?: boolean;
   done: Promise<void>;
 }
 
@@ -258,12 +260,13 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
     }
     try {
       // A batch whose results are still being published in parts is no longer the backend's to lease.
-      const ids = [...this.#held].filter(([, h]) => !h.completed).map(([id]) => id);
+      const ids = [...this.#held].filter(([, h]) => !h.completed && !h.completing).map(([id]) => id);
       if (ids.length) {
         const lost = await this.#backend.renewLeases(this.workerId, ids, this.#config.lease_seconds * 1000);
         for (const id of lost) {
           const h = this.#held.get(id);
-          if (h && !h.leaseLost) {
+          // Completed while the renewal was on its way: the lease ended because the batch did.
+          if (h && !h.leaseLost && !h.completing && !h.completed) {
             h.leaseLost = true;
             // A job withdrawn by its coordinator: nobody wants these results.
             this.#jobs.delete(h.batch.jobId);
@@ -585,10 +588,12 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
     for (const frame of frames) {
       for (let attempt = 0; ; attempt++) {
         try {
+          held.completing = true;
           await this.#backend.completeBatch(this.workerId, batch, frame);
           held.completed = true;
           break;
         } catch (err) {
+          held.completing = false;
           // Keep trying through a backend outage; the lease may expire meanwhile, and a redelivery's
           // results are deduplicated by the coordinator either way.
           this.#backendFault('complete', err);

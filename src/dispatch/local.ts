@@ -3,7 +3,7 @@
  * each role in its own pool (a candidate never shares a realm with the baseline). The pools publish
  * what they observe with this dispatcher as the source (metrics subscribe: Metrics.attachCoordinator).
  */
-import type { CaseRunner } from '../execution/pool.js';
+import { serializedCase, type CaseRunner } from '../execution/pool.js';
 import { createRolePools } from '../execution/pools.js';
 import { caseEnvironment } from '../execution/env.js';
 import { chunkExecFor, RateLimitStates } from '../execution/chunk-exec.js';
@@ -61,6 +61,8 @@ export class LocalDispatcher implements Dispatcher {
     try {
       for (let start = 0; start < n && !failure; start += size) {
         const cases = job.cases.slice(start, start + size).map((args, i) => ({ index: start + i, args }));
+        // Serialized once (by the gen thread): each role's thread gets a copy of the bytes, not a clone of every value.
+        if (job.payloads) for (let i = 0; i < cases.length; i++) serializedCase.set(cases[i], job.payloads[start + i]);
         for (const role of roles) {
           inFlight++;
           work.push(

@@ -14,6 +14,11 @@ export interface JobSpec {
   memMb: number;
   /** Argument lists from the task's generator, indexed by case index. */
   cases: unknown[][];
+  /**
+   * Each case `{ index, args }` serialized (codec/serialize), as the task's gen thread packed it: sent
+   * to case threads and into batch frames as they are. Absent: serialized from `cases` where needed.
+   */
+  payloads?: Uint8Array[];
   /** Concurrency, endpoints, rate limit and retries; absent: every role a module run one case at a time. */
   exec?: JobExec;
   /** The files as the user named them, for messages (the URLs above may point at bundles). */

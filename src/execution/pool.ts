@@ -30,6 +30,7 @@ import { MetaguardError, type ErrorInfo } from '../errors.js';
 import { runningFromSource } from '../util/paths.js';
 import type { ChunkExec, ChunkRequest, ThreadMessage } from './protocol.js';
 import { boundResult } from './limits.js';
+import { unpackCaseList } from '../codec/serialize.js';
 import { caseEnvironment } from './env.js';
 import { CASE_MEM_MB, CASE_TIMEOUT_S } from '../options/defaults.js';
 import type { CaseInput, CaseResult } from '../core/protocol.js';
@@ -325,6 +326,18 @@ export class CasePool extends EventEmitter implements CaseRunner {
           results.push(r);
           events.onResult?.(r, slot);
         }
+        const { passIdx, passMs } = m;
+        if (passIdx instanceof Float64Array && passMs instanceof Float64Array && passIdx.length === passMs.length) {
+          for (let i = 0; i < passIdx.length; i++) {
+            const index = passIdx[i];
+            // Only an index this attempt awaits, once (a safe integer by construction of the set).
+            if (!awaited.delete(index)) continue;
+            const ms = passMs[i];
+            const r: CaseResult = { index: index === 0 ? 0 : index, passed: true, durationMs: ms >= 0 && ms < Infinity ? ms : 0 };
+            results.push(r);
+            events.onResult?.(r, slot);
+          }
+        }
         timer.refresh();
       } else if (m.t === 'begin' && !begun && Number.isSafeInteger(m.threadId)) {
         begun = true;
@@ -431,17 +444,33 @@ export class CasePool extends EventEmitter implements CaseRunner {
    * Loads the task in a thread and returns its name and the cases of `gen(n, seed)`, or what failed.
    * `where` names the task file in messages. Bounded only by `signal` (a deadline, a stop).
    */
-  async generate(taskUrl: string, where: string, n: number, seed: number, signal?: AbortSignal): Promise<{ ok: true; name: string; cases: unknown[][] } | { ok: false; code: string; message: string }> {
+  async generate(
+    taskUrl: string,
+    where: string,
+    n: number,
+    seed: number,
+    signal?: AbortSignal,
+  ): Promise<{ ok: true; name: string; cases: unknown[][]; payloads: Uint8Array[] } | { ok: false; code: string; message: string }> {
+    let answer: { ok: true; name: unknown; bytes: unknown; ends: unknown } | { ok: false; code: string; message: string };
     try {
-      return (await this.#pool.run({ taskUrl, where, n, seed } as unknown as ChunkRequest, { name: 'generateCases', ...(signal ? { signal } : {}) })) as unknown as
-        | { ok: true; name: string; cases: unknown[][] }
-        | { ok: false; code: string; message: string };
+      answer = (await this.#pool.run({ taskUrl, where, n, seed } as unknown as ChunkRequest, { name: 'generateCases', ...(signal ? { signal } : {}) })) as unknown as typeof answer;
     } catch (err) {
       if (signal?.aborted) throw err;
       const e = err as { code?: string; message?: string };
       const why = e?.code === 'ERR_WORKER_OUT_OF_MEMORY' ? `exhausted the ${this.memMb} MiB heap limit` : `ended its thread: ${e?.message ?? String(err)}`;
       // A gen whose cases cannot be cloned (functions, symbols) lands here too.
       return { ok: false, code: 'MG_ERR_TASK_GEN', message: `task ${where}: gen(${n}, ${seed}) ${why}` };
+    }
+    if (!answer.ok) return answer;
+    // The thread ran user code: its answer is checked, and each case decoded from the very bytes the
+    // case threads and batch frames will get (what the report shows is what the implementations saw).
+    if (typeof answer.name !== 'string' || !(answer.bytes instanceof Uint8Array) || !(answer.ends instanceof Uint32Array)) {
+      return { ok: false, code: 'MG_ERR_TASK_GEN', message: `task ${where}: gen(${n}, ${seed}): its thread answered with something other than the generated cases` };
+    }
+    try {
+      return { ok: true, name: answer.name, ...unpackCaseList(answer.bytes, answer.ends, n) };
+    } catch (err) {
+      return { ok: false, code: 'MG_ERR_TASK_GEN', message: `task ${where}: gen(${n}, ${seed}): ${(err as Error).message}` };
     }
   }
 

@@ -45,5 +45,6 @@ export interface ChunkRequest {
 export type ThreadMessage =
   | { t: 'started'; token: string }
   | { t: 'begin'; token: string; threadId: number }
-  | { t: 'results'; token: string; results: CaseResult[] }
+  /** `passIdx`/`passMs`: plain passes (no error, soft violation or HTTP trace) as index and duration, from case threads. */
+  | { t: 'results'; token: string; results: CaseResult[]; passIdx?: Float64Array; passMs?: Float64Array }
   | { t: 'end'; token: string; count: number; heapUsed: number };
