@@ -2,10 +2,11 @@
  * `npm run bench:soak`: memory of one worker daemon (2 threads, Redis) over millions of cases. Runs
  * `--evaluations` evaluations of `--n` cases per role of the trivial task through one worker process,
  * sampling the worker's RSS (/proc) and each thread's heap (its /metrics) every `--every-s` seconds,
- * then stays idle for `--idle-s` (case pools close when idle) and samples again. Prints the samples,
+ * then stays idle for `--idle-s` (case pools close when idle) and samples again; between evaluations
+ * it records this process's (the coordinator's) heap after a full collection. Prints the samples,
  * an RSS sparkline, the growth after warm-up (the first evaluation) and the idle figure.
  *
- *   node --import tsx bench/soak.ts [--evaluations 20] [--n 50000] [--warmup 2] [--every-s 2] [--idle-s 40] [--isolation thread|process]
+ *   node --expose-gc --import tsx bench/soak.ts [--evaluations 20] [--n 50000] [--warmup 2] [--every-s 2] [--idle-s 40] [--isolation thread|process]
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -43,6 +44,8 @@ interface Sample {
   external_mb: number;
   heaps_mb: string;
   threads: number;
+  /** This process's (the coordinator's) heap after a full collection, MB; sampled between evaluations. */
+  coordinator_heap_mb?: number;
 }
 
 const redis = await startRedis({ appendonly: false });
@@ -78,6 +81,7 @@ async function sample(): Promise<void> {
 const timer = setInterval(() => void sample(), Number(values['every-s']) * 1000);
 const dir = mkdtempSync(join(tmpdir(), 'mg-soak-'));
 let warm = 0;
+const coordinatorHeaps: number[] = [];
 try {
   // Wait for the worker to answer on /metrics.
   for (let i = 0; i < 100; i++) {
@@ -93,6 +97,12 @@ try {
     const options = resolveEvaluateOptions({ values: { task: 'sum', n, seed: e + 1, reportDir: dir, dispatcher: 'queue', queueConfig }, env: {} });
     await runEvaluation(options);
     cases += 2 * n;
+    // The coordinator keeps nothing of a finished evaluation: its heap after a full collection.
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (gc) {
+      gc();
+      coordinatorHeaps.push(process.memoryUsage().heapUsed / 1e6);
+    }
     if (e === Number(values.warmup) - 1) {
       await sample();
       warm = samples.at(-1)!.rss_mb;
@@ -116,6 +126,12 @@ try {
   const hi = Math.max(...rss);
   process.stdout.write(`\nRSS ${lo}–${hi} MB  ${rss.map((v) => bars[Math.min(7, Math.floor(((v - lo) / Math.max(1, hi - lo)) * 8))]).join('')}\n`);
   process.stdout.write(`after warm-up (${values.warmup} evaluations): ${warm} MB; at the end of the run: ${busyEnd} MB (${(((busyEnd - warm) / warm) * 100).toFixed(1)}%); after ${values['idle-s']} s idle: ${idle} MB\n`);
+  if (coordinatorHeaps.length) {
+    const w = Number(values.warmup);
+    const at = (i: number) => coordinatorHeaps[Math.min(coordinatorHeaps.length - 1, i)];
+    const fmt = (v: number) => v.toFixed(1);
+    process.stdout.write(`coordinator heap after a full GC, between evaluations: ${coordinatorHeaps.map(fmt).join(' ')} MB; after warm-up ${fmt(at(w - 1))} MB, at the end ${fmt(at(coordinatorHeaps.length - 1))} MB (${(((at(coordinatorHeaps.length - 1) - at(w - 1)) / at(w - 1)) * 100).toFixed(1)}%)\n`);
+  } else process.stdout.write('coordinator heap: not sampled (run with node --expose-gc, as npm run bench:soak does)\n');
 } finally {
   clearInterval(timer);
   worker.child.kill('SIGTERM');

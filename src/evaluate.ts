@@ -39,7 +39,7 @@ export type EvaluateInput = Partial<EvaluateOptions> & { task: string };
 
 export { resolveEvaluateOptions } from './options/resolve-evaluate.js';
 import { resolveEvaluateOptions } from './options/resolve-evaluate.js';
-import { roles, type Role, type CaseResult } from './core/protocol.js';
+import { roles, type Role, type CaseList, type CaseResult } from './core/protocol.js';
 
 interface ResolvedModules {
   taskUrl: string;
@@ -207,7 +207,7 @@ async function runCases(
     }
     if (!generated.ok) throw new MetaguardError(generated.code as MetaguardErrorCode, generated.message);
     taskName = generated.name;
-    job = { ...modules, taskName, seed: options.seed, timeoutMs, memMb: options.memMb, cases: generated.cases, payloads: generated.payloads, sources };
+    job = { ...modules, taskName, seed: options.seed, timeoutMs, memMb: options.memMb, cases: generated.cases, payloads: generated.cases.payloads, sources };
     await raceAbort(checkImplementations(modules, sources, pools), signal, abortError);
     const exec = await raceAbort(describeExec(options, modules, sources, pools, logger), signal, abortError);
     if (exec) job.exec = exec;
@@ -326,7 +326,7 @@ function buildReport(
   options: EvaluateOptions,
   taskName: string,
   modules: ResolvedModules,
-  cases: unknown[][],
+  cases: CaseList,
   results: Record<Role, CaseResult[]>,
   started: Date,
   exec?: JobExec,

@@ -91,26 +91,38 @@ export function processCpuMs(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
 }
 
-/** One evaluation of the workload with `values` (evaluate options), timed; CPU of this process and of `daemonPids`. */
-export async function evaluationRow(path: string, w: Workload, threads: number, values: Record<string, unknown>, limit: number, daemonPids: number[] = []): Promise<ThroughputRow> {
+/** Runs one evaluation given its option values; its wall time and the CPU time of the process that ran it. */
+export type EvaluationRunner = (values: Record<string, unknown>) => Promise<{ seconds: number; cpuMs: number }>;
+
+/** The in-process runner: the evaluation runs in this process (`metaguard bench`, run from the build). */
+export const runInProcess: EvaluationRunner = async (values) => {
+  const options = resolveEvaluateOptions({ values, env: {} });
+  const cpu0 = process.cpuUsage();
+  const started = performance.now();
+  await runEvaluation(options);
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return { seconds, cpuMs: (cpu.user + cpu.system) / 1000 };
+};
+
+/**
+ * One evaluation of the workload with `values` (evaluate options), timed; CPU of the process that ran
+ * it (the coordinator: `run`, in-process by default) and of `daemonPids`.
+ */
+export async function evaluationRow(path: string, w: Workload, threads: number, values: Record<string, unknown>, limit: number, daemonPids: number[] = [], run: EvaluationRunner = runInProcess): Promise<ThroughputRow> {
   const dir = mkdtempSync(join(tmpdir(), 'mg-bench-'));
   try {
     const files = w.baseline === undefined ? { task: w.task } : { task: w.task, baseline: w.baseline, candidate: w.candidate };
-    // Wilson intervals: the statistics are not what this measures (a bootstrap would be).
-    const options = resolveEvaluateOptions({ values: { ...files, n: w.n, seed: w.seed ?? 1, ciMethod: 'wilson', reportDir: dir, ...values }, env: {} });
-    const cpu0 = process.cpuUsage();
     const daemons0 = daemonPids.map(processCpuMs);
-    const started = performance.now();
-    await runEvaluation(options);
-    const seconds = (performance.now() - started) / 1000;
-    const cpu = process.cpuUsage(cpu0);
+    // Wilson intervals: the statistics are not what this measures (a bootstrap would be).
+    const { seconds, cpuMs } = await run({ ...files, n: w.n, seed: w.seed ?? 1, ciMethod: 'wilson', reportDir: dir, ...values });
     const daemonMs = daemonPids.reduce((s, pid, i) => s + processCpuMs(pid) - daemons0[i], 0);
     const cases = 2 * w.n;
     const rate = Math.round(cases / seconds);
     const row: ThroughputRow = { path, threads, cases, seconds: Number(seconds.toFixed(2)), cases_per_sec: rate, share_of_limit: Number((rate / limit).toFixed(3)) };
     if (values.dispatcher === 'queue') {
-      row.coordinator_us_per_case = Number(((cpu.user + cpu.system) / cases).toFixed(1));
-      row.coordinator_cpu_ms = (cpu.user + cpu.system) / 1000;
+      row.coordinator_us_per_case = Number(((cpuMs * 1000) / cases).toFixed(1));
+      row.coordinator_cpu_ms = cpuMs;
     }
     if (daemonPids.length) {
       row.daemon_us_per_case = Number(((daemonMs * 1000) / cases).toFixed(1));

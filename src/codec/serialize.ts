@@ -63,23 +63,40 @@ export function packCaseList(cases: readonly unknown[][]): { bytes: Uint8Array; 
 }
 
 /**
- * The cases of packCaseList's bytes, each checked to be `{ index: i, args: [...] }`, with each case's
- * own bytes (views into `bytes`). Throws MG_ERR_CODEC naming the first case that is not.
+ * The cases of packCaseList's bytes, decoded when first asked for: a queue coordinator ships the bytes
+ * as they are and needs the values only of the cases its report shows. `payloads[i]` is case i's
+ * own bytes (a view into `bytes`). An array of argument lists offers the same two members (`length`,
+ * `at`), so either can be a job's cases.
  */
-export function unpackCaseList(bytes: Uint8Array, ends: Uint32Array, n: number): { cases: unknown[][]; payloads: Uint8Array[] } {
-  if (ends.length !== n || (n > 0 && ends[n - 1] !== bytes.byteLength)) throw new MetaguardError('MG_ERR_CODEC', `generated cases: expected ${n} cases in ${bytes.byteLength} bytes`);
-  const cases: unknown[][] = new Array(n);
-  const payloads: Uint8Array[] = new Array(n);
-  let start = 0;
-  for (let i = 0; i < n; i++) {
-    const end = ends[i];
-    if (end < start) throw new MetaguardError('MG_ERR_CODEC', `generated cases: case ${i} has a negative length`);
-    const payload = bytes.subarray(start, end);
-    const c = unpack(payload, `generated case ${i}`) as { index?: unknown; args?: unknown } | null;
-    if (c === null || typeof c !== 'object' || c.index !== i || !Array.isArray(c.args)) throw new MetaguardError('MG_ERR_CODEC', `generated cases: case ${i} is not { index: ${i}, args: [...] }`);
-    cases[i] = c.args;
-    payloads[i] = payload;
-    start = end;
+export class PackedCases {
+  readonly length: number;
+  readonly payloads: Uint8Array[];
+  readonly #values: (unknown[] | undefined)[];
+
+  /** Checks the layout (one case per end, ends rising to the last byte); the values are checked as they are decoded. */
+  constructor(bytes: Uint8Array, ends: Uint32Array, n: number) {
+    if (ends.length !== n || (n > 0 && ends[n - 1] !== bytes.byteLength)) throw new MetaguardError('MG_ERR_CODEC', `generated cases: expected ${n} cases in ${bytes.byteLength} bytes`);
+    this.length = n;
+    this.payloads = new Array(n);
+    this.#values = new Array(n);
+    let start = 0;
+    for (let i = 0; i < n; i++) {
+      const end = ends[i];
+      if (end < start) throw new MetaguardError('MG_ERR_CODEC', `generated cases: case ${i} has a negative length`);
+      this.payloads[i] = bytes.subarray(start, end);
+      start = end;
+    }
   }
-  return { cases, payloads };
+
+  /** Case i's argument list; MG_ERR_CODEC when its bytes are not `{ index: i, args: [...] }`. */
+  at(i: number): unknown[] | undefined {
+    if (!(i >= 0 && i < this.length)) return undefined;
+    let v = this.#values[i];
+    if (v === undefined) {
+      const c = unpack(this.payloads[i], `generated case ${i}`) as { index?: unknown; args?: unknown } | null;
+      if (c === null || typeof c !== 'object' || c.index !== i || !Array.isArray(c.args)) throw new MetaguardError('MG_ERR_CODEC', `generated cases: case ${i} is not { index: ${i}, args: [...] }`);
+      v = this.#values[i] = c.args;
+    }
+    return v;
+  }
 }

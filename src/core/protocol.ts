@@ -44,3 +44,12 @@ export interface HttpTrace {
   ms: number[];
   status: number[];
 }
+
+/**
+ * A job's cases: argument lists by case index. An array of argument lists is one; so is the gen
+ * thread's PackedCases (codec/serialize), which decodes a case when it is first asked for.
+ */
+export interface CaseList {
+  readonly length: number;
+  at(index: number): unknown[] | undefined;
+}

@@ -15,7 +15,7 @@ import { createCodec } from '../codec/index.js';
 import type { Codec } from '../codec/types.js';
 import { FRAME_HEADER_BYTES, readHeader } from '../codec/frame.js';
 import { isMetaguardError, MetaguardError, toWireError, wireError, type WireError } from '../errors.js';
-import { serializedCase, type CaseRunner } from '../execution/pool.js';
+import type { CaseRunner } from '../execution/pool.js';
 import { PoolSet, splitThreads, type Isolation } from '../execution/pools.js';
 import { caseEnvironment } from '../execution/env.js';
 import { batchChannel, workerChannel, type BatchEvent, type DaemonEvents } from '../observe/events.js';
@@ -483,6 +483,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
     const { batch } = held;
     const started = performance.now();
     let cases: CaseInput[];
+    let payloads: Uint8Array[];
     let manifest: JobManifest | null;
     let urls: { task: string; impl: string };
     let exec: ChunkExec | undefined;
@@ -493,7 +494,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
       const decoded = decodeCasesWithPayloads(this.#codec, batch.payload);
       cases = decoded.cases;
       // Case threads get the serialized cases (one buffer per chunk), not clones of the values.
-      for (let i = 0; i < cases.length; i++) serializedCase.set(cases[i], decoded.payloads[i]);
+      payloads = decoded.payloads;
       this.#publish({ source: this, worker: this.workerId, batch: batch.id, kind: 'decoded', cases: cases.length });
       manifest = await this.#manifest(batch.jobId);
       if (!manifest && (await this.#withdrawn(batch))) return;
@@ -544,13 +545,13 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
       throw err;
     }
     try {
-      await this.#runOnPool(held, pool, cases, urls, manifest, exec, started);
+      await this.#runOnPool(held, pool, cases, payloads, urls, manifest, exec, started);
     } finally {
       this.#pools.release(poolKey);
     }
   }
 
-  async #runOnPool(held: Held, pool: CaseRunner, cases: CaseInput[], urls: { task: string; impl: string }, manifest: JobManifest, exec: ChunkExec | undefined, started: number): Promise<void> {
+  async #runOnPool(held: Held, pool: CaseRunner, cases: CaseInput[], payloads: Uint8Array[], urls: { task: string; impl: string }, manifest: JobManifest, exec: ChunkExec | undefined, started: number): Promise<void> {
     const { batch } = held;
     // A concurrent role fills each thread's lanes before it spreads over more threads.
     const chunks = Math.max(1, Math.min(pool.threads, Math.ceil(cases.length / (exec?.concurrency ?? 1))));
@@ -560,7 +561,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
       const parts = await Promise.all(
         Array.from({ length: chunks }, (_, i) =>
           pool.runChunk(
-            { taskUrl: urls.task, implUrl: urls.impl, seed: manifest.seed, cases: cases.slice(i * per, (i + 1) * per), ...(exec ? { exec } : {}) },
+            { taskUrl: urls.task, implUrl: urls.impl, seed: manifest.seed, cases: cases.slice(i * per, (i + 1) * per), payloads: payloads.slice(i * per, (i + 1) * per), ...(exec ? { exec } : {}) },
             {
               // The pool publishes each case, restart and heap sample with this context.
               context: { source: this, role: batch.role, batch: batch.id },

@@ -3,12 +3,12 @@
  * each role in its own pool (a candidate never shares a realm with the baseline). The pools publish
  * what they observe with this dispatcher as the source (metrics subscribe: Metrics.attachCoordinator).
  */
-import { serializedCase, type CaseRunner } from '../execution/pool.js';
+import type { CaseRunner } from '../execution/pool.js';
 import { createRolePools } from '../execution/pools.js';
 import { caseEnvironment } from '../execution/env.js';
 import { chunkExecFor, RateLimitStates } from '../execution/chunk-exec.js';
 import { moduleLoadError, stoppedError, type DispatchEvents, type Dispatcher, type JobSpec } from './types.js';
-import { roles, type Role, type CaseResult } from '../core/protocol.js';
+import { roles, type Role, type CaseInput, type CaseResult } from '../core/protocol.js';
 
 export interface LocalDispatcherOptions {
   threads: number;
@@ -60,15 +60,17 @@ export class LocalDispatcher implements Dispatcher {
     events.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       for (let start = 0; start < n && !failure; start += size) {
-        const cases = job.cases.slice(start, start + size).map((args, i) => ({ index: start + i, args }));
+        const end = Math.min(n, start + size);
+        const cases: CaseInput[] = new Array(end - start);
+        for (let i = start; i < end; i++) cases[i - start] = { index: i, args: job.cases.at(i)! };
         // Serialized once (by the gen thread): each role's thread gets a copy of the bytes, not a clone of every value.
-        if (job.payloads) for (let i = 0; i < cases.length; i++) serializedCase.set(cases[i], job.payloads[start + i]);
+        const payloads = job.payloads?.slice(start, start + size);
         for (const role of roles) {
           inFlight++;
           work.push(
             pools[role]
               .runChunk(
-                { taskUrl: job.taskUrl, implUrl: job.implUrls[role], seed: job.seed, cases, ...(execs[role] ? { exec: execs[role] } : {}) },
+                { taskUrl: job.taskUrl, implUrl: job.implUrls[role], seed: job.seed, cases, ...(payloads ? { payloads } : {}), ...(execs[role] ? { exec: execs[role] } : {}) },
                 {
                   context: { source: this, role },
                   onResult: (r) => {

@@ -230,7 +230,7 @@ export class QueueDispatcher implements Dispatcher {
     let slots = 1;
 
     const message = (id: string, b: Outstanding): BatchMessage => {
-      const msg: BatchMessage = { id, jobId, role: b.role, priority: config.priority, payload: job.payloads ? codec.encode(b.indices.map((index) => job.payloads![index])) : encodeCases(codec, b.indices.map((index) => ({ index, args: job.cases[index] }))) };
+      const msg: BatchMessage = { id, jobId, role: b.role, priority: config.priority, payload: job.payloads ? codec.encode(b.indices.map((index) => job.payloads![index])) : encodeCases(codec, b.indices.map((index) => ({ index, args: job.cases.at(index)! }))) };
       if (key) msg.mac = signBatch(key, msg);
       return msg;
     };

@@ -1,5 +1,5 @@
 /** The seam between the evaluator and whatever runs cases: in-process threads or a queue. */
-import type { CaseResult, Role } from '../core/protocol.js';
+import type { CaseList, CaseResult, Role } from '../core/protocol.js';
 import type { JobExec } from '../http/endpoint.js';
 import { MetaguardError, type MetaguardErrorCode } from '../errors.js';
 
@@ -12,8 +12,8 @@ export interface JobSpec {
   seed: number;
   timeoutMs: number;
   memMb: number;
-  /** Argument lists from the task's generator, indexed by case index. */
-  cases: unknown[][];
+  /** Argument lists from the task's generator, by case index: an array, or the gen thread's PackedCases (decoded on demand). */
+  cases: CaseList;
   /**
    * Each case `{ index, args }` serialized (codec/serialize), as the task's gen thread packed it: sent
    * to case threads and into batch frames as they are. Absent: serialized from `cases` where needed.

@@ -30,7 +30,7 @@ import { MetaguardError, type ErrorInfo } from '../errors.js';
 import { runningFromSource } from '../util/paths.js';
 import type { ChunkExec, ChunkRequest, ThreadMessage } from './protocol.js';
 import { boundResult } from './limits.js';
-import { unpackCaseList } from '../codec/serialize.js';
+import { PackedCases } from '../codec/serialize.js';
 import { caseEnvironment } from './env.js';
 import { CASE_MEM_MB, CASE_TIMEOUT_S } from '../options/defaults.js';
 import type { CaseInput, CaseResult } from '../core/protocol.js';
@@ -58,38 +58,44 @@ export interface ChunkSpec {
   cases: CaseInput[];
   /** Concurrency, endpoint and rate limit (src/execution/lanes, src/http/*). @defaultValue one case at a time */
   exec?: ChunkExec;
+  /**
+   * Each case serialized (codec/serialize `{ index, args }`), `payloads[i]` for `cases[i]`, when the
+   * caller has them (a batch frame's, the gen thread's): the thread pool sends these bytes.
+   */
+  payloads?: Uint8Array[];
 }
 
 export type { ChunkEvents } from './events.js';
 
 /**
- * Serialized form of a case (as it came in a batch frame), when the caller has it: a chunk whose cases
- * all have one is sent to its thread as one buffer (ChunkRequest.packed) rather than cloned value by
- * value. Only the thread pool uses it; set by the worker daemon as it decodes a batch.
+ * The cases' serialized forms (`payloads[i]` of `cases[i]`, codec/serialize) back to back, or
+ * undefined when there are none. A chunk sent this way crosses to its thread as one buffer instead of
+ * a clone of every value.
  */
-export const serializedCase = new WeakMap<CaseInput, Uint8Array>();
-
-/** The cases' serialized forms back to back, or undefined when one of them has none. */
-function packCases(cases: CaseInput[]): ChunkRequest['packed'] {
+function packCases(cases: CaseInput[], payloads: Uint8Array[]): ChunkRequest['packed'] {
   let total = 0;
-  const parts: Uint8Array[] = [];
-  for (const c of cases) {
-    const bytes = serializedCase.get(c);
-    if (bytes === undefined) return undefined;
-    parts.push(bytes);
-    total += bytes.byteLength;
-  }
+  for (let i = 0; i < payloads.length; i++) total += payloads[i].byteLength;
   const bytes = new Uint8Array(total);
-  const ends = new Uint32Array(parts.length);
-  const indices = new Float64Array(parts.length);
+  const ends = new Uint32Array(payloads.length);
+  const indices = new Float64Array(payloads.length);
   let at = 0;
-  for (let i = 0; i < parts.length; i++) {
-    bytes.set(parts[i], at);
-    at += parts[i].byteLength;
+  for (let i = 0; i < payloads.length; i++) {
+    bytes.set(payloads[i], at);
+    at += payloads[i].byteLength;
     ends[i] = at;
     indices[i] = cases[i].index;
   }
   return { bytes, ends, indices };
+}
+
+/** The payloads of an attempt's cases: the chunk's own on a first attempt, looked up by index on a retry. */
+function payloadsFor(spec: ChunkSpec, cases: CaseInput[]): Uint8Array[] | undefined {
+  const payloads = spec.payloads;
+  if (payloads === undefined || payloads.length !== spec.cases.length) return undefined;
+  if (cases === spec.cases) return payloads;
+  const byIndex = new Map<number, Uint8Array>();
+  spec.cases.forEach((c, i) => byIndex.set(c.index, payloads[i]));
+  return cases.map((c) => byIndex.get(c.index)!);
 }
 
 const threadFile = fileURLToPath(new URL(`../case-runner/case-thread.${runningFromSource ? 'ts' : 'js'}`, import.meta.url));
@@ -352,7 +358,8 @@ export class CasePool extends EventEmitter implements CaseRunner {
       if (expected >= 0 && results.length >= expected) settle?.();
     });
 
-    const packed = packCases(cases);
+    const payloads = payloadsFor(spec, cases);
+    const packed = payloads ? packCases(cases, payloads) : undefined;
     const request: ChunkRequest = { taskUrl: spec.taskUrl, implUrl: spec.implUrl, seed: spec.seed, timeoutMs: this.timeoutMs, cases: packed ? [] : cases, token, progress, ...(spec.exec ? { exec: spec.exec } : {}), ...(packed ? { packed } : {}) };
     const finish = (fault?: AttemptOutcome['fault']): AttemptOutcome => {
       clearTimeout(timer);
@@ -450,7 +457,7 @@ export class CasePool extends EventEmitter implements CaseRunner {
     n: number,
     seed: number,
     signal?: AbortSignal,
-  ): Promise<{ ok: true; name: string; cases: unknown[][]; payloads: Uint8Array[] } | { ok: false; code: string; message: string }> {
+  ): Promise<{ ok: true; name: string; cases: PackedCases } | { ok: false; code: string; message: string }> {
     let answer: { ok: true; name: unknown; bytes: unknown; ends: unknown } | { ok: false; code: string; message: string };
     try {
       answer = (await this.#pool.run({ taskUrl, where, n, seed } as unknown as ChunkRequest, { name: 'generateCases', ...(signal ? { signal } : {}) })) as unknown as typeof answer;
@@ -462,13 +469,13 @@ export class CasePool extends EventEmitter implements CaseRunner {
       return { ok: false, code: 'MG_ERR_TASK_GEN', message: `task ${where}: gen(${n}, ${seed}) ${why}` };
     }
     if (!answer.ok) return answer;
-    // The thread ran user code: its answer is checked, and each case decoded from the very bytes the
-    // case threads and batch frames will get (what the report shows is what the implementations saw).
+    // The thread ran user code: its answer is checked, and each case is decoded (when needed) from the
+    // very bytes the case threads and batch frames get (what the report shows is what the implementations saw).
     if (typeof answer.name !== 'string' || !(answer.bytes instanceof Uint8Array) || !(answer.ends instanceof Uint32Array)) {
       return { ok: false, code: 'MG_ERR_TASK_GEN', message: `task ${where}: gen(${n}, ${seed}): its thread answered with something other than the generated cases` };
     }
     try {
-      return { ok: true, name: answer.name, ...unpackCaseList(answer.bytes, answer.ends, n) };
+      return { ok: true, name: answer.name, cases: new PackedCases(answer.bytes, answer.ends, n) };
     } catch (err) {
       return { ok: false, code: 'MG_ERR_TASK_GEN', message: `task ${where}: gen(${n}, ${seed}): ${(err as Error).message}` };
     }

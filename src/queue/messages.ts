@@ -103,6 +103,24 @@ function compact(r: CaseResult): CaseResult {
 }
 
 /**
+ * Each result as its JSON bytes. The common case — every result ASCII — is encoded into one buffer and
+ * cut into views, rather than one Buffer per result (half the cost of a result's payload).
+ */
+function resultPayloads(results: CaseResult[]): Buffer[] {
+  const texts = results.map((r) => JSON.stringify(r));
+  const joined = texts.join('');
+  const all = Buffer.from(joined);
+  if (all.byteLength !== joined.length) return texts.map((t) => Buffer.from(t));
+  const out: Buffer[] = new Array(texts.length);
+  let at = 0;
+  for (let i = 0; i < texts.length; i++) {
+    out[i] = all.subarray(at, at + texts[i].length);
+    at += texts[i].length;
+  }
+  return out;
+}
+
+/**
  * Encodes a batch's results as frames of at most `maxBytes` each. One frame when the whole encoding
  * fits (compressed, if the codec compresses); else parts, each opening with a `{part, parts}` payload,
  * cut by raw size (a frame is never larger than its raw payloads plus framing, so no part can exceed
@@ -112,8 +130,9 @@ function compact(r: CaseResult): CaseResult {
  */
 export function encodeResultFrames(codec: Codec, results: CaseResult[], maxBytes: number): Uint8Array[] {
   const room = maxBytes - FRAME_HEADER_BYTES - PART_HEADER_ROOM;
-  const payloads = results.map((r) => {
-    let p = Buffer.from(JSON.stringify(r));
+  const payloads = resultPayloads(results).map((p0, i) => {
+    let p = p0;
+    const r = results[i];
     if (4 + p.byteLength > room) p = Buffer.from(JSON.stringify(compact(r)));
     if (4 + p.byteLength > room) throw new MetaguardError('MG_ERR_CODEC', `the result of case ${r.index} needs ${p.byteLength} bytes even compacted; the frame limit is ${maxBytes}`);
     return p;

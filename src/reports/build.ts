@@ -1,7 +1,7 @@
 /** Turns per-case results into the report's role summaries and violation list. */
 import type { CaseErrorCode } from '../errors.js';
 import type { HttpSummary, RoleSummary, Violation } from './types.js';
-import type { Role, CaseResult } from '../core/protocol.js';
+import type { Role, CaseList, CaseResult } from '../core/protocol.js';
 
 /** At most this many violations are listed in a report (the total is kept in violations_total). */
 export const VIOLATION_LIST_CAP = 200;
@@ -135,12 +135,12 @@ function inputPreview(args: unknown[]): string {
 }
 
 /** Every violation of both roles, candidate first; the list is capped, the count is not. */
-export function collectViolations(results: Record<Role, CaseResult[]>, cases: unknown[][]): { list: Violation[]; total: number } {
+export function collectViolations(results: Record<Role, CaseResult[]>, cases: CaseList): { list: Violation[]; total: number } {
   const list: Violation[] = [];
   let total = 0;
   const add = (v: Omit<Violation, 'input'>) => {
     total++;
-    if (list.length < VIOLATION_LIST_CAP) list.push({ ...v, input: inputPreview(cases[v.case_index] ?? []) });
+    if (list.length < VIOLATION_LIST_CAP) list.push({ ...v, input: inputPreview(cases.at(v.case_index) ?? []) });
   };
   for (const role of ['candidate', 'baseline'] as const) {
     for (const r of results[role]) {
