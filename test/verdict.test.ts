@@ -89,6 +89,12 @@ describe('local: load failures are errors, not verdicts', { concurrency: 2 }, ()
     assert.equal(r.stderr, `metaguard: task ${v('gen-throws-task.mjs')}: gen(10, 42) threw: no cases today\n`);
   });
 
+  it('a task whose gen returns a function in a case: exit 2 naming the task and the case (never run as something else)', async () => {
+    const r = await runCli(['evaluate', '--task', v('gen-function-task.mjs'), '--baseline', fixture('good.mjs'), '--candidate', fixture('good.mjs'), '--n', '10', '--report-dir', freshDir('genfn')]);
+    assert.equal(r.code, 2, describeRun(r));
+    assert.equal(r.stderr, `metaguard: task ${v('gen-function-task.mjs')}: gen(10, 42): case 3 cannot be serialized: a function cannot be a case argument\n`);
+  });
+
   it('an implementation without solve: exit 2 naming the role and the file', async () => {
     const r = await runCli(['evaluate', '--task', lengthTask, '--baseline', fixture('no-solve.mjs'), '--candidate', fixture('good.mjs'), '--n', '10', '--report-dir', freshDir('nosolve')]);
     assert.equal(r.code, 2, describeRun(r));

@@ -288,7 +288,18 @@ class Flusher {
   flush(now = performance.now()): void {
     if (this.#pending.length || this.#passes) {
       const n = this.#passes;
-      this.post(n ? { t: 'results', token: this.token, results: this.#pending, passIdx: this.#passIdx.slice(0, n), passMs: this.#passMs.slice(0, n) } : { t: 'results', token: this.token, results: this.#pending });
+      if (n === 0) this.post({ t: 'results', token: this.token, results: this.#pending });
+      else {
+        // Copied element by element into arrays of the captured constructor: no prototype method
+        // (slice, subarray, a species constructor) that code in this realm could have replaced.
+        const passIdx = new Float64Ctor(n);
+        const passMs = new Float64Ctor(n);
+        for (let i = 0; i < n; i++) {
+          passIdx[i] = this.#passIdx[i];
+          passMs[i] = this.#passMs[i];
+        }
+        this.post({ t: 'results', token: this.token, results: this.#pending, passIdx, passMs });
+      }
     }
     this.#pending = [];
     this.#passes = 0;
