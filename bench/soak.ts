@@ -69,8 +69,8 @@ async function sample(): Promise<void> {
   try {
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1]) / 1e6;
-    main = Number(gauge('metaguard_process_nodejs_heap_size_used_bytes').toFixed(1));
-    external = Number(gauge('metaguard_process_nodejs_external_memory_bytes').toFixed(1));
+    main = Number(gauge('metaguard_nodejs_heap_size_used_bytes').toFixed(1));
+    external = Number(gauge('metaguard_nodejs_external_memory_bytes').toFixed(1));
     heaps = [...text.matchAll(/^metaguard_thread_heap_used_bytes\{thread="(\d+)"\} (\S+)/gm)].map((m) => `${m[1]}:${(Number(m[2]) / 1e6).toFixed(1)}`).join(' ');
   } catch {
     heaps = '-';
