@@ -199,6 +199,12 @@ async function runCases(
     // The task's gen runs in a thread of its own, never in this one (a hung gen cannot defeat a
     // deadline or a signal) and never in an implementation's realm.
     const genPool = new CasePool({ threads: 1, timeoutMs, memMb: options.memMb });
+    // The implementations load in their pools while gen runs; a gen failure is still the one reported
+    // first (the check's outcome is held, never left to reject unhandled).
+    const checked = checkImplementations(modules, sources, pools).then(
+      () => undefined,
+      (err: unknown) => ({ err }),
+    );
     let generated: Awaited<ReturnType<CasePool['generate']>>;
     try {
       generated = await raceAbort(genPool.generate(modules.taskUrl, sources.task, options.n, options.seed, signal), signal, abortError);
@@ -208,7 +214,8 @@ async function runCases(
     if (!generated.ok) throw new MetaguardError(generated.code as MetaguardErrorCode, generated.message);
     taskName = generated.name;
     job = { ...modules, taskName, seed: options.seed, timeoutMs, memMb: options.memMb, cases: generated.cases, payloads: generated.cases.payloads, sources };
-    await raceAbort(checkImplementations(modules, sources, pools), signal, abortError);
+    const failed = await raceAbort(checked, signal, abortError);
+    if (failed) throw failed.err;
     const exec = await raceAbort(describeExec(options, modules, sources, pools, logger), signal, abortError);
     if (exec) job.exec = exec;
     // Run here, header variables must be set now (exit 2 naming the header); through a queue each

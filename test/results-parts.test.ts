@@ -80,6 +80,31 @@ describe('results frames', () => {
     assert.deepEqual(decodeResultsFrame(codec, codec.encode([header({ part: 2, parts: 2 }), result])).part, { part: 2, parts: 2 });
   });
 
+  it('carry plain passes as pass lists when the coordinator reads them (manifest resultsFormat 2), every result once, each part under the limit', () => {
+    const passes: CaseResult[] = Array.from({ length: 20_000 }, (_, index) => ({ index, passed: true, durationMs: index === 7 ? 0 : 0.000123456789 * (index + 1) }));
+    const others: CaseResult[] = [{ index: 20_000, passed: false, durationMs: 2, mrViolations: ['reversed'] }, { index: 20_001, passed: true, durationMs: 1, softViolations: ['fast'] }];
+    const results = [...passes.slice(0, 10_000), ...others, ...passes.slice(10_000)];
+    const byIndex = (rs: CaseResult[]) => [...rs].sort((a, b) => a.index - b.index);
+    const plain = encodeResultFrames(codec, results, 65_536);
+    const listed = encodeResultFrames(codec, results, 65_536, { passLists: true });
+    const decoded = listed.map((f) => decodeResultsFrame(codec, f));
+    assert.ok(listed.every((f) => f.byteLength <= 65_536), listed.map((f) => f.byteLength).join());
+    assert.deepEqual(byIndex(decoded.flatMap((d) => d.results)), byIndex(results));
+    // Smaller: 20,002 results as lists of numbers rather than objects.
+    const size = (fs: Uint8Array[]) => fs.reduce((n, f) => n + f.byteLength, 0);
+    assert.ok(size(listed) < size(plain), `${size(listed)} vs ${size(plain)} bytes`);
+    // A pass list is a payload that is a JSON array; a worker without the flag sends none.
+    assert.ok(plain.flatMap((f) => codec.decode(f)).every((p) => p[0] === 0x7b));
+  });
+
+  it('refuse a malformed pass list', () => {
+    const list = (v: unknown) => codec.encode([Buffer.from(JSON.stringify(v))]);
+    assert.deepEqual(decodeResultsFrame(codec, list([3, 0.5, 4, 0])).results, [{ index: 3, passed: true, durationMs: 0.5 }, { index: 4, passed: true, durationMs: 0 }]);
+    for (const bad of [[1], [-1, 0.5], [1.5, 0.5], [1, -0.5], [1, '0.5'], [1, null], ['1', 0.5], [2 ** 53, 1], Array.from({ length: 2 * 4097 }, () => 1)]) {
+      assert.throws(() => decodeResultsFrame(codec, list(bad)), { code: 'MG_ERR_CODEC' }, JSON.stringify(bad).slice(0, 40));
+    }
+  });
+
   it('take their limit from the backend, or from max_frame_bytes (at least 64 KiB)', () => {
     assert.equal(maxFrameBytes(validateQueueConfig({ backend: 'redis' })), DEFAULT_MAX_FRAME_BYTES.redis);
     assert.equal(maxFrameBytes(validateQueueConfig({ backend: 'memory' })), DEFAULT_MAX_FRAME_BYTES.memory);

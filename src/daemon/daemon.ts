@@ -585,7 +585,7 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
     // for a batch no longer held, and the coordinator accounts each (role, case) once, whatever part
     // or delivery it comes in). A worker that dies between parts leaves the batch partly answered:
     // the coordinator sends it again after a grace period.
-    const frames = encodeResultFrames(this.#codec, results, maxFrameBytes(this.#config));
+    const frames = encodeResultFrames(this.#codec, results, maxFrameBytes(this.#config), { passLists: manifest.resultsFormat === 2 });
     for (const frame of frames) {
       for (let attempt = 0; ; attempt++) {
         try {

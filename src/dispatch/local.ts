@@ -20,6 +20,9 @@ export interface LocalDispatcherOptions {
   env: NodeJS.ProcessEnv;
 }
 
+/** The args of a case whose payload is what its pool sends (never read, never handed to user code). */
+const NO_ARGS: unknown[] = Object.freeze([]) as unknown as unknown[];
+
 export function defaultChunkSize(n: number, threads: number): number {
   return Math.max(1, Math.min(256, Math.ceil(n / (threads * 4))));
 }
@@ -42,6 +45,7 @@ export class LocalDispatcher implements Dispatcher {
     const lanes = Math.max(execs.baseline?.concurrency ?? 1, execs.candidate?.concurrency ?? 1);
     const size = this.#options.chunkSize ?? Math.max(defaultChunkSize(n, this.#options.threads), lanes > 1 ? Math.min(n, 1024, 8 * lanes) : 1);
     const out: Record<Role, CaseResult[]> = { baseline: new Array(n), candidate: new Array(n) };
+    const bytesOnly = job.payloads !== undefined && job.payloads.length === n && roles.every((role) => pools[role].takesPayloads);
     const work: Promise<void>[] = [];
     let inFlight = 0;
     let wake: (() => void) | undefined;
@@ -62,7 +66,8 @@ export class LocalDispatcher implements Dispatcher {
       for (let start = 0; start < n && !failure; start += size) {
         const end = Math.min(n, start + size);
         const cases: CaseInput[] = new Array(end - start);
-        for (let i = start; i < end; i++) cases[i - start] = { index: i, args: job.cases.at(i)! };
+        // Pools that send payloads never read args: the cases are then not decoded in this thread.
+        for (let i = start; i < end; i++) cases[i - start] = { index: i, args: bytesOnly ? NO_ARGS : job.cases.at(i)! };
         // Serialized once (by the gen thread): each role's thread gets a copy of the bytes, not a clone of every value.
         const payloads = job.payloads?.slice(start, start + size);
         for (const role of roles) {

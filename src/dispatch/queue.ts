@@ -167,7 +167,7 @@ export class QueueDispatcher implements Dispatcher {
       loadImplementation(job.implUrls.candidate, name(job.sources?.candidate)),
     ];
     const [task, baseline, candidate] = artifacts.map((a) => a.ref);
-    const manifest: JobManifest = { jobId, task, implementations: { baseline, candidate }, seed: job.seed, timeoutMs: job.timeoutMs, memMb: job.memMb, createdAt: await backend.now(), ...(job.exec ? { exec: job.exec } : {}) };
+    const manifest: JobManifest = { jobId, task, implementations: { baseline, candidate }, seed: job.seed, timeoutMs: job.timeoutMs, memMb: job.memMb, createdAt: await backend.now(), ...(job.exec ? { exec: job.exec } : {}), resultsFormat: 2 };
     if (key) manifest.mac = signManifest(key, manifest);
     const publishJob = async () => {
       await this.#withRetry('publish artifacts', () => Promise.all(artifacts.map((a) => backend.putArtifact(a.ref.sha256, a.bytes))));

@@ -196,6 +196,8 @@ export interface CaseRunner {
   readonly running: number;
   readonly closed: boolean;
   readonly threadCount: number;
+  /** Sends a chunk's cases as their `payloads` when it has them (and never reads `args` then). */
+  readonly takesPayloads: boolean;
   runChunk(spec: ChunkSpec, events?: ChunkEvents): Promise<CaseResult[]>;
   checkModules(taskUrl: string, implUrl: string): Promise<ErrorInfo | null>;
   heapAfterGc(): Promise<number>;
@@ -206,6 +208,7 @@ export interface CaseRunner {
 }
 
 export class CasePool extends EventEmitter implements CaseRunner {
+  readonly takesPayloads = true;
   readonly threads: number;
   readonly timeoutMs: number;
   readonly memMb: number;

@@ -91,6 +91,8 @@ interface Slot {
 }
 
 export class ProcessCasePool extends EventEmitter implements CaseRunner {
+  /** Cases go to a case process as values (its IPC channel), never as payloads. */
+  readonly takesPayloads = false;
   readonly threads: number;
   readonly timeoutMs: number;
   readonly memMb: number;

@@ -102,6 +102,25 @@ function compact(r: CaseResult): CaseResult {
   return out;
 }
 
+/** Passes per pass list (a results payload that is a JSON array). */
+const PASS_LIST_MAX = 4096;
+
+const isPlainPass = (r: CaseResult): boolean =>
+  r.passed === true && r.error === undefined && r.propViolations === undefined && r.softViolations === undefined && r.mrViolations === undefined && r.output === undefined && r.http === undefined;
+
+/** A pass list's results: [index, durationMs, …], each pair checked as isResult checks a result's. */
+function passList(value: unknown[], what: string): CaseResult[] {
+  if (value.length % 2 !== 0 || value.length > 2 * PASS_LIST_MAX) throw new MetaguardError('MG_ERR_CODEC', `${what}: a pass list must hold index, durationMs pairs (at most ${PASS_LIST_MAX})`);
+  const out: CaseResult[] = new Array(value.length / 2);
+  for (let i = 0; i < value.length; i += 2) {
+    const index = value[i];
+    const durationMs = value[i + 1];
+    if (!Number.isSafeInteger(index) || (index as number) < 0 || typeof durationMs !== 'number' || !Number.isFinite(durationMs) || durationMs < 0) throw new MetaguardError('MG_ERR_CODEC', `${what}: pass ${i / 2} is not a case index and a duration`);
+    out[i / 2] = { index: index as number, passed: true, durationMs };
+  }
+  return out;
+}
+
 /**
  * Each result as its JSON bytes. The common case — every result ASCII — is encoded into one buffer and
  * cut into views, rather than one Buffer per result (half the cost of a result's payload).
@@ -128,15 +147,36 @@ function resultPayloads(results: CaseResult[]): Buffer[] {
  * smallest allowed limit); one that still does not fit is compacted (preview dropped, message and
  * names cut further).
  */
-export function encodeResultFrames(codec: Codec, results: CaseResult[], maxBytes: number): Uint8Array[] {
+export function encodeResultFrames(codec: Codec, results: CaseResult[], maxBytes: number, options: { passLists?: boolean } = {}): Uint8Array[] {
   const room = maxBytes - FRAME_HEADER_BYTES - PART_HEADER_ROOM;
-  const payloads = resultPayloads(results).map((p0, i) => {
+  let others = results;
+  const lists: Buffer[] = [];
+  if (options.passLists) {
+    // Plain passes (no error, no violation, no output, no HTTP trace: the common case) as JSON arrays
+    // [index, durationMs, index, durationMs, …] of at most PASS_LIST_MAX passes and `room` bytes each:
+    // one JSON.parse of numbers per list for the coordinator instead of one object per result.
+    others = [];
+    let list: number[] = [];
+    const flush = () => {
+      if (list.length) lists.push(Buffer.from(JSON.stringify(list)));
+      list = [];
+    };
+    const perList = Math.max(1, Math.min(PASS_LIST_MAX, Math.floor((room - 2) / 48)));
+    for (const r of results) {
+      if (isPlainPass(r)) {
+        list.push(r.index, r.durationMs);
+        if (list.length >= 2 * perList) flush();
+      } else others.push(r);
+    }
+    flush();
+  }
+  const payloads = [...lists, ...resultPayloads(others).map((p0, i) => {
     let p = p0;
-    const r = results[i];
+    const r = others[i];
     if (4 + p.byteLength > room) p = Buffer.from(JSON.stringify(compact(r)));
     if (4 + p.byteLength > room) throw new MetaguardError('MG_ERR_CODEC', `the result of case ${r.index} needs ${p.byteLength} bytes even compacted; the frame limit is ${maxBytes}`);
     return p;
-  });
+  })];
   const whole = codec.encode(payloads);
   if (whole.byteLength <= maxBytes) return [whole];
   const groups: Buffer[][] = [];
@@ -178,11 +218,17 @@ export function decodeResultsFrame(codec: Codec, frame: Uint8Array): { part?: Re
       from = 1;
     }
   }
-  const results = payloads.slice(from).map((p, i) => {
-    const value = parseJson(p, `result ${i}`);
-    if (!isResult(value)) throw new MetaguardError('MG_ERR_CODEC', `result ${i}: not a well-formed result`);
-    return value;
-  });
+  const results: CaseResult[] = [];
+  for (let i = from; i < payloads.length; i++) {
+    const value = parseJson(payloads[i], `result ${i - from}`);
+    // A JSON array is a pass list (encodeResultFrames with passLists); anything else one result.
+    if (Array.isArray(value)) {
+      for (const r of passList(value, `result ${i - from}`)) results.push(r);
+      continue;
+    }
+    if (!isResult(value)) throw new MetaguardError('MG_ERR_CODEC', `result ${i - from}: not a well-formed result`);
+    results.push(value);
+  }
   return part ? { part, results } : { results };
 }
 

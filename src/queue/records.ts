@@ -91,6 +91,8 @@ export function parseManifest(jobId: string, raw: string): JobManifest {
   // exec is checked field by field where it is used (http/endpoint parseJobExec, MG_ERR_HTTP_CONFIG).
   if (o.exec !== undefined) m.exec = objectOf(record, 'exec', o.exec) as unknown as NonNullable<JobManifest['exec']>;
   if (o.mac !== undefined) m.mac = stringOf(record, 'mac', o.mac, /^[0-9a-f]{64}$/);
+  // Any other value is a format this worker does not know: it sends one JSON result per payload.
+  if (o.resultsFormat === 2) m.resultsFormat = 2;
   return m;
 }
 

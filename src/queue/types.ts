@@ -48,6 +48,13 @@ export interface JobManifest {
   exec?: JobExec;
   /** Hex HMAC over every field above (messages.signManifest), when the queue has an `hmac_key`. */
   mac?: string;
+  /**
+   * 2: the coordinator also reads plain passes as pass lists (messages.encodeResultFrames), so workers
+   * may send them that way; absent: one JSON result per payload, as every coordinator reads. Not
+   * signed: it only says which of two encodings the coordinator accepts (it accepts both), and a worker
+   * that ignores it (an older one) sends the one every coordinator reads.
+   */
+  resultsFormat?: 2;
 }
 
 /** A batch as it travels on the queue. `payload` is a codec frame of serialized cases. */
