@@ -191,6 +191,12 @@ async function runCases(
   // dispatcher runs on the pools that checked the implementations, a queue needs one thread per role.
   const readPaths = [modules.taskUrl, ...roles.map((r) => modules.implUrls[r])].filter((u) => u.startsWith('file:')).map((u) => dirname(fileURLToPath(u)));
   const pools = createRolePools(options.dispatcher === 'local' ? options.parallel : 1, { timeoutMs, memMb: options.memMb }, { isolation: options.isolation ?? 'thread', readPaths, env: caseEnvironment(env) });
+  for (const role of roles) {
+    pools[role].on('idleExit', (err: unknown) => {
+      const e = toErrorInfo(err, 'E_CRASH');
+      logger.warn('unexpected_error', { during: `a ${role} case thread exited while idle (it is replaced)`, code: e.code, message: e.message });
+    });
+  }
   const destroyPools = () => Promise.all(roles.map((role) => pools[role].destroy()));
   let job: JobSpec;
   let taskName: string;

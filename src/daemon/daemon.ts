@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createCodec } from '../codec/index.js';
 import type { Codec } from '../codec/types.js';
 import { FRAME_HEADER_BYTES, readHeader } from '../codec/frame.js';
-import { isMetaguardError, MetaguardError, toWireError, wireError, type WireError } from '../errors.js';
+import { isMetaguardError, MetaguardError, toErrorInfo, toWireError, wireError, type WireError } from '../errors.js';
 import type { CaseRunner } from '../execution/pool.js';
 import { PoolSet, splitThreads, type Isolation } from '../execution/pools.js';
 import { caseEnvironment } from '../execution/env.js';
@@ -144,7 +144,13 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
       isolation: options.isolation ?? 'thread',
       readPaths: [cacheDir],
     });
-    this.#pools.onCreate = (pool) => pool.on('drain', () => this.#signal());
+    this.#pools.onCreate = (pool) => {
+      pool.on('drain', () => this.#signal());
+      pool.on('idleExit', (err: unknown) => {
+        const e = toErrorInfo(err, 'E_CRASH');
+        this.#logger.warn('unexpected_error', { worker: this.workerId, during: 'a case thread exited while idle (it is replaced)', code: e.code, message: e.message });
+      });
+    };
     this.#httpSecrets = parseSecretNames(options.httpSecrets);
     this.#load = new WorkerLoad(this.#pools.maxPools * this.#pools.threadsPerPool);
     this.#stopLogging = logWorkerEvents(this, this.workerId, this.#logger);

@@ -205,6 +205,8 @@ export interface CaseRunner {
   close(): Promise<void>;
   destroy(): Promise<void>;
   on(event: 'drain', listener: () => void): unknown;
+  /** A case thread died while it ran no chunk (code a case left behind: a timer, a late rejection); it is replaced. */
+  on(event: 'idleExit', listener: (err: unknown) => void): unknown;
 }
 
 export class CasePool extends EventEmitter implements CaseRunner {
@@ -244,9 +246,11 @@ export class CasePool extends EventEmitter implements CaseRunner {
       // (--max-old-space-size, --stack-size, …: ERR_WORKER_INVALID_EXEC_ARGV).
       execArgv: loaderExecArgv(process.execArgv),
     });
-    // piscina emits 'error' for a thread that dies with no task; the chunk runner already handles
-    // deaths during tasks, so an idle death only needs the pool to replace the thread.
-    this.#pool.on('error', () => {});
+    // piscina emits 'error' for a thread that fails with no task (the chunk runner handles deaths
+    // during tasks). An idle thread is frozen in piscina's Atomics.wait, so this is a thread failing
+    // outside any chunk (its bootstrap, say): piscina replaces it, and the owner says so ('idleExit':
+    // the daemon and the evaluation log it as unexpected_error) instead of it passing unseen.
+    this.#pool.on('error', (err: unknown) => this.emit('idleExit', err));
     this.#pool.on('message', (m: unknown) => this.#route(m));
     this.#pool.on('drain', () => this.emit('drain'));
   }
