@@ -94,7 +94,11 @@ const slow = (n: number): RunOptions => ({ task: fixture('slow/task.mjs'), basel
 /** Fails with `diagnostics()` when `p` has not settled within `ms` (instead of a bare test timeout). */
 function within<T>(p: Promise<T>, ms: number, diagnostics: () => string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`not finished within ${ms} ms\n${diagnostics()}`)), ms)))]).finally(() => clearTimeout(timer));
+  // A run that fails (not only one that hangs) says what the workers said.
+  const failed = p.catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}\n${diagnostics()}`, { cause: err });
+  });
+  return Promise.race([failed, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`not finished within ${ms} ms\n${diagnostics()}`)), ms)))]).finally(() => clearTimeout(timer));
 }
 
 const cliEntry = fileURLToPath(new URL('../src/cli/run.ts', import.meta.url));
