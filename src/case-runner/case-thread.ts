@@ -11,12 +11,13 @@
  */
 import { guardThread } from '../execution/thread-guard.js';
 import { isDeepStrictEqual } from 'node:util';
-import { copyArgs } from './copy.js';
+import { copyArgs, copyOutput } from './copy.js';
 import { packCaseList, unpack } from '../codec/serialize.js';
 import { performance } from 'node:perf_hooks';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort, threadId } from 'node:worker_threads';
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { MetaguardError, toErrorInfo } from '../errors.js';
 import { generateCases as generate, importModule, validateImplementation, validateTask } from '../task/load.js';
@@ -32,11 +33,24 @@ import type { CaseInput, CaseResult, HttpTrace } from '../core/protocol.js';
 // Before any user module is imported.
 guardThread();
 
-// Captured before user code can replace them in this realm.
+// Captured before user code can replace them in this realm. The intrinsics are frozen in a case thread
+// (thread-guard.ts), but a builtin module's exports are not: `require('node:util').isDeepStrictEqual =
+// …` followed by `syncBuiltinESMExports()` would change an imported binding, not these constants.
 const getPrototypeOf = Object.getPrototypeOf;
 const PromiseProto = Promise.prototype;
 const isArrayNow = Array.isArray;
 const Float64Ctor = Float64Array;
+const deepStrictEqual = isDeepStrictEqual;
+const now = performance.now.bind(performance);
+const heapStatistics = getHeapStatistics;
+
+/**
+ * The runner imports the task under a URL of its own (the bundle's, plus a query no one else knows),
+ * so that its module instance, and the spec whose checks judge the implementation, is not the one an
+ * implementation gets by importing the task's file.
+ */
+const TASK_INSTANCE = `mg-runner=${randomBytes(16).toString('hex')}`;
+const runnerTaskUrl = (url: string) => `${url}${url.includes('?') ? '&' : '?'}${TASK_INSTANCE}`;
 
 const FLUSH_MS = 2;
 const FLUSH_MAX = 256;
@@ -57,8 +71,8 @@ function cached<T>(cache: Map<string, Promise<T>>, key: string, load: () => Prom
   return p;
 }
 
-const where = (url: string) => (url.startsWith('file:') ? fileURLToPath(url) : url);
-const loadTask = (url: string) => cached(taskCache, url, async () => validateTask((await importModule(url)).default, where(url)));
+const where = (url: string) => (url.startsWith('file:') ? fileURLToPath(url.split('?')[0]) : url);
+const loadTask = (url: string) => cached(taskCache, url, async () => validateTask((await importModule(runnerTaskUrl(url))).default, where(url)));
 const loadImpl = (url: string): Promise<Loaded> =>
   cached(implCache, url, async (): Promise<Loaded> => {
     // A URL implementation has no module: the default request shape (args as a JSON array) applies.
@@ -129,6 +143,13 @@ function errorInfo(err: unknown, fallbackCode: string): { code: string; message:
   return { ...info, message: truncate(info.message, MAX_MESSAGE_CHARS) };
 }
 
+/** E_OUTPUT: the implementation returned something its checks cannot be given a copy of. */
+function outputError(err: unknown): Error {
+  const e = new Error(`the output is not data (checks see a structured-clone copy of it): ${errorInfo(err, 'E_OUTPUT').message}`);
+  (e as Error & { code: string }).code = 'E_OUTPUT';
+  return e;
+}
+
 function failedProperties(task: TaskSpec, output: unknown, args: unknown[], mode: 'hard' | 'soft'): readonly string[] {
   let failed: string[] | undefined;
   for (const p of task.properties) {
@@ -160,8 +181,8 @@ interface CaseContext {
  * asynchronous one is awaited.
  */
 function* caseSteps(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: number, c: CaseInput, ctx?: CaseContext): Generator<unknown, CaseResult, unknown> {
-  const started = performance.now();
-  const elapsed = () => performance.now() - started - (ctx?.deadline.extendedMs ?? 0);
+  const started = now();
+  const elapsed = () => now() - started - (ctx?.deadline.extendedMs ?? 0);
   const withTrace = (r: CaseResult): CaseResult => {
     if (ctx?.trace.ms.length) r.http = ctx.trace;
     return r;
@@ -177,10 +198,15 @@ function* caseSteps(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: num
   } catch (err) {
     return failWith(err);
   }
+  try {
+    output = copyOutput(output);
+  } catch (err) {
+    return failWith(outputError(err));
+  }
   const propViolations = failedProperties(task, output, c.args, 'hard');
   const softViolations = failedProperties(task, output, c.args, 'soft');
   let mrViolations: string[] | undefined;
-  const equivalent = task.equivalence ?? isDeepStrictEqual;
+  const equivalent = task.equivalence ?? deepStrictEqual;
   for (let r = 0; r < task.relations.length; r++) {
     const relation = task.relations[r];
     let holds = false;
@@ -199,6 +225,8 @@ function* caseSteps(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: num
         if (ctx?.deadline.signal.aborted || (typeof code === 'string' && code.startsWith('E_HTTP_'))) return failWith(err);
         throw err;
       }
+      // An output that is not data: the relation does not hold (the catch below).
+      followOutput = copyOutput(followOutput);
       if (expect === 'equal') holds = equivalent(output, followOutput) === true;
       else if (expect === 'not_equal') holds = equivalent(output, followOutput) !== true;
       else holds = failedProperties(task, followOutput, followArgs, 'hard').length === 0;
@@ -264,7 +292,7 @@ function runCase(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: number
  */
 class Flusher {
   #pending: CaseResult[] = [];
-  #lastFlush = performance.now();
+  #lastFlush = now();
   readonly #passIdx = new Float64Ctor(FLUSH_MAX);
   readonly #passMs = new Float64Ctor(FLUSH_MAX);
   #passes = 0;
@@ -281,11 +309,11 @@ class Flusher {
       this.#passMs[this.#passes] = result.durationMs;
       this.#passes++;
     } else this.#pending.push(result);
-    const now = performance.now();
-    if (now - this.#lastFlush >= this.flushMs || this.#pending.length + this.#passes >= FLUSH_MAX) this.flush(now);
+    const t = now();
+    if (t - this.#lastFlush >= this.flushMs || this.#pending.length + this.#passes >= FLUSH_MAX) this.flush(t);
   }
 
-  flush(now = performance.now()): void {
+  flush(t = now()): void {
     if (this.#pending.length || this.#passes) {
       const n = this.#passes;
       if (n === 0) this.post({ t: 'results', token: this.token, results: this.#pending });
@@ -303,7 +331,7 @@ class Flusher {
     }
     this.#pending = [];
     this.#passes = 0;
-    this.#lastFlush = now;
+    this.#lastFlush = t;
   }
 }
 
@@ -341,13 +369,13 @@ export async function runCases(request: Omit<ChunkRequest, 'progress'> & { progr
     const error = { code: 'MG_ERR_MODULE_LOAD', message: truncate(`failed to load: ${errorInfo(err, 'MG_ERR_MODULE_LOAD').message.split('\n')[0]}`, MAX_MESSAGE_CHARS) };
     post({ t: 'begin', token, threadId });
     post({ t: 'results', token, results: req.cases.map((c) => ({ index: c.index, passed: false, durationMs: 0, error })) });
-    post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
+    post({ t: 'end', token, count: req.cases.length, heapUsed: heapStatistics().used_heap_size });
     return req.cases.length;
   }
   post({ t: 'begin', token, threadId });
   if ('http' in impl || (req.exec?.concurrency ?? 1) > 1) {
     await runConcurrently(req, task, impl, post);
-    post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
+    post({ t: 'end', token, count: req.cases.length, heapUsed: heapStatistics().used_heap_size });
     return req.cases.length;
   }
   const solve = impl.solve;
@@ -359,7 +387,7 @@ export async function runCases(request: Omit<ChunkRequest, 'progress'> & { progr
     out.add(getPrototypeOf(result) === PromiseProto ? await result : (result as CaseResult));
   }
   out.flush();
-  post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
+  post({ t: 'end', token, count: req.cases.length, heapUsed: heapStatistics().used_heap_size });
   return req.cases.length;
 }
 
@@ -497,5 +525,5 @@ export function heapAfterGc(): number {
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
   gc();
-  return getHeapStatistics().used_heap_size;
+  return heapStatistics().used_heap_size;
 }

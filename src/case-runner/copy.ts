@@ -119,6 +119,24 @@ class FastCopy {
 }
 
 /**
+ * What the checks of a case see of an implementation's output: a copy made here, as data. Properties,
+ * relations and the equivalence never touch the value the implementation returned, which may be a
+ * Proxy, an Array subclass or an array with its own `every`, all of which could answer a check's
+ * method calls in the implementation's favour. The fast path is `copyArgs`'s; anything else goes
+ * through `structuredClone`, which copies what is data and throws a DataCloneError for what is not
+ * (a function, a symbol, a Proxy, a class with private state).
+ */
+export function copyOutput(value: unknown): unknown {
+  const t = typeof value;
+  if (value === null || (t !== 'object' && t !== 'function' && t !== 'symbol')) return value;
+  if (t === 'object') {
+    const out = new FastCopy().value(value, 0);
+    if (out !== BAIL) return out;
+  }
+  return clone(value);
+}
+
+/**
  * A copy of a case's argument list that the callee may mutate freely. The fast path covers JSON-like
  * values and whole-buffer typed arrays; everything else is `structuredClone`d (which throws a
  * DataCloneError for what cannot be cloned, as before).

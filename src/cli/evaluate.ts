@@ -17,7 +17,7 @@ interval on the difference of pass rates and decides. A built-in task (top_k, me
 
 Exit codes: 0 adopt, 1 reject, 2 error (bad input, a module that cannot be loaded, cases that could
 not be delivered, --deadline-s passed, no queue worker alive), 130/143 stopped by SIGINT/SIGTERM (a
-queue job is withdrawn first). A candidate case ending in E_TIMEOUT, E_OOM, E_THROW or E_CRASH where
+queue job is withdrawn first). A candidate case ending in E_TIMEOUT, E_OOM, E_THROW, E_OUTPUT or E_CRASH where
 the baseline did not error on the same case counts toward --violation-cap like a violation.
 
 Options (flags > METAGUARD_* variables > the --config file > defaults; reference: docs/reference.md):

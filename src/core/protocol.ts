@@ -22,7 +22,7 @@ export interface CaseResult {
   index: number;
   /** The implementation returned within its limits, every hard property and every relation held. */
   passed: boolean;
-  /** Set when the case did not produce an output to check (E_TIMEOUT, E_OOM, E_THROW, E_CRASH, E_DELIVERY). */
+  /** Set when the case did not produce an output to check (E_TIMEOUT, E_OOM, E_THROW, E_OUTPUT, E_CRASH, E_DELIVERY). */
   error?: ErrorInfo;
   durationMs: number;
   /** Names of hard properties that failed. */

@@ -18,7 +18,7 @@ export const evaluateSchema = {
   alpha: { type: 'number', min: 0, exclusiveMin: true, max: 0.5, default: 0.05, description: 'significance level (CI coverage 1 - alpha)' },
   minDelta: { type: 'number', min: -1, max: 1, default: 0.02, description: 'least lower CI bound on candidate - baseline to adopt' },
   minPassRate: { type: 'number', min: 0, max: 1, default: 0.8, description: 'least candidate pass rate to adopt' },
-  violationCap: { type: 'int', min: 0, default: 0, description: 'most candidate cases with a violation or an error (E_TIMEOUT, E_OOM, E_THROW, E_CRASH on a case where the baseline did not error) (0: any rejects)' },
+  violationCap: { type: 'int', min: 0, default: 0, description: 'most candidate cases with a violation or an error (E_TIMEOUT, E_OOM, E_THROW, E_OUTPUT, E_CRASH on a case where the baseline did not error) (0: any rejects)' },
   ciMethod: { type: 'enum', values: INTERVAL_METHODS, default: 'bootstrap', description: 'confidence interval method' },
   bootstrapSamples: { type: 'int', min: 100, max: 1_000_000, default: 1000, description: 'bootstrap resamples' },
   policy: { type: 'string', description: 'gating policy: a TOML file with [gating], or superiority:margin=X / noninferiority:margin=X', placeholder: 'FILE|PRESET' },

@@ -110,10 +110,10 @@ export function violatingCases(results: CaseResult[]): number {
 }
 
 /** Case errors that count toward `--violation-cap` (E_DELIVERY is not the implementation's doing). */
-export const GATED_ERRORS: ReadonlySet<string> = new Set(['E_TIMEOUT', 'E_OOM', 'E_THROW', 'E_CRASH']);
+export const GATED_ERRORS: ReadonlySet<string> = new Set(['E_TIMEOUT', 'E_OOM', 'E_THROW', 'E_OUTPUT', 'E_CRASH']);
 
 /**
- * Candidate cases that ended in a gated error (E_TIMEOUT, E_OOM, E_THROW, E_CRASH) where the baseline
+ * Candidate cases that ended in a gated error (E_TIMEOUT, E_OOM, E_THROW, E_OUTPUT, E_CRASH) where the baseline
  * did not end in an error on the same case index: what `--violation-cap` counts besides violations.
  */
 export function countedErrors(candidate: CaseResult[], baseline: CaseResult[]): number {

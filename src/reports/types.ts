@@ -73,7 +73,7 @@ export interface Decision {
   reason: DecisionReason;
   /** What --violation-cap was compared with, kept apart: candidate cases with a violation … */
   counted_violations?: number;
-  /** … and candidate cases ending in E_TIMEOUT, E_OOM, E_THROW or E_CRASH where the baseline did not error. */
+  /** … and candidate cases ending in E_TIMEOUT, E_OOM, E_THROW, E_OUTPUT or E_CRASH where the baseline did not error. */
   counted_errors?: number;
 }
 

@@ -11,7 +11,7 @@
  * Node built-ins stay imports too; CommonJS code in the bundle gets a real `require` for them.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -85,10 +85,15 @@ export async function bundleModule(path: string, what: string, cacheDir: string)
   return { url: pathToFileURL(file).href, sha256 };
 }
 
-/** Writes a bundle under its hash (atomically: a concurrent run sees the whole file or none). */
+/**
+ * Writes a bundle under its hash (atomically: a concurrent run sees the whole file or none). A file
+ * already there is kept only if its bytes still have that hash: one rewritten since (by an
+ * implementation with file access, say) is replaced, and case threads refuse to load a bundle whose
+ * bytes do not match its name (src/execution/thread-guard.ts).
+ */
 function store(dir: string, sha256: string, code: Uint8Array): string {
   const file = join(dir, `${sha256}.mjs`);
-  if (!existsSync(file)) {
+  if (!existsSync(file) || createHash('sha256').update(readFileSync(file)).digest('hex') !== sha256) {
     mkdirSync(dir, { recursive: true });
     const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
     writeFileSync(tmp, code, { mode: 0o640 });
