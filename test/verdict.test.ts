@@ -129,7 +129,7 @@ describe('local: errors count toward --violation-cap', { concurrency: 2 }, () =>
 
   it('--help states the rule', async () => {
     const r = await runCli(['evaluate', '--help']);
-    assert.match(r.stdout.replace(/\s+/g, ' '), /A candidate case ending in E_TIMEOUT, E_OOM, E_THROW or E_CRASH where the baseline did not error on the same case counts toward --violation-cap/);
+    assert.match(r.stdout.replace(/\s+/g, ' '), /A candidate case ending in E_TIMEOUT, E_OOM, E_THROW, E_OUTPUT or E_CRASH where the baseline did not error on the same case counts toward --violation-cap/);
   });
 });
 
