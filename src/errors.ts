@@ -11,7 +11,7 @@ export const CaseErrorCodes = {
   E_TIMEOUT: 'the case exceeded its time limit',
   E_OOM: 'the case exhausted its memory limit',
   E_THROW: 'the implementation threw',
-  E_OUTPUT: 'the implementation returned a value that is not data (a function, a symbol, a Proxy, …): checks are given a copy of each output, and this one cannot be copied',
+  E_OUTPUT: 'the implementation returned a value that is not data (a function, a symbol, a Proxy of an object): under --isolation process checks are given a copy of each output, and this one cannot be copied',
   E_CRASH: 'the implementation exited its thread or process',
   E_PERMISSION: 'the implementation attempted an operation its isolation forbids (signals, child processes, files outside the artifact cache, …)',
   E_DELIVERY: 'the case could not be delivered to a worker within its attempts',

@@ -13,6 +13,7 @@
  * that), and the parent starts a fresh one.
  */
 import { checkModules, describeImplementation, heapAfterGc, runCases } from './case-thread.js';
+import { lockRealm } from './realm-lock.js';
 import type { ChunkRequest, ThreadMessage } from '../execution/protocol.js';
 
 const CPU_RETIRE_S = Number(process.argv[2] ?? 300);
@@ -27,14 +28,19 @@ type Request =
   | { t: 'describe'; implUrl: string };
 
 let queue = Promise.resolve();
-process.on('message', (m: Request) => {
+const onMessage = (m: unknown) => {
   // One request at a time, in order.
-  queue = queue.then(() => handle(m)).catch((err: unknown) => {
+  queue = queue.then(() => handle(m as Request)).catch((err: unknown) => {
     process.stderr.write(`case process: ${(err as Error)?.stack ?? err}\n`);
     process.exit(70);
   });
-});
+};
+// Node delivers IPC messages only while a 'message' listener exists; once the realm is locked they
+// reach `onMessage` alone, whoever else listens.
+process.on('message', () => {});
 process.on('disconnect', () => process.exit(0));
+// Before any user module loads (the first 'run' or 'check' request imports them).
+lockRealm(onMessage);
 
 async function handle(m: Request): Promise<void> {
   if (m.t === 'run') {

@@ -12,6 +12,7 @@
 import { guardThread } from '../execution/thread-guard.js';
 import { isDeepStrictEqual } from 'node:util';
 import { copyArgs, copyOutput } from './copy.js';
+import { realmLocked } from './realm-lock.js';
 import { packCaseList, unpack } from '../codec/serialize.js';
 import { performance } from 'node:perf_hooks';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
@@ -19,7 +20,7 @@ import { runInNewContext } from 'node:vm';
 import { parentPort, threadId } from 'node:worker_threads';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { MetaguardError, toErrorInfo } from '../errors.js';
+import { CaseErrorCodes, MetaguardError, toErrorInfo } from '../errors.js';
 import { generateCases as generate, importModule, validateImplementation, validateTask } from '../task/load.js';
 import { relationRng } from '../util/rng.js';
 import type { Solve, TaskSpec } from '../task/types.js';
@@ -33,24 +34,43 @@ import type { CaseInput, CaseResult, HttpTrace } from '../core/protocol.js';
 // Before any user module is imported.
 guardThread();
 
-// Captured before user code can replace them in this realm. The intrinsics are frozen in a case thread
-// (thread-guard.ts), but a builtin module's exports are not: `require('node:util').isDeepStrictEqual =
-// …` followed by `syncBuiltinESMExports()` would change an imported binding, not these constants.
+// Captured before user code can replace them in this realm. A builtin module's exports are mutable:
+// `require('node:util').isDeepStrictEqual = …` followed by `syncBuiltinESMExports()` would change an
+// imported binding (the default equivalence of relations), not these constants.
 const getPrototypeOf = Object.getPrototypeOf;
 const PromiseProto = Promise.prototype;
 const isArrayNow = Array.isArray;
 const Float64Ctor = Float64Array;
 const deepStrictEqual = isDeepStrictEqual;
 const now = performance.now.bind(performance);
-const heapStatistics = getHeapStatistics;
+const freeze = Object.freeze;
+// A case process refuses v8.setFlagsFromString to user code once its realm is locked (realm-lock.ts).
+const setV8Flags = setFlagsFromString;
 
 /**
  * The runner imports the task under a URL of its own (the bundle's, plus a query no one else knows),
- * so that its module instance, and the spec whose checks judge the implementation, is not the one an
- * implementation gets by importing the task's file.
+ * so that its module instance is not the one an implementation gets by importing the task's file; and
+ * it keeps its own frozen copy of the spec's lists (`snapshotTask`), so that rewriting the module's
+ * objects changes nothing it runs.
  */
 const TASK_INSTANCE = `mg-runner=${randomBytes(16).toString('hex')}`;
 const runnerTaskUrl = (url: string) => `${url}${url.includes('?') ? '&' : '?'}${TASK_INSTANCE}`;
+
+/** The spec as the runner uses it: its lists and their entries copied and frozen; functions called on their own objects. */
+function snapshotTask(spec: TaskSpec): TaskSpec {
+  const properties = spec.properties.map((p) => {
+    const { name, mode } = p;
+    const check = p.check;
+    return freeze({ name, mode, check: (output: unknown, ...args: unknown[]) => Reflect.apply(check, p, [output, ...args]) as boolean });
+  });
+  const relations = spec.relations.map((r) => {
+    const { name, expect } = r;
+    const transform = r.transform;
+    return freeze({ name, expect, transform: (args: unknown[], rng: () => number) => Reflect.apply(transform, r, [args, rng]) as unknown[] });
+  });
+  const equivalence = spec.equivalence;
+  return freeze({ ...spec, properties: freeze(properties), relations: freeze(relations), ...(equivalence ? { equivalence: (a: unknown, b: unknown) => Reflect.apply(equivalence, spec, [a, b]) as boolean } : {}) }) as TaskSpec;
+}
 
 const FLUSH_MS = 2;
 const FLUSH_MAX = 256;
@@ -72,7 +92,7 @@ function cached<T>(cache: Map<string, Promise<T>>, key: string, load: () => Prom
 }
 
 const where = (url: string) => (url.startsWith('file:') ? fileURLToPath(url.split('?')[0]) : url);
-const loadTask = (url: string) => cached(taskCache, url, async () => validateTask((await importModule(runnerTaskUrl(url))).default, where(url)));
+const loadTask = (url: string) => cached(taskCache, url, async () => snapshotTask(validateTask((await importModule(runnerTaskUrl(url))).default, where(url))));
 const loadImpl = (url: string): Promise<Loaded> =>
   cached(implCache, url, async (): Promise<Loaded> => {
     // A URL implementation has no module: the default request shape (args as a JSON array) applies.
@@ -132,6 +152,10 @@ function errorInfo(err: unknown, fallbackCode: string): { code: string; message:
   let info: { code: string; message: string };
   try {
     info = toErrorInfo(err, fallbackCode);
+    // What an implementation throws is a case outcome: a code of metaguard's own (`MG_ERR_MODULE_LOAD`
+    // stops the whole run, `E_DELIVERY` withholds the verdict) on an error it made up would turn its
+    // rejection into a run error.
+    if (!Object.hasOwn(CaseErrorCodes, info.code) || info.code === 'E_DELIVERY') info.code = fallbackCode;
     // Node's permission model (--isolation process) refuses with ERR_ACCESS_DENIED.
     if ((err as { code?: unknown })?.code === 'ERR_ACCESS_DENIED') info.code = 'E_PERMISSION';
     // An allocation the OS limit refused (--isolation process: RLIMIT_AS) is the memory limit.
@@ -143,7 +167,7 @@ function errorInfo(err: unknown, fallbackCode: string): { code: string; message:
   return { ...info, message: truncate(info.message, MAX_MESSAGE_CHARS) };
 }
 
-/** E_OUTPUT: the implementation returned something its checks cannot be given a copy of. */
+/** E_OUTPUT: in a locked realm, the implementation returned something its checks cannot be given a copy of. */
 function outputError(err: unknown): Error {
   const e = new Error(`the output is not data (checks see a structured-clone copy of it): ${errorInfo(err, 'E_OUTPUT').message}`);
   (e as Error & { code: string }).code = 'E_OUTPUT';
@@ -198,10 +222,13 @@ function* caseSteps(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: num
   } catch (err) {
     return failWith(err);
   }
-  try {
-    output = copyOutput(output);
-  } catch (err) {
-    return failWith(outputError(err));
+  const locked = realmLocked();
+  if (locked) {
+    try {
+      output = copyOutput(output);
+    } catch (err) {
+      return failWith(outputError(err));
+    }
   }
   const propViolations = failedProperties(task, output, c.args, 'hard');
   const softViolations = failedProperties(task, output, c.args, 'soft');
@@ -226,7 +253,7 @@ function* caseSteps(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: num
         throw err;
       }
       // An output that is not data: the relation does not hold (the catch below).
-      followOutput = copyOutput(followOutput);
+      if (locked) followOutput = copyOutput(followOutput);
       if (expect === 'equal') holds = equivalent(output, followOutput) === true;
       else if (expect === 'not_equal') holds = equivalent(output, followOutput) !== true;
       else holds = failedProperties(task, followOutput, followArgs, 'hard').length === 0;
@@ -292,7 +319,7 @@ function runCase(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: number
  */
 class Flusher {
   #pending: CaseResult[] = [];
-  #lastFlush = now();
+  #lastFlush = performance.now();
   readonly #passIdx = new Float64Ctor(FLUSH_MAX);
   readonly #passMs = new Float64Ctor(FLUSH_MAX);
   #passes = 0;
@@ -309,11 +336,11 @@ class Flusher {
       this.#passMs[this.#passes] = result.durationMs;
       this.#passes++;
     } else this.#pending.push(result);
-    const t = now();
-    if (t - this.#lastFlush >= this.flushMs || this.#pending.length + this.#passes >= FLUSH_MAX) this.flush(t);
+    const now = performance.now();
+    if (now - this.#lastFlush >= this.flushMs || this.#pending.length + this.#passes >= FLUSH_MAX) this.flush(now);
   }
 
-  flush(t = now()): void {
+  flush(now = performance.now()): void {
     if (this.#pending.length || this.#passes) {
       const n = this.#passes;
       if (n === 0) this.post({ t: 'results', token: this.token, results: this.#pending });
@@ -331,7 +358,7 @@ class Flusher {
     }
     this.#pending = [];
     this.#passes = 0;
-    this.#lastFlush = t;
+    this.#lastFlush = now;
   }
 }
 
@@ -369,13 +396,13 @@ export async function runCases(request: Omit<ChunkRequest, 'progress'> & { progr
     const error = { code: 'MG_ERR_MODULE_LOAD', message: truncate(`failed to load: ${errorInfo(err, 'MG_ERR_MODULE_LOAD').message.split('\n')[0]}`, MAX_MESSAGE_CHARS) };
     post({ t: 'begin', token, threadId });
     post({ t: 'results', token, results: req.cases.map((c) => ({ index: c.index, passed: false, durationMs: 0, error })) });
-    post({ t: 'end', token, count: req.cases.length, heapUsed: heapStatistics().used_heap_size });
+    post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
     return req.cases.length;
   }
   post({ t: 'begin', token, threadId });
   if ('http' in impl || (req.exec?.concurrency ?? 1) > 1) {
     await runConcurrently(req, task, impl, post);
-    post({ t: 'end', token, count: req.cases.length, heapUsed: heapStatistics().used_heap_size });
+    post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
     return req.cases.length;
   }
   const solve = impl.solve;
@@ -387,7 +414,7 @@ export async function runCases(request: Omit<ChunkRequest, 'progress'> & { progr
     out.add(getPrototypeOf(result) === PromiseProto ? await result : (result as CaseResult));
   }
   out.flush();
-  post({ t: 'end', token, count: req.cases.length, heapUsed: heapStatistics().used_heap_size });
+  post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
   return req.cases.length;
 }
 
@@ -522,8 +549,8 @@ export async function generateCases(req: { taskUrl: string; where: string; n: nu
  * contexts.)
  */
 export function heapAfterGc(): number {
-  setFlagsFromString('--expose-gc');
+  setV8Flags('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
   gc();
-  return heapStatistics().used_heap_size;
+  return getHeapStatistics().used_heap_size;
 }

@@ -13,7 +13,10 @@
  * Everything used here is captured when the module loads, before any user module: a case that
  * replaces `Object.keys` or `Array.isArray` in its realm does not change how its inputs are copied.
  */
+import { types } from 'node:util';
+
 const { isArray } = Array;
+const isProxy = types.isProxy;
 const { keys, getPrototypeOf, defineProperty } = Object;
 const ArrayProto = Array.prototype;
 const ObjectProto = Object.prototype;
@@ -22,6 +25,8 @@ const isView = ArrayBuffer.isView;
 const ArrayBufferProto = ArrayBuffer.prototype;
 const byteLengthOf = Object.getOwnPropertyDescriptor(ArrayBufferProto, 'byteLength')!.get!;
 const apply = Reflect.apply;
+const slice = Array.prototype.slice;
+const hasOwn = Object.hasOwn;
 
 /** Typed array prototype → its constructor, as this realm had them when the module loaded. */
 const typedArrays = new Map<object, new (source: ArrayLike<number> | ArrayLike<bigint>) => ArrayBufferView>();
@@ -67,22 +72,30 @@ class FastCopy {
   }
 
   array(src: unknown[], depth: number): unknown[] | typeof BAIL {
+    // `slice` (captured) copies a packed array in one native step, into a packed array. It would ask
+    // an own `constructor` for a species, and a Proxy for anything: those go to structuredClone. Not
+    // filled by index from empty: appending by index is slow in a realm whose Array.prototype is
+    // frozen (realm-lock.ts), and in-bounds stores (the nested values below) are not.
+    if (isProxy(src) || hasOwn(src, 'constructor')) return BAIL;
     const n = src.length;
-    // Filled in order from empty, so V8 keeps it a packed array (`new Array(n)` would make a holey
-    // one, slower for the implementation to read, and not what the arguments were).
-    const out: unknown[] = [];
+    let nested = false;
     for (let i = 0; i < n; i++) {
       const x = src[i];
       if (x === undefined) {
         // A hole is kept by structuredClone and would become undefined here.
         if (!(i in src)) return BAIL;
-        out[i] = undefined;
-        continue;
+      } else if (x !== null) {
+        const t = typeof x;
+        if (t === 'object') nested = true;
+        else if (t === 'symbol' || t === 'function') return BAIL;
       }
-      if (x === null || typeof x !== 'object') {
-        if (typeof x === 'symbol' || typeof x === 'function') return BAIL;
-        out[i] = x;
-      } else {
+    }
+    const out = apply(slice, src, []) as unknown[];
+    if (out.length !== n) return BAIL;
+    if (nested) {
+      for (let i = 0; i < n; i++) {
+        const x = out[i];
+        if (x === null || typeof x !== 'object') continue;
         const y = this.value(x, depth + 1);
         if (y === BAIL) return BAIL;
         out[i] = y;
@@ -119,12 +132,11 @@ class FastCopy {
 }
 
 /**
- * What the checks of a case see of an implementation's output: a copy made here, as data. Properties,
- * relations and the equivalence never touch the value the implementation returned, which may be a
- * Proxy, an Array subclass or an array with its own `every`, all of which could answer a check's
- * method calls in the implementation's favour. The fast path is `copyArgs`'s; anything else goes
- * through `structuredClone`, which copies what is data and throws a DataCloneError for what is not
- * (a function, a symbol, a Proxy, a class with private state).
+ * What the checks of a case see of an implementation's output in a locked realm (realm-lock.ts): a
+ * copy made here, as data, so that properties, relations and the equivalence never call into the value
+ * the implementation returned (a Proxy, an Array subclass, an array with its own `every`). The fast
+ * path is `copyArgs`'s; anything else goes through `structuredClone`, which copies what is data and
+ * throws a DataCloneError for what is not (a function, a symbol, a Proxy of an object).
  */
 export function copyOutput(value: unknown): unknown {
   const t = typeof value;

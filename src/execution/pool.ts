@@ -25,7 +25,6 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { availableParallelism } from 'node:os';
-import { CASE_REALM_FLAGS } from './thread-guard.js';
 import { Piscina } from 'piscina';
 import { MetaguardError, type ErrorInfo } from '../errors.js';
 import { runningFromSource } from '../util/paths.js';
@@ -244,9 +243,8 @@ export class CasePool extends EventEmitter implements CaseRunner {
       // Young generation is kept small so the old-generation limit is what a heap hog hits.
       resourceLimits: { maxOldGenerationSizeMb: this.memMb, maxYoungGenerationSizeMb: Math.min(64, Math.max(8, this.memMb / 8)) },
       // Threads need the loader flags (--import tsx when running from source) but reject others
-      // (--max-old-space-size, --stack-size, …: ERR_WORKER_INVALID_EXEC_ARGV); and their realm is
-      // locked before user code loads (src/execution/thread-guard.ts).
-      execArgv: [...loaderExecArgv(process.execArgv), ...CASE_REALM_FLAGS],
+      // (--max-old-space-size, --stack-size, …: ERR_WORKER_INVALID_EXEC_ARGV).
+      execArgv: loaderExecArgv(process.execArgv),
     });
     // piscina emits 'error' for a thread that fails with no task (the chunk runner handles deaths
     // during tasks). An idle thread is frozen in piscina's Atomics.wait, so this is a thread failing

@@ -23,7 +23,6 @@
  * E_OOM; the process is replaced and the pool goes on. Limits and blame work as in the thread pool:
  * each result is sent as its case ends, so the first case without a result is the one running.
  */
-import { CASE_REALM_FLAGS } from './thread-guard.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
@@ -144,7 +143,7 @@ export class ProcessCasePool extends EventEmitter implements CaseRunner {
     const retire = this.#options.cpuRetireS ?? 300;
     // A folder and everything under it.
     const reads = [packageRoot(), ...this.#options.readPaths].flatMap((dir) => [`--allow-fs-read=${dir}`, `--allow-fs-read=${join(dir, '*')}`]);
-    const node = [permissionFlag(), ...reads, `--max-old-space-size=${this.memMb}`, ...wasmFlags, ...stripTypes, ...CASE_REALM_FLAGS, entry,
+    const node = [permissionFlag(), ...reads, `--max-old-space-size=${this.memMb}`, ...wasmFlags, ...stripTypes, '--disable-warning=ExperimentalWarning', entry,
       String(retire),
     ];
     const limits = [

@@ -7,14 +7,11 @@
  * - `node:inspector` in a worker thread can `connectToMainThread()` and evaluate code in the daemon's
  *   main thread (its environment, its broker connections): importing or requiring it fails, and
  *   `process.getBuiltinModule`, `process.binding` and `process._linkedBinding` refuse it too.
- *
- * - The realm is locked before user code loads (`lockRealm`): the JavaScript intrinsics are frozen by
- *   Node's `--frozen-intrinsics` (given to every case thread and case process), and this adds what
- *   that flag leaves open: the global bindings (`globalThis.Array = …`), `Atomics`, the prototypes a
- *   message passes through on its way in (EventTarget, Node's event target, MessagePort), and
- *   `process.emit` (a case process's IPC messages). A candidate shares its realm with the checks that
- *   judge it and with the runner that reports their results; without this it could answer for them
- *   (a getter on Object.prototype, `Array.prototype.every`, reading a chunk's token off the wire).
+ * - In a case thread, what a chunk request passes through on its way in is frozen: the
+ *   `node:worker_threads` exports (piscina reads each task with `receiveMessageOnPort`, looked up
+ *   there), and the prototypes of MessagePort, Node's event target and EventTarget. Otherwise a case
+ *   could read each chunk's token and post that chunk's results itself. (A case process guards its
+ *   IPC channel in src/case-runner/realm-lock.ts.)
  * - Module bundles are verified as they load (`verifiedBundleSource`): a bundle's file name is the
  *   sha256 of its bytes, and a bundle whose bytes no longer match (rewritten on disk by an
  *   implementation with file access, say) fails to load instead of running.
@@ -25,11 +22,8 @@
 import module from 'node:module';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { EventEmitter } from 'node:events';
-import { MessagePort } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-
-const requireHere = module.createRequire(import.meta.url);
+import * as workerThreads from 'node:worker_threads';
 
 const denied = new Set(['inspector', 'inspector/promises']);
 const bare = (name: string) => (name.startsWith('node:') ? name.slice(5) : name);
@@ -45,35 +39,6 @@ function replace(name: string, value: unknown): void {
 }
 
 let installed = false;
-
-/** Node flags every case thread and case process starts with (see `lockRealm`). */
-export const CASE_REALM_FLAGS = ['--frozen-intrinsics', '--disable-warning=ExperimentalWarning'] as const;
-
-/**
- * Locks what `--frozen-intrinsics` leaves writable and the runner relies on (see the module comment).
- * Without that flag (a realm this module did not start) the intrinsics stay as they are.
- */
-function lockRealm(refuse: (what: string) => () => never): void {
-  const { defineProperty, freeze, getOwnPropertyDescriptor, getPrototypeOf } = Object;
-  for (const key of Reflect.ownKeys(globalThis)) {
-    const d = getOwnPropertyDescriptor(globalThis, key)!;
-    // Data properties only: Node defines some web globals as lazy accessors that replace themselves
-    // with a value on first use, which a non-configurable accessor would break.
-    if ('value' in d && d.configurable) defineProperty(globalThis, key, { value: d.value, writable: false, enumerable: d.enumerable, configurable: false });
-  }
-  freeze(Atomics);
-  // Builtin modules a task's checks are likely to use (`assert.deepStrictEqual`, `util.isDeepStrictEqual`),
-  // frozen; and no re-syncing of builtin ESM exports, so that a named import of any builtin keeps the
-  // function it had when it was imported.
-  for (const id of ['node:assert', 'node:assert/strict', 'node:util', 'node:util/types']) freeze(requireHere(id));
-  const syncBuiltins = module.syncBuiltinESMExports;
-  defineProperty(module, 'syncBuiltinESMExports', { value: refuse('module.syncBuiltinESMExports'), writable: false, enumerable: true, configurable: false });
-  syncBuiltins();
-  freeze(EventTarget.prototype);
-  freeze(getPrototypeOf(MessagePort.prototype));
-  freeze(MessagePort.prototype);
-  defineProperty(process, 'emit', { value: EventEmitter.prototype.emit, writable: false, enumerable: false, configurable: false });
-}
 
 /**
  * A module bundle as a file URL: `<cache>/bundles/<sha256>.mjs` (src/task/bundle.ts) or a worker's
@@ -120,6 +85,13 @@ export function guardThread(): void {
   // Synchronous hooks cover import and require alike (Node >= 22.15 / 23.5).
   type Next = (s: string, c: unknown) => unknown;
   const registerHooks = (module as unknown as { registerHooks?: (hooks: { resolve: (s: string, c: unknown, next: Next) => unknown; load: (u: string, c: unknown, next: Next) => unknown }) => void }).registerHooks;
+  if (!workerThreads.isMainThread) {
+    const requireHere = module.createRequire(import.meta.url);
+    Object.freeze(requireHere('node:worker_threads'));
+    Object.freeze(EventTarget.prototype);
+    Object.freeze(Object.getPrototypeOf(workerThreads.MessagePort.prototype));
+    Object.freeze(workerThreads.MessagePort.prototype);
+  }
   registerHooks?.({
     resolve(specifier, context, next) {
       if (denied.has(bare(specifier))) throw permissionError(`node:${bare(specifier)}`);
@@ -130,5 +102,4 @@ export function guardThread(): void {
       return source === undefined ? next(url, context) : { format: 'module', source, shortCircuit: true };
     },
   });
-  if (Object.isFrozen(Array.prototype)) lockRealm(refuse);
 }

@@ -69,6 +69,8 @@ export interface RunOptions {
   parallel?: number;
   /** Where a local run's cases run. @defaultValue 'thread' */
   isolation?: 'thread' | 'process';
+  /** Folder of module bundles. @defaultValue the user's cache */
+  cacheDir?: string;
 }
 
 function evaluateValues(run: RunOptions, dir: string) {
@@ -80,6 +82,7 @@ function evaluateValues(run: RunOptions, dir: string) {
     seed: run.seed ?? 7,
     timeoutS: run.timeoutS ?? 10,
     reportDir: dir,
+    ...(run.cacheDir ? { cacheDir: run.cacheDir } : {}),
   };
 }
 
