@@ -13,7 +13,11 @@
  * - builtin-exports: replaces `util.isDeepStrictEqual` and re-syncs builtin ESM exports;
  * - task-module: imports the task's bundle and rewrites its checks;
  * - heap-snapshot: finds the runner's private task URL in a heap snapshot and rewrites its checks;
- * - intercept: listens to the parent's messages, forges each chunk's results, rewrites `process._send`.
+ * - output-toctou: an output whose elements answer differently to a second read (the copy reads once);
+ * - intercept, ipc-nexttick, ipc-listenercount, ipc-onread: read each chunk's token off the IPC path
+ *   (a 'message' listener, `process.nextTick`, `listenerCount`, the pipe handle's `onread`) and send
+ *   the chunk's results themselves, or rewrite `process._send`; mutate-args sorts the arguments of
+ *   each request before the runner sees it.
  * Each is refused at load (exit 2, MG_ERR_MODULE_LOAD naming the assignment) or judged on what it
  * returned. A correct candidate written with ordinary habits (ordinary.mjs) is still adopted.
  *
@@ -103,12 +107,12 @@ describe('hostile candidates, local dispatcher', () => {
   });
 
   describe('--isolation process (locked realm)', () => {
-    for (const c of ['push', 'every-override', 'proto-getters', 'lying-output', 'task-module', 'heap-snapshot', 'intercept', 'claims-load-error']) {
+    for (const c of ['push', 'every-override', 'proto-getters', 'lying-output', 'output-toctou', 'task-module', 'heap-snapshot', 'intercept', 'ipc-nexttick', 'ipc-listenercount', 'ipc-onread', 'mutate-args', 'claims-load-error']) {
       it(`${c} (properties task)`, async () => {
         assertNotMoved(await outcome(props(c, { isolation: 'process' })), honest.props, c, true);
       });
     }
-    for (const c of ['proto-getters', 'builtin-exports', 'task-module', 'heap-snapshot', 'intercept']) {
+    for (const c of ['proto-getters', 'builtin-exports', 'output-toctou', 'task-module', 'heap-snapshot', 'intercept', 'ipc-nexttick']) {
       it(`${c} (relations task)`, async () => {
         assertNotMoved(await outcome(relations(c, { isolation: 'process' })), honest.relations, c, true);
       });

@@ -77,28 +77,22 @@ class FastCopy {
     // filled by index from empty: appending by index is slow in a realm whose Array.prototype is
     // frozen (realm-lock.ts), and in-bounds stores (the nested values below) are not.
     if (isProxy(src) || hasOwn(src, 'constructor')) return BAIL;
-    const n = src.length;
-    let nested = false;
+    const out = apply(slice, src, []) as unknown[];
+    // Everything below reads the copy, never `src` again: an accessor element of an output is read
+    // once (by slice), so it cannot give one value to this scan and another to the copy.
+    const n = out.length;
     for (let i = 0; i < n; i++) {
-      const x = src[i];
+      const x = out[i];
       if (x === undefined) {
         // A hole is kept by structuredClone and would become undefined here.
-        if (!(i in src)) return BAIL;
+        if (!(i in out)) return BAIL;
       } else if (x !== null) {
         const t = typeof x;
-        if (t === 'object') nested = true;
-        else if (t === 'symbol' || t === 'function') return BAIL;
-      }
-    }
-    const out = apply(slice, src, []) as unknown[];
-    if (out.length !== n) return BAIL;
-    if (nested) {
-      for (let i = 0; i < n; i++) {
-        const x = out[i];
-        if (x === null || typeof x !== 'object') continue;
-        const y = this.value(x, depth + 1);
-        if (y === BAIL) return BAIL;
-        out[i] = y;
+        if (t === 'object') {
+          const y = this.value(x, depth + 1);
+          if (y === BAIL) return BAIL;
+          out[i] = y;
+        } else if (t === 'symbol' || t === 'function') return BAIL;
       }
     }
     return out;

@@ -20,8 +20,11 @@
  *   `v8.getHeapSnapshot`, `v8.writeHeapSnapshot`, `v8.queryObjects` and `v8.setFlagsFromString` are
  *   refused (a heap snapshot holds every secret of the process).
  * - The IPC channel belongs to the runner: `process.emit('message')` reaches only the runner's handler
- *   (listeners an implementation adds hear nothing), and `process.send`, `process._send` and the
- *   channel's read and write methods are pinned to the functions they had.
+ *   (listeners an implementation adds hear nothing), and what Node's IPC code looks up at call time
+ *   is pinned to the functions it had (`process.send`, `_send`, `nextTick`, `listenerCount`,
+ *   `Buffer.concat`, the pipe handle's read and write methods). This is a list of known routes, not
+ *   a boundary: the request and its token live in the process that runs user code. The lasting fix
+ *   is to run the checks in a process that never loads user code.
  *
  * What stays writable: Node's other builtin modules (`fs`, `http`, …) and `EventEmitter.prototype`,
  * which common libraries patch. Checks should not call them on an implementation's behalf.
@@ -147,10 +150,15 @@ export function lockRealm(onMessage: (m: unknown) => void): void {
     }
     return Reflect.apply(emit, this, [name, ...args]) as boolean;
   });
-  for (const name of ['send', '_send', 'disconnect']) if (typeof (process as unknown as Record<string, unknown>)[name] === 'function') pin(process, name);
-  const channel = (process as unknown as { channel?: Record<string, unknown> }).channel;
-  if (channel) {
-    for (const name of ['writeBuffer', 'writeUtf8String', 'readStart', 'readStop', 'onread']) if (typeof channel[name] === 'function') pin(channel, name);
+  // Node's IPC code looks these up at call time: `process.nextTick(emit, 'message', …)` hands each
+  // message over, `listenerCount('message')` decides whether it is delivered or parked, the pipe
+  // handle's `onread` sees its bytes, and `Buffer.concat` joins a message read in parts.
+  for (const name of ['send', '_send', 'disconnect', 'nextTick', 'listenerCount']) if (typeof (process as unknown as Record<string, unknown>)[name] === 'function') pin(process, name);
+  pin(Buffer, 'concat');
+  const handleKey = Object.getOwnPropertySymbols(process).find((k) => k.description === 'kChannelHandle');
+  for (const handle of [(process as unknown as { channel?: object }).channel, handleKey ? (process as unknown as Record<symbol, object>)[handleKey] : undefined]) {
+    if (!handle) continue;
+    for (const name of ['writeBuffer', 'writeUtf8String', 'readStart', 'readStop', 'onread']) if (typeof (handle as Record<string, unknown>)[name] === 'function') pin(handle, name);
   }
 
   deepFreeze([...STANDARD_GLOBALS.filter((n) => n in g).map((n) => g[n]), ...hidden], new Set([Error]));
