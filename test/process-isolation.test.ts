@@ -98,6 +98,23 @@ describe('case processes', { skip }, () => {
 
 const sabotage: RunOptions = { task: fixture('realm/task.mjs'), baseline: fixture('realm/baseline.mjs'), candidate: fixture('realm/saboteur.mjs'), n: 40 };
 
+describe('a destroyed case process pool', { skip: findPrlimit() ? false : 'prlimit is not installed' }, () => {
+  it('fails the chunks still waiting for a case process instead of leaving them (and close) waiting forever', async () => {
+    const pool = new ProcessCasePool({ threads: 1, timeoutMs: 5000, memMb: 64, readPaths: [dirname(fixture('loop.mjs'))] });
+    const chunk = (first: number) => pool.runChunk({ taskUrl: pathToFileURL(fixture('length-task.mjs')).href, implUrl: pathToFileURL(fixture('loop.mjs')).href, seed: 1, cases: [{ index: 0, args: [[first, 1]] }] });
+    // The first chunk loops in the only case process; the second waits for it.
+    const running = chunk(-1).then(() => 'settled', (e: { code?: string }) => e.code ?? 'rejected');
+    const waiting = chunk(1).then(() => 'settled', (e: { code?: string }) => e.code ?? 'rejected');
+    await new Promise((r) => setTimeout(r, 500));
+    await pool.destroy();
+    const outcome = await Promise.race([Promise.all([running, waiting]), new Promise((r) => setTimeout(() => r('still waiting after 5 s'), 5000))]);
+    assert.ok(Array.isArray(outcome), String(outcome));
+    assert.equal(outcome[1], 'MG_ERR_POOL_CLOSED');
+    const closed = await Promise.race([pool.close().then(() => 'closed'), new Promise((r) => setTimeout(() => r('close() still waiting after 5 s'), 5000))]);
+    assert.equal(closed, 'closed');
+  });
+});
+
 describe('evaluate --isolation process (local)', { skip }, () => {
   it('gives the same verdict as threads, with the saboteur kept out of the baseline', async () => {
     const report = await localReport({ ...sabotage, isolation: 'process' });

@@ -98,8 +98,10 @@ export class ProcessCasePool extends EventEmitter implements CaseRunner {
   readonly memMb: number;
   readonly #options: ProcessPoolOptions;
   readonly #slots: (Slot | undefined)[];
-  readonly #waiting: ((slot: Slot) => void)[] = [];
+  /** Chunks and requests waiting for a free case process; rejected when the pool is destroyed. */
+  readonly #waiting: { resolve: (slot: Slot) => void; reject: (err: Error) => void }[] = [];
   #running = 0;
+  #destroyed = false;
   #closed = false;
   lastUsed = Date.now();
 
@@ -197,17 +199,18 @@ export class ProcessCasePool extends EventEmitter implements CaseRunner {
     const next = this.#waiting.shift();
     if (next) {
       slot.busy = true;
-      next(slot);
+      next.resolve(slot);
     } else if (this.#waiting.length === 0) this.emit('drain');
   }
 
   #acquire(): Promise<Slot> {
+    if (this.#closed && this.#destroyed) return Promise.reject(poolClosed());
     const free = this.#slots.find((s) => s && !s.busy && s.child.exitCode === null && s.child.signalCode === null);
     if (free) {
       free.busy = true;
       return Promise.resolve(free);
     }
-    return new Promise((resolve) => this.#waiting.push(resolve));
+    return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
   }
 
   #release(slot: Slot): void {
@@ -351,6 +354,10 @@ export class ProcessCasePool extends EventEmitter implements CaseRunner {
   async #stop(wait: boolean): Promise<void> {
     this.#closed = true;
     if (wait) while (this.#running > 0) await new Promise((r) => setTimeout(r, 10));
+    // Whatever still waits for a case process would wait forever once they are killed (and a later
+    // close() would wait for it): it fails instead.
+    this.#destroyed = true;
+    for (const w of this.#waiting.splice(0)) w.reject(poolClosed());
     const slots = this.#slots.filter((s): s is Slot => s !== undefined);
     for (const s of slots) {
       s.killedByUs = true;
@@ -368,6 +375,8 @@ export class ProcessCasePool extends EventEmitter implements CaseRunner {
     return this.#stop(false);
   }
 }
+
+const poolClosed = () => new MetaguardError('MG_ERR_POOL_CLOSED', 'the case pool is closed');
 
 /**
  * The line of a dying process's stderr that says why: the last error or fatal-error line (Node ends
