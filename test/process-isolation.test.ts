@@ -98,6 +98,15 @@ describe('case processes', { skip }, () => {
 
 const sabotage: RunOptions = { task: fixture('realm/task.mjs'), baseline: fixture('realm/baseline.mjs'), candidate: fixture('realm/saboteur.mjs'), n: 40 };
 
+describe('a task that imports metaguard', { skip: findPrlimit() ? false : 'prlimit is not installed' }, () => {
+  for (const isolation of ['thread', 'process'] as const) {
+    it(`loads and runs under --isolation ${isolation} (defineTask from the user-module entry, no native addon)`, async () => {
+      const report = await localReport({ task: fixture('define-task.mjs'), baseline: fixture('realm/baseline.mjs'), candidate: fixture('realm/baseline.mjs'), n: 20, isolation });
+      assert.equal(report.candidate.pass_rate, 1, JSON.stringify(report.candidate));
+    });
+  }
+});
+
 describe('a destroyed case process pool', { skip: findPrlimit() ? false : 'prlimit is not installed' }, () => {
   it('fails the chunks still waiting for a case process instead of leaving them (and close) waiting forever', async () => {
     const pool = new ProcessCasePool({ threads: 1, timeoutMs: 5000, memMb: 64, readPaths: [dirname(fixture('loop.mjs'))] });

@@ -1,8 +1,10 @@
 /**
  * `import { defineTask } from 'metaguard'` works in a task file anywhere: when the bare specifier
  * `metaguard` (or `metamorphic-guard`) does not resolve from the importing file (the package is not
- * installed or linked there), it resolves to this package's own entry. An installed copy wins.
- * Registered once per thread, before the first user module is imported.
+ * installed or linked there; a module bundle in the cache never has it), it resolves to this
+ * package's user-module entry (src/user-api.ts: defineTask, the interval functions, the error
+ * codes), not its full entry, which loads native addons a case process may not load. An installed
+ * copy wins. Registered once per thread, before the first user module is imported.
  */
 import * as nodeModule from 'node:module';
 import { existsSync } from 'node:fs';
@@ -13,10 +15,10 @@ import { packageRoot } from '../util/paths.js';
 const NAMES = ['metaguard', 'metamorphic-guard'];
 let registered = false;
 
-/** The URL `metaguard` resolves to when it is not installed: the build's entry, else the source's. */
+/** The URL `metaguard` resolves to when it is not installed: the build's user-module entry, else the source's. */
 export function selfEntryUrl(): string {
-  const dist = join(packageRoot(), 'dist', 'index.js');
-  return pathToFileURL(existsSync(dist) ? dist : join(packageRoot(), 'src', 'index.ts')).href;
+  const dist = join(packageRoot(), 'dist', 'src', 'user-api.js');
+  return pathToFileURL(existsSync(dist) ? dist : join(packageRoot(), 'src', 'user-api.ts')).href;
 }
 
 type ResolveResult = { url: string; shortCircuit?: boolean; format?: string | null };
