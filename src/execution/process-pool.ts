@@ -204,7 +204,7 @@ export class ProcessCasePool extends EventEmitter implements CaseRunner {
   }
 
   #acquire(): Promise<Slot> {
-    if (this.#closed && this.#destroyed) return Promise.reject(poolClosed());
+    if (this.#destroyed) return Promise.reject(poolClosed());
     const free = this.#slots.find((s) => s && !s.busy && s.child.exitCode === null && s.child.signalCode === null);
     if (free) {
       free.busy = true;

@@ -20,10 +20,10 @@
  * file system rights. `--isolation process` is the mode for code you do not trust.
  */
 import module from 'node:module';
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as workerThreads from 'node:worker_threads';
+import { sha256 as sha256Of } from '../util/hash.js';
 
 const denied = new Set(['inspector', 'inspector/promises']);
 const bare = (name: string) => (name.startsWith('node:') ? name.slice(5) : name);
@@ -56,7 +56,7 @@ export function verifiedBundleSource(url: string): Buffer | undefined {
   if (!m) return undefined;
   const file = fileURLToPath(url.split('?')[0]);
   const source = readFileSync(file);
-  const sha256 = createHash('sha256').update(source).digest('hex');
+  const sha256 = sha256Of(source);
   if (sha256 !== m[1]) {
     const err = new Error(`module bundle ${file} was modified after it was written (its sha256 is ${sha256})`);
     (err as Error & { code: string }).code = 'MG_ERR_MODULE_LOAD';

@@ -4,14 +4,15 @@
  * worker never loads a path named in a message: it loads only files it wrote under its own cache,
  * named by the hash it verified.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { extname, join, basename } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MetaguardError } from '../errors.js';
+import { sha256 } from '../util/hash.js';
 import type { ArtifactRef, JobStore } from './types.js';
 
-export const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+export { sha256 };
 
 const ALLOWED_EXT = new Set(['.mjs', '.js', '.cjs', '.ts', '.mts', '.cts']);
 

@@ -10,13 +10,14 @@
  * resolves it to the metaguard that runs it (src/task/self-resolve.ts), here and on every worker.
  * Node built-ins stay imports too; CommonJS code in the bundle gets a real `require` for them.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build, type Message } from 'esbuild';
 import { MetaguardError } from '../errors.js';
+import { sha256 as sha256Of } from '../util/hash.js';
 
 export const MODULE_EXTENSIONS = ['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs'] as const;
 
@@ -72,7 +73,7 @@ export async function bundleModule(path: string, what: string, cacheDir: string)
     const first = errors?.[0] ? describe(errors[0], path) : (err as Error).message.split('\n')[0];
     throw new MetaguardError('MG_ERR_MODULE_LOAD', `${what} ${path}: failed to load: ${first}`, { cause: err });
   }
-  const sha256 = createHash('sha256').update(code).digest('hex');
+  const sha256 = sha256Of(code);
   let file: string;
   try {
     file = store(join(cacheDir, 'bundles'), sha256, code);
@@ -93,7 +94,7 @@ export async function bundleModule(path: string, what: string, cacheDir: string)
  */
 function store(dir: string, sha256: string, code: Uint8Array): string {
   const file = join(dir, `${sha256}.mjs`);
-  if (!existsSync(file) || createHash('sha256').update(readFileSync(file)).digest('hex') !== sha256) {
+  if (!existsSync(file) || sha256Of(readFileSync(file)) !== sha256) {
     mkdirSync(dir, { recursive: true });
     const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
     writeFileSync(tmp, code, { mode: 0o640 });
