@@ -126,6 +126,32 @@ describe('rabbitmq backend', () => {
     await coord.close();
   });
 
+  it('processes creating a queue at the same moment all connect and write to its streams', async () => {
+    // RabbitMQ answers the declaration of a stream another client has just created before the stream
+    // takes writes; a heartbeat or manifest written then made the broker close the connection (541
+    // INTERNAL_ERROR), and a worker starting beside another one died at its first heartbeat.
+    const { RabbitBackend } = await import('../src/queue/rabbitmq/backend.ts');
+    const log = capture();
+    for (let round = 0; round < 8; round++) {
+      const c = config();
+      const backends = [0, 1, 2].map(() => new RabbitBackend(c, { logger: log.logger }));
+      try {
+        await Promise.all(
+          backends.map(async (b, i) => {
+            await b.connect();
+            await b.heartbeat({ workerId: `w${i}`, host: 'h', pid: i, threads: 1, startedAt: Date.now(), casesCompleted: 0, state: 'running' });
+            await b.putJob(manifest(`job-${round}-${i}`));
+          }),
+        );
+        const seen = await backends[0].activeWorkers();
+        assert.deepEqual(seen.map((w) => w.workerId).sort(), ['w0', 'w1', 'w2'], `round ${round}`);
+        assert.ok(await backends[1].getJob(`job-${round}-2`), `round ${round}: a manifest written by another process is read`);
+      } finally {
+        await Promise.all(backends.map((b) => b.close()));
+      }
+    }
+  });
+
   it('queue stats and dlq list through the CLI', async () => {
     // strict_priority: the claim below takes the high batch, whatever the weights would draw.
     const c = { backend: 'rabbitmq', url: server.url, queue: `t_${randomUUID().slice(0, 8)}`, strict_priority: true };

@@ -47,6 +47,8 @@ interface Broker {
   config(extra?: object): Record<string, unknown>;
   restart(): Promise<void>;
   stop(): Promise<void>;
+  /** The broker's own log, for a failing test's message. */
+  log(): string;
 }
 
 interface BrokerKind {
@@ -62,6 +64,7 @@ const rabbitKind: BrokerKind = {
       config: (extra = {}) => ({ backend: 'rabbitmq', url: server.url, queue: `t_${randomUUID().slice(0, 8)}`, heartbeat: 2, ...extra }),
       restart: () => server.restart(),
       stop: () => server.stop(),
+      log: () => `rabbitmq log:\n${server.logTail()}`,
     };
   },
 };
@@ -85,6 +88,7 @@ const sqsKind: BrokerKind = {
       // SQS is a managed service: what fails is the endpoint or the network to it, for a while.
       restart: () => server.outage(5000),
       stop: () => server.stop(),
+      log: () => `fauxqs output:\n${server.logTail()}`,
     };
   },
 };
@@ -157,7 +161,7 @@ function faults(kind: BrokerKind): void {
           },
         }),
         200_000,
-        () => `progress ${last.done}/${last.total}; worker B output:\n${b.output().slice(-6000)}`,
+        () => `progress ${last.done}/${last.total}; worker B output:\n${b.output().slice(-6000)}\n${broker.log()}`,
       );
       assert.ok(killedAt > 0 && killedAt < last.total, `worker A was killed mid-run (at ${killedAt}/${last.total})`);
       assert.equal((await a.exited).signal, 'SIGKILL');
@@ -190,7 +194,7 @@ function faults(kind: BrokerKind): void {
           },
         }),
         200_000,
-        () => `progress ${progress}; worker output:\n${w.output().slice(-6000)}`,
+        () => `progress ${progress}; worker output:\n${w.output().slice(-6000)}\n${broker.log()}`,
       );
       assert.ok(restarting, 'the broker was restarted mid-run');
       await restarting;
@@ -208,8 +212,9 @@ function faults(kind: BrokerKind): void {
       const a = spawnWorker(qc, { args: ['--threads', '1', '--shutdown-timeout-s', '0.3', '--log-level', 'debug'], env });
       const started = Date.now();
       const run = queueReport(long, qc);
-      await until('worker A claimed a batch', () => /"event":"batch_claimed"/.test(a.output()), 60_000);
-      await until('worker A inside a long case', () => existsSync(caseStarted), 60_000);
+      const aLog = (what: string) => () => `${what}; worker A output:\n${a.output().slice(-6000)}\n${broker.log()}`;
+      await until(aLog('worker A claimed a batch'), () => /"event":"batch_claimed"/.test(a.output()), 60_000);
+      await until(aLog('worker A inside a long case'), () => existsSync(caseStarted), 60_000);
       a.child.kill('SIGTERM');
       assert.equal((await a.exited).code, 0, a.output().slice(-3000));
       assert.match(a.output(), /"event":"queue_requeued"[^\n]*worker draining/, 'A handed its batch back');

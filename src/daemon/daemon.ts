@@ -208,7 +208,9 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
     });
     for (const notice of notices) this.#logger.warn(notice.event, { worker: this.workerId, ...notice });
     this.#state = 'running';
-    await this.#heartbeat();
+    // Connected, so the configuration is right: a broker fault from here on is an outage like any
+    // later one (logged, retried by the tick), not a reason to die at start.
+    await this.#heartbeat().catch((err: unknown) => this.#backendFault('heartbeat', err));
     const tickMs = Math.max(50, Math.min(this.#config.lease_seconds * 1000 / 3, this.#config.heartbeat_check_interval * 1000));
     // The tick and the loop handle their own faults; anything else is logged with its code, never
     // left as an unhandled rejection.

@@ -20,6 +20,8 @@ export interface Fauxqs {
   stop(): Promise<void>;
   /** Cuts every connection and refuses new ones for `ms`, then serves again (messages kept). */
   outage(ms: number): Promise<void>;
+  /** The emulator's last output (stdout and stderr), for a failing test's message. */
+  logTail(): string;
 }
 
 const entry = join(dirname(fileURLToPath(import.meta.url)), 'fauxqs-entry.mjs');
@@ -140,5 +142,6 @@ export async function startFauxqs(): Promise<Fauxqs> {
       await new Promise((r) => setTimeout(r, ms));
       down = false;
     },
+    logTail: () => output,
   };
 }

@@ -5,7 +5,7 @@
  * `setpriv` as that user). Its own epmd (on its own port) is stopped with it. Starts in ~6 s.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chownSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { chownSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +26,8 @@ export interface RabbitServer {
   restart(): Promise<void>;
   /** SIGKILL of the node, like a crash; `restart()` brings it back. */
   kill9(): Promise<void>;
+  /** The last `bytes` of the node's log (warnings and errors), for a failing test's message. */
+  logTail(bytes?: number): string;
 }
 
 /** Why RabbitMQ tests cannot run here, or undefined when they can. */
@@ -228,6 +230,13 @@ export async function startRabbit(options: { tls?: TlsFiles } = {}): Promise<Rab
     },
     async kill9() {
       await signal('SIGKILL', 5000);
+    },
+    logTail(bytes = 6000) {
+      try {
+        return readFileSync(join(dir, 'log', `${node}.log`), 'utf8').slice(-bytes);
+      } catch (err) {
+        return `(no log: ${(err as Error).message})`;
+      }
     },
   };
 }

@@ -14,6 +14,14 @@ import { priorities, type Priority } from '../types.js';
 import { DELAY_STEPS_MS, describe, redactUrl } from './wire.js';
 
 const CONNECT_TIMEOUT_MS = 5000;
+/**
+ * How long a new connection waits for the queue's streams to take writes. RabbitMQ answers a stream's
+ * declaration before the stream's writer runs when another client created it a moment earlier (or
+ * while a restarted node starts it again); a publish or a consumer on it then crashes the channel and
+ * the broker closes the whole connection (541 INTERNAL_ERROR, or 506 "Stream not found"). Measured
+ * here: ready 60-160 ms after creation.
+ */
+const STREAMS_READY_MS = 10_000;
 
 export interface RabbitNames {
   priority: Record<Priority, string>;
@@ -56,6 +64,8 @@ export class RabbitConnection {
   connGen = 0;
   closed = false;
   #connecting: Promise<void> | undefined;
+  /** The connection generation whose streams took a write (see #connectReady). */
+  #streamsProven = -1;
   readonly #declared = new Set<string>();
 
   constructor(
@@ -123,7 +133,35 @@ export class RabbitConnection {
   async ensure(): Promise<void> {
     this.checkOpen();
     if (this.conn && this.ch && this.admin) return;
-    await (this.#connecting ??= this.#connect().finally(() => (this.#connecting = undefined)));
+    await (this.#connecting ??= this.#connectReady().finally(() => (this.#connecting = undefined)));
+  }
+
+  /**
+   * Connects, declares the topology and proves the streams writable before anything else uses the
+   * connection (see STREAMS_READY_MS): a marker record is appended to each (readers skip markers). A
+   * connection the broker closes for a stream still starting holds nothing yet; it is opened again.
+   */
+  async #connectReady(): Promise<void> {
+    const deadline = Date.now() + STREAMS_READY_MS;
+    for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
+      await this.#connect();
+      if (this.#streamsProven === this.connGen) return;
+      const gen = this.connGen;
+      try {
+        for (const stream of [this.names.jobs, this.names.workers]) await this.publish('', stream, Buffer.alloc(0), { headers: { sync: 'connect' }, persistent: true });
+        if (gen === this.connGen) {
+          this.#streamsProven = gen;
+          return;
+        }
+      } catch (err) {
+        this.checkOpen();
+        if (Date.now() + delay > deadline) throw new Error(`the queue's streams (${this.names.jobs}, ${this.names.workers}) did not take writes within ${STREAMS_READY_MS} ms: ${describe(err)}`, { cause: err });
+        this.logger?.log('debug', 'backend_error', { code: 'MG_ERR_BACKEND', during: 'stream readiness', queue: this.q, retry_in_ms: delay, message: describe(err) });
+      }
+      // The broker closes the connection after failing the write: wait for that, then connect anew.
+      if (this.conn && gen === this.connGen) await this.closeConnection(this.conn);
+      await new Promise((r) => setTimeout(r, delay));
+    }
   }
 
   async #connect(): Promise<void> {
