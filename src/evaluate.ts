@@ -2,7 +2,7 @@
  * One evaluation, start to finish: resolve options, load the task, generate cases, run both
  * implementations through a dispatcher, compute statistics, apply the gate, write the reports.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname } from 'node:path';
@@ -13,6 +13,7 @@ import { decide } from './gate/index.js';
 import { builtinTask } from './task/builtin.js';
 import { moduleUrl } from './task/load.js';
 import { bundleModule } from './task/bundle.js';
+import { sha256 } from './util/hash.js';
 import { defaultCacheDir } from './util/paths.js';
 import { CasePool, type CaseRunner } from './execution/pool.js';
 import { createRolePools } from './execution/pools.js';
@@ -65,7 +66,7 @@ function implementationHash(url: string, exec?: RoleExec): string {
 }
 
 export function sha256File(url: string): string {
-  return createHash('sha256').update(readFileSync(fileURLToPath(url))).digest('hex');
+  return sha256(readFileSync(fileURLToPath(url)));
 }
 
 /**

@@ -4,13 +4,13 @@
  * before it is kept: a manifest outside its schema, an artifact whose bytes do not match its sha256 or
  * a heartbeat that is not one are skipped with `malformed_record`.
  */
-import { createHash } from 'node:crypto';
 import type { ConsumeMessage, Options } from 'amqplib';
 import { MetaguardError } from '../../errors.js';
 import type { QueueConfig } from '../../options/queue.js';
 import { logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from '../records.js';
 import type { JobManifest, WorkerInfo } from '../types.js';
 import type { RabbitConnection } from './connection.js';
+import { sha256 } from '../../util/hash.js';
 import { StreamView, type StreamHost } from './stream-view.js';
 import { hint, hstr, toBuffer } from './wire.js';
 
@@ -67,7 +67,7 @@ export class RabbitRegistry {
     if (kind === 'artifact') {
       const sha = hstr(h, 'sha256') ?? '';
       if (!SHA256.test(sha)) throw new MalformedRecord(`artifact at offset ${offset}`, 'sha256', 'must be 64 hex digits');
-      if (createHash('sha256').update(msg.content).digest('hex') !== sha) throw new MalformedRecord(`artifact ${sha.slice(0, 12)}`, 'content', 'does not match its sha256 (tampered or corrupt)');
+      if (sha256(msg.content) !== sha) throw new MalformedRecord(`artifact ${sha.slice(0, 12)}`, 'content', 'does not match its sha256 (tampered or corrupt)');
       this.#artifacts.set(sha, Buffer.from(msg.content));
       this.#artifactAt.set(sha, Math.max(this.#artifactAt.get(sha) ?? 0, hint(h, 'at')));
     } else if (kind === 'job') {

@@ -4,7 +4,6 @@
  * delete, change visibility) in SQS's batches of ten.
  */
 import { EventEmitter } from 'node:events';
-import { createHash } from 'node:crypto';
 import {
   SQSClient,
   CreateQueueCommand,
@@ -20,6 +19,7 @@ import { S3Client, PutObjectCommand, GetObjectCommand } from '@aws-sdk/client-s3
 import { MetaguardError, invalidOption } from '../../errors.js';
 import type { Logger } from '../../observe/log.js';
 import type { QueueConfig } from '../../options/queue.js';
+import { sha256 } from '../../util/hash.js';
 
 /** SQS's message size limit, less room for what the estimate below does not count. */
 export const SQS_MAX_MESSAGE_BYTES = 256 * 1024 - 2048;
@@ -38,8 +38,7 @@ export function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-const hash = (s: string, n: number) => createHash('sha256').update(s).digest('hex').slice(0, n);
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const hash = (s: string, n: number) => sha256(s).slice(0, n);
 
 /** SQS string attributes allow only XML characters: anything else becomes U+FFFD. */
 export function xmlSafe(s: string): string {

@@ -4,11 +4,11 @@
  * queue: one tag per worker). Everything read back is checked: a manifest outside its schema, an
  * artifact whose bytes do not match its sha256, a tag that is not a heartbeat are not trusted.
  */
-import { createHash } from 'node:crypto';
 import { ListQueueTagsCommand, SendMessageCommand, TagQueueCommand, UntagQueueCommand, type Message } from '@aws-sdk/client-sqs';
 import type { QueueConfig } from '../../options/queue.js';
 import { logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from '../records.js';
 import type { JobManifest, WorkerInfo } from '../types.js';
+import { sha256 } from '../../util/hash.js';
 import { attr, notFound, str, toBuffer, xmlSafe, type SqsClientHost } from './client.js';
 
 export class SqsRegistry {
@@ -56,7 +56,7 @@ export class SqsRegistry {
       if (!m || attr(m, 'sha') !== sha) return null;
       const bytes = await this.c.bytesOf(m);
       if (!bytes) return null;
-      if (createHash('sha256').update(bytes).digest('hex') !== sha) {
+      if (sha256(bytes) !== sha) {
         logMalformed(this.c.logger, new MalformedRecord(`artifact ${sha.slice(0, 12)}`, 'content', 'does not match its sha256 (tampered or corrupt)'), { queue: this.c.name });
         return null;
       }
