@@ -4,8 +4,9 @@
  * the limit one thread can reach — and (2) through the case thread's chunk runner (`runCases`) on this
  * thread, with its copies, results and timing. Prints µs per case and the ratio.
  *
- *   node --import tsx bench/hotpath.ts [--n 100000] [--role baseline|candidate]
+ *   npm run build && node --import tsx bench/hotpath.ts [--n 100000] [--role baseline|candidate]
  */
+import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { relationRng } from '../src/util/rng.ts';
@@ -60,7 +61,10 @@ export async function tightLoopUs(cases: unknown[][], role: 'baseline' | 'candid
 
 /** The same cases through the case thread's chunk runner, on this thread; returns µs per case. */
 export async function chunkRunnerUs(cases: unknown[][], role: 'baseline' | 'candidate' = 'baseline', seed = 1, chunk = 500): Promise<number> {
-  const { runCases } = await import('../src/case-runner/case-thread.ts');
+  // The built runner, as users run it (from source, tsx's esbuild wraps every function in `__name`).
+  const built = new URL('../dist/src/case-runner/case-thread.js', import.meta.url);
+  if (!existsSync(built)) throw new Error('bench/hotpath: the build is missing: run `npm run build` first');
+  const { runCases } = (await import(built.href)) as typeof import('../src/case-runner/case-thread.ts');
   const inputs = cases.map((args, index) => ({ index, args }));
   let failed = 0;
   const post = (m: { t: string; results?: { passed: boolean }[] }) => {

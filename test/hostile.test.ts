@@ -34,7 +34,6 @@
  * Run: node --import tsx --test test/hostile.test.ts
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,8 +41,8 @@ import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { bundleModule } from '../src/task/bundle.ts';
 import { CasePool } from '../src/execution/pool.ts';
-import { fixture, killAllWorkers, localReport, queueReport, spawnWorker, type RunOptions } from './helpers/queue-harness.ts';
-import { redisAvailable, startRedis, type RedisServer } from './helpers/redis-server.ts';
+import { fixture, localReport, queueReport, redisSuite, type RunOptions, spawnWorker } from './helpers/queue-harness.ts';
+import { redisAvailable } from './helpers/redis-server.ts';
 import type { Report } from '../src/reports/types.ts';
 
 const hostile = (name: string) => fixture(`hostile/${name}.mjs`);
@@ -177,17 +176,10 @@ describe('module bundles on disk', () => {
 });
 
 describe('hostile candidates through Redis', { skip: redisAvailable() ? false : 'redis-server is not installed', concurrency: false }, () => {
-  let redis: RedisServer;
-  before(async () => {
-    redis = await startRedis();
-  });
-  after(async () => {
-    killAllWorkers();
-    await redis?.stop();
-  });
+  const redis = redisSuite();
 
   it('on a worker with --isolation process: intercept, proto-getters, heap-snapshot and claims-load-error move nothing', async () => {
-    const qc = { backend: 'redis', connection: { host: '127.0.0.1', port: redis.port }, queue: `hostile_${randomUUID().slice(0, 8)}`, lease_seconds: 5, heartbeat_check_interval: 0.25, batch_size: 10, hmac_key: 'k-hostile' };
+    const qc = redis.queueConfig('hostile', { lease_seconds: 5, heartbeat_check_interval: 0.25, batch_size: 10, hmac_key: 'k-hostile' });
     const w = spawnWorker(qc, { args: ['--threads', '2', '--isolation', 'process'] });
     try {
       for (const c of ['intercept', 'proto-getters', 'heap-snapshot', 'claims-load-error']) {

@@ -9,13 +9,12 @@
  * Run: node --import tsx --test test/isolation.test.ts
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { CasePool } from '../src/execution/pool.ts';
 import { caseEnvironment, parseHideEnv } from '../src/execution/env.ts';
-import { startRedis, redisAvailable, type RedisServer } from './helpers/redis-server.ts';
-import { fixture, killAllWorkers, localReport, queueReport, spawnWorker, type RunOptions } from './helpers/queue-harness.ts';
+import { redisAvailable } from './helpers/redis-server.ts';
+import { fixture, localReport, queueReport, redisSuite, type RunOptions, spawnWorker } from './helpers/queue-harness.ts';
 import type { Report } from '../src/reports/types.ts';
 
 const realm = (name: string) => fixture(`realm/${name}`);
@@ -92,23 +91,8 @@ describe('separate realms, local dispatcher', () => {
 });
 
 describe('separate realms and scrubbed environment through Redis', { skip: redisAvailable() ? false : 'redis-server is not installed', concurrency: false }, () => {
-  let redis: RedisServer;
-  before(async () => {
-    redis = await startRedis();
-  });
-  after(async () => {
-    killAllWorkers();
-    await redis?.stop();
-  });
-  const config = (extra: object = {}) => ({
-    backend: 'redis',
-    connection: { host: '127.0.0.1', port: redis.port },
-    queue: `iso_${randomUUID().slice(0, 8)}`,
-    lease_seconds: 5,
-    heartbeat_check_interval: 0.25,
-    batch_size: 10,
-    ...extra,
-  });
+  const redis = redisSuite();
+  const config = (extra: object = {}) => redis.queueConfig('iso', { lease_seconds: 5, heartbeat_check_interval: 0.25, batch_size: 10, ...extra });
 
   for (const threads of ['1', '2']) {
     it(`a sabotaging candidate cannot make the baseline fail (worker --threads ${threads}, hmac_key set)`, async () => {

@@ -11,10 +11,10 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { runCli, type CliResult } from './helpers/run-cli.ts';
-import { redisAvailable, startRedis, type RedisServer } from './helpers/redis-server.ts';
-import { killAllWorkers, spawnWorker } from './helpers/queue-harness.ts';
+import { redisAvailable } from './helpers/redis-server.ts';
+import { redisSuite, spawnWorker } from './helpers/queue-harness.ts';
 import type { Report } from '../src/reports/types.ts';
 import { bundleModule } from '../src/task/bundle.ts';
 import { MetaguardError } from '../src/errors.ts';
@@ -136,18 +136,11 @@ describe('bundles', () => {
 });
 
 describe('through Redis the same bundles run on a worker', { skip: redisAvailable() ? false : 'redis-server is not installed', concurrency: false }, () => {
-  let redis: RedisServer;
-  before(async () => {
-    redis = await startRedis();
-  });
-  after(async () => {
-    killAllWorkers();
-    await redis?.stop();
-  });
+  const redis = redisSuite();
 
   for (const layout of layouts) {
     it(`${layout.name}: same hashes and verdict as the local run`, async () => {
-      const qc = { backend: 'redis', connection: { host: '127.0.0.1', port: redis.port }, queue: `t_${randomUUID().slice(0, 8)}`, heartbeat_check_interval: 0.25, batch_size: 10 };
+      const qc = redis.queueConfig('t', { heartbeat_check_interval: 0.25, batch_size: 10 });
       const worker = spawnWorker(qc, { args: ['--threads', '1'] });
       try {
         const r = await evaluate(layout, ['--queue-config', JSON.stringify(qc), '--no-worker-timeout-s', '60']);

@@ -10,15 +10,14 @@
  * Run: node --import tsx --test test/process-isolation.test.ts
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ProcessCasePool, deathReason, findPrlimit } from '../src/execution/process-pool.ts';
 import { caseEnvironment } from '../src/execution/env.ts';
-import { startRedis, redisAvailable, type RedisServer } from './helpers/redis-server.ts';
-import { fixture, killAllWorkers, localReport, queueReport, spawnWorker, type RunOptions } from './helpers/queue-harness.ts';
+import { redisAvailable } from './helpers/redis-server.ts';
+import { fixture, localReport, queueReport, redisSuite, type RunOptions, spawnWorker } from './helpers/queue-harness.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const skip = !findPrlimit() ? 'prlimit is not installed' : !existsSync(join(root, 'dist', 'src', 'case-runner', 'case-process.js')) ? 'the package is not built (npm run build)' : false;
@@ -133,17 +132,10 @@ describe('evaluate --isolation process (local)', { skip }, () => {
 });
 
 describe('worker --isolation process over Redis', { skip: skip || (redisAvailable() ? false : 'redis-server is not installed'), concurrency: false }, () => {
-  let redis: RedisServer;
-  before(async () => {
-    redis = await startRedis();
-  });
-  after(async () => {
-    killAllWorkers();
-    await redis?.stop();
-  });
+  const redis = redisSuite();
 
   it('runs a job with every case accounted, a killer case ending as a result, and the daemon alive', async () => {
-    const qc = { backend: 'redis', connection: { host: '127.0.0.1', port: redis.port }, queue: `proc_${randomUUID().slice(0, 8)}`, lease_seconds: 5, heartbeat_check_interval: 0.25, batch_size: 10 };
+    const qc = redis.queueConfig('proc', { lease_seconds: 5, heartbeat_check_interval: 0.25, batch_size: 10 });
     const w = spawnWorker(qc, { args: ['--threads', '2'], env: { METAGUARD_ISOLATION: 'process' } });
     try {
       const report = await queueReport(sabotage, qc);

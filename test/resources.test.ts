@@ -11,17 +11,16 @@
  * Run: node --import tsx --test test/resources.test.ts
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { CasePool } from '../src/execution/pool.ts';
 import { PoolSet, splitThreads } from '../src/execution/pools.ts';
 import { boundResult, MAX_MESSAGE_CHARS, MAX_NAMES, MAX_RESULT_BYTES, truncate } from '../src/execution/limits.ts';
 import { decodeResults, encodeResultFrames } from '../src/queue/messages.ts';
 import { createCodec } from '../src/codec/index.ts';
-import { startRedis, redisAvailable, type RedisServer } from './helpers/redis-server.ts';
-import { fixture, killAllWorkers, queueReport, spawnWorker, type RunOptions } from './helpers/queue-harness.ts';
+import { redisAvailable } from './helpers/redis-server.ts';
+import { fixture, queueReport, redisSuite, type RunOptions, spawnWorker } from './helpers/queue-harness.ts';
 
 const realm = (name: string) => fixture(`realm/${name}`);
 const url = (p: string) => pathToFileURL(p).href;
@@ -129,15 +128,8 @@ describe('every result fits', () => {
 const osThreads = (pid: number) => Number(/^Threads:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
 
 describe('worker daemon over Redis', { skip: redisAvailable() ? false : 'redis-server is not installed', concurrency: false }, () => {
-  let redis: RedisServer;
-  before(async () => {
-    redis = await startRedis();
-  });
-  after(async () => {
-    killAllWorkers();
-    await redis?.stop();
-  });
-  const config = () => ({ backend: 'redis', connection: { host: '127.0.0.1', port: redis.port }, queue: `res_${randomUUID().slice(0, 8)}`, lease_seconds: 5, heartbeat_check_interval: 0.25, batch_size: 10 });
+  const redis = redisSuite();
+  const config = () => redis.queueConfig('res', { lease_seconds: 5, heartbeat_check_interval: 0.25, batch_size: 10 });
   const sorting: RunOptions = { task: realm('task.mjs'), baseline: realm('baseline.mjs'), candidate: realm('baseline.mjs'), n: 20 };
 
   it('keeps its OS thread count bounded across jobs with different limits', async () => {

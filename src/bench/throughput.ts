@@ -49,7 +49,7 @@ const limitFile = fileURLToPath(new URL(`./limit-thread.${runningFromSource ? 't
  */
 export function limitUsPerCase(taskUrl: string, implUrl: string, n: number, seed: number, minMs = 1500): Promise<{ usPerCase: number; runnerUsPerCase: number }> {
   return new Promise((resolve, reject) => {
-    const w = new Worker(limitFile, { workerData: { taskUrl, implUrl, n, seed, minMs }, execArgv: loaderExecArgv(process.execArgv) });
+    const w = new Worker(limitFile, { workerData: { taskUrl, implUrl, n, seed, minMs }, execArgv: runningFromSource ? loaderExecArgv(process.execArgv) : [] });
     w.once('message', (m: { usPerCase: number; runnerUsPerCase: number }) => resolve(m));
     w.once('error', reject);
     w.once('exit', (code) => reject(new Error(`the limit thread exited with ${code}`)));

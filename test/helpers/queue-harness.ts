@@ -3,6 +3,8 @@
  * `worker` command), coordinator runs through runEvaluation, and a local reference run to compare.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { after, before } from 'node:test';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -13,6 +15,7 @@ import { QueueDispatcher } from '../../src/dispatch/queue.ts';
 import { validateQueueConfig } from '../../src/options/queue.ts';
 import type { Backend } from '../../src/queue/types.ts';
 import type { Report } from '../../src/reports/types.ts';
+import { startRedis, type RedisServer } from './redis-server.ts';
 
 const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const fixture = (p: string) => join(root, 'test', 'fixtures', p);
@@ -37,6 +40,29 @@ export function killAllWorkers(): void {
   for (const c of live) c.kill('SIGKILL');
   for (const d of dispatchers) void d.close().catch(() => {});
   dispatchers.clear();
+}
+
+/**
+ * A redis-server for the enclosing `describe`: started before its tests; after them every worker
+ * spawned is killed and the server stopped. `queueConfig(prefix, extra)` names a fresh queue on it.
+ */
+export function redisSuite(): { readonly port: number; queueConfig(prefix: string, extra?: object): Record<string, unknown> } {
+  let server: RedisServer | undefined;
+  before(async () => {
+    server = await startRedis();
+  });
+  after(async () => {
+    killAllWorkers();
+    await server?.stop();
+  });
+  const suite = {
+    get port(): number {
+      if (!server) throw new Error('redisSuite: the server starts in before(); read the port inside a test');
+      return server.port;
+    },
+    queueConfig: (prefix: string, extra: object = {}) => ({ backend: 'redis', connection: { host: '127.0.0.1', port: suite.port }, queue: `${prefix}_${randomUUID().slice(0, 8)}`, ...extra }),
+  };
+  return suite;
 }
 
 export function spawnWorker(queueConfig: object, options: { args?: string[]; env?: Record<string, string> } = {}): WorkerProcess {
