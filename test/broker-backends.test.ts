@@ -152,6 +152,30 @@ describe('rabbitmq backend', () => {
     }
   });
 
+  it('a stream reader keeps only the markers its own catch-ups wait for (others\' markers are not kept: no growth over months)', async () => {
+    const { RabbitConnection } = await import('../src/queue/rabbitmq/connection.ts');
+    const { StreamView } = await import('../src/queue/rabbitmq/stream-view.ts');
+    const conn = new RabbitConnection(config(), undefined);
+    try {
+      await conn.ensure();
+      const host = { channel: (prefetch: number) => conn.channel(prefetch, 'test reader'), currentGen: () => conn.connGen, publishTo: (q: string, content: Buffer, options: object) => conn.publish('', q, content, options), logger: undefined };
+      const records: unknown[] = [];
+      const reader = new StreamView(conn.names.jobs, host, (msg) => records.push(msg));
+      const other = new StreamView(conn.names.jobs, host, () => {});
+      assert.ok(await reader.catchUp(5000));
+      // Another process catching up 50 times appends 50 markers that this reader reads too.
+      for (let i = 0; i < 50; i++) assert.ok(await other.catchUp(5000));
+      assert.ok(await reader.catchUp(5000));
+      assert.equal(reader.markersHeld, 0);
+      assert.equal(other.markersHeld, 0);
+      assert.equal(records.length, 0, 'markers never reach the record handler');
+      reader.stop();
+      other.stop();
+    } finally {
+      await conn.shutdown();
+    }
+  });
+
   it('queue stats and dlq list through the CLI', async () => {
     // strict_priority: the claim below takes the high batch, whatever the weights would draw.
     const c = { backend: 'rabbitmq', url: server.url, queue: `t_${randomUUID().slice(0, 8)}`, strict_priority: true };

@@ -23,6 +23,8 @@ export class StreamView extends EventEmitter {
   #gen = -1;
   #next: number | undefined;
   #starting: Promise<void> | undefined;
+  /** Markers this view's own catchUp calls wait for, and those of them read already. Others' markers are skipped, never kept. */
+  readonly #awaited = new Set<string>();
   readonly #seen = new Set<string>();
 
   constructor(
@@ -59,8 +61,9 @@ export class StreamView extends EventEmitter {
         try {
           if (!(Number.isFinite(off) && this.#next !== undefined && off < this.#next)) {
             const sync = hstr(msg.properties.headers, 'sync');
-            if (sync !== undefined) this.#seen.add(sync);
-            else this.onMessage(msg);
+            if (sync !== undefined) {
+              if (this.#awaited.has(sync)) this.#seen.add(sync);
+            } else this.onMessage(msg);
           }
         } catch (err) {
           // A record this view cannot read is skipped (it must not stop the view), and said so.
@@ -84,13 +87,24 @@ export class StreamView extends EventEmitter {
   async catchUp(ms: number): Promise<boolean> {
     await this.start();
     const id = randomUUID();
-    await this.backend.publishTo(this.stream, Buffer.alloc(0), { headers: { sync: id }, persistent: true });
-    if (this.#seen.delete(id)) return true;
+    this.#awaited.add(id);
+    try {
+      await this.backend.publishTo(this.stream, Buffer.alloc(0), { headers: { sync: id }, persistent: true });
+    } catch (err) {
+      this.#awaited.delete(id);
+      throw err;
+    }
+    if (this.#seen.delete(id)) {
+      this.#awaited.delete(id);
+      return true;
+    }
     return new Promise<boolean>((resolve) => {
       const done = (ok: boolean) => {
         clearTimeout(timer);
         this.off('progress', check);
         this.off('stopped', stop);
+        this.#awaited.delete(id);
+        this.#seen.delete(id);
         resolve(ok);
       };
       const check = () => {
@@ -101,6 +115,11 @@ export class StreamView extends EventEmitter {
       this.on('progress', check);
       this.on('stopped', stop);
     });
+  }
+
+  /** Markers held in memory (only those this view's pending catchUp calls wait for). */
+  get markersHeld(): number {
+    return this.#seen.size + this.#awaited.size;
   }
 
   stop(): void {
