@@ -176,6 +176,33 @@ describe('rabbitmq backend', () => {
     }
   });
 
+  it('artifacts past the in-memory budget are let go and read again from the stream when needed', async () => {
+    const { RabbitBackend } = await import('../src/queue/rabbitmq/backend.ts');
+    const { sha256 } = await import('../src/util/hash.ts');
+    const c = config();
+    const log = capture();
+    const coord = new RabbitBackend(c);
+    // A worker whose memory holds at most 1.5 MiB of artifacts: two of 600 KB fit, three do not.
+    const worker = new RabbitBackend(c, { logger: log.logger, artifactMemoBytes: 1.5 * 1024 * 1024 });
+    try {
+      const blobs = [1, 2, 3].map((k) => Uint8Array.from({ length: 600 * 1024 }, (_, i) => (i * k + (i >> 8)) & 0xff));
+      const shas = blobs.map((b) => sha256(b));
+      await coord.connect();
+      await worker.connect();
+      assert.equal(await worker.getArtifact('0'.repeat(64)), null, 'never published: null (and the worker now reads the stream)');
+      for (let i = 0; i < 3; i++) await coord.putArtifact(shas[i], blobs[i]);
+      // Read in publication order: the first one's bytes were let go when the third arrived.
+      for (const i of [2, 1, 0]) {
+        const back = await worker.getArtifact(shas[i]);
+        assert.ok(back, `artifact ${i}`);
+        assert.equal(sha256(back), shas[i], `artifact ${i} is byte-exact`);
+      }
+      assert.deepEqual(log.events('artifact_reread').map((e) => [e.sha256, e.found]), [[shas[0], true]]);
+    } finally {
+      await Promise.all([coord.close(), worker.close()]);
+    }
+  });
+
   it('queue stats and dlq list through the CLI', async () => {
     // strict_priority: the claim below takes the high batch, whatever the weights would draw.
     const c = { backend: 'rabbitmq', url: server.url, queue: `t_${randomUUID().slice(0, 8)}`, strict_priority: true };

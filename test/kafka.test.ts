@@ -32,6 +32,7 @@ import { QueueDispatcher } from '../src/dispatch/queue.js';
 import { LocalDispatcher } from '../src/dispatch/local.js';
 import type { JobSpec } from '../src/dispatch/types.js';
 import { createLogger } from '../src/observe/log.js';
+import { sha256 } from '../src/util/hash.js';
 import { builtinTask } from '../src/task/builtin.js';
 import { loadTask } from '../src/task/load.js';
 import { startKafkaMock, type KafkaMock } from './helpers/kafka-broker.js';
@@ -313,6 +314,20 @@ describe('kafka backend (librdkafka mock cluster)', { skip: unavailable, concurr
     assert.equal(await w2.completeBatch('w2', taken, Buffer.from('done')), true);
     const entries = await readAll(coord, 'job-h', 1);
     assert.equal(entries[0].kind === 'results' && entries[0].workerId, 'w2');
+  });
+
+  it('artifacts past the in-memory budget are let go and read again from the jobs topic when needed', async () => {
+    const c = config('mg-jobs');
+    const coord = await backend(c);
+    const blobs = [1, 2, 3].map((k) => Buffer.from(Uint8Array.from({ length: 200 * 1024 }, (_, i) => (i * k + (i >> 8)) & 0xff)));
+    const shas = blobs.map((b) => sha256(b));
+    for (let i = 0; i < 3; i++) await coord.putArtifact(shas[i], blobs[i]);
+    const lines: Record<string, unknown>[] = [];
+    const stream = new Writable({ write: (chunk, _e, done) => (lines.push(...String(chunk).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)), done()) });
+    // Two of the three fit in this worker's budget: reading all three lets the first one go.
+    const worker = await backend(c, { artifactMemoBytes: 450 * 1024, logger: createLogger({ json: true, stream, level: 'debug' }) });
+    for (const i of [2, 1, 0]) assert.deepEqual(Buffer.from((await worker.getArtifact(shas[i]))!), blobs[i], `artifact ${i}`);
+    assert.deepEqual(lines.filter((l) => l.event === 'artifact_reread').map((l) => [l.sha256, l.found]), [[shas[0], true]]);
   });
 
   it('artifacts and manifests round trip; a deleted job reads as null and its batches are skipped', async () => {

@@ -27,6 +27,7 @@ export type LogEvent =
   | 'evaluation_finished'
   | 'backend_error'
   | 'backend_reconnected'
+  | 'artifact_reread'
   | 'watchdog_recovered'
   | 'systemd_notify_failed'
   | 'batch_rejected'

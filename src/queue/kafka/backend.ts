@@ -85,6 +85,7 @@ import type { QueueConfig } from '../../options/queue.js';
 import type { Logger } from '../../observe/log.js';
 import { waitForAny } from '../../util/wait.js';
 import { logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from '../records.js';
+import { ArtifactMemo, BoundedSet } from '../artifact-memo.js';
 import {
   priorities,
   type Backend,
@@ -124,6 +125,8 @@ export interface KafkaBackendOptions {
    * `backend_error` (with its code) for failures nothing retries (leaving the broker, a commit).
    */
   logger?: Logger;
+  /** Bytes of artifacts kept in memory, the most recently used (others are read again from the jobs topic). @defaultValue 64 MiB */
+  artifactMemoBytes?: number;
 }
 
 /** Per-partition offsets and lag of the worker group, as `stats()` reports them. */
@@ -193,13 +196,17 @@ export class KafkaBackend implements Backend {
   readonly #manifests = new Map<string, JobManifest>();
   /** Manifests that failed their schema: getJob throws their error instead of trusting them. */
   readonly #badManifests = new Map<string, MalformedRecord>();
-  readonly #artifacts = new Map<string, Buffer>();
+  /** Recently used artifacts' bytes, within a byte budget: the jobs topic carries every evaluation's, and a Map kept them all for the process's life. */
+  readonly #artifacts: ArtifactMemo;
+  /** Artifacts read from the topic (the latest 100,000), so that one whose bytes the memo let go is read again, not reported missing. */
+  readonly #artifactsRead = new BoundedSet(100_000);
   readonly #jobTombstones = new Set<string>();
   #workersView: TopicView | undefined;
   #workersCaughtUp = false;
   readonly #workers = new Map<string, WorkerInfo>();
 
   constructor(config: QueueConfig, options: KafkaBackendOptions = {}) {
+    this.#artifacts = new ArtifactMemo(options.artifactMemoBytes);
     this.#config = config;
     this.#options = options;
     this.#events.setMaxListeners(0);
@@ -275,6 +282,7 @@ export class KafkaBackend implements Backend {
       if (!SHA256.test(sha)) throw new MalformedRecord(record, 'key', 'must be artifact:<sha256>');
       if (!m.value) throw new MalformedRecord(record, 'value', 'an artifact must have bytes');
       this.#artifacts.set(sha, Buffer.from(m.value)); // a copy: a slice would pin the fetch buffer
+      this.#artifactsRead.add(sha);
       return;
     }
     if (!key.startsWith('job:')) throw new MalformedRecord(record, 'key', 'must be job:<id> or artifact:<sha256>');
@@ -310,7 +318,22 @@ export class KafkaBackend implements Backend {
     const known = this.#artifacts.get(sha256);
     if (known) return known;
     await this.#client.caughtUp(this.#startJobsView(), `artifact ${sha256.slice(0, 12)}`);
-    return this.#artifacts.get(sha256) ?? null;
+    const read = this.#artifacts.get(sha256);
+    if (read || !this.#artifactsRead.has(sha256)) return read ?? null;
+    // Read once, and its bytes since let go: read the topic again from its start for this one.
+    let found: Buffer | undefined;
+    const key = `artifact:${sha256}`;
+    const view = this.#client.view(this.#client.topics.jobs, 'artifact-reread', 'beginning', (_p, m) => {
+      if (m.value && m.key?.toString('utf8') === key) found = Buffer.from(m.value); // the last copy, as the first reading kept
+    }, JOBS_CONSEQUENCE);
+    try {
+      await this.#client.caughtUp(view, `artifact ${sha256.slice(0, 12)} again`);
+    } finally {
+      await view.stop();
+    }
+    this.#options.logger?.log('debug', 'artifact_reread', { topic: this.#client.topics.jobs, sha256, found: found !== undefined });
+    if (found) this.#artifacts.set(sha256, found);
+    return found ?? null;
   }
 
   async putJob(manifest: JobManifest): Promise<void> {

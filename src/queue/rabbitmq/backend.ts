@@ -80,6 +80,8 @@ export interface RabbitQueueStats extends QueueStats {
 export interface RabbitBackendOptions {
   /** Receives `malformed_record` warnings for records read back that fail their schema. */
   logger?: Logger;
+  /** Bytes of artifacts kept in memory, the most recently used (others are read again from the jobs stream). @defaultValue 64 MiB */
+  artifactMemoBytes?: number;
 }
 
 const STATS_NOTE = 'pending, delayed and dead are broker counts; in-flight, dispatched, completed and requeued count this process only';
@@ -135,7 +137,7 @@ export class RabbitBackend implements Backend {
     this.#config = config;
     this.#logger = options.logger;
     this.#c = new RabbitConnection(config, options.logger);
-    this.#registry = new RabbitRegistry(this.#c, config);
+    this.#registry = new RabbitRegistry(this.#c, config, options.artifactMemoBytes);
     this.#admin = new RabbitAdmin({
       connection: () => this.#c.conn!,
       connectionGen: () => this.#c.connGen,

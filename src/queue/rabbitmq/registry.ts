@@ -11,21 +11,31 @@ import { logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from '.
 import type { JobManifest, WorkerInfo } from '../types.js';
 import type { RabbitConnection } from './connection.js';
 import { sha256 } from '../../util/hash.js';
+import { ArtifactMemo } from '../artifact-memo.js';
 import { StreamView, type StreamHost } from './stream-view.js';
 import { hint, hstr, toBuffer } from './wire.js';
 
 const CATCH_UP_MS = 15_000;
 /** An artifact appended this recently is not appended again (the jobs stream keeps 7 days). */
 const ARTIFACT_REUSE_MS = 24 * 3600 * 1000;
+/** The jobs stream's retention (`x-max-age` 7D), plus a day: what is older is gone from the stream and forgotten here. */
+const FORGET_AFTER_MS = 8 * 24 * 3600 * 1000;
+/** The workers stream's retention (`x-max-age` 1h). */
+const WORKERS_RETENTION_MS = 3600 * 1000;
+/** Jobs stream records between two passes that forget what is older than FORGET_AFTER_MS. */
+const PRUNE_EVERY = 256;
 const SHA256 = /^[0-9a-f]{64}$/;
 
 export class RabbitRegistry {
   #jobsView: StreamView | undefined;
   readonly #manifests = new Map<string, JobManifest>();
-  readonly #tombstones = new Set<string>();
-  readonly #artifacts = new Map<string, Buffer>();
-  /** When each artifact was last appended to the stream (publisher's clock, ms). */
+  /** Deleted or withdrawn jobs, and when this process read that. */
+  readonly #tombstones = new Map<string, number>();
+  /** The bytes of recently used artifacts (a byte budget: the stream carries every evaluation's). */
+  readonly #artifacts: ArtifactMemo;
+  /** When each artifact was last appended to the stream (publisher's clock, ms): also says it was read, when the memo has let its bytes go. */
   readonly #artifactAt = new Map<string, number>();
+  #sincePrune = 0;
   #workersView: StreamView | undefined;
   #workersCaughtUp = false;
   readonly #workers = new Map<string, WorkerInfo>();
@@ -34,7 +44,9 @@ export class RabbitRegistry {
   constructor(
     private readonly c: RabbitConnection,
     private readonly config: QueueConfig,
+    artifactMemoBytes?: number,
   ) {
+    this.#artifacts = new ArtifactMemo(artifactMemoBytes);
     this.#host = {
       channel: (prefetch) => c.channel(prefetch, 'stream reader'),
       currentGen: () => c.connGen,
@@ -70,18 +82,31 @@ export class RabbitRegistry {
       if (sha256(msg.content) !== sha) throw new MalformedRecord(`artifact ${sha.slice(0, 12)}`, 'content', 'does not match its sha256 (tampered or corrupt)');
       this.#artifacts.set(sha, Buffer.from(msg.content));
       this.#artifactAt.set(sha, Math.max(this.#artifactAt.get(sha) ?? 0, hint(h, 'at')));
+      this.#pruneSometimes();
     } else if (kind === 'job') {
       const jobId = hstr(h, 'job') ?? '';
       const m = parseManifest(jobId, msg.content.toString('utf8'));
       this.#manifests.set(m.jobId, m);
       this.#tombstones.delete(m.jobId);
+      this.#pruneSometimes();
     } else if (kind === 'job-deleted') {
       const jobId = hstr(h, 'job');
       if (jobId) {
         this.#manifests.delete(jobId);
-        this.#tombstones.add(jobId);
+        this.#tombstones.set(jobId, Date.now());
       }
+      this.#pruneSometimes();
     } else throw new MalformedRecord(`jobs stream record at offset ${offset}`, 'kind', 'must be artifact, job or job-deleted');
+  }
+
+  /** Forgets what the stream itself no longer holds: manifests, tombstones and artifact times past FORGET_AFTER_MS. */
+  #pruneSometimes(): void {
+    if (++this.#sincePrune < PRUNE_EVERY) return;
+    this.#sincePrune = 0;
+    const before = Date.now() - FORGET_AFTER_MS;
+    for (const [sha, at] of this.#artifactAt) if (at < before) this.#artifactAt.delete(sha);
+    for (const [jobId, at] of this.#tombstones) if (at < before) this.#tombstones.delete(jobId);
+    for (const [jobId, m] of this.#manifests) if (m.createdAt < before) this.#manifests.delete(jobId);
   }
 
   async #caughtUp(view: StreamView, what: string): Promise<void> {
@@ -102,12 +127,33 @@ export class RabbitRegistry {
     this.#artifactAt.set(sha256, at);
   }
 
-  async getArtifact(sha256: string): Promise<Uint8Array | null> {
+  async getArtifact(sha: string): Promise<Uint8Array | null> {
     this.c.checkOpen();
-    const known = this.#artifacts.get(sha256);
+    const known = this.#artifacts.get(sha);
     if (known) return known;
-    await this.#caughtUp(this.#jobs(), `artifact ${sha256.slice(0, 12)}`);
-    return this.#artifacts.get(sha256) ?? null;
+    await this.#caughtUp(this.#jobs(), `artifact ${sha.slice(0, 12)}`);
+    const read = this.#artifacts.get(sha);
+    if (read || !this.#artifactAt.has(sha)) return read ?? null;
+    // Read once, and its bytes since let go: read the stream again from its start for this one.
+    return this.#reread(sha);
+  }
+
+  async #reread(sha: string): Promise<Uint8Array | null> {
+    let found: Buffer | undefined;
+    const view = new StreamView(this.c.names.jobs, this.#host, (msg) => {
+      const h = msg.properties.headers;
+      if (found || hstr(h, 'kind') !== 'artifact' || hstr(h, 'sha256') !== sha) return;
+      // A copy that does not match its name is skipped here as it was the first time.
+      if (sha256(msg.content) === sha) found = Buffer.from(msg.content);
+    });
+    try {
+      await this.#caughtUp(view, `artifact ${sha.slice(0, 12)} again`);
+    } finally {
+      view.stop();
+    }
+    this.c.logger?.log('debug', 'artifact_reread', { queue: this.c.q, sha256: sha, found: found !== undefined });
+    if (found) this.#artifacts.set(sha, found);
+    return found ?? null;
   }
 
   async putJob(manifest: JobManifest): Promise<void> {
@@ -126,7 +172,7 @@ export class RabbitRegistry {
   /** Appends the job's tombstone: every process drops its manifest and its batches. */
   async tombstone(jobId: string): Promise<void> {
     this.#manifests.delete(jobId);
-    this.#tombstones.add(jobId);
+    this.#tombstones.set(jobId, Date.now());
     await this.c.publish('', this.c.names.jobs, Buffer.alloc(0), { headers: { kind: 'job-deleted', job: jobId }, persistent: true });
   }
 
@@ -167,6 +213,9 @@ export class RabbitRegistry {
       this.#workersCaughtUp = true;
     } else await this.c.run('active workers', () => view.start());
     const since = Date.now() - this.config.heartbeat_timeout * 1000;
+    // A worker that died without leaving is forgotten once the stream (1 hour) no longer holds it.
+    const gone = Date.now() - WORKERS_RETENTION_MS;
+    for (const [id, w] of this.#workers) if ((w.lastHeartbeat ?? 0) < gone) this.#workers.delete(id);
     return [...this.#workers.values()].filter((w) => (w.lastHeartbeat ?? 0) >= since).map((w) => ({ ...w }));
   }
 }

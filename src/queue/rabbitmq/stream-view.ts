@@ -122,9 +122,12 @@ export class StreamView extends EventEmitter {
     return this.#seen.size + this.#awaited.size;
   }
 
+  /** Stops reading: pending catch-ups return false and the reader's channel is closed. */
   stop(): void {
     this.emit('stopped');
+    const ch = this.#ch;
     this.#ch = undefined;
+    if (ch) void ch.close().catch((err: unknown) => this.backend.logger?.log('debug', 'backend_error', { code: 'MG_ERR_BACKEND', during: `close ${this.stream} reader`, message: describe(err) }));
   }
 }
 

@@ -9,11 +9,13 @@ import type { QueueConfig } from '../../options/queue.js';
 import { logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from '../records.js';
 import type { JobManifest, WorkerInfo } from '../types.js';
 import { sha256 } from '../../util/hash.js';
+import { ArtifactMemo } from '../artifact-memo.js';
 import { attr, notFound, str, toBuffer, xmlSafe, type SqsClientHost } from './client.js';
 
 export class SqsRegistry {
   readonly #manifests = new Map<string, JobManifest>();
-  readonly #artifacts = new Map<string, Buffer>();
+  /** Recently used artifacts' bytes, within a byte budget (a Map kept every one for the process's life). */
+  readonly #artifacts = new ArtifactMemo();
   readonly #lastBeat = new Map<string, number>();
 
   constructor(
@@ -40,7 +42,7 @@ export class SqsRegistry {
   async putArtifact(sha: string, bytes: Uint8Array): Promise<void> {
     await this.c.run('put artifact', async () => {
       // One copy is enough while it lasts: an artifact queue that still holds one is left alone.
-      if (this.#artifacts.has(sha)) return;
+      if (this.#artifacts.get(sha) !== undefined) return;
       const url = await this.c.createQueue(this.c.names.artifact(sha), { MessageRetentionPeriod: String(this.c.retention()) });
       const attrs = await this.c.carry(`artifact ${sha.slice(0, 12)}`, toBuffer(bytes), { kind: str('artifact'), sha: str(sha) }, 'artifact');
       await this.c.send(new SendMessageCommand({ QueueUrl: url, MessageBody: 'artifact', MessageAttributes: attrs }));

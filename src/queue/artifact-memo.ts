@@ -1,0 +1,82 @@
+/**
+ * Artifact bytes a backend keeps in memory: the most recently used ones, up to a byte budget.
+ *
+ * The RabbitMQ and Kafka backends read every artifact appended to their jobs stream or topic (a worker
+ * cannot know which ones it will need), and the SQS backend kept each one it fetched or sent. Kept in
+ * a plain Map, that was every evaluation's bundles for the life of the process: a worker up for months
+ * grew without bound. Workers keep what they run on disk (the artifact cache), so an artifact evicted
+ * here is only read again from the broker in the rare case that a worker needs it after that.
+ */
+export const ARTIFACT_MEMO_BYTES = 64 * 1024 * 1024;
+
+export class ArtifactMemo {
+  readonly budget: number;
+  /** In use order: the first entry is the least recently used. */
+  readonly #entries = new Map<string, Uint8Array>();
+  #bytes = 0;
+
+  constructor(budget = ARTIFACT_MEMO_BYTES) {
+    this.budget = budget;
+  }
+
+  get(sha256: string): Uint8Array | undefined {
+    const bytes = this.#entries.get(sha256);
+    if (bytes !== undefined) {
+      this.#entries.delete(sha256);
+      this.#entries.set(sha256, bytes);
+    }
+    return bytes;
+  }
+
+  /** Keeps `bytes` (the caller's copy: a view would pin its whole buffer), evicting the least recently used past the budget. One larger than the budget is not kept. */
+  set(sha256: string, bytes: Uint8Array): void {
+    this.delete(sha256);
+    if (bytes.byteLength > this.budget) return;
+    this.#entries.set(sha256, bytes);
+    this.#bytes += bytes.byteLength;
+    for (const [sha, old] of this.#entries) {
+      if (this.#bytes <= this.budget) break;
+      this.#entries.delete(sha);
+      this.#bytes -= old.byteLength;
+    }
+  }
+
+  delete(sha256: string): void {
+    const old = this.#entries.get(sha256);
+    if (old === undefined) return;
+    this.#entries.delete(sha256);
+    this.#bytes -= old.byteLength;
+  }
+
+  /** Bytes held. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+}
+
+/**
+ * Names seen, oldest forgotten first past `max`: what a stream reader remembers having read (so that
+ * a miss in the memo means "read it again", not "never published") without growing for ever.
+ */
+export class BoundedSet {
+  readonly #items = new Set<string>();
+  constructor(readonly max: number) {}
+
+  add(item: string): void {
+    this.#items.delete(item);
+    this.#items.add(item);
+    if (this.#items.size > this.max) this.#items.delete(this.#items.values().next().value!);
+  }
+
+  has(item: string): boolean {
+    return this.#items.has(item);
+  }
+
+  get size(): number {
+    return this.#items.size;
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * The in-memory artifact budget of the stream and topic backends (src/queue/artifact-memo.ts): the
+ * most recently used bytes are kept up to the budget, and a bounded set of names read.
+ *
+ * Run: node --import tsx --test test/artifact-memo.test.ts
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ArtifactMemo, BoundedSet } from '../src/queue/artifact-memo.ts';
+
+const bytes = (n: number, fill = 1) => new Uint8Array(n).fill(fill);
+
+describe('ArtifactMemo', () => {
+  it('keeps the most recently used bytes within its budget', () => {
+    const memo = new ArtifactMemo(1000);
+    memo.set('a', bytes(400, 1));
+    memo.set('b', bytes(400, 2));
+    assert.equal(memo.bytes, 800);
+    assert.equal(memo.get('a')?.[0], 1); // a is now the most recently used
+    memo.set('c', bytes(400, 3)); // over budget: b, the least recently used, goes
+    assert.equal(memo.get('b'), undefined);
+    assert.equal(memo.get('a')?.[0], 1);
+    assert.equal(memo.get('c')?.[0], 3);
+    assert.equal(memo.bytes, 800);
+    assert.equal(memo.size, 2);
+  });
+
+  it('replaces an entry without counting it twice, and does not keep one larger than the budget', () => {
+    const memo = new ArtifactMemo(1000);
+    memo.set('a', bytes(600));
+    memo.set('a', bytes(700));
+    assert.equal(memo.bytes, 700);
+    memo.set('huge', bytes(1001));
+    assert.equal(memo.get('huge'), undefined);
+    assert.equal(memo.bytes, 700, 'a bigger-than-budget entry evicts nothing');
+    memo.delete('a');
+    assert.equal(memo.bytes, 0);
+    assert.equal(memo.size, 0);
+  });
+
+  it('stays within budget over many entries (the months-of-uptime case)', () => {
+    const memo = new ArtifactMemo(64 * 1024);
+    for (let i = 0; i < 10_000; i++) memo.set(`sha${i}`, bytes(1000 + (i % 7) * 100));
+    assert.ok(memo.bytes <= 64 * 1024, `${memo.bytes} bytes held`);
+    assert.ok(memo.get('sha9999'));
+    assert.equal(memo.get('sha0'), undefined);
+  });
+});
+
+describe('BoundedSet', () => {
+  it('forgets the oldest names past its size; adding again makes a name young', () => {
+    const s = new BoundedSet(3);
+    for (const x of ['a', 'b', 'c']) s.add(x);
+    s.add('a');
+    s.add('d'); // b is the oldest now
+    assert.equal(s.has('b'), false);
+    assert.ok(s.has('a') && s.has('c') && s.has('d'));
+    assert.equal(s.size, 3);
+  });
+});
