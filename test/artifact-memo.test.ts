@@ -6,44 +6,47 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ArtifactMemo, BoundedSet } from '../src/queue/artifact-memo.ts';
+import { ArtifactMemo, BoundedSet, ENTRY_OVERHEAD_BYTES as E } from '../src/queue/artifact-memo.ts';
 
 const bytes = (n: number, fill = 1) => new Uint8Array(n).fill(fill);
 
 describe('ArtifactMemo', () => {
   it('keeps the most recently used bytes within its budget', () => {
-    const memo = new ArtifactMemo(1000);
+    const memo = new ArtifactMemo(1000 + 3 * E);
     memo.set('a', bytes(400, 1));
     memo.set('b', bytes(400, 2));
-    assert.equal(memo.bytes, 800);
+    assert.equal(memo.bytes, 800 + 2 * E);
     assert.equal(memo.get('a')?.[0], 1); // a is now the most recently used
     memo.set('c', bytes(400, 3)); // over budget: b, the least recently used, goes
     assert.equal(memo.get('b'), undefined);
     assert.equal(memo.get('a')?.[0], 1);
     assert.equal(memo.get('c')?.[0], 3);
-    assert.equal(memo.bytes, 800);
+    assert.equal(memo.bytes, 800 + 2 * E);
     assert.equal(memo.size, 2);
   });
 
   it('replaces an entry without counting it twice, and does not keep one larger than the budget', () => {
-    const memo = new ArtifactMemo(1000);
+    const memo = new ArtifactMemo(1000 + E);
     memo.set('a', bytes(600));
     memo.set('a', bytes(700));
-    assert.equal(memo.bytes, 700);
+    assert.equal(memo.bytes, 700 + E);
     memo.set('huge', bytes(1001));
     assert.equal(memo.get('huge'), undefined);
-    assert.equal(memo.bytes, 700, 'a bigger-than-budget entry evicts nothing');
+    assert.equal(memo.bytes, 700 + E, 'a bigger-than-budget entry evicts nothing');
     memo.delete('a');
     assert.equal(memo.bytes, 0);
     assert.equal(memo.size, 0);
   });
 
-  it('stays within budget over many entries (the months-of-uptime case)', () => {
+  it('stays within budget over many entries, tiny ones too (the months-of-uptime case)', () => {
     const memo = new ArtifactMemo(64 * 1024);
     for (let i = 0; i < 10_000; i++) memo.set(`sha${i}`, bytes(1000 + (i % 7) * 100));
     assert.ok(memo.bytes <= 64 * 1024, `${memo.bytes} bytes held`);
     assert.ok(memo.get('sha9999'));
     assert.equal(memo.get('sha0'), undefined);
+    const tiny = new ArtifactMemo(64 * 1024);
+    for (let i = 0; i < 100_000; i++) tiny.set(`t${i}`, bytes(1));
+    assert.ok(tiny.size <= (64 * 1024) / (1 + E), `${tiny.size} one-byte entries held`);
   });
 });
 

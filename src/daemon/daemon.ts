@@ -73,6 +73,8 @@ export interface DaemonOptions {
 /** Dead-letter codes of a batch that could not be decoded or verified (metamorphic_queue_serialization_errors_total). */
 const SERIALIZATION_CODES: ReadonlySet<string> = new Set(['MG_ERR_CODEC', 'MG_ERR_HMAC', 'MG_ERR_MALFORMED_BATCH']);
 /** Why a draining worker hands a batch back (not counted as an attempt). */
+/** Tries of the first heartbeat, 1 s then 2 s apart, before a worker gives up at start. */
+const START_HEARTBEAT_ATTEMPTS = 3;
 const DRAINING = wireError('MG_ERR_INTERRUPTED', 'worker draining', true);
 
 interface Held {
@@ -208,9 +210,18 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
     });
     for (const notice of notices) this.#logger.warn(notice.event, { worker: this.workerId, ...notice });
     this.#state = 'running';
-    // Connected, so the configuration is right: a broker fault from here on is an outage like any
-    // later one (logged, retried by the tick), not a reason to die at start.
-    await this.#heartbeat().catch((err: unknown) => this.#backendFault('heartbeat', err));
+    // The first heartbeat proves this worker may write to the registry (a missing permission stops it
+    // here, with its error); a fault that passes within a few seconds does not.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#heartbeat();
+        break;
+      } catch (err) {
+        if (attempt >= START_HEARTBEAT_ATTEMPTS || (this.#state as string) !== 'running') throw err;
+        this.#backendFault('heartbeat', err);
+        await new Promise((r) => setTimeout(r, 1000 * attempt));
+      }
+    }
     const tickMs = Math.max(50, Math.min(this.#config.lease_seconds * 1000 / 3, this.#config.heartbeat_check_interval * 1000));
     // The tick and the loop handle their own faults; anything else is logged with its code, never
     // left as an unhandled rejection.

@@ -8,6 +8,10 @@
  * here is only read again from the broker in the rare case that a worker needs it after that.
  */
 export const ARTIFACT_MEMO_BYTES = 64 * 1024 * 1024;
+/** What an entry costs beyond its bytes (its key, the Map slot, the view object), charged to the budget so that many tiny artifacts are bounded too. */
+export const ENTRY_OVERHEAD_BYTES = 512;
+
+const cost = (bytes: Uint8Array): number => bytes.byteLength + ENTRY_OVERHEAD_BYTES;
 
 export class ArtifactMemo {
   readonly budget: number;
@@ -28,16 +32,16 @@ export class ArtifactMemo {
     return bytes;
   }
 
-  /** Keeps `bytes` (the caller's copy: a view would pin its whole buffer), evicting the least recently used past the budget. One larger than the budget is not kept. */
+  /** Keeps `bytes` (the caller's copy, in an ArrayBuffer of its own: a view or a pooled Buffer would pin a larger one), evicting the least recently used past the budget. One larger than the budget is not kept. */
   set(sha256: string, bytes: Uint8Array): void {
     this.delete(sha256);
-    if (bytes.byteLength > this.budget) return;
+    if (cost(bytes) > this.budget) return;
     this.#entries.set(sha256, bytes);
-    this.#bytes += bytes.byteLength;
+    this.#bytes += cost(bytes);
     for (const [sha, old] of this.#entries) {
       if (this.#bytes <= this.budget) break;
       this.#entries.delete(sha);
-      this.#bytes -= old.byteLength;
+      this.#bytes -= cost(old);
     }
   }
 
@@ -45,10 +49,10 @@ export class ArtifactMemo {
     const old = this.#entries.get(sha256);
     if (old === undefined) return;
     this.#entries.delete(sha256);
-    this.#bytes -= old.byteLength;
+    this.#bytes -= cost(old);
   }
 
-  /** Bytes held. */
+  /** Bytes charged: those held, plus ENTRY_OVERHEAD_BYTES per entry. */
   get bytes(): number {
     return this.#bytes;
   }

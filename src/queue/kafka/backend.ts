@@ -200,6 +200,8 @@ export class KafkaBackend implements Backend {
   readonly #artifacts: ArtifactMemo;
   /** Artifacts read from the topic (the latest 100,000), so that one whose bytes the memo let go is read again, not reported missing. */
   readonly #artifactsRead = new BoundedSet(100_000);
+  /** Rereads of the topic in progress, one per artifact. */
+  readonly #rereads = new Map<string, Promise<Uint8Array | null>>();
   readonly #jobTombstones = new Set<string>();
   #workersView: TopicView | undefined;
   #workersCaughtUp = false;
@@ -281,7 +283,7 @@ export class KafkaBackend implements Backend {
       const sha = key.slice('artifact:'.length);
       if (!SHA256.test(sha)) throw new MalformedRecord(record, 'key', 'must be artifact:<sha256>');
       if (!m.value) throw new MalformedRecord(record, 'value', 'an artifact must have bytes');
-      this.#artifacts.set(sha, Buffer.from(m.value)); // a copy: a slice would pin the fetch buffer
+      this.#artifacts.set(sha, new Uint8Array(m.value)); // a copy of its own: a slice would pin the fetch buffer
       this.#artifactsRead.add(sha);
       return;
     }
@@ -320,11 +322,21 @@ export class KafkaBackend implements Backend {
     await this.#client.caughtUp(this.#startJobsView(), `artifact ${sha256.slice(0, 12)}`);
     const read = this.#artifacts.get(sha256);
     if (read || !this.#artifactsRead.has(sha256)) return read ?? null;
-    // Read once, and its bytes since let go: read the topic again from its start for this one.
-    let found: Buffer | undefined;
+    // Read once, and its bytes since let go: read the topic again from its start for this one, once
+    // however many batches ask at the same moment.
+    let p = this.#rereads.get(sha256);
+    if (!p) {
+      p = this.#reread(sha256).finally(() => this.#rereads.delete(sha256));
+      this.#rereads.set(sha256, p);
+    }
+    return p;
+  }
+
+  async #reread(sha256: string): Promise<Uint8Array | null> {
+    let found: Uint8Array | undefined;
     const key = `artifact:${sha256}`;
     const view = this.#client.view(this.#client.topics.jobs, 'artifact-reread', 'beginning', (_p, m) => {
-      if (m.value && m.key?.toString('utf8') === key) found = Buffer.from(m.value); // the last copy, as the first reading kept
+      if (m.value && m.key?.toString('utf8') === key) found = new Uint8Array(m.value); // the last copy, as the first reading kept
     }, JOBS_CONSEQUENCE);
     try {
       await this.#client.caughtUp(view, `artifact ${sha256.slice(0, 12)} again`);

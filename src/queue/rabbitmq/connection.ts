@@ -23,6 +23,14 @@ const CONNECT_TIMEOUT_MS = 5000;
  */
 const STREAMS_READY_MS = 10_000;
 
+/** `p`, or a rejection naming `what` once `ms` have passed (the late settlement of `p` is ignored). */
+function settleWithin<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} within the time left`)), Math.max(1, ms))));
+  p.catch(() => {}); // settled after the race was lost: nothing waits for it
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 export interface RabbitNames {
   priority: Record<Priority, string>;
   dlq: string;
@@ -132,7 +140,8 @@ export class RabbitConnection {
 
   async ensure(): Promise<void> {
     this.checkOpen();
-    if (this.conn && this.ch && this.admin) return;
+    // Channels up is not enough: nothing uses the connection before its streams took a write.
+    if (!this.#connecting && this.conn && this.ch && this.admin && this.#streamsProven === this.connGen) return;
     await (this.#connecting ??= this.#connectReady().finally(() => (this.#connecting = undefined)));
   }
 
@@ -147,19 +156,30 @@ export class RabbitConnection {
       await this.#connect();
       if (this.#streamsProven === this.connGen) return;
       const gen = this.connGen;
+      let failure: unknown;
       try {
-        for (const stream of [this.names.jobs, this.names.workers]) await this.publish('', stream, Buffer.alloc(0), { headers: { sync: 'connect' }, persistent: true });
+        for (const stream of [this.names.jobs, this.names.workers]) {
+          // A broker that blocks publishers (a memory or disk alarm) never confirms: bounded too.
+          await settleWithin(this.publish('', stream, Buffer.alloc(0), { headers: { sync: 'connect' }, persistent: true }), deadline - Date.now(), `no confirm from ${stream}`);
+        }
         if (gen === this.connGen) {
           this.#streamsProven = gen;
           return;
         }
       } catch (err) {
         this.checkOpen();
-        if (Date.now() + delay > deadline) throw new Error(`the queue's streams (${this.names.jobs}, ${this.names.workers}) did not take writes within ${STREAMS_READY_MS} ms: ${describe(err)}`, { cause: err });
-        this.logger?.log('debug', 'backend_error', { code: 'MG_ERR_BACKEND', during: 'stream readiness', queue: this.q, retry_in_ms: delay, message: describe(err) });
+        failure = err;
       }
-      // The broker closes the connection after failing the write: wait for that, then connect anew.
-      if (this.conn && gen === this.connGen) await this.closeConnection(this.conn);
+      // The broker closes the connection after failing the write: close it here too, then connect anew.
+      const conn = this.conn;
+      if (conn && gen === this.connGen) {
+        await this.closeConnection(conn);
+        // Its 'close' event normally did this; a close that timed out must not leave it in use.
+        if (this.conn === conn) this.#lost();
+      }
+      this.checkOpen();
+      if (Date.now() + delay > deadline) throw new Error(`the queue's streams (${this.names.jobs}, ${this.names.workers}) did not take writes within ${STREAMS_READY_MS} ms: ${describe(failure ?? 'the connection was lost')}`, { cause: failure });
+      this.logger?.log('debug', 'backend_error', { code: 'MG_ERR_BACKEND', during: 'stream readiness', queue: this.q, retry_in_ms: delay, message: describe(failure ?? 'the connection was lost') });
       await new Promise((r) => setTimeout(r, delay));
     }
   }

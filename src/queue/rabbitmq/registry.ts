@@ -33,8 +33,16 @@ export class RabbitRegistry {
   readonly #tombstones = new Map<string, number>();
   /** The bytes of recently used artifacts (a byte budget: the stream carries every evaluation's). */
   readonly #artifacts: ArtifactMemo;
-  /** When each artifact was last appended to the stream (publisher's clock, ms): also says it was read, when the memo has let its bytes go. */
-  readonly #artifactAt = new Map<string, number>();
+  /**
+   * Each artifact read or appended: when it was last appended (publisher's clock, never past this
+   * process's now) and the stream offset of a good copy — where to read it again once the memo has let
+   * its bytes go.
+   */
+  readonly #artifactAt = new Map<string, { at: number; offset: number | undefined }>();
+  /** When each manifest was last read or asked for (this process's clock): what pruning goes by. */
+  readonly #manifestUsed = new Map<string, number>();
+  /** Rereads of the stream in progress, one per artifact. */
+  readonly #rereads = new Map<string, Promise<Uint8Array | null>>();
   #sincePrune = 0;
   #workersView: StreamView | undefined;
   #workersCaughtUp = false;
@@ -69,7 +77,7 @@ export class RabbitRegistry {
   }
 
   #jobs(): StreamView {
-    return (this.#jobsView ??= new StreamView(this.c.names.jobs, this.#host, (msg) => this.#onJobRecord(msg)));
+    return (this.#jobsView ??= new StreamView(this.c.names.jobs, this.#host, undefined, (msg) => this.#onJobRecord(msg)));
   }
 
   #onJobRecord(msg: ConsumeMessage): void {
@@ -80,33 +88,45 @@ export class RabbitRegistry {
       const sha = hstr(h, 'sha256') ?? '';
       if (!SHA256.test(sha)) throw new MalformedRecord(`artifact at offset ${offset}`, 'sha256', 'must be 64 hex digits');
       if (sha256(msg.content) !== sha) throw new MalformedRecord(`artifact ${sha.slice(0, 12)}`, 'content', 'does not match its sha256 (tampered or corrupt)');
-      this.#artifacts.set(sha, Buffer.from(msg.content));
-      this.#artifactAt.set(sha, Math.max(this.#artifactAt.get(sha) ?? 0, hint(h, 'at')));
+      this.#artifacts.set(sha, new Uint8Array(msg.content)); // a copy of its own: a view would pin amqplib's buffer
+      const at = Math.min(hint(h, 'at') || Date.now(), Date.now());
+      const off = Number(offset);
+      this.#artifactAt.set(sha, { at: Math.max(this.#artifactAt.get(sha)?.at ?? 0, at), offset: Number.isSafeInteger(off) ? off : undefined });
       this.#pruneSometimes();
     } else if (kind === 'job') {
       const jobId = hstr(h, 'job') ?? '';
       const m = parseManifest(jobId, msg.content.toString('utf8'));
       this.#manifests.set(m.jobId, m);
+      this.#manifestUsed.set(m.jobId, Date.now());
       this.#tombstones.delete(m.jobId);
       this.#pruneSometimes();
     } else if (kind === 'job-deleted') {
       const jobId = hstr(h, 'job');
       if (jobId) {
         this.#manifests.delete(jobId);
+        this.#manifestUsed.delete(jobId);
         this.#tombstones.set(jobId, Date.now());
       }
       this.#pruneSometimes();
     } else throw new MalformedRecord(`jobs stream record at offset ${offset}`, 'kind', 'must be artifact, job or job-deleted');
   }
 
-  /** Forgets what the stream itself no longer holds: manifests, tombstones and artifact times past FORGET_AFTER_MS. */
+  /**
+   * Forgets what the stream itself no longer holds (FORGET_AFTER_MS): artifact times, tombstones, and
+   * manifests nobody asked for that long (a job still running keeps its manifest). Times come from this
+   * process's clock or are capped at it, so a record dated in the future is forgotten like any other.
+   */
   #pruneSometimes(): void {
     if (++this.#sincePrune < PRUNE_EVERY) return;
     this.#sincePrune = 0;
     const before = Date.now() - FORGET_AFTER_MS;
-    for (const [sha, at] of this.#artifactAt) if (at < before) this.#artifactAt.delete(sha);
+    for (const [sha, a] of this.#artifactAt) if (a.at < before) this.#artifactAt.delete(sha);
     for (const [jobId, at] of this.#tombstones) if (at < before) this.#tombstones.delete(jobId);
-    for (const [jobId, m] of this.#manifests) if (m.createdAt < before) this.#manifests.delete(jobId);
+    for (const [jobId, at] of this.#manifestUsed) {
+      if (at >= before) continue;
+      this.#manifestUsed.delete(jobId);
+      this.#manifests.delete(jobId);
+    }
   }
 
   async #caughtUp(view: StreamView, what: string): Promise<void> {
@@ -118,13 +138,13 @@ export class RabbitRegistry {
   async putArtifact(sha256: string, bytes: Uint8Array): Promise<void> {
     // The same code evaluated again is not appended again while its copy on the stream is recent
     // (well inside the stream's 7-day retention): the stream, and every reader's memory, stay small.
-    const fresh = () => (this.#artifactAt.get(sha256) ?? 0) > Date.now() - ARTIFACT_REUSE_MS;
+    const fresh = () => (this.#artifactAt.get(sha256)?.at ?? 0) > Date.now() - ARTIFACT_REUSE_MS;
     if (!fresh()) await this.#caughtUp(this.#jobs(), `artifact ${sha256.slice(0, 12)}`);
     if (fresh()) return;
     const at = Date.now();
     await this.c.run('put artifact', () => this.c.publish('', this.c.names.jobs, toBuffer(bytes), { headers: { kind: 'artifact', sha256, at }, persistent: true }));
-    this.#artifacts.set(sha256, Buffer.from(bytes));
-    this.#artifactAt.set(sha256, at);
+    this.#artifacts.set(sha256, new Uint8Array(bytes));
+    this.#artifactAt.set(sha256, { at, offset: this.#artifactAt.get(sha256)?.offset });
   }
 
   async getArtifact(sha: string): Promise<Uint8Array | null> {
@@ -134,17 +154,23 @@ export class RabbitRegistry {
     await this.#caughtUp(this.#jobs(), `artifact ${sha.slice(0, 12)}`);
     const read = this.#artifacts.get(sha);
     if (read || !this.#artifactAt.has(sha)) return read ?? null;
-    // Read once, and its bytes since let go: read the stream again from its start for this one.
-    return this.#reread(sha);
+    // Read once, and its bytes since let go: read the stream again, from that copy's offset, once
+    // however many batches ask at the same moment.
+    let p = this.#rereads.get(sha);
+    if (!p) {
+      p = this.#reread(sha).finally(() => this.#rereads.delete(sha));
+      this.#rereads.set(sha, p);
+    }
+    return p;
   }
 
   async #reread(sha: string): Promise<Uint8Array | null> {
-    let found: Buffer | undefined;
-    const view = new StreamView(this.c.names.jobs, this.#host, (msg) => {
+    let found: Uint8Array | undefined;
+    const view = new StreamView(this.c.names.jobs, this.#host, this.#artifactAt.get(sha)?.offset, (msg) => {
       const h = msg.properties.headers;
       if (found || hstr(h, 'kind') !== 'artifact' || hstr(h, 'sha256') !== sha) return;
       // A copy that does not match its name is skipped here as it was the first time.
-      if (sha256(msg.content) === sha) found = Buffer.from(msg.content);
+      if (sha256(msg.content) === sha) found = new Uint8Array(msg.content);
     });
     try {
       await this.#caughtUp(view, `artifact ${sha.slice(0, 12)} again`);
@@ -159,6 +185,7 @@ export class RabbitRegistry {
   async putJob(manifest: JobManifest): Promise<void> {
     await this.c.run('put job', () => this.c.publish('', this.c.names.jobs, Buffer.from(JSON.stringify(manifest)), { headers: { kind: 'job', job: manifest.jobId }, persistent: true }));
     this.#manifests.set(manifest.jobId, structuredClone(manifest));
+    this.#manifestUsed.set(manifest.jobId, Date.now());
     this.#tombstones.delete(manifest.jobId);
   }
 
@@ -166,6 +193,7 @@ export class RabbitRegistry {
     this.c.checkOpen();
     if (!this.#manifests.has(jobId) && !this.#tombstones.has(jobId)) await this.#caughtUp(this.#jobs(), `job ${jobId}`);
     const m = this.#manifests.get(jobId);
+    if (m) this.#manifestUsed.set(jobId, Date.now());
     return m ? structuredClone(m) : null;
   }
 
@@ -179,7 +207,7 @@ export class RabbitRegistry {
   // --- workers -------------------------------------------------------------------------------------
 
   #workersStream(): StreamView {
-    return (this.#workersView ??= new StreamView(this.c.names.workers, this.#host, (msg) => {
+    return (this.#workersView ??= new StreamView(this.c.names.workers, this.#host, undefined, (msg) => {
       const h = msg.properties.headers;
       const workerId = hstr(h, 'worker');
       if (!workerId) throw new MalformedRecord(`workers stream record at offset ${hstr(h, 'x-stream-offset')}`, 'worker', 'is missing');
@@ -187,8 +215,10 @@ export class RabbitRegistry {
         this.#workers.delete(workerId);
         return;
       }
-      const at = Number(hstr(h, 'at'));
-      if (!Number.isFinite(at) || at < 0) throw new MalformedRecord(`worker ${workerId}`, 'at', 'must be a time in ms');
+      const sent = Number(hstr(h, 'at'));
+      if (!Number.isFinite(sent) || sent < 0) throw new MalformedRecord(`worker ${workerId}`, 'at', 'must be a time in ms');
+      // Never later than now here: a heartbeat dated in the future would keep its worker for ever.
+      const at = Math.min(sent, Date.now());
       const prev = this.#workers.get(workerId);
       if (prev && (prev.lastHeartbeat ?? 0) > at) return;
       const info = parseWorkerInfo(workerId, at, msg.content.toString('utf8'), (err) => logMalformed(this.c.logger, err, { queue: this.c.q }));

@@ -27,16 +27,22 @@ export class StreamView extends EventEmitter {
   readonly #awaited = new Set<string>();
   readonly #seen = new Set<string>();
 
+  #stopped = false;
+
+  /** Reads `stream` from `from` (an offset), or from its first record. */
   constructor(
     readonly stream: string,
     private readonly backend: StreamHost,
+    from: number | undefined,
     private readonly onMessage: (msg: ConsumeMessage) => void,
   ) {
     super();
     this.setMaxListeners(0);
+    this.#next = from;
   }
 
   start(): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
     if (this.#ch && this.#gen === this.backend.currentGen()) return Promise.resolve();
     return (this.#starting ??= this.#start().finally(() => (this.#starting = undefined)));
   }
@@ -47,6 +53,11 @@ export class StreamView extends EventEmitter {
     // A channel of a connection that died is closed already; closing it again fails harmlessly.
     if (old) void old.close().catch((err: unknown) => this.backend.logger?.log('debug', 'backend_error', { code: 'MG_ERR_BACKEND', during: `close ${this.stream} reader`, message: describe(err) }));
     const { ch, gen } = await this.backend.channel(500);
+    if (this.#stopped) {
+      // stop() came while the channel was being opened: it is closed, not left consuming.
+      void ch.close().catch((err: unknown) => this.backend.logger?.log('debug', 'backend_error', { code: 'MG_ERR_BACKEND', during: `close ${this.stream} reader`, message: describe(err) }));
+      return;
+    }
     this.#ch = ch;
     this.#gen = gen;
     ch.on('close', () => {
@@ -86,6 +97,7 @@ export class StreamView extends EventEmitter {
   /** Waits until everything appended before this call has been read (false: not within `ms`). */
   async catchUp(ms: number): Promise<boolean> {
     await this.start();
+    if (this.#stopped) return false;
     const id = randomUUID();
     this.#awaited.add(id);
     try {
@@ -124,6 +136,7 @@ export class StreamView extends EventEmitter {
 
   /** Stops reading: pending catch-ups return false and the reader's channel is closed. */
   stop(): void {
+    this.#stopped = true;
     this.emit('stopped');
     const ch = this.#ch;
     this.#ch = undefined;

@@ -46,7 +46,7 @@ export class SqsRegistry {
       const url = await this.c.createQueue(this.c.names.artifact(sha), { MessageRetentionPeriod: String(this.c.retention()) });
       const attrs = await this.c.carry(`artifact ${sha.slice(0, 12)}`, toBuffer(bytes), { kind: str('artifact'), sha: str(sha) }, 'artifact');
       await this.c.send(new SendMessageCommand({ QueueUrl: url, MessageBody: 'artifact', MessageAttributes: attrs }));
-      this.#artifacts.set(sha, Buffer.from(bytes));
+      this.#artifacts.set(sha, new Uint8Array(bytes));
     });
   }
 
@@ -62,7 +62,7 @@ export class SqsRegistry {
         logMalformed(this.c.logger, new MalformedRecord(`artifact ${sha.slice(0, 12)}`, 'content', 'does not match its sha256 (tampered or corrupt)'), { queue: this.c.name });
         return null;
       }
-      this.#artifacts.set(sha, bytes);
+      this.#artifacts.set(sha, new Uint8Array(bytes));
       return bytes;
     });
   }
