@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ArtifactMemo, BoundedSet, ENTRY_OVERHEAD_BYTES as E } from '../src/queue/artifact-memo.ts';
+import { ArtifactMemo, BoundedSet, ENTRY_OVERHEAD_BYTES as E, onceAtATime } from '../src/queue/artifact-memo.ts';
 
 const bytes = (n: number, fill = 1) => new Uint8Array(n).fill(fill);
 
@@ -59,5 +59,24 @@ describe('BoundedSet', () => {
     assert.equal(s.has('b'), false);
     assert.ok(s.has('a') && s.has('c') && s.has('d'));
     assert.equal(s.size, 3);
+  });
+});
+
+describe('onceAtATime', () => {
+  it('runs once for callers that ask while it runs, and again after it settled (a failure too)', async () => {
+    const inFlight = new Map<string, Promise<number>>();
+    let runs = 0;
+    const run = async () => {
+      runs++;
+      await new Promise((r) => setTimeout(r, 10));
+      return runs;
+    };
+    const [a, b, c] = await Promise.all([onceAtATime(inFlight, 'x', run), onceAtATime(inFlight, 'x', run), onceAtATime(inFlight, 'y', run)]);
+    assert.deepEqual([a, b, runs], [a, a, 2], 'x ran once for two callers, y once');
+    assert.ok(c === 1 || c === 2);
+    assert.equal(inFlight.size, 0);
+    await assert.rejects(onceAtATime(inFlight, 'x', async () => Promise.reject(new Error('boom'))), /boom/);
+    assert.equal(inFlight.size, 0, 'a failure is not kept');
+    assert.equal(await onceAtATime(inFlight, 'x', run), 3);
   });
 });

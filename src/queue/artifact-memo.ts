@@ -84,3 +84,13 @@ export class BoundedSet {
     return this.#items.size;
   }
 }
+
+/** `run()` once per key at a time: callers that ask while it runs share its promise. */
+export function onceAtATime<T>(inFlight: Map<string, Promise<T>>, key: string, run: () => Promise<T>): Promise<T> {
+  let p = inFlight.get(key);
+  if (!p) {
+    p = run().finally(() => inFlight.delete(key));
+    inFlight.set(key, p);
+  }
+  return p;
+}

@@ -85,7 +85,7 @@ import type { QueueConfig } from '../../options/queue.js';
 import type { Logger } from '../../observe/log.js';
 import { waitForAny } from '../../util/wait.js';
 import { logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from '../records.js';
-import { ArtifactMemo, BoundedSet } from '../artifact-memo.js';
+import { ArtifactMemo, BoundedSet, onceAtATime } from '../artifact-memo.js';
 import {
   priorities,
   type Backend,
@@ -324,12 +324,7 @@ export class KafkaBackend implements Backend {
     if (read || !this.#artifactsRead.has(sha256)) return read ?? null;
     // Read once, and its bytes since let go: read the topic again from its start for this one, once
     // however many batches ask at the same moment.
-    let p = this.#rereads.get(sha256);
-    if (!p) {
-      p = this.#reread(sha256).finally(() => this.#rereads.delete(sha256));
-      this.#rereads.set(sha256, p);
-    }
-    return p;
+    return onceAtATime(this.#rereads, sha256, () => this.#reread(sha256));
   }
 
   async #reread(sha256: string): Promise<Uint8Array | null> {

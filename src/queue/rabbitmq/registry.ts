@@ -11,7 +11,7 @@ import { logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from '.
 import type { JobManifest, WorkerInfo } from '../types.js';
 import type { RabbitConnection } from './connection.js';
 import { sha256 } from '../../util/hash.js';
-import { ArtifactMemo } from '../artifact-memo.js';
+import { ArtifactMemo, onceAtATime } from '../artifact-memo.js';
 import { StreamView, type StreamHost } from './stream-view.js';
 import { hint, hstr, toBuffer } from './wire.js';
 
@@ -156,12 +156,7 @@ export class RabbitRegistry {
     if (read || !this.#artifactAt.has(sha)) return read ?? null;
     // Read once, and its bytes since let go: read the stream again, from that copy's offset, once
     // however many batches ask at the same moment.
-    let p = this.#rereads.get(sha);
-    if (!p) {
-      p = this.#reread(sha).finally(() => this.#rereads.delete(sha));
-      this.#rereads.set(sha, p);
-    }
-    return p;
+    return onceAtATime(this.#rereads, sha, () => this.#reread(sha));
   }
 
   async #reread(sha: string): Promise<Uint8Array | null> {
