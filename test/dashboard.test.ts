@@ -260,6 +260,17 @@ describe('metaguard dashboard in a browser', { skip, concurrency: false }, () =>
     await worker.exited;
     let run: Proc | undefined;
     let retried = '';
+    // Waits for the page to show `n` dead-letter rows; on failure says what the page and the store hold.
+    const deadRows = async (n: number) => {
+      try {
+        await page.waitForFunction((k) => document.querySelectorAll('tr[data-batch]').length === k, n, { timeout: 30_000 });
+      } catch (err) {
+        const shown = await page.locator('tr[data-batch]').count();
+        const dead = (await admin.listDead()).map((d) => d.id);
+        const overview = (await rawGet(new URL('/api/overview', dashboard.url).href, {})).body.slice(0, 600);
+        throw new Error(`waiting for ${n} dead-letter rows: the page shows ${shown}, the store holds ${dead.length} (${dead.join(', ')}); coordinator exit ${run?.child.exitCode ?? 'none yet'}, its output: ${run?.output().slice(-1500) ?? ''}; /api/overview ${overview}; ${(err as Error).message}`);
+      }
+    };
     try {
       run = evaluate(100);
       await until('batches pending', async () => (await admin.stats()).pending.normal >= 3, 60_000);
@@ -268,7 +279,7 @@ describe('metaguard dashboard in a browser', { skip, concurrency: false }, () =>
       assert.equal(ids.length, 3);
       for (const id of ids) await admin.deadLetter('dashboard-test', id, wireError('MG_ERR_MALFORMED_BATCH', 'test: poisoned on purpose'));
 
-      await page.waitForFunction(() => document.querySelectorAll('tr[data-batch]').length === 3, null, { timeout: 30_000 });
+      await deadRows(3);
       assert.match((await page.locator('#view-dead tbody').textContent()) ?? '', /poisoned on purpose/);
       await page.screenshot({ path: join(outDir, 'dead-letters.png'), fullPage: true });
       const overview = JSON.parse((await rawGet(new URL('/api/overview', dashboard.url).href, {})).body) as { dead: number; deadByPriority: Record<string, number> };
@@ -302,7 +313,7 @@ describe('metaguard dashboard in a browser', { skip, concurrency: false }, () =>
         return more.length >= 2;
       }, 60_000);
       for (const id of more) await admin.deadLetter('dashboard-test', id, wireError('MG_ERR_MALFORMED_BATCH', 'test: poisoned again'));
-      await page.waitForFunction(() => document.querySelectorAll('tr[data-batch]').length === 2, null, { timeout: 30_000 });
+      await deadRows(2);
       await page.click('#retry-all');
       await page.locator('#view-dead .empty').waitFor({ timeout: 30_000 });
       assert.equal((await admin.listDead()).length, 0);
