@@ -72,9 +72,9 @@ export interface DaemonOptions {
 
 /** Dead-letter codes of a batch that could not be decoded or verified (metamorphic_queue_serialization_errors_total). */
 const SERIALIZATION_CODES: ReadonlySet<string> = new Set(['MG_ERR_CODEC', 'MG_ERR_HMAC', 'MG_ERR_MALFORMED_BATCH']);
-/** Why a draining worker hands a batch back (not counted as an attempt). */
 /** Tries of the first heartbeat, 1 s then 2 s apart, before a worker gives up at start. */
 const START_HEARTBEAT_ATTEMPTS = 3;
+/** Why a draining worker hands a batch back (not counted as an attempt). */
 const DRAINING = wireError('MG_ERR_INTERRUPTED', 'worker draining', true);
 
 interface Held {

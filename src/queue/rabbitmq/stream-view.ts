@@ -51,11 +51,11 @@ export class StreamView extends EventEmitter {
     const old = this.#ch;
     this.#ch = undefined;
     // A channel of a connection that died is closed already; closing it again fails harmlessly.
-    if (old) void old.close().catch((err: unknown) => this.backend.logger?.log('debug', 'backend_error', { code: 'MG_ERR_BACKEND', during: `close ${this.stream} reader`, message: describe(err) }));
+    if (old) this.#close(old);
     const { ch, gen } = await this.backend.channel(500);
     if (this.#stopped) {
       // stop() came while the channel was being opened: it is closed, not left consuming.
-      void ch.close().catch((err: unknown) => this.backend.logger?.log('debug', 'backend_error', { code: 'MG_ERR_BACKEND', during: `close ${this.stream} reader`, message: describe(err) }));
+      this.#close(ch);
       return;
     }
     this.#ch = ch;
@@ -129,6 +129,11 @@ export class StreamView extends EventEmitter {
     });
   }
 
+  /** Closes a reader channel; one of a connection that died is closed already, and failing to close it again is logged. */
+  #close(ch: Channel): void {
+    void ch.close().catch((err: unknown) => this.backend.logger?.log('debug', 'backend_error', { code: 'MG_ERR_BACKEND', during: `close ${this.stream} reader`, message: describe(err) }));
+  }
+
   /** Markers held in memory (only those this view's pending catchUp calls wait for). */
   get markersHeld(): number {
     return this.#seen.size + this.#awaited.size;
@@ -140,7 +145,7 @@ export class StreamView extends EventEmitter {
     this.emit('stopped');
     const ch = this.#ch;
     this.#ch = undefined;
-    if (ch) void ch.close().catch((err: unknown) => this.backend.logger?.log('debug', 'backend_error', { code: 'MG_ERR_BACKEND', during: `close ${this.stream} reader`, message: describe(err) }));
+    if (ch) this.#close(ch);
   }
 }
 
