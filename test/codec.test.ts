@@ -35,6 +35,7 @@ import {
   type NativeBinding,
 } from '../src/codec/native.js';
 import type { Codec } from '../src/codec/types.js';
+import { pack, packCaseList, unpack, unpackRun } from '../src/codec/serialize.js';
 import { packageRoot } from '../src/util/paths.js';
 
 const FUZZ_MS = Number(process.env.METAGUARD_FUZZ_MS ?? 2000);
@@ -630,5 +631,29 @@ describe('sdNotify', { skip: nativeSkip || pythonSkip }, () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('unpackRun: a chunk of cases decoded in one pass', () => {
+  it('gives what decoding each case alone gives, and undefined (each case alone, then) when the bytes or the boundaries disagree', () => {
+    const cases = [[[3, 1, 2]], [{ a: new Map([[1, 2]]), b: new Date(3) }], [], [new Float64Array([1.5]), 'x', null]];
+    const { bytes, ends } = packCaseList(cases);
+    const run = unpackRun(bytes, ends);
+    assert.ok(run);
+    let start = 0;
+    run.forEach((v, i) => {
+      assert.deepStrictEqual(v, unpack(bytes.subarray(start, ends[i])));
+      start = ends[i];
+    });
+    assert.deepStrictEqual(unpackRun(new Uint8Array(0), new Uint32Array(0)), []);
+    // Boundaries that are not the values' own: one value's bytes said to end early, or more values than said.
+    assert.equal(unpackRun(bytes, Uint32Array.from([ends[0] - 1, ...ends.slice(1)])), undefined);
+    assert.equal(unpackRun(bytes, ends.slice(0, 2)), undefined);
+    assert.equal(unpackRun(bytes, Uint32Array.from([...ends, ends[3] + 1])), undefined);
+    // Bytes cut short, or junk in the middle.
+    assert.equal(unpackRun(bytes.subarray(0, bytes.byteLength - 2), ends), undefined);
+    const junk = Uint8Array.from([...bytes.subarray(0, ends[0]), 0xc1, ...bytes.subarray(ends[0] + 1)]);
+    assert.equal(unpackRun(junk, ends), undefined);
+    assert.deepStrictEqual(unpackRun(pack(7), [pack(7).byteLength]), [7]);
   });
 });

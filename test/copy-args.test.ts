@@ -88,3 +88,51 @@ test('a realm whose Object.keys and Array.isArray were replaced after load copie
     Array.isArray = isArray;
   }
 });
+
+test('argument lists of primitives and arrays of primitives (the quick path): equal to structuredClone, nothing shared', () => {
+  const primitive = fc.oneof(fc.integer(), fc.double(), fc.string({ maxLength: 3 }), fc.boolean(), fc.constant(null), fc.constant(undefined), fc.bigInt());
+  fc.assert(
+    fc.property(fc.array(fc.oneof(primitive, fc.array(primitive, { maxLength: 6 }), fc.sparseArray(primitive, { maxLength: 6 })), { maxLength: 12 }), (args) => {
+      const copy = copyArgs(args);
+      assert.deepStrictEqual(copy, structuredClone(args));
+      for (let i = 0; i < args.length; i++) {
+        if (Array.isArray(args[i])) {
+          assert.notEqual(copy[i], args[i]);
+          // Holes stay holes.
+          for (let j = 0; j < (args[i] as unknown[]).length; j++) assert.equal(j in (copy[i] as unknown[]), j in (args[i] as unknown[]));
+        }
+      }
+    }),
+  );
+  // More nested arrays than the quick path tracks, one of them twice: still one value in the copy.
+  const shared = [0];
+  const many = [...Array.from({ length: 9 }, (_, i) => [i]), shared, shared];
+  const copy = copyArgs(many) as number[][];
+  assert.deepStrictEqual(copy, structuredClone(many));
+  assert.equal(copy[9], copy[10]);
+});
+
+test('a realm whose Array.prototype methods and index setters were replaced copies the same, and the copy never reaches them', () => {
+  const seen: unknown[] = [];
+  const saved = { push: Array.prototype.push, includes: Array.prototype.includes, slice: Array.prototype.slice };
+  try {
+    Array.prototype.push = function (...xs: unknown[]) {
+      for (const x of xs) seen[seen.length] = x;
+      return 0;
+    };
+    Array.prototype.includes = () => true;
+    Array.prototype.slice = () => ['forged'];
+    Object.defineProperty(Array.prototype, '7', { configurable: true, set(v: unknown) { seen[seen.length] = v; } });
+    const xs = [3, 1, 2];
+    const copy = copyArgs([xs, [4]]) as number[][];
+    assert.deepEqual(copy, [[3, 1, 2], [4]]);
+    assert.notEqual(copy[0], xs);
+    // The general path (objects, nested arrays) too.
+    const o = { a: [1, [2]], b: { c: 'x' } };
+    assert.deepEqual(copyArgs([o, [[5]]]), [{ a: [1, [2]], b: { c: 'x' } }, [[5]]]);
+    assert.deepEqual(seen, [], 'no replaced method or setter saw the arguments');
+  } finally {
+    delete (Array.prototype as unknown as Record<string, unknown>)['7'];
+    Object.assign(Array.prototype, saved);
+  }
+});

@@ -13,7 +13,7 @@ import { guardThread } from '../execution/thread-guard.js';
 import { isDeepStrictEqual } from 'node:util';
 import { copyArgs, copyOutput } from './copy.js';
 import { realmLocked } from './realm-lock.js';
-import { packCaseList, unpack } from '../codec/serialize.js';
+import { packCaseList, unpack, unpackRun } from '../codec/serialize.js';
 import { performance } from 'node:perf_hooks';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -46,6 +46,7 @@ const now = performance.now.bind(performance);
 const freeze = Object.freeze;
 // A case process refuses v8.setFlagsFromString to user code once its realm is locked (realm-lock.ts).
 const setV8Flags = setFlagsFromString;
+const apply = Reflect.apply;
 
 /**
  * The runner imports the task under a URL of its own (the bundle's, plus a query no one else knows),
@@ -56,26 +57,44 @@ const setV8Flags = setFlagsFromString;
 const TASK_INSTANCE = `mg-runner=${randomBytes(16).toString('hex')}`;
 const runnerTaskUrl = (url: string) => `${url}${url.includes('?') ? '&' : '?'}${TASK_INSTANCE}`;
 
+/**
+ * A property as the runner calls it: `holds` applies its check, on the property's own object, to an
+ * argument list `[output, ...args]` built once per output (not once per property).
+ */
+interface RunnerProperty {
+  readonly name: string;
+  readonly hard: boolean;
+  holds(list: readonly unknown[]): boolean;
+}
+
+/** The task as the runner uses it: its own frozen lists, and the relations' equivalence resolved. */
+interface RunnerTask {
+  readonly properties: readonly RunnerProperty[];
+  readonly relations: readonly TaskSpec['relations'][number][];
+  readonly equivalent: (a: unknown, b: unknown) => boolean;
+}
+
 /** The spec as the runner uses it: its lists and their entries copied and frozen; functions called on their own objects. */
-function snapshotTask(spec: TaskSpec): TaskSpec {
-  const properties = spec.properties.map((p) => {
-    const { name, mode } = p;
+function snapshotTask(spec: TaskSpec): RunnerTask {
+  const properties = spec.properties.map((p): RunnerProperty => {
+    const { name } = p;
+    const hard = (p.mode ?? 'hard') === 'hard';
     const check = p.check;
-    return freeze({ name, mode, check: (output: unknown, ...args: unknown[]) => Reflect.apply(check, p, [output, ...args]) as boolean });
+    return freeze({ name, hard, holds: (list: readonly unknown[]) => apply(check, p, list) === true });
   });
   const relations = spec.relations.map((r) => {
     const { name, expect } = r;
     const transform = r.transform;
-    return freeze({ name, expect, transform: (args: unknown[], rng: () => number) => Reflect.apply(transform, r, [args, rng]) as unknown[] });
+    return freeze({ name, expect, transform: (args: unknown[], rng: () => number) => apply(transform, r, [args, rng]) as unknown[] });
   });
   const equivalence = spec.equivalence;
-  return freeze({ ...spec, properties: freeze(properties), relations: freeze(relations), ...(equivalence ? { equivalence: (a: unknown, b: unknown) => Reflect.apply(equivalence, spec, [a, b]) as boolean } : {}) }) as TaskSpec;
+  return freeze({ properties: freeze(properties), relations: freeze(relations), equivalent: equivalence ? (a: unknown, b: unknown) => apply(equivalence, spec, [a, b]) === true : deepStrictEqual });
 }
 
 const FLUSH_MS = 2;
 const FLUSH_MAX = 256;
 
-const taskCache = new Map<string, Promise<TaskSpec>>();
+const taskCache = new Map<string, Promise<RunnerTask>>();
 /** An implementation module exports `solve`, or `http` (an endpoint with its own request shape). */
 type Loaded = { solve: Solve } | { http: HttpShape };
 const implCache = new Map<string, Promise<Loaded>>();
@@ -174,23 +193,41 @@ function outputError(err: unknown): Error {
   return e;
 }
 
-function failedProperties(task: TaskSpec, output: unknown, args: unknown[], mode: 'hard' | 'soft'): readonly string[] {
-  let failed: string[] | undefined;
-  for (const p of task.properties) {
-    if ((p.mode ?? 'hard') !== mode) continue;
+/** The properties an output violates, hard and soft; NO_VIOLATIONS (shared) when it violates none. */
+function checkProperties(task: RunnerTask, output: unknown, args: readonly unknown[], hardOnly = false): Violations {
+  const properties = task.properties;
+  if (properties.length === 0) return NO_VIOLATIONS;
+  // Built by hand: no spread (an iterator this realm's code could have replaced).
+  const list = new Array<unknown>(args.length + 1);
+  list[0] = output;
+  for (let i = 0; i < args.length; i++) list[i + 1] = args[i];
+  let hard: string[] | undefined;
+  let soft: string[] | undefined;
+  for (let i = 0; i < properties.length; i++) {
+    const p = properties[i];
+    if (hardOnly && !p.hard) continue;
     let ok = false;
     try {
-      ok = p.check(output, ...args) === true;
+      ok = p.holds(list);
     } catch {
       ok = false;
     }
-    if (!ok) (failed ??= []).push(p.name);
+    if (!ok) {
+      if (p.hard) (hard ??= []).push(p.name);
+      else (soft ??= []).push(p.name);
+    }
   }
-  return failed ?? NONE;
+  return hard || soft ? { hard: hard ?? NONE, soft: soft ?? NONE } : NO_VIOLATIONS;
+}
+
+interface Violations {
+  readonly hard: readonly string[];
+  readonly soft: readonly string[];
 }
 
 /** An empty violation list, shared (never mutated). */
 const NONE: readonly string[] = Object.freeze([]);
+const NO_VIOLATIONS: Violations = Object.freeze({ hard: NONE, soft: NONE });
 
 interface CaseContext {
   deadline: CaseDeadline;
@@ -204,38 +241,27 @@ interface CaseContext {
  * output (`drive` below): a synchronous `solve` runs the whole case without a microtask, an
  * asynchronous one is awaited.
  */
-function* caseSteps(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: number, c: CaseInput, ctx?: CaseContext): Generator<unknown, CaseResult, unknown> {
+function* caseSteps(task: RunnerTask, invoke: Invoke, seed: number, timeoutMs: number, c: CaseInput, ctx?: CaseContext): Generator<unknown, CaseResult, unknown> {
   const started = now();
-  const elapsed = () => now() - started - (ctx?.deadline.extendedMs ?? 0);
-  const withTrace = (r: CaseResult): CaseResult => {
-    if (ctx?.trace.ms.length) r.http = ctx.trace;
-    return r;
-  };
-  const failWith = (err: unknown): CaseResult => {
-    const error = ctx?.deadline.signal.aborted ? errorInfo(ctx.deadline.signal.reason, 'E_TIMEOUT') : errorInfo(err, 'E_THROW');
-    if (ctx) error.message = ctx.redact(error.message);
-    return withTrace({ index: c.index, passed: false, durationMs: elapsed(), error });
-  };
   let output: unknown;
   try {
     output = yield invoke(c.args, ctx?.scope);
   } catch (err) {
-    return failWith(err);
+    return failed(c, started, err, ctx);
   }
   const locked = realmLocked();
   if (locked) {
     try {
       output = copyOutput(output);
     } catch (err) {
-      return failWith(outputError(err));
+      return failed(c, started, outputError(err), ctx);
     }
   }
-  const propViolations = failedProperties(task, output, c.args, 'hard');
-  const softViolations = failedProperties(task, output, c.args, 'soft');
+  const violations = checkProperties(task, output, c.args);
   let mrViolations: string[] | undefined;
-  const equivalent = task.equivalence ?? deepStrictEqual;
-  for (let r = 0; r < task.relations.length; r++) {
-    const relation = task.relations[r];
+  const { relations, equivalent } = task;
+  for (let r = 0; r < relations.length; r++) {
+    const relation = relations[r];
     let holds = false;
     try {
       const expect = relation.expect ?? 'equal';
@@ -249,32 +275,50 @@ function* caseSteps(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: num
         // An endpoint that fails or runs out of time on the follow-up input is that case's result,
         // not a relation violation.
         const code = (err as { code?: unknown } | null)?.code;
-        if (ctx?.deadline.signal.aborted || (typeof code === 'string' && code.startsWith('E_HTTP_'))) return failWith(err);
+        if (ctx?.deadline.signal.aborted || (typeof code === 'string' && code.startsWith('E_HTTP_'))) return failed(c, started, err, ctx);
         throw err;
       }
       // An output that is not data: the relation does not hold (the catch below).
       if (locked) followOutput = copyOutput(followOutput);
       if (expect === 'equal') holds = equivalent(output, followOutput) === true;
       else if (expect === 'not_equal') holds = equivalent(output, followOutput) !== true;
-      else holds = failedProperties(task, followOutput, followArgs, 'hard').length === 0;
+      else holds = checkProperties(task, followOutput, followArgs, true).hard.length === 0;
     } catch {
       // The implementation (or the transform) threw on the follow-up input: the relation does not hold.
       holds = false;
     }
     if (!holds) (mrViolations ??= []).push(relation.name);
   }
-  const durationMs = elapsed();
-  if (ctx?.deadline.signal.aborted) return failWith(ctx.deadline.signal.reason);
+  const durationMs = elapsed(started, ctx);
+  if (ctx?.deadline.signal.aborted) return failed(c, started, ctx.deadline.signal.reason, ctx);
   if (durationMs > timeoutMs) {
-    return withTrace({ index: c.index, passed: false, durationMs, error: { code: 'E_TIMEOUT', message: `case took ${durationMs.toFixed(0)} ms, limit ${timeoutMs} ms` } });
+    return withTrace({ index: c.index, passed: false, durationMs, error: { code: 'E_TIMEOUT', message: `case took ${durationMs.toFixed(0)} ms, limit ${timeoutMs} ms` } }, ctx);
   }
-  const passed = propViolations.length === 0 && mrViolations === undefined;
+  const passed = violations.hard.length === 0 && mrViolations === undefined;
   const result: CaseResult = { index: c.index, passed, durationMs };
-  if (propViolations.length) result.propViolations = propViolations as string[];
-  if (softViolations.length) result.softViolations = softViolations as string[];
+  if (violations.hard.length) result.propViolations = violations.hard as string[];
+  if (violations.soft.length) result.softViolations = violations.soft as string[];
   if (mrViolations) result.mrViolations = mrViolations;
   if (!passed) result.output = ctx ? ctx.redact(preview(output)) : preview(output);
-  return withTrace(result);
+  return withTrace(result, ctx);
+}
+
+/** A case's time so far, less what its endpoint calls were granted beyond the limit. */
+function elapsed(started: number, ctx: CaseContext | undefined): number {
+  return now() - started - (ctx?.deadline.extendedMs ?? 0);
+}
+
+/** `r`, with the case's HTTP trace when it made calls. */
+function withTrace(r: CaseResult, ctx: CaseContext | undefined): CaseResult {
+  if (ctx?.trace.ms.length) r.http = ctx.trace;
+  return r;
+}
+
+/** The result of a case that failed with `err` (its deadline's reason when that has passed). */
+function failed(c: CaseInput, started: number, err: unknown, ctx: CaseContext | undefined): CaseResult {
+  const error = ctx?.deadline.signal.aborted ? errorInfo(ctx.deadline.signal.reason, 'E_TIMEOUT') : errorInfo(err, 'E_THROW');
+  if (ctx) error.message = ctx.redact(error.message);
+  return withTrace({ index: c.index, passed: false, durationMs: elapsed(started, ctx), error }, ctx);
 }
 
 /** Runs a case's steps: synchronously while every call returns a plain value, asynchronously from the first thenable on. */
@@ -303,7 +347,7 @@ async function driveAsync(steps: Generator<unknown, CaseResult, unknown>, pendin
   }
 }
 
-function runCase(task: TaskSpec, invoke: Invoke, seed: number, timeoutMs: number, c: CaseInput, ctx?: CaseContext): CaseResult | Promise<CaseResult> {
+function runCase(task: RunnerTask, invoke: Invoke, seed: number, timeoutMs: number, c: CaseInput, ctx?: CaseContext): CaseResult | Promise<CaseResult> {
   return drive(caseSteps(task, invoke, seed, timeoutMs, c, ctx));
 }
 
@@ -382,7 +426,7 @@ export async function runCases(request: Omit<ChunkRequest, 'progress'> & { progr
   const threadId = where.threadId;
   const out = new Flusher(post, token, where.flushMs, where.compact === true);
   post({ t: 'started', token });
-  let task: TaskSpec;
+  let task: RunnerTask;
   let impl: Loaded;
   try {
     // The HTTP client (undici) is loaded only by threads that call endpoints, and before user code.
@@ -424,13 +468,16 @@ export async function runCases(request: Omit<ChunkRequest, 'progress'> & { progr
  * fails like any case whose implementation cannot handle its input.
  */
 function unpackCases(packed: NonNullable<ChunkRequest['packed']>): CaseInput[] {
-  const out: CaseInput[] = new Array(packed.ends.length);
+  const n = packed.ends.length;
+  const out: CaseInput[] = new Array(n);
+  // One decoding pass over the chunk; case by case when that pass fails.
+  const run = unpackRun(packed.bytes, packed.ends);
   let start = 0;
-  for (let i = 0; i < packed.ends.length; i++) {
+  for (let i = 0; i < n; i++) {
     const end = packed.ends[i];
     let args: unknown = undefined;
     try {
-      args = (unpack(packed.bytes.subarray(start, end)) as CaseInput | null)?.args;
+      args = ((run ? run[i] : unpack(packed.bytes.subarray(start, end))) as CaseInput | null)?.args;
     } catch {
       // Left as no arguments (below).
     }
@@ -445,7 +492,7 @@ let httpClientModule: Promise<typeof import('../http/client.js')> | undefined;
 const httpClient = () => (httpClientModule ??= import('../http/client.js'));
 
 /** Cases of a chunk with up to `exec.concurrency` in flight, each under its own deadline (src/execution/lanes). */
-async function runConcurrently(req: Omit<ChunkRequest, 'progress'> & { progress?: Int32Array }, task: TaskSpec, impl: Loaded, post: (m: ThreadMessage) => void): Promise<void> {
+async function runConcurrently(req: Omit<ChunkRequest, 'progress'> & { progress?: Int32Array }, task: RunnerTask, impl: Loaded, post: (m: ThreadMessage) => void): Promise<void> {
   const exec: ChunkExec = req.exec ?? { concurrency: 1 };
   const caller = 'http' in impl ? new (await httpClient()).HttpCaller(exec.http!, impl.http, exec.concurrency, exec.rateLimit) : undefined;
   const invoke: Invoke = caller

@@ -47,6 +47,14 @@ const MAX_DEPTH = 32;
 
 const BAIL = Symbol('bail');
 
+/**
+ * Appends `o` to `list` as an own property: no `push` and no index setter on Array.prototype (which
+ * code in this realm may have replaced or defined) ever sees the case's values.
+ */
+function remember(list: object[], o: object): void {
+  defineProperty(list, list.length, { value: o, writable: true, enumerable: true, configurable: true });
+}
+
 class FastCopy {
   /** Containers seen so far: a value reached twice (or a cycle) needs structuredClone's identity map. */
   readonly seen: object[] = [];
@@ -55,7 +63,7 @@ class FastCopy {
     const seen = this.seen;
     if (seen.length >= MAX_CONTAINERS) return false;
     for (let i = 0; i < seen.length; i++) if (seen[i] === o) return false;
-    seen.push(o);
+    remember(seen, o);
     return true;
   }
 
@@ -125,6 +133,72 @@ class FastCopy {
   }
 }
 
+/** A plain array that copies like data: Array.prototype, no Proxy, no own `constructor` (a species). */
+function plainArray(v: unknown): v is unknown[] {
+  // isProxy first: getPrototypeOf of a Proxy would run its trap.
+  return isArray(v) && !isProxy(v) && getPrototypeOf(v) === ArrayProto && !hasOwn(v, 'constructor');
+}
+
+/** True when every element of `out` (a copy) is a primitive a copy keeps as it is: no hole, object, symbol or function. */
+function primitivesOnly(out: unknown[]): boolean {
+  for (let i = 0; i < out.length; i++) {
+    const x = out[i];
+    if (x === undefined) {
+      if (!(i in out)) return false;
+    } else if (x !== null) {
+      const t = typeof x;
+      if (t === 'object' || t === 'symbol' || t === 'function') return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * The nested arrays met by one quickCopy: a fixed scratch list (copies run one at a time), written in
+ * bounds and scanned by hand — no prototype method (push, includes) that code in this realm could
+ * have replaced to see the case's own arrays.
+ */
+const QUICK_NESTED = 8;
+const quickSeen: unknown[] = new Array<unknown>(QUICK_NESTED).fill(null);
+
+/** `result`, once the scratch list has let go of the case's arrays. */
+function done<T>(result: T, nested: number): T {
+  for (let k = 0; k < nested; k++) quickSeen[k] = null;
+  return result;
+}
+
+/**
+ * The shape almost every case has, copied without the general walk: a plain array whose elements are
+ * primitives or up to QUICK_NESTED distinct plain arrays of primitives (`[xs]`, `[xs, k]`,
+ * `[1, 2, 3]`). BAIL for anything else, which the general path then copies (or hands to
+ * structuredClone). It copies what the general path would, the same way: each array by the captured
+ * `slice`, read once.
+ */
+function quickCopy(src: unknown): unknown[] | typeof BAIL {
+  if (!plainArray(src)) return BAIL;
+  const out = apply(slice, src, []) as unknown[];
+  let nested = 0;
+  const n = out.length;
+  for (let i = 0; i < n; i++) {
+    const x = out[i];
+    if (x === undefined) {
+      if (!(i in out)) return done(BAIL, nested);
+    } else if (x !== null) {
+      const t = typeof x;
+      if (t === 'object') {
+        if (x === src || nested === QUICK_NESTED || !plainArray(x)) return done(BAIL, nested);
+        // An array reached twice keeps its identity only through structuredClone.
+        for (let k = 0; k < nested; k++) if (quickSeen[k] === x) return done(BAIL, nested);
+        quickSeen[nested++] = x;
+        const inner = apply(slice, x, []) as unknown[];
+        if (!primitivesOnly(inner)) return done(BAIL, nested);
+        out[i] = inner;
+      } else if (t === 'symbol' || t === 'function') return done(BAIL, nested);
+    }
+  }
+  return done(out, nested);
+}
+
 /**
  * What the checks of a case see of an implementation's output in a locked realm (realm-lock.ts): a
  * copy made here, as data, so that properties, relations and the equivalence never call into the value
@@ -136,6 +210,8 @@ export function copyOutput(value: unknown): unknown {
   const t = typeof value;
   if (value === null || (t !== 'object' && t !== 'function' && t !== 'symbol')) return value;
   if (t === 'object') {
+    const quick = quickCopy(value);
+    if (quick !== BAIL) return quick;
     const out = new FastCopy().value(value, 0);
     if (out !== BAIL) return out;
   }
@@ -148,9 +224,11 @@ export function copyOutput(value: unknown): unknown {
  * DataCloneError for what cannot be cloned, as before).
  */
 export function copyArgs(args: unknown[]): unknown[] {
+  const quick = quickCopy(args);
+  if (quick !== BAIL) return quick;
   if (isArray(args) && getPrototypeOf(args) === ArrayProto) {
     const copy = new FastCopy();
-    copy.seen.push(args);
+    remember(copy.seen, args);
     const out = copy.array(args, 0);
     if (out !== BAIL) return out;
   }

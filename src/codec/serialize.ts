@@ -25,6 +25,30 @@ export function unpack(bytes: Uint8Array, what = 'payload'): unknown {
   }
 }
 
+/**
+ * The values packed back to back in `bytes`, value i ending at `ends[i]`, decoded in one pass (one
+ * decoder setup for all of them instead of one each). Undefined when that pass fails or its
+ * boundaries disagree with `ends`: the caller then decodes value by value, so that one bad value costs
+ * only itself.
+ */
+export function unpackRun(bytes: Uint8Array, ends: ArrayLike<number>): unknown[] | undefined {
+  const n = ends.length;
+  if (n === 0 || ends[n - 1] !== bytes.byteLength) return n === 0 && bytes.byteLength === 0 ? [] : undefined;
+  const out: unknown[] = new Array(n);
+  let i = 0;
+  let agrees = true;
+  try {
+    packr.unpackMultiple(bytes, (value: unknown, _start?: number, end?: number) => {
+      if (i >= n || end !== ends[i]) return (agrees = false);
+      out[i++] = value;
+      return true;
+    });
+  } catch {
+    return undefined;
+  }
+  return agrees && i === n ? out : undefined;
+}
+
 // Cases as a task's gen returned them: a function (which structured clone refuses and msgpackr would
 // quietly turn into undefined) fails the gen instead of reaching an implementation as something else.
 const strictPackr = new Packr({
