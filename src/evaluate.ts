@@ -316,6 +316,14 @@ const describePath = (url: string) => (url.startsWith('file:') ? fileURLToPath(u
 /** Case results without the indices where either role's case was not delivered (E_DELIVERY). */
 function delivered(results: Record<Role, CaseResult[]>): { results: Record<Role, CaseResult[]>; undelivered: number; reason: string } {
   const n = results.baseline.length;
+  // Every case delivered, each result at its index (the common case): the results as they are.
+  let whole = results.candidate.length === n;
+  for (let i = 0; i < n && whole; i++) {
+    const b = results.baseline[i];
+    const c = results.candidate[i];
+    whole = b?.index === i && c?.index === i && b.error?.code !== 'E_DELIVERY' && c.error?.code !== 'E_DELIVERY';
+  }
+  if (whole) return { results, undelivered: 0, reason: '' };
   const keep: Record<Role, CaseResult[]> = { baseline: [], candidate: [] };
   let undelivered = 0;
   const reasons = new Map<string, number>();
@@ -364,7 +372,7 @@ function buildReport(
   const deltaCi: [number, number] = m > 0 ? computeInterval(options.ciMethod, b, c, { alpha: options.alpha, samples: options.bootstrapSamples, seed: options.seed }) : [0, 0];
   const counted = { counted_violations: violatingCases(kept.results.candidate), counted_errors: countedErrors(kept.results.candidate, kept.results.baseline) };
   const gated = decide(
-    { candidateViolations: counted.counted_violations + counted.counted_errors, candidatePassRate: m ? summarizeRole(kept.results.candidate).pass_rate : 0, deltaCi },
+    { candidateViolations: counted.counted_violations + counted.counted_errors, candidatePassRate: m ? (kept.results === results ? candidate : summarizeRole(kept.results.candidate)).pass_rate : 0, deltaCi },
     { violationCap: options.violationCap, minPassRate: options.minPassRate, minDelta: options.minDelta },
   );
   const withheld = kept.undelivered > 0 && !options.allowIncomplete;
