@@ -145,3 +145,26 @@ describe('metrics', () => {
     assert.ok(!text.includes('process_process'), 'no doubled process_ prefix');
   });
 });
+
+describe('metrics: per-case counts', () => {
+  it('cases counted between scrapes reach their counters exactly once, by thread and by role and status', async () => {
+    const m = new Metrics();
+    const pass = { index: 0, passed: true, durationMs: 2 };
+    const fail = { index: 1, passed: false, durationMs: 3, error: { code: 'E_TIMEOUT', message: 'late' } };
+    for (let i = 0; i < 5; i++) m.recordCase(pass, 'baseline', 0);
+    m.recordCase(fail, 'candidate', 1);
+    let text = await m.registry.metrics();
+    assert.equal(sample(text, 'metaguard_thread_cases_total', { thread: '0' }), 5);
+    assert.equal(sample(text, 'metaguard_thread_cases_total', { thread: '1' }), 1);
+    assert.equal(sample(text, 'metamorphic_cases_total', { role: 'baseline', status: 'passed' }), 5);
+    assert.equal(sample(text, 'metamorphic_cases_total', { role: 'candidate', status: 'error' }), 1);
+    assert.equal(sample(text, 'metaguard_thread_case_duration_seconds_count', { thread: '0' }), 5);
+    // A second scrape with nothing new changes nothing; new cases add to what was there.
+    text = await m.registry.metrics();
+    assert.equal(sample(text, 'metaguard_thread_cases_total', { thread: '0' }), 5);
+    m.recordCase(pass, 'baseline', 0);
+    text = await m.registry.metrics();
+    assert.equal(sample(text, 'metaguard_thread_cases_total', { thread: '0' }), 6);
+    assert.equal(sample(text, 'metamorphic_cases_total', { role: 'baseline', status: 'passed' }), 6);
+  });
+});
