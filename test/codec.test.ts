@@ -35,7 +35,7 @@ import {
   type NativeBinding,
 } from '../src/codec/native.js';
 import type { Codec } from '../src/codec/types.js';
-import { pack, packCaseList, unpack, unpackRun } from '../src/codec/serialize.js';
+import { pack, packCaseList, unpack, unpackCase } from '../src/codec/serialize.js';
 import { packageRoot } from '../src/util/paths.js';
 
 const FUZZ_MS = Number(process.env.METAGUARD_FUZZ_MS ?? 2000);
@@ -634,26 +634,44 @@ describe('sdNotify', { skip: nativeSkip || pythonSkip }, () => {
   });
 });
 
-describe('unpackRun: a chunk of cases decoded in one pass', () => {
-  it('gives what decoding each case alone gives, and undefined (each case alone, then) when the bytes or the boundaries disagree', () => {
-    const cases = [[[3, 1, 2]], [{ a: new Map([[1, 2]]), b: new Date(3) }], [], [new Float64Array([1.5]), 'x', null]];
-    const { bytes, ends } = packCaseList(cases);
-    const run = unpackRun(bytes, ends);
-    assert.ok(run);
-    let start = 0;
-    run.forEach((v, i) => {
-      assert.deepStrictEqual(v, unpack(bytes.subarray(start, ends[i])));
-      start = ends[i];
-    });
-    assert.deepStrictEqual(unpackRun(new Uint8Array(0), new Uint32Array(0)), []);
-    // Boundaries that are not the values' own: one value's bytes said to end early, or more values than said.
-    assert.equal(unpackRun(bytes, Uint32Array.from([ends[0] - 1, ...ends.slice(1)])), undefined);
-    assert.equal(unpackRun(bytes, ends.slice(0, 2)), undefined);
-    assert.equal(unpackRun(bytes, Uint32Array.from([...ends, ends[3] + 1])), undefined);
-    // Bytes cut short, or junk in the middle.
-    assert.equal(unpackRun(bytes.subarray(0, bytes.byteLength - 2), ends), undefined);
-    const junk = Uint8Array.from([...bytes.subarray(0, ends[0]), 0xc1, ...bytes.subarray(ends[0] + 1)]);
-    assert.equal(unpackRun(junk, ends), undefined);
-    assert.deepStrictEqual(unpackRun(pack(7), [pack(7).byteLength]), [7]);
+describe('unpackCase: a case payload read without its record definition', () => {
+  const value = fc.letrec((tie) => ({
+    v: fc.oneof(
+      { depthSize: 'small' },
+      fc.jsonValue({ maxDepth: 2 }),
+      fc.constant(undefined),
+      fc.double(),
+      fc.bigInt(),
+      fc.date({ noInvalidDate: true }),
+      fc.array(tie('v'), { maxLength: 4 }),
+      // Objects with the case record's own keys: a nested reference to its record slot.
+      fc.record({ index: tie('v'), args: tie('v') }),
+      fc.record({ args: tie('v'), index: tie('v') }),
+      fc.dictionary(fc.string({ maxLength: 5 }), tie('v'), { maxKeys: 3 }),
+      fc.array(fc.tuple(fc.integer(), tie('v')), { maxLength: 3 }).map((kv) => new Map(kv)),
+    ),
+  })).v;
+
+  it('gives what unpack gives for any case, whatever its index and arguments', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.nat(), fc.integer({ min: 0, max: 2 ** 32 - 1 })), fc.array(value, { maxLength: 5 }), (index, args) => {
+        const bytes = pack({ index, args });
+        assert.deepStrictEqual(unpackCase(bytes), unpack(bytes));
+        const listed = packCaseList([args]);
+        assert.deepStrictEqual(unpackCase(listed.bytes), unpack(listed.bytes));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('leaves anything else to unpack: other values, other layouts, bytes cut short or followed by more', () => {
+    for (const v of [7, 'x', null, [1, 2], { index: -1, args: [] }, { index: 1.5, args: [] }, { args: [], index: 3 }, { index: 1, args: [], more: 1 }, { index: 1 }]) {
+      const bytes = pack(v);
+      assert.deepStrictEqual(unpackCase(bytes), unpack(bytes), JSON.stringify(v));
+    }
+    const bytes = pack({ index: 300, args: [[1, 2]] });
+    for (const bad of [bytes.subarray(0, bytes.length - 1), Uint8Array.from([...bytes, 0x01]), bytes.subarray(0, 16)]) {
+      assert.throws(() => unpackCase(bad), (err: Error & { code?: string }) => err.code === 'MG_ERR_CODEC');
+    }
   });
 });

@@ -13,7 +13,7 @@ import { guardThread } from '../execution/thread-guard.js';
 import { isDeepStrictEqual } from 'node:util';
 import { copyArgs, copyOutput } from './copy.js';
 import { realmLocked } from './realm-lock.js';
-import { packCaseList, unpack, unpackRun } from '../codec/serialize.js';
+import { packCaseList, unpackCase } from '../codec/serialize.js';
 import { performance } from 'node:perf_hooks';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -468,16 +468,13 @@ export async function runCases(request: Omit<ChunkRequest, 'progress'> & { progr
  * fails like any case whose implementation cannot handle its input.
  */
 function unpackCases(packed: NonNullable<ChunkRequest['packed']>): CaseInput[] {
-  const n = packed.ends.length;
-  const out: CaseInput[] = new Array(n);
-  // One decoding pass over the chunk; case by case when that pass fails.
-  const run = unpackRun(packed.bytes, packed.ends);
+  const out: CaseInput[] = new Array(packed.ends.length);
   let start = 0;
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < packed.ends.length; i++) {
     const end = packed.ends[i];
     let args: unknown = undefined;
     try {
-      args = ((run ? run[i] : unpack(packed.bytes.subarray(start, end))) as CaseInput | null)?.args;
+      args = (unpackCase(packed.bytes.subarray(start, end)) as CaseInput | null)?.args;
     } catch {
       // Left as no arguments (below).
     }

@@ -5,7 +5,7 @@
  * serializer object per call, while still keeping what JSON loses — undefined, NaN, ±Infinity,
  * typed arrays, Set, Map, Date, BigInt. (-0 comes back as 0.)
  */
-import { Packr } from 'msgpackr';
+import { Packr, Unpackr } from 'msgpackr';
 import { MetaguardError } from '../errors.js';
 
 // Plain objects travel as msgpackr records (self-describing in each payload: no shared structures),
@@ -26,27 +26,56 @@ export function unpack(bytes: Uint8Array, what = 'payload'): unknown {
 }
 
 /**
- * The values packed back to back in `bytes`, value i ending at `ends[i]`, decoded in one pass (one
- * decoder setup for all of them instead of one each). Undefined when that pass fails or its
- * boundaries disagree with `ends`: the caller then decodes value by value, so that one bad value costs
- * only itself.
+ * Case payloads `{ index, args }` decoded without their record definition: every payload begins with
+ * the same bytes (msgpackr's definition of the record { index, args } in slot 0x40, then the index),
+ * and reading that definition again for every case is most of a small case's decoding. `unpackCase`
+ * checks those bytes, reads the index itself, and decodes `args` with a decoder that already knows
+ * slot 0x40 as { index, args } — so a nested { index, args } object (a reference to that slot)
+ * decodes exactly as the whole payload would. Anything else goes to `unpack`.
  */
-export function unpackRun(bytes: Uint8Array, ends: ArrayLike<number>): unknown[] | undefined {
-  const n = ends.length;
-  if (n === 0 || ends[n - 1] !== bytes.byteLength) return n === 0 && bytes.byteLength === 0 ? [] : undefined;
-  const out: unknown[] = new Array(n);
-  let i = 0;
-  let agrees = true;
+const casePrefix = ((): Uint8Array | undefined => {
+  const sample = packr.pack({ index: 0, args: 0 });
+  // The layout this relies on: the definition, then index 0 and args 0 as one-byte integers.
+  const prefix = sample.subarray(0, sample.length - 2);
+  const ok = sample.length > 2 && sample[sample.length - 2] === 0 && sample[sample.length - 1] === 0 && prefix[0] === 0xd4 && prefix[2] === 0x40;
+  return ok ? Uint8Array.from(prefix) : undefined;
+})();
+const argsUnpackr = new Unpackr({ ...options, structures: [['index', 'args']] });
+
+/** `{ index, args }` of a case payload: `unpack`'s value for it, read faster when it has the usual layout. */
+export function unpackCase(bytes: Uint8Array, what = 'payload'): unknown {
+  const quick = casePrefix && quickCase(bytes, casePrefix);
+  return quick ?? unpack(bytes, what);
+}
+
+function quickCase(p: Uint8Array, prefix: Uint8Array): { index: number; args: unknown } | undefined {
+  const k = prefix.length;
+  if (p.length < k + 2) return undefined;
+  for (let i = 0; i < k; i++) if (p[i] !== prefix[i]) return undefined;
+  // The index as msgpack writes a non-negative integer: fixint, uint8, uint16 or uint32.
+  const t = p[k];
+  let index: number;
+  let at: number;
+  if (t < 0x80) {
+    index = t;
+    at = k + 1;
+  } else if (t === 0xcc) {
+    index = p[k + 1];
+    at = k + 2;
+  } else if (t === 0xcd) {
+    index = p[k + 1] * 0x100 + p[k + 2];
+    at = k + 3;
+  } else if (t === 0xce) {
+    index = p[k + 1] * 0x1000000 + p[k + 2] * 0x10000 + p[k + 3] * 0x100 + p[k + 4];
+    at = k + 5;
+  } else return undefined;
+  if (at >= p.length) return undefined;
   try {
-    packr.unpackMultiple(bytes, (value: unknown, _start?: number, end?: number) => {
-      if (i >= n || end !== ends[i]) return (agrees = false);
-      out[i++] = value;
-      return true;
-    });
+    return { index, args: argsUnpackr.unpack(p.subarray(at)) };
   } catch {
+    // Whatever is wrong is unpack's to say.
     return undefined;
   }
-  return agrees && i === n ? out : undefined;
 }
 
 // Cases as a task's gen returned them: a function (which structured clone refuses and msgpackr would
@@ -117,7 +146,7 @@ export class PackedCases {
     if (!(i >= 0 && i < this.length)) return undefined;
     let v = this.#values[i];
     if (v === undefined) {
-      const c = unpack(this.payloads[i], `generated case ${i}`) as { index?: unknown; args?: unknown } | null;
+      const c = unpackCase(this.payloads[i], `generated case ${i}`) as { index?: unknown; args?: unknown } | null;
       if (c === null || typeof c !== 'object' || c.index !== i || !Array.isArray(c.args)) throw new MetaguardError('MG_ERR_CODEC', `generated cases: case ${i} is not { index: ${i}, args: [...] }`);
       v = this.#values[i] = c.args;
     }

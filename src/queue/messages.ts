@@ -7,7 +7,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { MetaguardError, type WireError } from '../errors.js';
 import type { Codec } from '../codec/types.js';
-import { pack, unpack } from '../codec/serialize.js';
+import { pack, unpack, unpackCase } from '../codec/serialize.js';
 import type { BatchMessage, JobManifest } from './types.js';
 import { FRAME_HEADER_BYTES, MAX_FRAME_BODY } from '../codec/frame.js';
 import type { BackendName, QueueConfig } from '../options/queue.js';
@@ -48,7 +48,7 @@ const isResult = (v: unknown): v is CaseResult => {
 };
 
 export const encodeCases = (codec: Codec, cases: CaseInput[]): Uint8Array => codec.encode(cases.map(pack));
-export const decodeCases = (codec: Codec, frame: Uint8Array): CaseInput[] => decodeEach(codec, frame, isCase, 'case', unpack);
+export const decodeCases = (codec: Codec, frame: Uint8Array): CaseInput[] => decodeEach(codec, frame, isCase, 'case', unpackCase);
 /**
  * `decodeCases` that also gives each case's serialized bytes (views into the decoded frame): a worker
  * hands those to its case threads, which deserialize them again, instead of cloning the values.
@@ -56,7 +56,7 @@ export const decodeCases = (codec: Codec, frame: Uint8Array): CaseInput[] => dec
 export function decodeCasesWithPayloads(codec: Codec, frame: Uint8Array): { cases: CaseInput[]; payloads: Uint8Array[] } {
   const payloads = codec.decode(frame);
   const cases = payloads.map((p, i) => {
-    const value = unpack(p, `case ${i}`);
+    const value = unpackCase(p, `case ${i}`);
     if (!isCase(value)) throw new MetaguardError('MG_ERR_CODEC', `case ${i}: not a well-formed case`);
     return value;
   });
