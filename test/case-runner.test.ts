@@ -32,6 +32,8 @@ export default {
     { name: 'doubled_holds', expect: 'properties_hold', transform: ([xs]) => [xs.map((x) => x * 2)] },
   ],
 };`;
+// A transform whose output is not an array: the checks get it spread, as they always did.
+const TASK_SET = TASK.replace("transform: ([xs]) => [xs.map((x) => x * 2)] }", "transform: ([xs]) => new Set([xs.map((x) => x * 2)]) }");
 // Equal when the sums are equal: an output permuted the same way passes 'reversed_same' even unsorted.
 const TASK_EQUIV = TASK.replace("name: 'runner_kinds',", "name: 'runner_equiv', equivalence: (a, b) => a.reduce((s, x) => s + x, 0) === b.reduce((s, x) => s + x, 0),");
 const IMPLS: Record<string, string> = {
@@ -55,6 +57,7 @@ describe('the case runner: properties, relations, equivalence', () => {
     dir = mkdtempSync(join(tmpdir(), 'mg-runner-'));
     writeFileSync(join(dir, 'task.mjs'), TASK);
     writeFileSync(join(dir, 'task-equiv.mjs'), TASK_EQUIV);
+    writeFileSync(join(dir, 'task-set.mjs'), TASK_SET);
     for (const [name, src] of Object.entries(IMPLS)) writeFileSync(join(dir, name), src);
     pool = new CasePool({ threads: 1, timeoutMs: 5000, memMb: 128 });
   });
@@ -93,6 +96,11 @@ describe('the case runner: properties, relations, equivalence', () => {
   it("a task's own equivalence replaces deep equality", async () => {
     // identity: reversed input, reversed output: the sums are equal, so only the properties fail.
     for (const r of verdicts(await run('identity.mjs', 'task-equiv.mjs'))) assert.deepEqual(r, { passed: false, prop: ['ascending'], soft: ['short'], mr: ['doubled_holds'], error: undefined });
+  });
+
+  it("a relation whose transform returns a Set (not an array): its implementation and its checks get the Set's values", async () => {
+    assert.notEqual(TASK_SET, TASK);
+    for (const r of verdicts(await run('sort.mjs', 'task-set.mjs'))) assert.deepEqual(r, { passed: true, prop: [], soft: ['short'], mr: [], error: undefined });
   });
 
   it('serialized cases give the same results, decoded in one pass or, past a bad one, case by case', async () => {

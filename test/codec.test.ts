@@ -652,16 +652,31 @@ describe('unpackCase: a case payload read without its record definition', () => 
     ),
   })).v;
 
-  it('gives what unpack gives for any case, whatever its index and arguments', () => {
+  it('gives what unpack gives for any case, whatever its index and arguments, and whatever it read before', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.nat(), fc.integer({ min: 0, max: 2 ** 32 - 1 })), fc.array(value, { maxLength: 5 }), (index, args) => {
-        const bytes = pack({ index, args });
-        assert.deepStrictEqual(unpackCase(bytes), unpack(bytes));
-        const listed = packCaseList([args]);
-        assert.deepStrictEqual(unpackCase(listed.bytes), unpack(listed.bytes));
+      fc.property(fc.array(fc.tuple(fc.oneof(fc.nat(), fc.integer({ min: 0, max: 2 ** 32 - 1 })), fc.array(value, { maxLength: 5 })), { minLength: 1, maxLength: 4 }), (cases) => {
+        // One after another through the same decoder: no payload may change how the next one reads.
+        for (const [index, args] of cases) {
+          const bytes = pack({ index, args });
+          assert.deepStrictEqual(unpackCase(bytes), unpack(bytes));
+          const listed = packCaseList([args]);
+          assert.deepStrictEqual(unpackCase(listed.bytes), unpack(listed.bytes));
+        }
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('a payload that redefines the case record (past 63 other object shapes, or forged) does not change the next one', () => {
+    const next = pack({ index: 1, args: [{ index: 5, args: [1, 2] }] });
+    const shapes = pack({ index: 0, args: [Array.from({ length: 63 }, (_, i) => ({ [`k${i}`]: i })), { x: 1, y: 2 }] });
+    assert.deepStrictEqual(unpackCase(shapes), unpack(shapes));
+    assert.deepStrictEqual(unpackCase(next), unpack(next));
+    // Forged: args redefines slot 0x40 with the keys swapped, and the payload ends early (both throw).
+    const prefix = next.subarray(0, next.indexOf(0x91, 15));
+    const forged = Uint8Array.from([...prefix, 0x91, 0xd4, 0x72, 0x40, 0x92, 0xa4, ...Buffer.from('args'), 0xa5, ...Buffer.from('index')]);
+    assert.throws(() => unpackCase(forged), (err: Error & { code?: string }) => err.code === 'MG_ERR_CODEC');
+    assert.deepStrictEqual(unpackCase(next), { index: 1, args: [{ index: 5, args: [1, 2] }] });
   });
 
   it('leaves anything else to unpack: other values, other layouts, bytes cut short or followed by more', () => {
@@ -669,6 +684,11 @@ describe('unpackCase: a case payload read without its record definition', () => 
       const bytes = pack(v);
       assert.deepStrictEqual(unpackCase(bytes), unpack(bytes), JSON.stringify(v));
     }
+    // An index byte of 0x40 is a reference to the record just defined, not 64.
+    const at64 = pack({ index: 5, args: [5] });
+    at64[15] = 0x40;
+    assert.throws(() => unpack(at64));
+    assert.throws(() => unpackCase(at64));
     const bytes = pack({ index: 300, args: [[1, 2]] });
     for (const bad of [bytes.subarray(0, bytes.length - 1), Uint8Array.from([...bytes, 0x01]), bytes.subarray(0, 16)]) {
       assert.throws(() => unpackCase(bad), (err: Error & { code?: string }) => err.code === 'MG_ERR_CODEC');

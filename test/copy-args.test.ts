@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { copyArgs } from '../src/case-runner/copy.ts';
+import { copyArgs, copyOutput } from '../src/case-runner/copy.ts';
 
 function containers(v: unknown, out: object[] = []): object[] {
   if (v !== null && typeof v === 'object') {
@@ -134,5 +134,16 @@ test('a realm whose Array.prototype methods and index setters were replaced copi
   } finally {
     delete (Array.prototype as unknown as Record<string, unknown>)['7'];
     Object.assign(Array.prototype, saved);
+  }
+});
+
+test('a getter that copies something while a copy runs does not make that copy lose an array reached twice', () => {
+  const a = [1, 2];
+  const b: unknown[] = [0];
+  Object.defineProperty(b, 0, { enumerable: true, get: () => (copyOutput([[7]]), copyArgs([[8]]), 0) });
+  for (const copy of [copyOutput([a, b, a]) as unknown[][], copyArgs([a, b, a]) as unknown[][]]) {
+    assert.equal(copy[0], copy[2], 'one array in the copy, as structuredClone gives');
+    assert.notEqual(copy[0], a);
+    assert.deepEqual(copy, [[1, 2], [0], [1, 2]]);
   }
 });

@@ -63,7 +63,8 @@ const runnerTaskUrl = (url: string) => `${url}${url.includes('?') ? '&' : '?'}${
  */
 interface RunnerProperty {
   readonly name: string;
-  readonly hard: boolean;
+  /** 'hard', 'soft', or what else the task's `mode` said when it loaded (then it is never checked, as before). */
+  readonly mode: unknown;
   holds(list: readonly unknown[]): boolean;
 }
 
@@ -78,9 +79,9 @@ interface RunnerTask {
 function snapshotTask(spec: TaskSpec): RunnerTask {
   const properties = spec.properties.map((p): RunnerProperty => {
     const { name } = p;
-    const hard = (p.mode ?? 'hard') === 'hard';
+    const mode: unknown = p.mode ?? 'hard';
     const check = p.check;
-    return freeze({ name, hard, holds: (list: readonly unknown[]) => apply(check, p, list) === true });
+    return freeze({ name, mode, holds: (list: readonly unknown[]) => apply(check, p, list) === true });
   });
   const relations = spec.relations.map((r) => {
     const { name, expect } = r;
@@ -193,31 +194,48 @@ function outputError(err: unknown): Error {
   return e;
 }
 
-/** The properties an output violates, hard and soft; NO_VIOLATIONS (shared) when it violates none. */
+/**
+ * The properties an output violates, hard ones checked first, then soft ones; NO_VIOLATIONS (shared)
+ * when it violates none.
+ */
 function checkProperties(task: RunnerTask, output: unknown, args: readonly unknown[], hardOnly = false): Violations {
   const properties = task.properties;
   if (properties.length === 0) return NO_VIOLATIONS;
-  // Built by hand: no spread (an iterator this realm's code could have replaced).
-  const list = new Array<unknown>(args.length + 1);
-  list[0] = output;
-  for (let i = 0; i < args.length; i++) list[i + 1] = args[i];
-  let hard: string[] | undefined;
-  let soft: string[] | undefined;
+  // One argument list for every check, built by hand (no spread: an iterator this realm's code could
+  // have replaced). A transform's output that is not an array is spread, as the checks always got it,
+  // and a failure to spread it fails each check.
+  let list: unknown[] | undefined;
+  if (isArrayNow(args)) {
+    list = new Array<unknown>(args.length + 1);
+    list[0] = output;
+    for (let i = 0; i < args.length; i++) list[i + 1] = args[i];
+  } else {
+    try {
+      list = [output, ...(args as Iterable<unknown>)];
+    } catch {
+      list = undefined;
+    }
+  }
+  const hard = failing(properties, 'hard', list);
+  const soft = hardOnly ? undefined : failing(properties, 'soft', list);
+  return hard || soft ? { hard: hard ?? NONE, soft: soft ?? NONE } : NO_VIOLATIONS;
+}
+
+/** Names of the properties of `mode` that do not hold on `list` (all of them when there is no list). */
+function failing(properties: readonly RunnerProperty[], mode: 'hard' | 'soft', list: readonly unknown[] | undefined): string[] | undefined {
+  let failed: string[] | undefined;
   for (let i = 0; i < properties.length; i++) {
     const p = properties[i];
-    if (hardOnly && !p.hard) continue;
+    if (p.mode !== mode) continue;
     let ok = false;
     try {
-      ok = p.holds(list);
+      ok = list !== undefined && p.holds(list);
     } catch {
       ok = false;
     }
-    if (!ok) {
-      if (p.hard) (hard ??= []).push(p.name);
-      else (soft ??= []).push(p.name);
-    }
+    if (!ok) (failed ??= []).push(p.name);
   }
-  return hard || soft ? { hard: hard ?? NONE, soft: soft ?? NONE } : NO_VIOLATIONS;
+  return failed;
 }
 
 interface Violations {

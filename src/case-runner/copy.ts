@@ -154,49 +154,43 @@ function primitivesOnly(out: unknown[]): boolean {
 }
 
 /**
- * The nested arrays met by one quickCopy: a fixed scratch list (copies run one at a time), written in
- * bounds and scanned by hand — no prototype method (push, includes) that code in this realm could
- * have replaced to see the case's own arrays.
- */
-const QUICK_NESTED = 8;
-const quickSeen: unknown[] = new Array<unknown>(QUICK_NESTED).fill(null);
-
-/** `result`, once the scratch list has let go of the case's arrays. */
-function done<T>(result: T, nested: number): T {
-  for (let k = 0; k < nested; k++) quickSeen[k] = null;
-  return result;
-}
-
-/**
  * The shape almost every case has, copied without the general walk: a plain array whose elements are
- * primitives or up to QUICK_NESTED distinct plain arrays of primitives (`[xs]`, `[xs, k]`,
- * `[1, 2, 3]`). BAIL for anything else, which the general path then copies (or hands to
- * structuredClone). It copies what the general path would, the same way: each array by the captured
- * `slice`, read once.
+ * primitives or up to four distinct plain arrays of primitives (`[xs]`, `[xs, k]`, `[1, 2, 3]`). BAIL
+ * for anything else, which the general path then copies (or hands to structuredClone). It copies what
+ * the general path would, the same way: each array by the captured `slice`, read once. The nested
+ * arrays met so far are held in locals, not in a shared list: a getter that runs during a `slice`
+ * and copies something itself cannot make this copy forget one.
  */
 function quickCopy(src: unknown): unknown[] | typeof BAIL {
   if (!plainArray(src)) return BAIL;
   const out = apply(slice, src, []) as unknown[];
+  let s0: unknown;
+  let s1: unknown;
+  let s2: unknown;
+  let s3: unknown;
   let nested = 0;
   const n = out.length;
   for (let i = 0; i < n; i++) {
     const x = out[i];
     if (x === undefined) {
-      if (!(i in out)) return done(BAIL, nested);
+      if (!(i in out)) return BAIL;
     } else if (x !== null) {
       const t = typeof x;
       if (t === 'object') {
-        if (x === src || nested === QUICK_NESTED || !plainArray(x)) return done(BAIL, nested);
         // An array reached twice keeps its identity only through structuredClone.
-        for (let k = 0; k < nested; k++) if (quickSeen[k] === x) return done(BAIL, nested);
-        quickSeen[nested++] = x;
+        if (x === src || x === s0 || x === s1 || x === s2 || x === s3 || nested === 4 || !plainArray(x)) return BAIL;
+        if (nested === 0) s0 = x;
+        else if (nested === 1) s1 = x;
+        else if (nested === 2) s2 = x;
+        else s3 = x;
+        nested++;
         const inner = apply(slice, x, []) as unknown[];
-        if (!primitivesOnly(inner)) return done(BAIL, nested);
+        if (!primitivesOnly(inner)) return BAIL;
         out[i] = inner;
-      } else if (t === 'symbol' || t === 'function') return done(BAIL, nested);
+      } else if (t === 'symbol' || t === 'function') return BAIL;
     }
   }
-  return done(out, nested);
+  return out;
 }
 
 /**

@@ -40,7 +40,13 @@ const casePrefix = ((): Uint8Array | undefined => {
   const ok = sample.length > 2 && sample[sample.length - 2] === 0 && sample[sample.length - 1] === 0 && prefix[0] === 0xd4 && prefix[2] === 0x40;
   return ok ? Uint8Array.from(prefix) : undefined;
 })();
-const argsUnpackr = new Unpackr({ ...options, structures: [['index', 'args']] });
+// Slot 0x40 as the payload's own definition makes it. Marked shared, so that msgpackr puts it back
+// after a payload that redefines the slot (ordinary data does, past 63 other object shapes); and put
+// back after every call below as well, with the slots a payload added dropped: no payload's decoding
+// depends on what this decoder read before.
+const caseRecord: string[] & { isShared?: boolean } = Object.assign(['index', 'args'], { isShared: true });
+const argsStructures: unknown[] = [caseRecord];
+const argsUnpackr = new Unpackr({ ...options, structures: argsStructures as string[][] });
 
 /** `{ index, args }` of a case payload: `unpack`'s value for it, read faster when it has the usual layout. */
 export function unpackCase(bytes: Uint8Array, what = 'payload'): unknown {
@@ -52,11 +58,12 @@ function quickCase(p: Uint8Array, prefix: Uint8Array): { index: number; args: un
   const k = prefix.length;
   if (p.length < k + 2) return undefined;
   for (let i = 0; i < k; i++) if (p[i] !== prefix[i]) return undefined;
-  // The index as msgpack writes a non-negative integer: fixint, uint8, uint16 or uint32.
+  // The index as msgpack writes a non-negative integer: fixint, uint8, uint16 or uint32. Not 0x40–0x7f:
+  // after the definition those bytes are record references (the packer writes 64–127 as uint8).
   const t = p[k];
   let index: number;
   let at: number;
-  if (t < 0x80) {
+  if (t < 0x40) {
     index = t;
     at = k + 1;
   } else if (t === 0xcc) {
@@ -75,6 +82,9 @@ function quickCase(p: Uint8Array, prefix: Uint8Array): { index: number; args: un
   } catch {
     // Whatever is wrong is unpack's to say.
     return undefined;
+  } finally {
+    argsStructures.length = 1;
+    argsStructures[0] = caseRecord;
   }
 }
 
