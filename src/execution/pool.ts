@@ -368,8 +368,10 @@ export class CasePool extends EventEmitter implements CaseRunner {
     const payloads = payloadsFor(spec, cases);
     const packed = payloads ? packCases(cases, payloads) : undefined;
     const request: ChunkRequest = { taskUrl: spec.taskUrl, implUrl: spec.implUrl, seed: spec.seed, timeoutMs: this.timeoutMs, cases: packed ? [] : cases, token, progress, ...(spec.exec ? { exec: spec.exec } : {}), ...(packed ? { packed } : {}) };
+    let lateTimer: NodeJS.Timeout | undefined;
     const finish = (fault?: AttemptOutcome['fault']): AttemptOutcome => {
       clearTimeout(timer);
+      clearTimeout(lateTimer);
       this.#attempts.delete(token);
       const position = Atomics.load(progress, 0);
       return fault ? { results, threadId: thread, slot, position, fault } : { results, threadId: thread, slot, position };
@@ -384,10 +386,13 @@ export class CasePool extends EventEmitter implements CaseRunner {
           if (results.length >= expected) settle();
           else {
             // Both channels are FIFO, but they are distinct: give late messages a moment, then treat
-            // missing results as a crash of the case that was running (a thread that lied).
-            setTimeout(() => {
+            // missing results as a crash of the case that was running (a thread that lied). This
+            // timer keeps the event loop alive: piscina unrefs an idle thread, and when the task's
+            // answer overtakes every message of the chunk (seen on Node 22), nothing else would, and
+            // the process could end with the chunk's promise pending.
+            lateTimer = setTimeout(() => {
               if (this.#attempts.has(token)) resolve(finish({ code: 'E_CRASH', message: 'thread ended its chunk without a result for every case', beforeBegin: !begun, reason: 'crash', unfinished: true }));
-            }, 1000).unref();
+            }, 1000);
           }
         }),
       (err: unknown) =>
