@@ -695,3 +695,60 @@ describe('unpackCase: a case payload read without its record definition', () => 
     }
   });
 });
+
+describe('packCaseList: the quick writer writes what msgpackr writes', () => {
+  /** Case i of a packed list: its own bytes. */
+  const caseBytes = (list: { bytes: Uint8Array; ends: Uint32Array }, i: number) => list.bytes.subarray(i === 0 ? 0 : list.ends[i - 1], list.ends[i]);
+  const edges = [0, 1, 0x1f, 0x20, 0x3f, 0x40, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53];
+  const numbers = [...edges, ...edges.map((x) => -x), -0x21, -0x81, -0x8001, -(2 ** 31) - 1, 0.5, -0.5, 1e-300, NaN, Infinity, -Infinity, -0, Number.MIN_VALUE, Number.MAX_VALUE];
+  const ascii = (n: number) => 'abcdefghij'.repeat(Math.ceil(n / 10)).slice(0, n);
+  const leaf = fc.oneof(
+    fc.constantFrom(...numbers),
+    fc.integer(),
+    fc.double(),
+    fc.boolean(),
+    fc.constant(null),
+    fc.constant(undefined),
+    fc.string({ maxLength: 40 }),
+    fc.string({ unit: 'grapheme', maxLength: 8 }),
+    fc.constantFrom(0, 0x1f, 0x20, 0x3f, 0x40, 0xff, 0x100, 0x10000).map(ascii),
+    fc.constant({ a: 1 }),
+    fc.constant(new Uint8Array([1, 2])),
+  );
+  const args = fc.letrec((tie) => ({
+    v: fc.oneof({ depthSize: 'small' }, leaf, fc.array(tie('v'), { maxLength: 20 })),
+  })).v;
+
+  it('byte for byte, for generated argument lists of every shape (the quick ones and the others)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.array(args, { maxLength: 4 }), { minLength: 1, maxLength: 8 }), (cases) => {
+        const list = packCaseList(cases);
+        assert.equal(list.ends.length, cases.length);
+        for (let i = 0; i < cases.length; i++) assert.deepStrictEqual(Buffer.from(caseBytes(list, i)), Buffer.from(pack({ index: i, args: cases[i] })), `case ${i}`);
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it('byte for byte at every index width, for long arrays, shared arrays, holes and deep nesting', () => {
+    const shared = [1, 2, 3];
+    const deep: unknown[] = [1];
+    let at = deep;
+    for (let d = 0; d < 12; d++) at = (at[0] = [d]) as unknown[];
+    const holey = [1, , 3]; // eslint-disable-line no-sparse-arrays
+    const special: unknown[][] = [[Array.from({ length: 16 }, (_, i) => i)], [Array.from({ length: 0x10000 }, (_, i) => i - 500)], [shared, shared], [[shared], shared], [deep], [holey], [ascii(0x10000)], ['é'], [[], [[]]]];
+    const cases: unknown[][] = Array.from({ length: 0x10000 + 300 }, (_, i) => (i % 1000 < special.length ? special[i % 1000] : [[i, -i, i / 3, 'x'.repeat(i % 40)]]));
+    const list = packCaseList(cases);
+    for (let i = 0; i < cases.length; i++) if (i < 70 || i % 97 === 0 || i % 1000 < special.length || i > 0x10000 - 3) assert.deepStrictEqual(Buffer.from(caseBytes(list, i)), Buffer.from(pack({ index: i, args: cases[i] })), `case ${i}`);
+    assert.deepStrictEqual(unpackCase(caseBytes(list, 0x10000 + 5)), { index: 0x10000 + 5, args: cases[0x10000 + 5] });
+  });
+
+  it('refuses a function as an argument, naming the case, in either path', () => {
+    for (const bad of [[() => 1], [[1, 2, () => 1]]]) {
+      assert.throws(
+        () => packCaseList([[1], bad]),
+        (err: Error & { code?: string }) => err.code === 'MG_ERR_TASK_GEN' && /case 1 /.test(err.message),
+      );
+    }
+  });
+});
