@@ -153,7 +153,8 @@ export function encodeResultFrames(codec: Codec, results: CaseResult[], maxBytes
   const lists: Buffer[] = [];
   if (options.passLists) {
     // Plain passes (no error, no violation, no output, no HTTP trace: the common case) as JSON arrays
-    // [index, durationMs, index, durationMs, …] of at most PASS_LIST_MAX passes and `room` bytes each:
+    // [index, durationMs, index, durationMs, …] of at most PASS_LIST_MAX passes and `room` bytes each,
+    // durations to the microsecond:
     // one JSON.parse of numbers per list for the coordinator instead of one object per result.
     others = [];
     let list: number[] = [];
@@ -164,7 +165,8 @@ export function encodeResultFrames(codec: Codec, results: CaseResult[], maxBytes
     const perList = Math.max(1, Math.min(PASS_LIST_MAX, Math.floor((room - 2) / 48)));
     for (const r of results) {
       if (isPlainPass(r)) {
-        list.push(r.index, r.durationMs);
+        // To the microsecond: shorter to write and to parse (10 bytes a pass instead of ~25).
+        list.push(r.index, Math.round(r.durationMs * 1000) / 1000);
         if (list.length >= 2 * perList) flush();
       } else others.push(r);
     }
