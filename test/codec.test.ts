@@ -752,3 +752,54 @@ describe('packCaseList: the quick writer writes what msgpackr writes', () => {
     }
   });
 });
+
+describe('unpackCase: the quick reader reads what msgpackr reads', () => {
+  const quickValue = fc.letrec((tie) => ({
+    v: fc.oneof(
+      { depthSize: 'small' },
+      fc.integer(),
+      fc.integer({ min: -0x8000, max: 0xffff }),
+      fc.double(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.string({ maxLength: 40 }),
+      fc.string({ unit: 'grapheme', maxLength: 6 }),
+      fc.array(tie('v'), { maxLength: 20 }),
+    ),
+  })).v;
+  /** unpack's value, or its error code, for any bytes. */
+  const outcome = (read: () => unknown) => {
+    try {
+      return { value: read() };
+    } catch (err) {
+      return { code: (err as { code?: string }).code };
+    }
+  };
+
+  it('gives unpack\'s value for generated cases, and for the same bytes cut, extended or with a byte changed', () => {
+    fc.assert(
+      fc.property(fc.array(quickValue, { maxLength: 4 }), fc.nat({ max: 0x20000 }), fc.nat(), fc.nat({ max: 255 }), (args, index, at, byte) => {
+        const bytes = pack({ index, args });
+        assert.deepStrictEqual(unpackCase(bytes), unpack(bytes));
+        const i = at % bytes.length;
+        const changed = Uint8Array.from(bytes);
+        changed[i] = byte;
+        for (const m of [changed, bytes.subarray(0, i), Uint8Array.from([...bytes, byte])]) {
+          const expected = outcome(() => unpack(m));
+          const got = outcome(() => unpackCase(m));
+          if ('code' in expected) assert.deepStrictEqual(got, { code: 'MG_ERR_CODEC' });
+          else assert.deepStrictEqual(got, expected);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('refuses an array that claims more elements than there are bytes left, with MG_ERR_CODEC', () => {
+    const bytes = pack({ index: 3, args: [[1, 2, 3]] });
+    // args: [ array32 of 2^32-1 elements ] with three bytes behind it.
+    const at = bytes.indexOf(0x91);
+    const forged = Uint8Array.from([...bytes.subarray(0, at), 0x91, 0xdd, 0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
+    assert.throws(() => unpackCase(forged), (err: Error & { code?: string }) => err.code === 'MG_ERR_CODEC');
+  });
+});

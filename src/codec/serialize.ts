@@ -77,6 +77,11 @@ function quickCase(p: Uint8Array, prefix: Uint8Array): { index: number; args: un
     at = k + 5;
   } else return undefined;
   if (at >= p.length) return undefined;
+  // Plain arrays of numbers, booleans, null and ASCII strings (what packCaseList's writer writes) are
+  // read here; anything else, or bytes left over, by msgpackr.
+  quickAt = at;
+  const args = readQuick(p, 0);
+  if (args !== NOT_QUICK && quickAt === p.length) return { index, args };
   try {
     return { index, args: argsUnpackr.unpack(p.subarray(at)) };
   } catch {
@@ -86,6 +91,127 @@ function quickCase(p: Uint8Array, prefix: Uint8Array): { index: number; args: un
     argsStructures.length = 1;
     argsStructures[0] = caseRecord;
   }
+}
+
+/**
+ * The reader for the shapes CaseListWriter writes, each value as msgpackr's `unpack` gives it (a test
+ * compares them on generated and on mutated bytes). Bounds are checked before every read, and an
+ * array's length against the bytes left before it is allocated (forged payloads come from brokers).
+ * Returns NOT_QUICK for anything else: record references and definitions (0x40–0x7f, extensions),
+ * maps, binaries, 64-bit integers, float32, strings with non-ASCII bytes, nesting past QUICK_DEPTH.
+ */
+const NOT_QUICK: unique symbol = Symbol('not quick');
+let quickAt = 0;
+const float64Bytes = new Uint8Array(8);
+const float64View = new DataView(float64Bytes.buffer);
+
+function readQuick(p: Uint8Array, depth: number): unknown {
+  const end = p.length;
+  if (quickAt >= end) return NOT_QUICK;
+  const t = p[quickAt++];
+  if (t < 0x40) return t;
+  if (t >= 0xe0) return t - 0x100;
+  if (t >= 0x90 && t < 0xa0) return readQuickArray(p, t & 0x0f, depth);
+  if (t >= 0xa0 && t < 0xc0) return readQuickAscii(p, t - 0xa0);
+  const at = quickAt;
+  switch (t) {
+    case 0xc0:
+      return null;
+    case 0xc2:
+      return false;
+    case 0xc3:
+      return true;
+    case 0xcb:
+      if (at + 8 > end) return NOT_QUICK;
+      for (let i = 0; i < 8; i++) float64Bytes[i] = p[at + i];
+      quickAt = at + 8;
+      return float64View.getFloat64(0);
+    case 0xcc:
+      if (at + 1 > end) return NOT_QUICK;
+      quickAt = at + 1;
+      return p[at];
+    case 0xcd:
+      if (at + 2 > end) return NOT_QUICK;
+      quickAt = at + 2;
+      return (p[at] << 8) | p[at + 1];
+    case 0xce:
+      if (at + 4 > end) return NOT_QUICK;
+      quickAt = at + 4;
+      return p[at] * 0x1000000 + ((p[at + 1] << 16) | (p[at + 2] << 8) | p[at + 3]);
+    case 0xd0:
+      if (at + 1 > end) return NOT_QUICK;
+      quickAt = at + 1;
+      return (p[at] << 24) >> 24;
+    case 0xd1:
+      if (at + 2 > end) return NOT_QUICK;
+      quickAt = at + 2;
+      return (((p[at] << 8) | p[at + 1]) << 16) >> 16;
+    case 0xd2:
+      if (at + 4 > end) return NOT_QUICK;
+      quickAt = at + 4;
+      return (p[at] << 24) | (p[at + 1] << 16) | (p[at + 2] << 8) | p[at + 3];
+    case 0xd9:
+      if (at + 1 > end) return NOT_QUICK;
+      quickAt = at + 1;
+      return readQuickAscii(p, p[at]);
+    case 0xda:
+      if (at + 2 > end) return NOT_QUICK;
+      quickAt = at + 2;
+      return readQuickAscii(p, (p[at] << 8) | p[at + 1]);
+    case 0xdc:
+      if (at + 2 > end) return NOT_QUICK;
+      quickAt = at + 2;
+      return readQuickArray(p, (p[at] << 8) | p[at + 1], depth);
+    case 0xdd:
+      if (at + 4 > end) return NOT_QUICK;
+      quickAt = at + 4;
+      return readQuickArray(p, p[at] * 0x1000000 + ((p[at + 1] << 16) | (p[at + 2] << 8) | p[at + 3]), depth);
+    default:
+      return NOT_QUICK;
+  }
+}
+
+function readQuickArray(p: Uint8Array, n: number, depth: number): unknown {
+  // Every element takes at least one byte: a length past the bytes left is not allocated.
+  if (depth > QUICK_DEPTH || n > p.length - quickAt) return NOT_QUICK;
+  const out = new Array(n);
+  const end = p.length;
+  for (let i = 0; i < n; i++) {
+    // Small integers inline (most elements of generated inputs); the rest through readQuick.
+    const at = quickAt;
+    const t = p[at];
+    if (t < 0x40) {
+      out[i] = t;
+      quickAt = at + 1;
+    } else if (t >= 0xe0) {
+      out[i] = t - 0x100;
+      quickAt = at + 1;
+    } else if (t === 0xd1 && at + 3 <= end) {
+      out[i] = (((p[at + 1] << 8) | p[at + 2]) << 16) >> 16;
+      quickAt = at + 3;
+    } else if (t === 0xcd && at + 3 <= end) {
+      out[i] = (p[at + 1] << 8) | p[at + 2];
+      quickAt = at + 3;
+    } else {
+      const v = readQuick(p, depth + 1);
+      if (v === NOT_QUICK) return NOT_QUICK;
+      out[i] = v;
+    }
+  }
+  return out;
+}
+
+function readQuickAscii(p: Uint8Array, n: number): unknown {
+  const at = quickAt;
+  if (n > p.length - at || n > 0x1000) return NOT_QUICK;
+  let s = '';
+  for (let i = 0; i < n; i++) {
+    const c = p[at + i];
+    if (c >= 0x80) return NOT_QUICK;
+    s += String.fromCharCode(c);
+  }
+  quickAt = at + n;
+  return s;
 }
 
 // Cases as a task's gen returned them: a function (which structured clone refuses and msgpackr would
