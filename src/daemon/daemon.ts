@@ -430,6 +430,10 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
             this.#signal();
           });
       }
+      // Let the batches just claimed reach their case threads (their preparation awaits only
+      // settled promises once the job is known) before the next claim is built and sent: a small
+      // evaluation's case starts ~0.1 ms sooner.
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
 
