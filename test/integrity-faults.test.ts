@@ -130,13 +130,15 @@ describe('integrity under attack over Redis', { skip, concurrency: false }, () =
               await raw.xadd(stream, '*', 'kind', 'results', 'batch', `${b.id}:x`, 'role', b.role, 'worker', 'attacker', 'frame', forgedFrame(indices, true));
               await raw.xadd(stream, '*', 'kind', 'results', 'batch', b.id, 'role', other, 'worker', 'attacker', 'frame', forgedFrame(indices, other === 'candidate'));
               await raw.xadd(stream, '*', 'kind', 'results', 'batch', b.id, 'role', b.role, 'worker', 'attacker', 'frame', forgedFrame(indices.map((i) => i + 1000), b.role === 'candidate'));
+              // The right count, but one case twice and the last never: not the batch's cases.
+              if (indices.length > 1) await raw.xadd(stream, '*', 'kind', 'results', 'batch', b.id, 'role', b.role, 'worker', 'attacker', 'frame', forgedFrame([...indices.slice(0, -1), indices[0]], b.role === 'candidate'));
             }
             await backend.enqueue(batches);
           },
         }),
     });
     assertSameVerdict(report, expected);
-    assert.ok(d!.forged.unknown_batch >= 16 && d!.forged.wrong_role >= 16 && d!.forged.wrong_indices >= 16, JSON.stringify(d!.forged));
+    assert.ok(d!.forged.unknown_batch >= 16 && d!.forged.wrong_role >= 16 && d!.forged.wrong_indices >= 32, JSON.stringify(d!.forged));
     w.child.kill('SIGTERM');
     assert.equal((await w.exited).code, 0, w.output());
   });

@@ -64,7 +64,8 @@ export interface LocalWorker {
 
 interface Outstanding {
   role: Role;
-  indices: number[];
+  /** The batch's cases: indices start, start + 1, …, start + size - 1. */
+  start: number;
   size: number;
   /** Times this coordinator sent it again (bad results frame, lost from the backend). */
   resends: number;
@@ -76,6 +77,12 @@ interface Outstanding {
 export const partGraceMs = (leaseSeconds: number): number => Math.max(10_000, 2 * leaseSeconds * 1000);
 
 /** Why an entry of the result stream was dropped (label of metaguard_forged_entries_total). */
+/** Whether every case of the batch has a result. */
+function allRecorded(recorded: ArrayLike<unknown>, b: Outstanding): boolean {
+  for (let i = b.start; i < b.start + b.size; i++) if (!recorded[i]) return false;
+  return true;
+}
+
 export type ForgedReason = 'unknown_batch' | 'wrong_role' | 'wrong_indices' | 'bad_signature' | 'undecodable';
 
 /**
@@ -230,7 +237,7 @@ export class QueueDispatcher implements Dispatcher {
     let slots = 1;
 
     const message = (id: string, b: Outstanding): BatchMessage => {
-      const msg: BatchMessage = { id, jobId, role: b.role, priority: config.priority, payload: job.payloads ? codec.encode(b.indices.map((index) => job.payloads![index])) : encodeCases(codec, b.indices.map((index) => ({ index, args: job.cases.at(index)! }))) };
+      const msg: BatchMessage = { id, jobId, role: b.role, priority: config.priority, payload: job.payloads ? codec.encode(job.payloads.slice(b.start, b.start + b.size)) : encodeCases(codec, Array.from({ length: b.size }, (_, i) => ({ index: b.start + i, args: job.cases.at(b.start + i)! }))) };
       if (key) msg.mac = signBatch(key, msg);
       return msg;
     };
@@ -244,9 +251,7 @@ export class QueueDispatcher implements Dispatcher {
         const start = next[role];
         const end = Math.min(n, start + batcher.take());
         next[role] = end;
-        const indices = [];
-        for (let i = start; i < end; i++) indices.push(i);
-        const b: Outstanding = { role, indices, size: indices.length, resends: 0 };
+        const b: Outstanding = { role, start, size: end - start, resends: 0 };
         const id = `${jobId}:${role}:${start}`;
         batch.push(message(id, b));
         sent.set(id, b);
@@ -261,7 +266,7 @@ export class QueueDispatcher implements Dispatcher {
 
     const giveUp = (id: string, b: Outstanding, reason: string) => {
       outstanding.delete(id);
-      for (const index of b.indices) {
+      for (let index = b.start; index < b.start + b.size; index++) {
         if (!recorded[b.role][index]) record(b.role, { index, passed: false, durationMs: 0, error: { code: 'E_DELIVERY', message: reason } });
       }
     };
@@ -319,14 +324,18 @@ export class QueueDispatcher implements Dispatcher {
         forged(entry, 'undecodable', (err as Error).message);
         return open ? entry.batchId : undefined;
       }
-      const seen = new Set<number>();
-      const want = new Set(b.indices);
+      // Results up to the first whose index the batch was not sent with, or that came before.
+      const seen = new Uint8Array(b.size);
+      let valid = 0;
       for (const r of results) {
-        if (!want.has(r.index) || seen.has(r.index)) break;
-        seen.add(r.index);
+        const k = r.index - b.start;
+        // Not an integer in [0, size) (NaN and fractions included), or seen already: stop counting.
+        if (!(k >= 0 && k < b.size) || seen[k] !== 0) break;
+        seen[k] = 1;
+        valid++;
       }
       // A whole frame covers exactly the batch's cases; a part covers some of them, each once.
-      if (part ? seen.size !== results.length || part.parts > b.size : seen.size !== want.size || results.length !== want.size) {
+      if (part ? valid !== results.length || part.parts > b.size : valid !== b.size || results.length !== b.size) {
         forged(entry, 'wrong_indices', part ? `results part ${part.part}/${part.parts} covers case indices the batch was not sent with` : `results cover other case indices than the ${b.size} the batch was sent with`);
         return open ? entry.batchId : undefined;
       }
@@ -341,7 +350,7 @@ export class QueueDispatcher implements Dispatcher {
         busyMs += r.durationMs;
       }
       if (!open) return undefined;
-      if (part && b.indices.some((i) => !recorded[b.role][i])) {
+      if (part && !allRecorded(recorded[b.role], b)) {
         const p = (b.partial ??= { last: 0, cases: 0, busyMs: 0 });
         p.last = Date.now();
         p.cases += results.length;
