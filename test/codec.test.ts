@@ -743,6 +743,24 @@ describe('packCaseList: the quick writer writes what msgpackr writes', () => {
     assert.deepStrictEqual(unpackCase(caseBytes(list, 0x10000 + 5)), { index: 0x10000 + 5, args: cases[0x10000 + 5] });
   });
 
+  it('takes an array as msgpackr does (by its constructor), and names the case whatever a getter or a proxy throws', () => {
+    const renamed = Object.assign([1, 2], { constructor: Object });
+    const mapped = Object.assign([1, 2], { constructor: Map });
+    const proxied = new Proxy([1, 2], { get: (t, k) => (k === 'constructor' ? Object : t[k as unknown as number]) });
+    assert.deepStrictEqual(Buffer.from(packCaseList([[proxied]]).bytes), Buffer.from(pack({ index: 0, args: [proxied] })));
+    const throwing = Object.defineProperty([1, 2], 0, { get: () => { throw new Error('boom'); } });
+    const { proxy: revoked, revoke } = Proxy.revocable([1], {});
+    revoke();
+    const trap = new Proxy([1], { get: () => { throw new Error('trap'); } });
+    for (const bad of [renamed, mapped, throwing, revoked, trap]) {
+      assert.throws(
+        () => packCaseList([[1], [bad]]),
+        (err: Error & { code?: string }) => err.code === 'MG_ERR_TASK_GEN' && /^case 1 /.test(err.message),
+      );
+      assert.throws(() => packCaseList([[1], bad as unknown[]]), (err: Error & { code?: string }) => err.code === 'MG_ERR_TASK_GEN');
+    }
+  });
+
   it('refuses a function as an argument, naming the case, in either path', () => {
     for (const bad of [[() => 1], [[1, 2, () => 1]]]) {
       assert.throws(
@@ -793,6 +811,46 @@ describe('unpackCase: the quick reader reads what msgpackr reads', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+
+  /** Runs `body` (source of an async function of `unpackCase` and `prefix`) in a thread with a small heap: its answer, or the thread's error code. */
+  const inSmallHeap = async (body: string, maxOldMb: number): Promise<unknown> => {
+    const worker = new Worker(new URL('./fixtures/codec/small-heap.ts', import.meta.url), { workerData: { body }, resourceLimits: { maxOldGenerationSizeMb: maxOldMb } });
+    try {
+      return await new Promise((resolve) => {
+        worker.once('message', resolve);
+        worker.once('error', (err: Error & { code?: string }) => resolve({ threadError: err.code ?? err.message }));
+      });
+    } finally {
+      await worker.terminate();
+    }
+  };
+
+  it('reads strings flat: 4 MiB of long strings decode within a 48 MiB heap, twice', async () => {
+    const answer = await inSmallHeap(
+      `async (unpackCase, prefix) => {
+        const s = Buffer.alloc(4096, 0x61);
+        const one = Buffer.concat([Buffer.from([0xda, 0x10, 0x00]), s]);
+        const bytes = Buffer.concat([prefix, Buffer.from([0x00, 0x91, 0xdc, 0x04, 0x00]), ...Array(1024).fill(one)]);
+        const kept = [unpackCase(bytes), unpackCase(bytes)];
+        return kept.every((c) => c.args[0].length === 1024 && c.args[0].every((x) => x.length === 4096 && x[4095] === 'a'));
+      }`,
+      48,
+    );
+    assert.equal(answer, true);
+  });
+
+  it('charges nested arrays\' claimed lengths against one budget: nine nested claims of 2,000,000 fit a 64 MiB heap', async () => {
+    const answer = await inSmallHeap(
+      `async (unpackCase, prefix) => {
+        const n = 2_000_000;
+        const header = [0xdd, (n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
+        const bytes = Buffer.concat([prefix, Buffer.from([0x00]), Buffer.from(Array(9).fill(header).flat()), Buffer.alloc(n + 10, 0xc1)]);
+        try { unpackCase(bytes); return 'decoded'; } catch (err) { return err.code; }
+      }`,
+      64,
+    );
+    assert.equal(answer, 'MG_ERR_CODEC');
   });
 
   it('refuses an array that claims more elements than there are bytes left, with MG_ERR_CODEC', () => {

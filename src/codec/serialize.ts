@@ -77,9 +77,10 @@ function quickCase(p: Uint8Array, prefix: Uint8Array): { index: number; args: un
     at = k + 5;
   } else return undefined;
   if (at >= p.length) return undefined;
-  // Plain arrays of numbers, booleans, null and ASCII strings (what packCaseList's writer writes) are
-  // read here; anything else, or bytes left over, by msgpackr.
+  // Arrays of numbers, booleans, null and short ASCII strings (most of what packCaseList's writer
+  // writes) are read here; anything else, or bytes left over, by msgpackr.
   quickAt = at;
+  quickBudget = p.length - at;
   const args = readQuick(p, 0);
   if (args !== NOT_QUICK && quickAt === p.length) return { index, args };
   try {
@@ -94,14 +95,23 @@ function quickCase(p: Uint8Array, prefix: Uint8Array): { index: number; args: un
 }
 
 /**
- * The reader for the shapes CaseListWriter writes, each value as msgpackr's `unpack` gives it (a test
- * compares them on generated and on mutated bytes). Bounds are checked before every read, and an
- * array's length against the bytes left before it is allocated (forged payloads come from brokers).
- * Returns NOT_QUICK for anything else: record references and definitions (0x40–0x7f, extensions),
- * maps, binaries, 64-bit integers, float32, strings with non-ASCII bytes, nesting past QUICK_DEPTH.
+ * The reader for the shapes CaseListWriter writes (strings of up to QUICK_STRING characters), each
+ * value as msgpackr's `unpack` gives it (a test compares them on generated and on mutated bytes).
+ * Bounds are checked before every read, and an array's length against the bytes left and the
+ * payload's element budget before it is allocated (forged payloads come from brokers). Returns
+ * NOT_QUICK for anything else: record references and definitions (0x40–0x7f, extensions), maps,
+ * binaries, 64-bit integers, float32, non-ASCII or longer strings, nesting past QUICK_DEPTH.
  */
 const NOT_QUICK: unique symbol = Symbol('not quick');
 let quickAt = 0;
+/**
+ * Elements the arrays of one payload may still claim: every element takes at least one byte, so all
+ * the arrays of a payload together hold at most as many elements as it has bytes (nested headers that
+ * each claim the whole payload are refused before any is allocated).
+ */
+let quickBudget = 0;
+/** Strings of at most this many characters are read here (built flat); longer ones by msgpackr. */
+const QUICK_STRING = 12;
 const float64Bytes = new Uint8Array(8);
 const float64View = new DataView(float64Bytes.buffer);
 
@@ -172,8 +182,10 @@ function readQuick(p: Uint8Array, depth: number): unknown {
 }
 
 function readQuickArray(p: Uint8Array, n: number, depth: number): unknown {
-  // Every element takes at least one byte: a length past the bytes left is not allocated.
-  if (depth > QUICK_DEPTH || n > p.length - quickAt) return NOT_QUICK;
+  // Every element takes at least one byte: a length past the bytes left, or past what the payload's
+  // other arrays already claimed, is not allocated.
+  if (depth > QUICK_DEPTH || n > p.length - quickAt || n > quickBudget) return NOT_QUICK;
+  quickBudget -= n;
   const out = new Array(n);
   const end = p.length;
   for (let i = 0; i < n; i++) {
@@ -203,7 +215,9 @@ function readQuickArray(p: Uint8Array, n: number, depth: number): unknown {
 
 function readQuickAscii(p: Uint8Array, n: number): unknown {
   const at = quickAt;
-  if (n > p.length - at || n > 0x1000) return NOT_QUICK;
+  // Short, so that `+=` builds a flat string (a longer one would be a chain of one-character pieces,
+  // ~32 bytes of heap per character).
+  if (n > p.length - at || n > QUICK_STRING) return NOT_QUICK;
   let s = '';
   for (let i = 0; i < n; i++) {
     const c = p[at + i];
@@ -239,7 +253,13 @@ export function packCaseList(cases: readonly unknown[][]): { bytes: Uint8Array; 
   const w = new CaseListWriter(Math.min(Math.max(1 << 16, n * 32), 1 << 26));
   for (let i = 0; i < n; i++) {
     const start = w.pos;
-    if (!(casePrefix && w.writeCase(casePrefix, i, cases[i]))) {
+    let quick = false;
+    try {
+      quick = casePrefix !== undefined && w.writeCase(casePrefix, i, cases[i]);
+    } catch {
+      // A getter or a proxy trap threw: msgpackr meets it again below and the case is refused, named.
+    }
+    if (!quick) {
       w.pos = start;
       let p: Uint8Array;
       try {
@@ -256,14 +276,18 @@ export function packCaseList(cases: readonly unknown[][]): { bytes: Uint8Array; 
   return { bytes: w.buf.slice(0, w.pos), ends };
 }
 
-const ArrayPrototype = Array.prototype;
+/**
+ * An array msgpackr writes as an array: it goes by `constructor === Array` (an array whose constructor
+ * was changed is written as something else, or refused), and only a real array is taken here.
+ */
+const isQuickArray = (v: unknown): v is unknown[] => Array.isArray(v) && (v as { constructor?: unknown }).constructor === Array;
 /** Arrays one case may hold before the writer leaves it to msgpackr (each is checked against the others: a shared one is a reference). */
 const QUICK_ARRAYS = 16;
 const QUICK_DEPTH = 8;
 
 /**
  * Writes `{ index, args }` as msgpackr does (the record definition, then the index, then the arguments)
- * for plain arrays — prototype Array.prototype, none reached twice — of numbers, booleans, null and
+ * for arrays — constructor Array, none reached twice — of numbers, booleans, null and
  * ASCII strings, nested up to QUICK_DEPTH. Anything else (objects, undefined, holes, other strings,
  * typed arrays, shared arrays, which msgpackr writes as references) makes `writeCase` return false with
  * the case partly written: the caller rewinds `pos` and packs that case with msgpackr.
@@ -290,7 +314,7 @@ class CaseListWriter {
   }
 
   writeCase(prefix: Uint8Array, index: number, args: unknown): boolean {
-    if (!Array.isArray(args) || Object.getPrototypeOf(args) !== ArrayPrototype) return false;
+    if (!isQuickArray(args)) return false;
     this.reserve(prefix.length + 5);
     this.buf.set(prefix, this.pos);
     this.pos += prefix.length;
@@ -379,7 +403,7 @@ class CaseListWriter {
         this.reserve(9 * (n - i - 1));
         buf = this.buf;
         pos = this.pos;
-      } else if (Array.isArray(v) && Object.getPrototypeOf(v) === ArrayPrototype) {
+      } else if (isQuickArray(v)) {
         this.pos = pos;
         if (!this.#array(v, depth + 1)) return false;
         // Room again for the rest of this array's elements at their largest.
