@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { createCodec } from '../codec/index.js';
 import type { Codec } from '../codec/types.js';
 import { FRAME_HEADER_BYTES, readHeader } from '../codec/frame.js';
@@ -354,11 +354,8 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
       return;
     }
     await new Promise<void>((resolve) => {
+      const done = () => (clearTimeout(t), resolve());
       const t = setTimeout(done, ms);
-      function done() {
-        clearTimeout(t);
-        resolve();
-      }
       this.#wake = done;
     });
     this.#wake = undefined;
@@ -430,10 +427,8 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
             this.#signal();
           });
       }
-      // Let the batches just claimed reach their case threads (their preparation awaits only
-      // settled promises once the job is known) before the next claim is built and sent: a small
-      // evaluation's case starts ~0.1 ms sooner.
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      // The batches just claimed reach their case threads before the next claim is built and sent.
+      await nextTurn();
     }
   }
 
