@@ -318,25 +318,28 @@ class CaseListWriter {
     this.reserve(prefix.length + 5);
     this.buf.set(prefix, this.pos);
     this.pos += prefix.length;
-    // msgpackr's non-negative integer (fixint below 0x40 in a record payload), as quickCase reads it.
-    const buf = this.buf;
-    let pos = this.pos;
-    if (index < 0x40) buf[pos++] = index;
-    else if (index < 0x100) {
-      buf[pos++] = 0xcc;
-      buf[pos++] = index;
-    } else if (index < 0x10000) {
-      buf[pos++] = 0xcd;
-      buf[pos++] = index >> 8;
-      buf[pos++] = index & 0xff;
-    } else {
-      buf[pos++] = 0xce;
-      this.view.setUint32(pos, index);
-      pos += 4;
-    }
-    this.pos = pos;
+    this.pos = this.#uint(this.buf, this.pos, index);
     this.#seen.length = 0;
     return this.#array(args, 0);
+  }
+
+  /** A non-negative 32-bit integer as msgpackr writes it in a record payload (fixint only below 0x40, as quickCase reads it); returns the next position. */
+  #uint(buf: Uint8Array, at: number, v: number): number {
+    let pos = at;
+    if (v < 0x40) buf[pos++] = v;
+    else if (v < 0x100) {
+      buf[pos++] = 0xcc;
+      buf[pos++] = v;
+    } else if (v < 0x10000) {
+      buf[pos++] = 0xcd;
+      buf[pos++] = v >> 8;
+      buf[pos++] = v & 0xff;
+    } else {
+      buf[pos++] = 0xce;
+      this.view.setUint32(pos, v);
+      pos += 4;
+    }
+    return pos;
   }
 
   #array(a: unknown[], depth: number): boolean {
@@ -361,21 +364,8 @@ class CaseListWriter {
       const v = a[i];
       if (typeof v === 'number') {
         // msgpackr's choices, branch for branch: 32-bit integers in their smallest form, else a float64.
-        if (v >>> 0 === v) {
-          if (v < 0x40) buf[pos++] = v;
-          else if (v < 0x100) {
-            buf[pos++] = 0xcc;
-            buf[pos++] = v;
-          } else if (v < 0x10000) {
-            buf[pos++] = 0xcd;
-            buf[pos++] = v >> 8;
-            buf[pos++] = v & 0xff;
-          } else {
-            buf[pos++] = 0xce;
-            this.view.setUint32(pos, v);
-            pos += 4;
-          }
-        } else if (v >> 0 === v) {
+        if (v >>> 0 === v) pos = this.#uint(buf, pos, v);
+        else if (v >> 0 === v) {
           if (v >= -0x20) buf[pos++] = 0x100 + v;
           else if (v >= -0x80) {
             buf[pos++] = 0xd0;
