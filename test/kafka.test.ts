@@ -411,6 +411,33 @@ describe('kafka backend (librdkafka mock cluster)', { skip: unavailable, concurr
   });
 });
 
+describe('kafka idle connections (librdkafka mock cluster)', { skip: unavailable }, () => {
+  it('an idle backend schedules no pending-queue checks: kafkajs\'s 1 ms timer is off while nothing waits', async () => {
+    const mock = await startKafkaMock({ partitions: 2, topics: ['mg-idle'] });
+    const b = new KafkaBackend(validateQueueConfig({ backend: 'kafka', bootstrap_servers: mock.bootstrap, topic: 'mg-idle', consumer_group: 'mg-idle-workers' }));
+    const RequestQueue = createRequire(import.meta.url)('kafkajs/src/network/requestQueue/index.js') as { prototype: { checkPendingRequests(): void } };
+    const check = RequestQueue.prototype.checkPendingRequests;
+    let checks = 0;
+    RequestQueue.prototype.checkPendingRequests = function (this: unknown) {
+      checks++;
+      return check.call(this);
+    };
+    try {
+      await b.connect();
+      await b.putJob(manifest('job-idle'));
+      await new Promise((r) => setTimeout(r, 500));
+      checks = 0;
+      await new Promise((r) => setTimeout(r, 1000));
+      // Without the fix every connection checks ~1,000 times a second; responses still run a check each.
+      assert.ok(checks < 100, `${checks} pending-queue checks in one idle second`);
+    } finally {
+      RequestQueue.prototype.checkPendingRequests = check;
+      await b.close().catch(() => {});
+      await mock.stop();
+    }
+  });
+});
+
 describe('kafka integrity: read-back validation, lost batches, idempotent enqueue', { skip: unavailable, concurrency: true }, () => {
   let mock: KafkaMock;
   let raw: Producer;

@@ -16,6 +16,9 @@ import { logMalformed, MalformedRecord } from '../records.js';
 import { tlsOptions } from '../tls.js';
 import { TopicView } from './topic-view.js';
 import { describe, recordName, withTimeout } from './wire.js';
+import { stopIdlePolling } from './idle-poll.js';
+
+stopIdlePolling();
 
 export const DEFAULT_CONSUMER_GROUP = 'metaguard-workers';
 
