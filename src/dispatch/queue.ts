@@ -76,13 +76,13 @@ interface Outstanding {
 /** How long a batch may stay partly answered before it is sent again: twice its lease, at least 10 s. */
 export const partGraceMs = (leaseSeconds: number): number => Math.max(10_000, 2 * leaseSeconds * 1000);
 
-/** Why an entry of the result stream was dropped (label of metaguard_forged_entries_total). */
 /** Whether every case of the batch has a result. */
 function allRecorded(recorded: ArrayLike<unknown>, b: Outstanding): boolean {
   for (let i = b.start; i < b.start + b.size; i++) if (!recorded[i]) return false;
   return true;
 }
 
+/** Why an entry of the result stream was dropped (label of metaguard_forged_entries_total). */
 export type ForgedReason = 'unknown_batch' | 'wrong_role' | 'wrong_indices' | 'bad_signature' | 'undecodable';
 
 /**
