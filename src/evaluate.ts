@@ -198,7 +198,9 @@ async function runCases(
       logger.warn('unexpected_error', { during: `a ${role} case thread exited while idle (it is replaced)`, code: e.code, message: e.message });
     });
   }
-  const destroyPools = () => Promise.all(roles.map((role) => pools[role].destroy()));
+  /** The gen thread stopping: it is not waited for before the run starts (a thread takes ~30 ms to terminate), only before this returns. */
+  let genStopped: Promise<void> = Promise.resolve();
+  const destroyPools = () => Promise.all([genStopped, ...roles.map((role) => pools[role].destroy())]);
   let job: JobSpec;
   let taskName: string;
   logger.log('debug', 'evaluation_preparing', { task: sources.task, baseline: sources.baseline, candidate: sources.candidate });
@@ -216,7 +218,10 @@ async function runCases(
     try {
       generated = await raceAbort(genPool.generate(modules.taskUrl, sources.task, options.n, options.seed, signal), signal, abortError);
     } finally {
-      await genPool.destroy();
+      genStopped = genPool.destroy().catch((err: unknown) => {
+        const e = toErrorInfo(err, 'E_CRASH');
+        logger.warn('unexpected_error', { during: 'stopping the gen thread', code: e.code, message: e.message });
+      });
     }
     if (!generated.ok) throw new MetaguardError(generated.code as MetaguardErrorCode, generated.message);
     taskName = generated.name;
@@ -253,7 +258,7 @@ async function runCases(
       onScrapeError: (err) => logger.warn('backend_error', { during: 'metrics scrape', code: (err as { code?: string }).code, message: (err as Error).message }),
     }).catch(async (err: unknown) => {
       // The dispatcher may already hold threads or in-process workers: stop them, or the process stays up.
-      await dispatcher.close();
+      await Promise.all([dispatcher.close(), genStopped]);
       throw err;
     });
   }
@@ -283,7 +288,7 @@ async function runCases(
       },
     });
   } finally {
-    await dispatcher.close();
+    await Promise.all([dispatcher.close(), genStopped]);
     metrics?.detach();
     await server?.close();
   }

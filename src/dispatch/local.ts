@@ -9,12 +9,13 @@ import { caseEnvironment } from '../execution/env.js';
 import { chunkExecFor, RateLimitStates } from '../execution/chunk-exec.js';
 import { moduleLoadError, stoppedError, type DispatchEvents, type Dispatcher, type JobSpec } from './types.js';
 import { roles, type Role, type CaseInput, type CaseResult } from '../core/protocol.js';
+import { AdaptiveBatchSize } from '../queue/batching.js';
 
 export interface LocalDispatcherOptions {
   threads: number;
   /** Run on these pools (already started, e.g. by the implementation check) instead of new ones. */
   pools?: Record<Role, CaseRunner>;
-  /** Cases per `pool.run`. @defaultValue about four chunks per thread and role, 1..256 (at least 8 × concurrency) */
+  /** Cases per `pool.run`, fixed. @defaultValue adaptive: see `chunkSizer` */
   chunkSize?: number;
   /** The caller's environment: endpoint headers' `${VAR}` values come from it, and pools this dispatcher starts begin from it (scrubbed). */
   env: NodeJS.ProcessEnv;
@@ -23,8 +24,26 @@ export interface LocalDispatcherOptions {
 /** The args of a case whose payload is what its pool sends (never read, never handed to user code). */
 const NO_ARGS: unknown[] = Object.freeze([]) as unknown as unknown[];
 
-export function defaultChunkSize(n: number, threads: number): number {
-  return Math.max(1, Math.min(256, Math.ceil(n / (threads * 4))));
+/** Thread milliseconds of case work a chunk should carry once the cases' cost is known. */
+export const CHUNK_TARGET_MS = 25;
+/** Largest chunk, and the first one's size. */
+export const MAX_CHUNK = 4096;
+const FIRST_CHUNK = 32;
+
+/**
+ * Sizes the chunks of a run of `n` cases on `threads` threads (both roles): each chunk costs a round
+ * trip through this thread (a thread finishes a chunk, its answer is read here, the next chunk is
+ * posted), during which that thread idles — 0.3–1 ms on a loaded 2-core machine. So a chunk should
+ * carry about CHUNK_TARGET_MS of work: fast cases go in chunks of thousands, slow ones one or a few
+ * at a time (a big chunk of slow cases would leave one thread with a long tail at the end). Chunks
+ * start at FIRST_CHUNK cases and grow as the cases' time is measured (the queue's batch controller),
+ * never above a quarter of a thread's share of the run, nor below 8 × the lanes of a concurrent role.
+ */
+export function chunkSizer(n: number, threads: number, lanes: number, fixed?: number): AdaptiveBatchSize {
+  const min = lanes > 1 ? Math.max(1, Math.min(n, 1024, 8 * lanes)) : 1;
+  const max = Math.max(min, Math.min(MAX_CHUNK, Math.ceil(n / (threads * 4))));
+  if (fixed !== undefined) return new AdaptiveBatchSize({ initial: fixed, min: fixed, max: fixed, adaptive: false });
+  return new AdaptiveBatchSize({ initial: Math.min(max, Math.max(min, FIRST_CHUNK)), min, max, adaptive: true, targetBatchMs: CHUNK_TARGET_MS });
 }
 
 export class LocalDispatcher implements Dispatcher {
@@ -43,7 +62,7 @@ export class LocalDispatcher implements Dispatcher {
     const execs = { baseline: chunkExecFor(job.exec, 'baseline', { jobId: 'local', env: this.#options.env, rateLimits }), candidate: chunkExecFor(job.exec, 'candidate', { jobId: 'local', env: this.#options.env, rateLimits }) };
     // Chunks several times the concurrency, so lanes stay busy and a chunk's tail is short.
     const lanes = Math.max(execs.baseline?.concurrency ?? 1, execs.candidate?.concurrency ?? 1);
-    const size = this.#options.chunkSize ?? Math.max(defaultChunkSize(n, this.#options.threads), lanes > 1 ? Math.min(n, 1024, 8 * lanes) : 1);
+    const sizer = chunkSizer(n, this.#options.threads, lanes, this.#options.chunkSize);
     const out: Record<Role, CaseResult[]> = { baseline: new Array(n), candidate: new Array(n) };
     const bytesOnly = job.payloads !== undefined && job.payloads.length === n && roles.every((role) => pools[role].takesPayloads);
     const work: Promise<void>[] = [];
@@ -63,13 +82,13 @@ export class LocalDispatcher implements Dispatcher {
     if (events.signal?.aborted) onAbort();
     events.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      for (let start = 0; start < n && !failure; start += size) {
-        const end = Math.min(n, start + size);
+      for (let start = 0, end = 0; start < n && !failure; start = end) {
+        end = Math.min(n, start + sizer.take());
         const cases: CaseInput[] = new Array(end - start);
         // Pools that send payloads never read args: the cases are then not decoded in this thread.
         for (let i = start; i < end; i++) cases[i - start] = { index: i, args: bytesOnly ? NO_ARGS : job.cases.at(i)! };
         // Serialized once (by the gen thread): each role's thread gets a copy of the bytes, not a clone of every value.
-        const payloads = job.payloads?.slice(start, start + size);
+        const payloads = job.payloads?.slice(start, end);
         for (const role of roles) {
           inFlight++;
           work.push(
@@ -92,7 +111,12 @@ export class LocalDispatcher implements Dispatcher {
               // destroy() below land here too and change nothing (the first failure is kept).
               .then(
                 (results) => {
-                  for (const r of results) out[role][r.index] = r;
+                  let busyMs = 0;
+                  for (const r of results) {
+                    out[role][r.index] = r;
+                    busyMs += r.durationMs;
+                  }
+                  sizer.record(results.length, busyMs);
                 },
                 (err: unknown) => fail(err instanceof Error ? err : new Error(String(err))),
               )
