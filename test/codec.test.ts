@@ -35,7 +35,7 @@ import {
   type NativeBinding,
 } from '../src/codec/native.js';
 import type { Codec } from '../src/codec/types.js';
-import { pack, packCaseList, unpack, unpackCase } from '../src/codec/serialize.js';
+import { PackedCases, pack, packCaseList, unpack, unpackCase } from '../src/codec/serialize.js';
 import { packageRoot } from '../src/util/paths.js';
 
 const FUZZ_MS = Number(process.env.METAGUARD_FUZZ_MS ?? 2000);
@@ -768,6 +768,48 @@ describe('packCaseList: the quick writer writes what msgpackr writes', () => {
         (err: Error & { code?: string }) => err.code === 'MG_ERR_TASK_GEN' && /case 1 /.test(err.message),
       );
     }
+  });
+});
+
+describe('PackedCases: the gen thread\'s bytes as a job\'s cases', () => {
+  const cases = [[[3, 1, 2]], [[]], [['a', 'bc']], [[-1, 0.5]], [[1, [2, 3]]]];
+  const list = packCaseList(cases);
+
+  it('slices payloads like an array of them (views made per slice), and decodes each case once asked', () => {
+    const packed = new PackedCases(list.bytes, list.ends, cases.length);
+    assert.equal(packed.length, 5);
+    assert.equal(packed.payloads.length, 5);
+    const all = packed.payloads.slice(0, 5);
+    assert.equal(all.length, 5);
+    for (let i = 0; i < 5; i++) assert.deepStrictEqual(Buffer.from(all[i]), Buffer.from(pack({ index: i, args: cases[i] })), `case ${i}`);
+    // Views into the one buffer, not copies.
+    assert.equal(all[2].buffer, list.bytes.buffer);
+    assert.deepStrictEqual(packed.payloads.slice(1, 3).map((p) => Buffer.from(p)), all.slice(1, 3).map((p) => Buffer.from(p)));
+    assert.deepStrictEqual(packed.payloads.slice(3).map((p) => Buffer.from(p)), all.slice(3).map((p) => Buffer.from(p)));
+    // Bounds past either end are clamped, as Array.prototype.slice does.
+    assert.equal(packed.payloads.slice(4, 99).length, 1);
+    assert.equal(packed.payloads.slice(7, 9).length, 0);
+    assert.equal(packed.payloads.slice(3, 1).length, 0);
+    for (let i = 0; i < 5; i++) assert.deepStrictEqual(packed.at(i), cases[i]);
+    assert.equal(packed.at(5), undefined);
+    assert.equal(packed.at(-1), undefined);
+  });
+
+  it('refuses a layout whose ends do not rise to the last byte, and a case whose bytes name another index', () => {
+    const refused = (bytes: Uint8Array, ends: Uint32Array, n: number) =>
+      assert.throws(() => new PackedCases(bytes, ends, n), (err: Error & { code?: string }) => err.code === 'MG_ERR_CODEC');
+    refused(list.bytes, list.ends, 4);
+    refused(list.bytes, list.ends.slice(0, 4), 4);
+    const falling = list.ends.slice();
+    [falling[1], falling[2]] = [falling[2], falling[1]];
+    refused(list.bytes, falling, 5);
+    // Case 1's bytes where case 0's should be: decoding case 0 finds index 1.
+    const swapped = packCaseList([[1], [2]]);
+    const other = new Uint8Array(swapped.bytes.byteLength);
+    other.set(swapped.bytes.subarray(swapped.ends[0]), 0);
+    other.set(swapped.bytes.subarray(0, swapped.ends[0]), swapped.bytes.byteLength - swapped.ends[0]);
+    const bad = new PackedCases(other, new Uint32Array([swapped.bytes.byteLength - swapped.ends[0], swapped.bytes.byteLength]), 2);
+    assert.throws(() => bad.at(0), (err: Error & { code?: string }) => err.code === 'MG_ERR_CODEC' && /case 0/.test(err.message));
   });
 });
 

@@ -436,29 +436,55 @@ class CaseListWriter {
 }
 
 /**
+ * Serialized cases by index, as a job carries them: an array of payloads is one, and so is
+ * PackedCases's `payloads`, which makes the views of a range only when the range is asked for.
+ */
+export interface PayloadList {
+  readonly length: number;
+  /** Payloads `start` to `end` (exclusive), like Array.prototype.slice with non-negative bounds. */
+  slice(start: number, end?: number): Uint8Array[];
+}
+
+/**
  * The cases of packCaseList's bytes, decoded when first asked for: a queue coordinator ships the bytes
- * as they are and needs the values only of the cases its report shows. `payloads[i]` is case i's
- * own bytes (a view into `bytes`). An array of argument lists offers the same two members (`length`,
- * `at`), so either can be a job's cases.
+ * as they are and needs the values only of the cases its report shows. `payloads.slice(a, b)` gives
+ * cases a..b-1's own bytes (views into `bytes`), made per slice: a view per case for the whole run
+ * cost 20-40 ms before the first chunk of a 100,000-case run, and memory for its length. An array of
+ * argument lists offers the same two members (`length`, `at`), so either can be a job's cases.
  */
 export class PackedCases {
   readonly length: number;
-  readonly payloads: Uint8Array[];
+  readonly payloads: PayloadList;
+  readonly #bytes: Uint8Array;
+  readonly #ends: Uint32Array;
   readonly #values: (unknown[] | undefined)[];
 
   /** Checks the layout (one case per end, ends rising to the last byte); the values are checked as they are decoded. */
   constructor(bytes: Uint8Array, ends: Uint32Array, n: number) {
     if (ends.length !== n || (n > 0 && ends[n - 1] !== bytes.byteLength)) throw new MetaguardError('MG_ERR_CODEC', `generated cases: expected ${n} cases in ${bytes.byteLength} bytes`);
-    this.length = n;
-    this.payloads = new Array(n);
-    this.#values = new Array(n);
     let start = 0;
     for (let i = 0; i < n; i++) {
-      const end = ends[i];
-      if (end < start) throw new MetaguardError('MG_ERR_CODEC', `generated cases: case ${i} has a negative length`);
-      this.payloads[i] = bytes.subarray(start, end);
-      start = end;
+      if (ends[i] < start) throw new MetaguardError('MG_ERR_CODEC', `generated cases: case ${i} has a negative length`);
+      start = ends[i];
     }
+    this.length = n;
+    this.#bytes = bytes;
+    this.#ends = ends;
+    this.#values = new Array(n);
+    this.payloads = { length: n, slice: (from, to) => this.#views(from, to) };
+  }
+
+  /** Case i's bytes (0 <= i < length). */
+  #payload(i: number): Uint8Array {
+    return this.#bytes.subarray(i === 0 ? 0 : this.#ends[i - 1], this.#ends[i]);
+  }
+
+  #views(from: number, to = this.length): Uint8Array[] {
+    const a = Math.max(0, Math.min(this.length, Math.trunc(from) || 0));
+    const b = Math.max(a, Math.min(this.length, Math.trunc(to) || 0));
+    const out = new Array<Uint8Array>(b - a);
+    for (let i = a; i < b; i++) out[i - a] = this.#payload(i);
+    return out;
   }
 
   /** Case i's argument list; MG_ERR_CODEC when its bytes are not `{ index: i, args: [...] }`. */
@@ -466,7 +492,7 @@ export class PackedCases {
     if (!(i >= 0 && i < this.length)) return undefined;
     let v = this.#values[i];
     if (v === undefined) {
-      const c = unpackCase(this.payloads[i], `generated case ${i}`) as { index?: unknown; args?: unknown } | null;
+      const c = unpackCase(this.#payload(i), `generated case ${i}`) as { index?: unknown; args?: unknown } | null;
       if (c === null || typeof c !== 'object' || c.index !== i || !Array.isArray(c.args)) throw new MetaguardError('MG_ERR_CODEC', `generated cases: case ${i} is not { index: ${i}, args: [...] }`);
       v = this.#values[i] = c.args;
     }

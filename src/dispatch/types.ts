@@ -1,6 +1,7 @@
 /** The seam between the evaluator and whatever runs cases: in-process threads or a queue. */
 import type { CaseList, CaseResult, Role } from '../core/protocol.js';
 import type { JobExec } from '../http/endpoint.js';
+import type { PayloadList } from '../codec/serialize.js';
 import { MetaguardError, type MetaguardErrorCode } from '../errors.js';
 
 /** Everything needed to run one evaluation's cases. Implementations are file URLs of modules or http(s) endpoint URLs. */
@@ -18,7 +19,7 @@ export interface JobSpec {
    * Each case `{ index, args }` serialized (codec/serialize), as the task's gen thread packed it: sent
    * to case threads and into batch frames as they are. Absent: serialized from `cases` where needed.
    */
-  payloads?: Uint8Array[];
+  payloads?: PayloadList;
   /** Concurrency, endpoints, rate limit and retries; absent: every role a module run one case at a time. */
   exec?: JobExec;
   /** The files as the user named them, for messages (the URLs above may point at bundles). */
