@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ArtifactMemo, BoundedSet, ENTRY_OVERHEAD_BYTES as E, onceAtATime } from '../src/queue/artifact-memo.ts';
+import { ArtifactMemo, BoundedMap, BoundedSet, ENTRY_OVERHEAD_BYTES as E, onceAtATime } from '../src/queue/artifact-memo.ts';
 
 const bytes = (n: number, fill = 1) => new Uint8Array(n).fill(fill);
 
@@ -59,6 +59,29 @@ describe('BoundedSet', () => {
     assert.equal(s.has('b'), false);
     assert.ok(s.has('a') && s.has('c') && s.has('d'));
     assert.equal(s.size, 3);
+    s.delete('c');
+    assert.equal(s.has('c'), false);
+    assert.equal(s.size, 2);
+  });
+});
+
+describe('BoundedMap', () => {
+  it('forgets the oldest entry past its size; setting a key again makes it young; delete forgets one', () => {
+    const m = new BoundedMap<number>(3);
+    for (const [i, k] of ['a', 'b', 'c'].entries()) m.set(k, i);
+    m.set('a', 10);
+    m.set('d', 3); // b is the oldest now
+    assert.equal(m.has('b'), false);
+    assert.equal(m.get('b'), undefined);
+    assert.deepEqual(['a', 'c', 'd'].map((k) => m.get(k)), [10, 2, 3]);
+    assert.equal(m.size, 3);
+    m.delete('a');
+    assert.equal(m.has('a'), false);
+    assert.equal(m.size, 2);
+    // A million keys through a map of three stay three.
+    for (let i = 0; i < 1_000_000; i++) m.set(`k${i}`, i);
+    assert.equal(m.size, 3);
+    assert.equal(m.get('k999999'), 999999);
   });
 });
 

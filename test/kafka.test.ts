@@ -363,6 +363,26 @@ describe('kafka backend (librdkafka mock cluster)', { skip: unavailable, concurr
     });
   });
 
+  it('what a reader keeps of the jobs topic is bounded: the oldest manifests and deleted jobs are forgotten, and read as missing', async () => {
+    const c = config('mg-jobs-kept');
+    const coord = await backend(c);
+    const jobs = ['kept-1', 'kept-2', 'kept-3', 'kept-4'].map((id) => manifest(id));
+    for (const m of jobs) await coord.putJob(m);
+    const reader = await backend(c, { jobsKept: { manifests: 2, deleted: 2 } });
+    // A job it never saw makes it read the whole topic first.
+    assert.equal(await reader.getJob('never-published'), null);
+    // The jobs topic has several partitions: which two manifests are the newest read depends on their
+    // order, so the check is on the count and on every job reading as its manifest or as missing.
+    const read: (JobManifest | null)[] = [];
+    for (const m of jobs) read.push(await reader.getJob(m.jobId));
+    assert.equal(read.filter((m) => m !== null).length, 2, 'two manifests kept');
+    read.forEach((m, i) => assert.ok(m === null || JSON.stringify(m) === JSON.stringify(jobs[i]), `job ${i}`));
+    // Four tombstones through a reader that keeps two: each deleted job reads as missing either way.
+    for (const m of jobs) await coord.deleteJob(m.jobId);
+    const later = await backend(c, { jobsKept: { manifests: 2, deleted: 2 } });
+    for (const m of jobs) assert.equal(await later.getJob(m.jobId), null, `${m.jobId} deleted`);
+  });
+
   it('a rebalance revokes claims: renewLeases reports them, their results still publish, the new owner redoes them', async () => {
     const c = config('mg-rebalance');
     const coord = await backend(c);

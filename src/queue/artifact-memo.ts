@@ -80,8 +80,43 @@ export class BoundedSet {
     return this.#items.has(item);
   }
 
+  delete(item: string): void {
+    this.#items.delete(item);
+  }
+
   get size(): number {
     return this.#items.size;
+  }
+}
+
+/**
+ * A Map that forgets its oldest entry (by the time it was last set) past `max`: what a reader keeps of
+ * records read back from a shared topic, which anyone with write access could fill.
+ */
+export class BoundedMap<V> {
+  readonly #entries = new Map<string, V>();
+  constructor(readonly max: number) {}
+
+  set(key: string, value: V): void {
+    this.#entries.delete(key);
+    this.#entries.set(key, value);
+    if (this.#entries.size > this.max) this.#entries.delete(this.#entries.keys().next().value!);
+  }
+
+  get(key: string): V | undefined {
+    return this.#entries.get(key);
+  }
+
+  has(key: string): boolean {
+    return this.#entries.has(key);
+  }
+
+  delete(key: string): void {
+    this.#entries.delete(key);
+  }
+
+  get size(): number {
+    return this.#entries.size;
   }
 }
 

@@ -85,7 +85,7 @@ import type { QueueConfig } from '../../options/queue.js';
 import type { Logger } from '../../observe/log.js';
 import { waitForAny } from '../../util/wait.js';
 import { logMalformed, MalformedRecord, parseManifest, parseWorkerInfo } from '../records.js';
-import { ArtifactMemo, BoundedSet, onceAtATime } from '../artifact-memo.js';
+import { ArtifactMemo, BoundedMap, BoundedSet, onceAtATime } from '../artifact-memo.js';
 import {
   priorities,
   type Backend,
@@ -127,6 +127,11 @@ export interface KafkaBackendOptions {
   logger?: Logger;
   /** Bytes of artifacts kept in memory, the most recently used (others are read again from the jobs topic). @defaultValue 64 MiB */
   artifactMemoBytes?: number;
+  /**
+   * What this process keeps of the jobs topic, the most recent first: manifests of jobs not deleted,
+   * manifests that failed their schema, and deleted jobs. @defaultValue 10,000 / 1,000 / 100,000
+   */
+  jobsKept?: { manifests?: number; malformed?: number; deleted?: number };
 }
 
 /** Per-partition offsets and lag of the worker group, as `stats()` reports them. */
@@ -193,22 +198,31 @@ export class KafkaBackend implements Backend {
 
   // jobs and workers views
   #jobsView: TopicView | undefined;
-  readonly #manifests = new Map<string, JobManifest>();
+  /**
+   * Manifests of jobs not deleted, bounded (jobsKept): a finished job's tombstone removes its manifest,
+   * but a job whose coordinator died keeps one on the compacted topic for good, and anyone with write
+   * access could add more. A job evicted here reads as missing (its batches are dead-lettered, not run).
+   */
+  readonly #manifests: BoundedMap<JobManifest>;
   /** Manifests that failed their schema: getJob throws their error instead of trusting them. */
-  readonly #badManifests = new Map<string, MalformedRecord>();
+  readonly #badManifests: BoundedMap<MalformedRecord>;
   /** Recently used artifacts' bytes, within a byte budget: the jobs topic carries every evaluation's, and a Map kept them all for the process's life. */
   readonly #artifacts: ArtifactMemo;
   /** Artifacts read from the topic (the latest 100,000), so that one whose bytes the memo let go is read again, not reported missing. */
   readonly #artifactsRead = new BoundedSet(100_000);
   /** Rereads of the topic in progress, one per artifact. */
   readonly #rereads = new Map<string, Promise<Uint8Array | null>>();
-  readonly #jobTombstones = new Set<string>();
+  /** Deleted jobs, bounded (jobsKept): one is added per finished evaluation. A job forgotten here reads as missing after a catch-up read. */
+  readonly #jobTombstones: BoundedSet;
   #workersView: TopicView | undefined;
   #workersCaughtUp = false;
   readonly #workers = new Map<string, WorkerInfo>();
 
   constructor(config: QueueConfig, options: KafkaBackendOptions = {}) {
     this.#artifacts = new ArtifactMemo(options.artifactMemoBytes);
+    this.#manifests = new BoundedMap(options.jobsKept?.manifests ?? 10_000);
+    this.#badManifests = new BoundedMap(options.jobsKept?.malformed ?? 1_000);
+    this.#jobTombstones = new BoundedSet(options.jobsKept?.deleted ?? 100_000);
     this.#config = config;
     this.#options = options;
     this.#events.setMaxListeners(0);
