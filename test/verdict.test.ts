@@ -102,6 +102,40 @@ describe('local: load failures are errors, not verdicts', { concurrency: 2 }, ()
   });
 });
 
+describe('queue: the coordinator checks the implementations before it sends anything', { concurrency: 2 }, () => {
+  // With thread isolation both are checked in the gen thread (one realm), the baseline loaded and
+  // described before the candidate is loaded.
+  const queueConfig = JSON.stringify({ backend: 'memory', spawn_local_workers: 1 });
+  const run = (baseline: string, candidate: string, dir: string) => runCli(['evaluate', '--task', lengthTask, '--baseline', baseline, '--candidate', candidate, '--n', '20', '--queue-config', queueConfig, '--report-dir', dir]);
+
+  it('a baseline that throws at import, a candidate with a syntax error, an implementation without solve: exit 2 naming each, no report', async () => {
+    const dir = freshDir('q-import');
+    let r = await run(fixture('throws-at-import.mjs'), fixture('good.mjs'), dir);
+    assert.equal(r.code, 2, describeRun(r));
+    assert.equal(r.stderr, `metaguard: baseline ${fixture('throws-at-import.mjs')}: failed to load: broken module\n`);
+    r = await run(fixture('good.mjs'), v('syntax-error.mjs'), dir);
+    assert.equal(r.code, 2, describeRun(r));
+    assert.equal(r.stderr, `metaguard: candidate ${v('syntax-error.mjs')}: failed to load: line 3:21: Unexpected ";"\n`);
+    r = await run(fixture('good.mjs'), fixture('no-solve.mjs'), dir);
+    assert.equal(r.code, 2, describeRun(r));
+    assert.equal(r.stderr, `metaguard: candidate ${fixture('no-solve.mjs')}: must export \`solve\` (a named export or a default-exported function)\n`);
+    assert.ok(!existsSync(dir), 'no report for an error');
+  });
+
+  it('a candidate\'s top-level code cannot change how the baseline is described (it is described before the candidate loads)', async () => {
+    const dir = freshDir('q-rewire');
+    const r = await run(v('rewires-baseline-baseline.mjs'), v('rewires-baseline-candidate.mjs'), dir);
+    // A verdict (equal pass rates: rejected by the default gate's minimum delta), not an error.
+    assert.equal(r.code, 1, describeRun(r));
+    const report = onlyReport(dir);
+    assert.equal(report.dispatcher, 'queue');
+    assert.equal(JSON.stringify(report).includes('rewired'), false, 'no endpoint of the candidate\'s choosing in the report');
+    assert.equal(report.baseline.http, undefined, 'the baseline ran as a module');
+    assert.equal(report.baseline.passes, 20);
+    assert.equal(report.candidate.passes, 20);
+  });
+});
+
 describe('local: errors count toward --violation-cap', { concurrency: 2 }, () => {
   const args = (dir: string, baseline: string, ...extra: string[]) => ['evaluate', '--task', lengthTask, '--baseline', baseline, '--candidate', fixture('throws.mjs'), '--n', '100', '--policy', 'noninferiority:margin=0.2', '--report-dir', dir, ...extra];
 
