@@ -63,33 +63,6 @@ export class ArtifactMemo {
 }
 
 /**
- * Names seen, oldest forgotten first past `max`: what a stream reader remembers having read (so that
- * a miss in the memo means "read it again", not "never published") without growing for ever.
- */
-export class BoundedSet {
-  readonly #items = new Set<string>();
-  constructor(readonly max: number) {}
-
-  add(item: string): void {
-    this.#items.delete(item);
-    this.#items.add(item);
-    if (this.#items.size > this.max) this.#items.delete(this.#items.values().next().value!);
-  }
-
-  has(item: string): boolean {
-    return this.#items.has(item);
-  }
-
-  delete(item: string): void {
-    this.#items.delete(item);
-  }
-
-  get size(): number {
-    return this.#items.size;
-  }
-}
-
-/**
  * A Map that forgets its oldest entry (by the time it was last set) past `max`: what a reader keeps of
  * records read back from a shared topic, which anyone with write access could fill.
  */
@@ -117,6 +90,16 @@ export class BoundedMap<V> {
 
   get size(): number {
     return this.#entries.size;
+  }
+}
+
+/**
+ * Names seen, oldest forgotten first past `max`: what a stream reader remembers having read (so that
+ * a miss in the memo means "read it again", not "never published") without growing for ever.
+ */
+export class BoundedSet extends BoundedMap<true> {
+  add(item: string): void {
+    this.set(item, true);
   }
 }
 
