@@ -16,7 +16,7 @@ import { bundleModule } from './task/bundle.js';
 import { sha256 } from './util/hash.js';
 import { defaultCacheDir } from './util/paths.js';
 import { CasePool, type CaseRunner } from './execution/pool.js';
-import { createRolePools } from './execution/pools.js';
+import { createRolePools, createRunner } from './execution/pools.js';
 import { caseEnvironment } from './execution/env.js';
 import { LocalDispatcher } from './dispatch/local.js';
 import { abortReason, moduleLoadError, type Dispatcher, type JobSpec } from './dispatch/types.js';
@@ -93,10 +93,8 @@ async function checkImplementation(modules: ResolvedModules, sources: Record<'ta
  * Concurrency and endpoint of each role: a URL is an endpoint; a module exporting `http` describes one
  * (asked in a thread of the role's pool). Undefined when both roles are modules run one case at a time.
  */
-async function describeExec(options: EvaluateOptions, modules: ResolvedModules, sources: Record<'task' | Role, string>, pools: Record<Role, CaseRunner>, logger: Logger, checkFirst = false): Promise<JobExec | undefined> {
+async function describeExec(options: EvaluateOptions, modules: ResolvedModules, sources: Record<'task' | Role, string>, pools: Record<Role, CaseRunner>, logger: Logger): Promise<JobExec | undefined> {
   const roleExec = async (role: Role): Promise<RoleExec> => {
-    // One thread for both roles (see runCases): each is loaded and described before the next is loaded.
-    if (checkFirst) await checkImplementation(modules, sources, pools, role, true);
     const url = modules.implUrls[role];
     let described: unknown;
     if (isEndpointUrl(url)) described = { url };
@@ -198,24 +196,27 @@ async function runCases(
   const timeoutMs = Math.round(options.timeoutS * 1000);
   const env = hooks.env ?? {};
   const isolation = options.isolation ?? 'thread';
-  // The task's gen runs in a thread of its own, never in this one (a hung gen cannot defeat a deadline
-  // or a signal) and never in an implementation's realm.
-  const genPool = new CasePool({ threads: 1, timeoutMs, memMb: options.memMb, env: caseEnvironment(env) });
   // Each role runs in a pool of its own (a candidate never shares a realm with the baseline), and the
   // local dispatcher runs on the pools that checked the implementations. Through a queue the cases run
-  // on the workers: with thread isolation, both implementations are checked in the gen thread once gen
-  // has returned, the baseline loaded and described before the candidate is loaded — two threads fewer
-  // to start (~100 ms of CPU each, spent on the cores gen runs on). With --isolation process they are
-  // checked in case processes, never in a thread of this process.
+  // on the workers, and these pools only check and describe the implementations: with thread
+  // isolation, the baseline's check runs in the gen thread once gen has returned (one thread fewer to
+  // start: ~100 ms of CPU, spent on the cores gen runs on); the candidate's in a thread of its own, so
+  // nothing the task or the baseline left behind (a timer, a changed global) is blamed on it. With
+  // --isolation process both are checked in case processes, never in a thread of this process.
   const shareGenThread = options.dispatcher !== 'local' && isolation === 'thread';
   const readPaths = [modules.taskUrl, ...roles.map((r) => modules.implUrls[r])].filter((u) => u.startsWith('file:')).map((u) => dirname(fileURLToPath(u)));
-  const pools: Record<Role, CaseRunner> = shareGenThread
-    ? { baseline: genPool, candidate: genPool }
-    : createRolePools(options.dispatcher === 'local' ? options.parallel : 1, { timeoutMs, memMb: options.memMb }, { isolation, readPaths, env: caseEnvironment(env) });
-  for (const role of shareGenThread ? [] : roles) {
-    pools[role].on('idleExit', (err: unknown) => {
+  const limits = { timeoutMs, memMb: options.memMb };
+  const own = shareGenThread ? undefined : createRolePools(options.dispatcher === 'local' ? options.parallel : 1, limits, { isolation, readPaths, env: caseEnvironment(env) });
+  const candidatePool = own?.candidate ?? createRunner(1, limits, { env: caseEnvironment(env) });
+  // The task's gen runs in a thread of its own, never in this one (a hung gen cannot defeat a deadline
+  // or a signal) and never in a realm where an implementation was loaded.
+  const genPool = new CasePool({ threads: 1, ...limits, env: caseEnvironment(env) });
+  const pools: Record<Role, CaseRunner> = own ?? { baseline: genPool, candidate: candidatePool };
+  const threadsOf: [string, CaseRunner][] = own ? roles.map((role) => [`a ${role} case thread`, own[role]]) : [['the gen thread', genPool], ['the candidate\'s check thread', candidatePool]];
+  for (const [what, pool] of threadsOf) {
+    pool.on('idleExit', (err: unknown) => {
       const e = toErrorInfo(err, 'E_CRASH');
-      logger.warn('unexpected_error', { during: `a ${role} case thread exited while idle (it is replaced)`, code: e.code, message: e.message });
+      logger.warn('unexpected_error', { during: `${what} exited while idle (it is replaced)`, code: e.code, message: e.message });
     });
   }
   /** The gen thread stopping: it is not waited for before the run starts (a thread takes ~30 ms to terminate), only before this returns. */
@@ -225,31 +226,34 @@ async function runCases(
       const e = toErrorInfo(err, 'E_CRASH');
       logger.warn('unexpected_error', { during: 'stopping the gen thread', code: e.code, message: e.message });
     }));
-  const destroyPools = () => Promise.all([stopGen(), ...(shareGenThread ? [] : roles.map((role) => pools[role].destroy()))]);
+  const destroyPools = () => Promise.all([stopGen(), candidatePool.destroy(), ...(own ? [own.baseline.destroy()] : [])]);
   let job: JobSpec;
   let taskName: string;
   logger.log('debug', 'evaluation_preparing', { task: sources.task, baseline: sources.baseline, candidate: sources.candidate });
   try {
-    // The implementations load in their pools while gen runs; a gen failure is still the one reported
-    // first (the check's outcome is held, never left to reject unhandled).
-    const checked = shareGenThread
-      ? Promise.resolve(undefined)
-      : checkImplementations(modules, sources, pools).then(
-          () => undefined,
-          (err: unknown) => ({ err }),
-        );
+    // The implementations load in their pools while gen runs (the baseline after it, when it shares the
+    // gen thread); a gen failure is still the one reported first, then the baseline's, then the
+    // candidate's (the checks' outcomes are held, never left to reject unhandled).
+    const held = <T>(p: Promise<T>) =>
+      p.then(
+        (value) => ({ value }),
+        (err: unknown) => ({ err }),
+      );
+    const checked = held(own ? checkImplementations(modules, sources, pools).then(() => null) : checkImplementation(modules, sources, pools, 'candidate', false));
     let generated: Awaited<ReturnType<CasePool['generate']>>;
     try {
       generated = await raceAbort(genPool.generate(modules.taskUrl, sources.task, options.n, options.seed, signal), signal, abortError);
     } finally {
-      if (!shareGenThread) stopGen();
+      if (own) stopGen();
     }
     if (!generated.ok) throw new MetaguardError(generated.code as MetaguardErrorCode, generated.message);
     taskName = generated.name;
     job = { ...modules, taskName, seed: options.seed, timeoutMs, memMb: options.memMb, cases: generated.cases, payloads: generated.cases.payloads, sources };
-    const failed = await raceAbort(checked, signal, abortError);
-    if (failed) throw failed.err;
-    const exec = await raceAbort(describeExec(options, modules, sources, pools, logger, shareGenThread), signal, abortError);
+    if (!own) await raceAbort(checkImplementation(modules, sources, pools, 'baseline', true), signal, abortError);
+    const outcome = await raceAbort(checked, signal, abortError);
+    if ('err' in outcome) throw outcome.err;
+    if (outcome.value) throw moduleLoadError('candidate', sources, outcome.value);
+    const exec = await raceAbort(describeExec(options, modules, sources, pools, logger), signal, abortError);
     if (exec) job.exec = exec;
     // Run here, header variables must be set now (exit 2 naming the header); through a queue each
     // worker fills them in from its own environment.
