@@ -70,23 +70,12 @@ export function sha256File(url: string): string {
 }
 
 /**
- * Loads both implementations (with the task) in a thread of each role's own pool — user code never runs in this
- * thread — and fails with one line naming the role and the file when one cannot be loaded: a module
- * that does not load is an error (exit 2), never a verdict.
+ * Loads a role's implementation (with the task) in a thread of the pool given for it — user code never
+ * runs in this thread — and returns what failed (null: it loads, or it is an endpoint URL). A module
+ * that does not load is an error (exit 2, `moduleLoadError` naming the role and the file), never a verdict.
  */
-async function checkImplementations(modules: ResolvedModules, sources: Record<'task' | Role, string>, pools: Record<Role, CaseRunner>): Promise<void> {
-  const checks = await Promise.all(roles.map((role) => checkImplementation(modules, sources, pools, role, false)));
-  roles.forEach((role, i) => {
-    const info = checks[i];
-    if (info) throw moduleLoadError(role, sources, info);
-  });
-}
-
-/** What failed loading one role's implementation (null: it loads, or it is an endpoint URL); thrown instead with `raise`. */
-async function checkImplementation(modules: ResolvedModules, sources: Record<'task' | Role, string>, pools: Record<Role, CaseRunner>, role: Role, raise: boolean): Promise<ErrorInfo | null> {
-  const info = isEndpointUrl(modules.implUrls[role]) ? null : await pools[role].checkModules(modules.taskUrl, modules.implUrls[role]);
-  if (info && raise) throw moduleLoadError(role, sources, info);
-  return info;
+function checkImplementation(modules: ResolvedModules, pools: Record<Role, CaseRunner>, role: Role): Promise<ErrorInfo | null> {
+  return isEndpointUrl(modules.implUrls[role]) ? Promise.resolve(null) : pools[role].checkModules(modules.taskUrl, modules.implUrls[role]);
 }
 
 /**
@@ -239,7 +228,8 @@ async function runCases(
         (value) => ({ value }),
         (err: unknown) => ({ err }),
       );
-    const checked = held(own ? checkImplementations(modules, sources, pools).then(() => null) : checkImplementation(modules, sources, pools, 'candidate', false));
+    const early: Role[] = own ? [...roles] : ['candidate'];
+    const checked = held(Promise.all(early.map((role) => checkImplementation(modules, pools, role))));
     let generated: Awaited<ReturnType<CasePool['generate']>>;
     try {
       generated = await raceAbort(genPool.generate(modules.taskUrl, sources.task, options.n, options.seed, signal), signal, abortError);
@@ -249,10 +239,16 @@ async function runCases(
     if (!generated.ok) throw new MetaguardError(generated.code as MetaguardErrorCode, generated.message);
     taskName = generated.name;
     job = { ...modules, taskName, seed: options.seed, timeoutMs, memMb: options.memMb, cases: generated.cases, payloads: generated.cases.payloads, sources };
-    if (!own) await raceAbort(checkImplementation(modules, sources, pools, 'baseline', true), signal, abortError);
+    if (!own) {
+      const info = await raceAbort(checkImplementation(modules, pools, 'baseline'), signal, abortError);
+      if (info) throw moduleLoadError('baseline', sources, info);
+    }
     const outcome = await raceAbort(checked, signal, abortError);
     if ('err' in outcome) throw outcome.err;
-    if (outcome.value) throw moduleLoadError('candidate', sources, outcome.value);
+    early.forEach((role, i) => {
+      const info = outcome.value[i];
+      if (info) throw moduleLoadError(role, sources, info);
+    });
     const exec = await raceAbort(describeExec(options, modules, sources, pools, logger), signal, abortError);
     if (exec) job.exec = exec;
     // Run here, header variables must be set now (exit 2 naming the header); through a queue each

@@ -40,9 +40,9 @@ const FIRST_CHUNK = 32;
  * never above a quarter of a thread's share of the run, nor below 8 × the lanes of a concurrent role.
  */
 export function chunkSizer(n: number, threads: number, lanes: number, fixed?: number): AdaptiveBatchSize {
+  if (fixed !== undefined) return new AdaptiveBatchSize({ initial: fixed, min: fixed, max: fixed, adaptive: false });
   const min = lanes > 1 ? Math.max(1, Math.min(n, 1024, 8 * lanes)) : 1;
   const max = Math.max(min, Math.min(MAX_CHUNK, Math.ceil(n / (threads * 4))));
-  if (fixed !== undefined) return new AdaptiveBatchSize({ initial: fixed, min: fixed, max: fixed, adaptive: false });
   return new AdaptiveBatchSize({ initial: Math.min(max, Math.max(min, FIRST_CHUNK)), min, max, adaptive: true, targetBatchMs: CHUNK_TARGET_MS });
 }
 
