@@ -72,7 +72,7 @@ export type { ChunkEvents } from './events.js';
  * undefined when there are none. A chunk sent this way crosses to its thread as one buffer instead of
  * a clone of every value.
  */
-function packCases(cases: CaseInput[], payloads: Uint8Array[]): ChunkRequest['packed'] {
+function packCases(cases: CaseInput[], payloads: Uint8Array[]): { packed: NonNullable<ChunkRequest['packed']>; buffers: ArrayBuffer[] } {
   let total = 0;
   for (let i = 0; i < payloads.length; i++) total += payloads[i].byteLength;
   const bytes = new Uint8Array(total);
@@ -85,7 +85,8 @@ function packCases(cases: CaseInput[], payloads: Uint8Array[]): ChunkRequest['pa
     ends[i] = at;
     indices[i] = cases[i].index;
   }
-  return { bytes, ends, indices };
+  // New buffers of this chunk's own: they can be moved to the thread rather than copied.
+  return { packed: { bytes, ends, indices }, buffers: [bytes.buffer, ends.buffer, indices.buffer] };
 }
 
 /** The payloads of an attempt's cases: the chunk's own on a first attempt, looked up by index on a retry. */
@@ -366,7 +367,8 @@ export class CasePool extends EventEmitter implements CaseRunner {
     });
 
     const payloads = payloadsFor(spec, cases);
-    const packed = payloads ? packCases(cases, payloads) : undefined;
+    const sent = payloads ? packCases(cases, payloads) : undefined;
+    const packed = sent?.packed;
     const request: ChunkRequest = { taskUrl: spec.taskUrl, implUrl: spec.implUrl, seed: spec.seed, timeoutMs: this.timeoutMs, cases: packed ? [] : cases, token, progress, ...(spec.exec ? { exec: spec.exec } : {}), ...(packed ? { packed } : {}) };
     let lateTimer: NodeJS.Timeout | undefined;
     const finish = (fault?: AttemptOutcome['fault']): AttemptOutcome => {
@@ -376,7 +378,8 @@ export class CasePool extends EventEmitter implements CaseRunner {
       const position = Atomics.load(progress, 0);
       return fault ? { results, threadId: thread, slot, position, fault } : { results, threadId: thread, slot, position };
     };
-    return this.#pool.run(request, { signal: abort.signal }).then(
+    // The packed buffers are this attempt's own (a retry packs again): moved to the thread, not copied.
+    return this.#pool.run(request, { signal: abort.signal, ...(sent ? { transferList: sent.buffers } : {}) }).then(
       () =>
         new Promise<AttemptOutcome>((resolve) => {
           // Results travel on the thread's parentPort, not with the task's return value: wait until
