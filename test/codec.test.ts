@@ -35,7 +35,8 @@ import {
   type NativeBinding,
 } from '../src/codec/native.js';
 import type { Codec } from '../src/codec/types.js';
-import { PackedCases, pack, packCaseList, unpack, unpackCase } from '../src/codec/serialize.js';
+import { PackedCases, pack, packCaseList, quickCaseIndex, unpack, unpackCase } from '../src/codec/serialize.js';
+import { decodeCasesWithPayloads, encodeCases } from '../src/queue/messages.js';
 import { packageRoot } from '../src/util/paths.js';
 
 const FUZZ_MS = Number(process.env.METAGUARD_FUZZ_MS ?? 2000);
@@ -853,6 +854,58 @@ describe('unpackCase: the quick reader reads what msgpackr reads', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+
+  it('quickCaseIndex: an index only where unpackCase reads a case whose args are an array, and that index', () => {
+    let found = 0;
+    fc.assert(
+      fc.property(fc.array(quickValue, { maxLength: 4 }), fc.nat({ max: 0x20000 }), fc.nat(), fc.nat({ max: 255 }), (args, index, at, byte) => {
+        const bytes = pack({ index, args });
+        const i = at % bytes.length;
+        const changed = Uint8Array.from(bytes);
+        changed[i] = byte;
+        for (const m of [bytes, changed, bytes.subarray(0, i), Uint8Array.from([...bytes, byte])]) {
+          const got = quickCaseIndex(m);
+          if (got === undefined) continue;
+          found++;
+          const c = unpackCase(m) as { index: unknown; args: unknown };
+          assert.equal(c.index, got);
+          assert.ok(Array.isArray(c.args));
+        }
+      }),
+      { numRuns: 2000 },
+    );
+    // Not vacuous: most generated cases are in the quick layout.
+    assert.ok(found > 1000, `${found} payloads had a quick index`);
+    assert.equal(quickCaseIndex(pack({ index: 70_000, args: [[-1000, 0, 999, 65_535], 'ab', null, true, 1.5] })), 70_000);
+    // Arguments that are not an array, a map, a long string: left to unpackCase.
+    assert.equal(quickCaseIndex(pack({ index: 1, args: 5 })), undefined);
+    assert.equal(quickCaseIndex(pack({ index: 1, args: [new Map([[1, 2]])] })), undefined);
+    assert.equal(quickCaseIndex(pack({ index: 1, args: ['x'.repeat(13)] })), undefined);
+  });
+
+  it('decodeCasesWithPayloads without args: the same cases and payloads, empty args, and bad cases refused alike', () => {
+    const codec = createJsCodec();
+    const cases = [
+      { index: 0, args: [[3, 1, 2]] },
+      { index: 7, args: [new Map([['k', 1]])] },
+      { index: 9, args: ['a much longer string than twelve characters'] },
+    ];
+    const frame = encodeCases(codec, cases);
+    const full = decodeCasesWithPayloads(codec, frame);
+    const bare = decodeCasesWithPayloads(codec, frame, { args: false });
+    assert.deepStrictEqual(full.cases, cases);
+    assert.deepStrictEqual(bare.cases.map((c) => c.index), [0, 7, 9]);
+    // The usual layout goes without its arguments; the others were decoded to be checked.
+    assert.deepStrictEqual(bare.cases[0].args, []);
+    assert.ok(Object.isFrozen(bare.cases[0].args));
+    assert.deepStrictEqual(bare.payloads.map((p) => Buffer.from(p).toString('hex')), full.payloads.map((p) => Buffer.from(p).toString('hex')));
+    // A case whose args are not an array, and bytes that are not a case: MG_ERR_CODEC either way.
+    for (const bad of [codec.encode([pack({ index: 1, args: 5 })]), codec.encode([Uint8Array.from([0xc1])]), codec.encode([pack({ index: -1, args: [] })])]) {
+      for (const args of [true, false]) {
+        assert.throws(() => decodeCasesWithPayloads(codec, bad, { args }), (err: Error & { code?: string }) => err.code === 'MG_ERR_CODEC', `args: ${args}`);
+      }
+    }
   });
 
   /** Runs `body` (source of an async function of `unpackCase` and `prefix`) in a thread with a small heap: its answer, or the thread's error code. */

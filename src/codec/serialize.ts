@@ -54,10 +54,14 @@ export function unpackCase(bytes: Uint8Array, what = 'payload'): unknown {
   return quick ?? unpack(bytes, what);
 }
 
-function quickCase(p: Uint8Array, prefix: Uint8Array): { index: number; args: unknown } | undefined {
+/**
+ * The index of a payload that begins with the usual case prefix, with `quickAt` at the arguments (and
+ * the element budget set); -1 for any other payload.
+ */
+function quickIndex(p: Uint8Array, prefix: Uint8Array): number {
   const k = prefix.length;
-  if (p.length < k + 2) return undefined;
-  for (let i = 0; i < k; i++) if (p[i] !== prefix[i]) return undefined;
+  if (p.length < k + 2) return -1;
+  for (let i = 0; i < k; i++) if (p[i] !== prefix[i]) return -1;
   // The index as msgpack writes a non-negative integer: fixint, uint8, uint16 or uint32. Not 0x40–0x7f:
   // after the definition those bytes are record references (the packer writes 64–127 as uint8).
   const t = p[k];
@@ -75,12 +79,35 @@ function quickCase(p: Uint8Array, prefix: Uint8Array): { index: number; args: un
   } else if (t === 0xce) {
     index = p[k + 1] * 0x1000000 + p[k + 2] * 0x10000 + p[k + 3] * 0x100 + p[k + 4];
     at = k + 5;
-  } else return undefined;
-  if (at >= p.length) return undefined;
+  } else return -1;
+  if (at >= p.length) return -1;
   // Arrays of numbers, booleans, null and short ASCII strings (most of what packCaseList's writer
-  // writes) are read here; anything else, or bytes left over, by msgpackr.
+  // writes) are read by readQuick; anything else, or bytes left over, by msgpackr.
   quickAt = at;
   quickBudget = p.length - at;
+  return index;
+}
+
+/**
+ * The index of a case payload whose arguments unpackCase would read on its quick path as an array,
+ * found without building the arguments; undefined for any other payload (unpackCase decides those).
+ * A worker's threads decode the arguments themselves: its own thread only needs to know each case of
+ * a batch is well-formed, and which it is.
+ */
+export function quickCaseIndex(p: Uint8Array): number | undefined {
+  if (!casePrefix) return undefined;
+  const index = quickIndex(p, casePrefix);
+  if (index < 0) return undefined;
+  const t = p[quickAt];
+  // The arguments must be an array (fixarray, array 16, array 32) for the case to be well-formed.
+  if (!((t >= 0x90 && t < 0xa0) || t === 0xdc || t === 0xdd)) return undefined;
+  return scanQuick(p, 0) && quickAt === p.length ? index : undefined;
+}
+
+function quickCase(p: Uint8Array, prefix: Uint8Array): { index: number; args: unknown } | undefined {
+  const index = quickIndex(p, prefix);
+  if (index < 0) return undefined;
+  const at = quickAt;
   const args = readQuick(p, 0);
   if (args !== NOT_QUICK && quickAt === p.length) return { index, args };
   try {
@@ -211,6 +238,76 @@ function readQuickArray(p: Uint8Array, n: number, depth: number): unknown {
     }
   }
   return out;
+}
+
+/**
+ * readQuick without the values: true, with `quickAt` past the value, exactly when readQuick would
+ * read one (same bounds, same element budget, same depth, same string limits).
+ */
+function scanQuick(p: Uint8Array, depth: number): boolean {
+  const end = p.length;
+  if (quickAt >= end) return false;
+  const t = p[quickAt++];
+  if (t < 0x40 || t >= 0xe0) return true;
+  if (t >= 0x90 && t < 0xa0) return scanQuickArray(p, t & 0x0f, depth);
+  if (t >= 0xa0 && t < 0xc0) return scanQuickAscii(p, t - 0xa0);
+  const at = quickAt;
+  switch (t) {
+    case 0xc0:
+    case 0xc2:
+    case 0xc3:
+      return true;
+    case 0xcb:
+      return skip(at, 8, end);
+    case 0xcc:
+    case 0xd0:
+      return skip(at, 1, end);
+    case 0xcd:
+    case 0xd1:
+      return skip(at, 2, end);
+    case 0xce:
+    case 0xd2:
+      return skip(at, 4, end);
+    case 0xd9:
+      return skip(at, 1, end) && scanQuickAscii(p, p[at]);
+    case 0xda:
+      return skip(at, 2, end) && scanQuickAscii(p, (p[at] << 8) | p[at + 1]);
+    case 0xdc:
+      return skip(at, 2, end) && scanQuickArray(p, (p[at] << 8) | p[at + 1], depth);
+    case 0xdd:
+      return skip(at, 4, end) && scanQuickArray(p, p[at] * 0x1000000 + ((p[at + 1] << 16) | (p[at + 2] << 8) | p[at + 3]), depth);
+    default:
+      return false;
+  }
+}
+
+/** Moves `quickAt` past `bytes` bytes at `at`, when they are there. */
+function skip(at: number, bytes: number, end: number): boolean {
+  if (at + bytes > end) return false;
+  quickAt = at + bytes;
+  return true;
+}
+
+function scanQuickArray(p: Uint8Array, n: number, depth: number): boolean {
+  if (depth > QUICK_DEPTH || n > p.length - quickAt || n > quickBudget) return false;
+  quickBudget -= n;
+  const end = p.length;
+  for (let i = 0; i < n; i++) {
+    const at = quickAt;
+    const t = p[at];
+    if (t < 0x40 || t >= 0xe0) quickAt = at + 1;
+    else if ((t === 0xd1 || t === 0xcd) && at + 3 <= end) quickAt = at + 3;
+    else if (!scanQuick(p, depth + 1)) return false;
+  }
+  return true;
+}
+
+function scanQuickAscii(p: Uint8Array, n: number): boolean {
+  const at = quickAt;
+  if (n > p.length - at || n > QUICK_STRING) return false;
+  for (let i = 0; i < n; i++) if (p[at + i] >= 0x80) return false;
+  quickAt = at + n;
+  return true;
 }
 
 function readQuickAscii(p: Uint8Array, n: number): unknown {

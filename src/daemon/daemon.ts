@@ -509,7 +509,8 @@ export class DaemonHandle extends EventEmitter<DaemonEvents> {
       const key = this.#config.hmac_key;
       if (key) verifyBatch(key, batch);
       else if (batch.mac !== undefined) throw new MetaguardError('MG_ERR_HMAC', 'batch is signed but this worker has no hmac_key (give every worker the coordinator\'s hmac_key)');
-      const decoded = decodeCasesWithPayloads(this.#codec, batch.payload);
+      // Case threads decode the arguments from the payloads themselves; case processes are sent values.
+      const decoded = decodeCasesWithPayloads(this.#codec, batch.payload, { args: (this.#options.isolation ?? 'thread') === 'process' });
       cases = decoded.cases;
       // Case threads get the serialized cases (one buffer per chunk), not clones of the values.
       payloads = decoded.payloads;

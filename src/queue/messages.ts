@@ -7,7 +7,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { MetaguardError, type WireError } from '../errors.js';
 import type { Codec } from '../codec/types.js';
-import { pack, unpack, unpackCase } from '../codec/serialize.js';
+import { pack, quickCaseIndex, unpack, unpackCase } from '../codec/serialize.js';
 import type { BatchMessage, JobManifest } from './types.js';
 import { FRAME_HEADER_BYTES, MAX_FRAME_BODY } from '../codec/frame.js';
 import type { BackendName, QueueConfig } from '../options/queue.js';
@@ -49,13 +49,21 @@ const isResult = (v: unknown): v is CaseResult => {
 
 export const encodeCases = (codec: Codec, cases: CaseInput[]): Uint8Array => codec.encode(cases.map(pack));
 export const decodeCases = (codec: Codec, frame: Uint8Array): CaseInput[] => decodeEach(codec, frame, isCase, 'case', unpackCase);
+/** The args of a case whose payload is what its pool sends (never read, never handed to user code). */
+const NO_ARGS: unknown[] = Object.freeze([]) as unknown as unknown[];
+
 /**
  * `decodeCases` that also gives each case's serialized bytes (views into the decoded frame): a worker
  * hands those to its case threads, which deserialize them again, instead of cloning the values.
+ * With `args: false` (case threads, which read only the payloads) a case in the usual layout is
+ * checked and its index read without building its arguments, which are then left empty; any other
+ * payload is decoded and checked in full, as with `args: true`.
  */
-export function decodeCasesWithPayloads(codec: Codec, frame: Uint8Array): { cases: CaseInput[]; payloads: Uint8Array[] } {
+export function decodeCasesWithPayloads(codec: Codec, frame: Uint8Array, options: { args: boolean } = { args: true }): { cases: CaseInput[]; payloads: Uint8Array[] } {
   const payloads = codec.decode(frame);
-  const cases = payloads.map((p, i) => {
+  const cases = payloads.map((p, i): CaseInput => {
+    const index = options.args ? undefined : quickCaseIndex(p);
+    if (index !== undefined) return { index, args: NO_ARGS };
     const value = unpackCase(p, `case ${i}`);
     if (!isCase(value)) throw new MetaguardError('MG_ERR_CODEC', `case ${i}: not a well-formed case`);
     return value;
