@@ -95,6 +95,8 @@ export function outstandingTarget(slots: number, batchSize: number): number {
   return Math.min(MAX_OUTSTANDING, Math.max(4 * slots + 4, Math.ceil((CASES_PER_SLOT * slots) / Math.max(1, batchSize))));
 }
 const CASES_PER_SLOT = 1000;
+/** Encoded frames a run keeps for the other role's batch of the same range (see encodeRange). */
+const FRAMES_KEPT = 8;
 const MAX_OUTSTANDING = 512;
 
 export class QueueDispatcher implements Dispatcher {
@@ -236,8 +238,27 @@ export class QueueDispatcher implements Dispatcher {
     let turn = 0;
     let slots = 1;
 
+    /**
+     * Encoded frames by case range, kept until the other role asks for the same range: both roles'
+     * batches of a range carry the same cases, so its frame is compressed once (the role travels
+     * beside the payload, and the batch signature covers both). Bounded: ranges the two roles cut
+     * differently (adaptive sizes) are dropped oldest first.
+     */
+    const frames = new Map<string, Uint8Array>();
+    const encodeRange = (start: number, size: number): Uint8Array => {
+      const range = `${start}+${size}`;
+      const kept = frames.get(range);
+      if (kept) {
+        frames.delete(range);
+        return kept;
+      }
+      const payload = job.payloads ? codec.encode(job.payloads.slice(start, start + size)) : encodeCases(codec, Array.from({ length: size }, (_, i) => ({ index: start + i, args: job.cases.at(start + i)! })));
+      frames.set(range, payload);
+      if (frames.size > FRAMES_KEPT) frames.delete(frames.keys().next().value!);
+      return payload;
+    };
     const message = (id: string, b: Outstanding): BatchMessage => {
-      const msg: BatchMessage = { id, jobId, role: b.role, priority: config.priority, payload: job.payloads ? codec.encode(job.payloads.slice(b.start, b.start + b.size)) : encodeCases(codec, Array.from({ length: b.size }, (_, i) => ({ index: b.start + i, args: job.cases.at(b.start + i)! }))) };
+      const msg: BatchMessage = { id, jobId, role: b.role, priority: config.priority, payload: encodeRange(b.start, b.size) };
       if (key) msg.mac = signBatch(key, msg);
       return msg;
     };
