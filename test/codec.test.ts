@@ -865,7 +865,15 @@ describe('unpackCase: the quick reader reads what msgpackr reads', () => {
         const changed = Uint8Array.from(bytes);
         changed[i] = byte;
         for (const m of [bytes, changed, bytes.subarray(0, i), Uint8Array.from([...bytes, byte])]) {
-          const got = quickCaseIndex(m);
+          let got: number | undefined;
+          try {
+            got = quickCaseIndex(m);
+          } catch (err) {
+            // Refused by the scan: refused by unpackCase too, with the same code.
+            assert.equal((err as { code?: string }).code, 'MG_ERR_CODEC');
+            assert.throws(() => unpackCase(m), (e: Error & { code?: string }) => e.code === 'MG_ERR_CODEC');
+            continue;
+          }
           if (got === undefined) continue;
           found++;
           const c = unpackCase(m) as { index: unknown; args: unknown };
@@ -944,6 +952,23 @@ describe('unpackCase: the quick reader reads what msgpackr reads', () => {
         try { unpackCase(bytes); return 'decoded'; } catch (err) { return err.code; }
       }`,
       64,
+    );
+    assert.equal(answer, 'MG_ERR_CODEC');
+  });
+
+  it('refuses a value followed by stray bytes without handing it to msgpackr (which writes the value out as JSON for its message)', async () => {
+    const stray = Uint8Array.from([...pack({ index: 4, args: [[1, 2, 3], 'ab'] }), 0xc1]);
+    assert.throws(() => unpackCase(stray, 'case 4'), (err: Error & { code?: string }) => err.code === 'MG_ERR_CODEC' && /case 4: .*1 bytes left over/.test(err.message));
+    assert.throws(() => quickCaseIndex(stray, 'case 4'), (err: Error & { code?: string }) => err.code === 'MG_ERR_CODEC' && /case 4: .*1 bytes left over/.test(err.message));
+    // A forged payload of 8 million empty arrays and a stray byte: the scan refuses it in a 32 MiB
+    // heap, where decoding it (and msgpackr's JSON of it) could not fit.
+    const answer = await inSmallHeap(
+      `async (unpackCase, prefix, quickCaseIndex) => {
+        const n = 8_000_000;
+        const bytes = Buffer.concat([prefix, Buffer.from([0x00, 0x91, 0xdd, (n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]), Buffer.alloc(n, 0x90), Buffer.from([0xc1])]);
+        try { return quickCaseIndex(bytes); } catch (err) { return err.code; }
+      }`,
+      32,
     );
     assert.equal(answer, 'MG_ERR_CODEC');
   });

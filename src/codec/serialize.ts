@@ -51,8 +51,17 @@ const argsUnpackr = new Unpackr({ ...options, structures: argsStructures as stri
 /** `{ index, args }` of a case payload: `unpack`'s value for it, read faster when it has the usual layout. */
 export function unpackCase(bytes: Uint8Array, what = 'payload'): unknown {
   const quick = casePrefix && quickCase(bytes, casePrefix);
+  if (quick === LEFT_OVER) throw leftOver(bytes, what);
   return quick ?? unpack(bytes, what);
 }
+
+/**
+ * The quick reader read a whole value and bytes are left behind it: msgpackr reads the same value and
+ * refuses the payload for them too, but first writes the value out as JSON for its message (seconds
+ * for a forged payload of millions of elements). Refused here instead, as `unpack` would refuse it.
+ */
+const LEFT_OVER: unique symbol = Symbol('bytes left over');
+const leftOver = (p: Uint8Array, what: string) => new MetaguardError('MG_ERR_CODEC', `${what}: cannot deserialize (${p.length - quickAt} bytes left over after the value)`);
 
 /**
  * The index of a payload that begins with the usual case prefix, with `quickAt` at the arguments (and
@@ -90,26 +99,30 @@ function quickIndex(p: Uint8Array, prefix: Uint8Array): number {
 
 /**
  * The index of a case payload whose arguments unpackCase would read on its quick path as an array,
- * found without building the arguments; undefined for any other payload (unpackCase decides those).
- * A worker's threads decode the arguments themselves: its own thread only needs to know each case of
- * a batch is well-formed, and which it is.
+ * found without building the arguments; undefined for any other payload (unpackCase decides those);
+ * MG_ERR_CODEC, as from unpackCase, for a value with bytes left over behind it. A worker's threads
+ * decode the arguments themselves: its own thread only needs to know each case of a batch is
+ * well-formed, and which it is.
  */
-export function quickCaseIndex(p: Uint8Array): number | undefined {
+export function quickCaseIndex(p: Uint8Array, what = 'payload'): number | undefined {
   if (!casePrefix) return undefined;
   const index = quickIndex(p, casePrefix);
   if (index < 0) return undefined;
   const t = p[quickAt];
   // The arguments must be an array (fixarray, array 16, array 32) for the case to be well-formed.
   if (!((t >= 0x90 && t < 0xa0) || t === 0xdc || t === 0xdd)) return undefined;
-  return scanQuick(p, 0) && quickAt === p.length ? index : undefined;
+  if (!scanQuick(p, 0)) return undefined;
+  // A whole value with bytes behind it: refused as unpackCase refuses it (MG_ERR_CODEC).
+  if (quickAt !== p.length) throw leftOver(p, what);
+  return index;
 }
 
-function quickCase(p: Uint8Array, prefix: Uint8Array): { index: number; args: unknown } | undefined {
+function quickCase(p: Uint8Array, prefix: Uint8Array): { index: number; args: unknown } | typeof LEFT_OVER | undefined {
   const index = quickIndex(p, prefix);
   if (index < 0) return undefined;
   const at = quickAt;
   const args = readQuick(p, 0);
-  if (args !== NOT_QUICK && quickAt === p.length) return { index, args };
+  if (args !== NOT_QUICK) return quickAt === p.length ? { index, args } : LEFT_OVER;
   try {
     return { index, args: argsUnpackr.unpack(p.subarray(at)) };
   } catch {

@@ -62,7 +62,7 @@ const NO_ARGS: unknown[] = Object.freeze([]) as unknown as unknown[];
 export function decodeCasesWithPayloads(codec: Codec, frame: Uint8Array, options: { args: boolean } = { args: true }): { cases: CaseInput[]; payloads: Uint8Array[] } {
   const payloads = codec.decode(frame);
   const cases = payloads.map((p, i): CaseInput => {
-    const index = options.args ? undefined : quickCaseIndex(p);
+    const index = options.args ? undefined : quickCaseIndex(p, `case ${i}`);
     if (index !== undefined) return { index, args: NO_ARGS };
     const value = unpackCase(p, `case ${i}`);
     if (!isCase(value)) throw new MetaguardError('MG_ERR_CODEC', `case ${i}: not a well-formed case`);
