@@ -1,7 +1,7 @@
 /**
  * A throwaway Redis Cluster for tests: `masters` masters with one replica each (six servers by
- * default), `redis-server --cluster-enabled yes` on free ports below 55535 (a node's cluster bus is
- * its port + 10000, which must be free too), a low `cluster-node-timeout` so a killed master's replica
+ * default), `redis-server --cluster-enabled yes` on free ports in 10000–19999 (a node's cluster bus is
+ * its port + 10000, which must be free too; see NODE_PORTS), a low `cluster-node-timeout` so a killed master's replica
  * is promoted within a few seconds, no persistence, then `redis-cli --cluster create … --cluster-replicas 1`.
  *
  * Start one only in the test that needs it, and stop it in an `after` hook (an exit hook kills what a
@@ -76,15 +76,33 @@ function canBind(port: number): Promise<boolean> {
   });
 }
 
-/** `count` ports p < 55535 with p and p + 10000 (the cluster bus) free right now; never 6379. */
-async function freeClusterPorts(count: number, taken: Set<number>): Promise<number[]> {
+/**
+ * Ports for cluster nodes: each node's bus listens on port + 10000, and both must stay free between
+ * the check below and redis-server's bind. Node ports are taken from 10000–19999, so buses are on
+ * 20000–29999: no node of one cluster can take a port another cluster's bus is about to bind (two
+ * clusters of one test file start side by side; a bus port was once taken that way), and both stay
+ * below the kernel's ephemeral range (net.ipv4.ip_local_port_range, where outgoing connections and
+ * listen(0) take their ports). Ports handed out in this process are not handed out again until
+ * their cluster stops.
+ */
+const NODE_PORTS = { from: 10000, to: 20000 };
+const handedOut = new Set<number>();
+
+/** `count` ports p with p and p + 10000 (the cluster bus) free right now, none handed out already. */
+async function freeClusterPorts(count: number): Promise<number[]> {
   const out: number[] = [];
   for (let tries = 0; out.length < count && tries < 2000; tries++) {
-    const p = 20000 + Math.floor(Math.random() * 35000);
-    if (p === 6379 || taken.has(p) || taken.has(p + 10000) || out.includes(p)) continue;
-    if ((await canBind(p)) && (await canBind(p + 10000))) out.push(p);
+    const p = NODE_PORTS.from + Math.floor(Math.random() * (NODE_PORTS.to - NODE_PORTS.from));
+    if (handedOut.has(p) || out.includes(p)) continue;
+    if ((await canBind(p)) && (await canBind(p + 10000)) && !handedOut.has(p)) {
+      handedOut.add(p);
+      out.push(p);
+    }
   }
-  if (out.length < count) throw new Error('no free port pairs for a redis cluster');
+  if (out.length < count) {
+    for (const p of out) handedOut.delete(p);
+    throw new Error('no free port pairs for a redis cluster');
+  }
   return out;
 }
 
@@ -122,6 +140,7 @@ export async function startRedisCluster(opts: { masters?: number; nodeTimeoutMs?
   const procs = new Map<number, ChildProcess>();
   const output = new Map<number, string>();
   let stopped = false;
+  let ports: number[] = [];
 
   const stop = async () => {
     if (stopped) return;
@@ -133,10 +152,11 @@ export async function startRedisCluster(opts: { masters?: number; nodeTimeoutMs?
       }),
     );
     rmSync(dir, { recursive: true, force: true });
+    for (const p of ports) handedOut.delete(p);
   };
 
   try {
-    const ports = await freeClusterPorts(count, new Set());
+    ports = await freeClusterPorts(count);
     for (const port of ports) {
       const args = [
         '--port', String(port),
