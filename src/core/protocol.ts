@@ -18,6 +18,9 @@ export interface CaseInput {
   args: unknown[];
 }
 
+/** The args of a case whose pool is sent its payload instead (never read, never handed to user code). */
+export const NO_ARGS: unknown[] = Object.freeze([]) as unknown as unknown[];
+
 export interface CaseResult {
   index: number;
   /** The implementation returned within its limits, every hard property and every relation held. */

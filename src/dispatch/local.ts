@@ -8,7 +8,7 @@ import { createRolePools } from '../execution/pools.js';
 import { caseEnvironment } from '../execution/env.js';
 import { chunkExecFor, RateLimitStates } from '../execution/chunk-exec.js';
 import { moduleLoadError, stoppedError, type DispatchEvents, type Dispatcher, type JobSpec } from './types.js';
-import { roles, type Role, type CaseInput, type CaseResult } from '../core/protocol.js';
+import { NO_ARGS, roles, type Role, type CaseInput, type CaseResult } from '../core/protocol.js';
 import { AdaptiveBatchSize } from '../queue/batching.js';
 
 export interface LocalDispatcherOptions {
@@ -20,9 +20,6 @@ export interface LocalDispatcherOptions {
   /** The caller's environment: endpoint headers' `${VAR}` values come from it, and pools this dispatcher starts begin from it (scrubbed). */
   env: NodeJS.ProcessEnv;
 }
-
-/** The args of a case whose payload is what its pool sends (never read, never handed to user code). */
-const NO_ARGS: unknown[] = Object.freeze([]) as unknown as unknown[];
 
 /** Thread milliseconds of case work a chunk should carry once the cases' cost is known. */
 export const CHUNK_TARGET_MS = 25;

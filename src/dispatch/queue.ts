@@ -31,6 +31,7 @@ import { logJobEvents } from '../observe/log-events.js';
 import { loadArtifact, sha256 } from '../queue/artifacts.js';
 import { isEndpointUrl } from '../http/endpoint.js';
 import { AdaptiveBatchSize } from '../queue/batching.js';
+import { BoundedMap } from '../queue/artifact-memo.js';
 import type { QueueConfig } from '../options/queue.js';
 import { createBackend, describeQueue } from '../queue/index.js';
 import { decodeResultsFrame, encodeCases, signBatch, signManifest, verifyDead, verifyResults } from '../queue/messages.js';
@@ -244,7 +245,7 @@ export class QueueDispatcher implements Dispatcher {
      * beside the payload, and the batch signature covers both). Bounded: ranges the two roles cut
      * differently (adaptive sizes) are dropped oldest first.
      */
-    const frames = new Map<string, Uint8Array>();
+    const frames = new BoundedMap<Uint8Array>(FRAMES_KEPT);
     const encodeRange = (start: number, size: number): Uint8Array => {
       const range = `${start}+${size}`;
       const kept = frames.get(range);
@@ -254,7 +255,6 @@ export class QueueDispatcher implements Dispatcher {
       }
       const payload = job.payloads ? codec.encode(job.payloads.slice(start, start + size)) : encodeCases(codec, Array.from({ length: size }, (_, i) => ({ index: start + i, args: job.cases.at(start + i)! })));
       frames.set(range, payload);
-      if (frames.size > FRAMES_KEPT) frames.delete(frames.keys().next().value!);
       return payload;
     };
     const message = (id: string, b: Outstanding): BatchMessage => {

@@ -12,7 +12,7 @@ import type { BatchMessage, JobManifest } from './types.js';
 import { FRAME_HEADER_BYTES, MAX_FRAME_BODY } from '../codec/frame.js';
 import type { BackendName, QueueConfig } from '../options/queue.js';
 import { truncate } from '../execution/limits.js';
-import type { CaseInput, CaseResult } from '../core/protocol.js';
+import { NO_ARGS, type CaseInput, type CaseResult } from '../core/protocol.js';
 
 function parseJson(bytes: Uint8Array, what: string): unknown {
   try {
@@ -49,9 +49,6 @@ const isResult = (v: unknown): v is CaseResult => {
 
 export const encodeCases = (codec: Codec, cases: CaseInput[]): Uint8Array => codec.encode(cases.map(pack));
 export const decodeCases = (codec: Codec, frame: Uint8Array): CaseInput[] => decodeEach(codec, frame, isCase, 'case', unpackCase);
-/** The args of a case whose payload is what its pool sends (never read, never handed to user code). */
-const NO_ARGS: unknown[] = Object.freeze([]) as unknown as unknown[];
-
 /**
  * `decodeCases` that also gives each case's serialized bytes (views into the decoded frame): a worker
  * hands those to its case threads, which deserialize them again, instead of cloning the values.
