@@ -428,17 +428,24 @@ class Flusher {
 // (No parentPort when a case process imports this module for runCases.)
 const postMessage = parentPort ? parentPort.postMessage.bind(parentPort) : undefined;
 
-/** Piscina task: runs a chunk, results on parentPort. */
-export default function runChunk(req: ChunkRequest): Promise<number> {
-  return runCases(req, (m) => postMessage!(m), { threadId, flushMs: FLUSH_MS, compact: true });
+/**
+ * Piscina task: runs a chunk, results on parentPort. Answers with the thread's heap used after the
+ * chunk instead of posting an 'end' message: the answer always reaches the pool, while a message
+ * posted after the last results could arrive after the pool had settled the chunk (the port and
+ * piscina's answer are not ordered against each other).
+ */
+export default async function runChunk(req: ChunkRequest): Promise<number> {
+  await runCases(req, (m) => postMessage!(m), { threadId, flushMs: FLUSH_MS, compact: true, answers: true });
+  return getHeapStatistics().used_heap_size;
 }
 
 /**
  * Runs a chunk's cases one after another, posting begin / results / end with `post`. `flushMs` 0
  * sends each result as its case ends (a case process has no shared progress slot: the first case
- * without a result is the one running).
+ * without a result is the one running). `answers`: the caller's task answer carries the heap figure,
+ * so no 'end' message is posted (one message fewer per chunk).
  */
-export async function runCases(request: Omit<ChunkRequest, 'progress'> & { progress?: Int32Array }, post: (m: ThreadMessage) => void, where: { threadId: number; flushMs: number; compact?: boolean }): Promise<number> {
+export async function runCases(request: Omit<ChunkRequest, 'progress'> & { progress?: Int32Array }, post: (m: ThreadMessage) => void, where: { threadId: number; flushMs: number; compact?: boolean; answers?: boolean }): Promise<number> {
   const req = request.packed ? { ...request, cases: unpackCases(request.packed) } : request;
   const { token } = req;
   const threadId = where.threadId;
@@ -458,13 +465,13 @@ export async function runCases(request: Omit<ChunkRequest, 'progress'> & { progr
     const error = { code: 'MG_ERR_MODULE_LOAD', message: truncate(`failed to load: ${errorInfo(err, 'MG_ERR_MODULE_LOAD').message.split('\n')[0]}`, MAX_MESSAGE_CHARS) };
     post({ t: 'begin', token, threadId });
     post({ t: 'results', token, results: req.cases.map((c) => ({ index: c.index, passed: false, durationMs: 0, error })) });
-    post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
+    if (!where.answers) post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
     return req.cases.length;
   }
   post({ t: 'begin', token, threadId });
   if ('http' in impl || (req.exec?.concurrency ?? 1) > 1) {
     await runConcurrently(req, task, impl, post);
-    post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
+    if (!where.answers) post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
     return req.cases.length;
   }
   const solve = impl.solve;
@@ -476,7 +483,7 @@ export async function runCases(request: Omit<ChunkRequest, 'progress'> & { progr
     out.add(getPrototypeOf(result) === PromiseProto ? await result : (result as CaseResult));
   }
   out.flush();
-  post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
+  if (!where.answers) post({ t: 'end', token, count: req.cases.length, heapUsed: getHeapStatistics().used_heap_size });
   return req.cases.length;
 }
 

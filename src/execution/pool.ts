@@ -360,8 +360,6 @@ export class CasePool extends EventEmitter implements CaseRunner {
         // From here on each case has the case limit (the import budget no longer applies).
         clearTimeout(timer);
         timer = setTimeout(onLimit, limitMs);
-      } else if (m.t === 'end') {
-        if (typeof m.heapUsed === 'number' && Number.isFinite(m.heapUsed)) events.onHeap?.(m.heapUsed, slot);
       }
       if (expected >= 0 && results.length >= expected) settle?.();
     });
@@ -380,12 +378,17 @@ export class CasePool extends EventEmitter implements CaseRunner {
     };
     // The packed buffers are this attempt's own (a retry packs again): moved to the thread, not copied.
     return this.#pool.run(request, { signal: abort.signal, ...(sent ? { transferList: sent.buffers } : {}) }).then(
-      () =>
+      (heapUsed: unknown) =>
         new Promise<AttemptOutcome>((resolve) => {
           // Results travel on the thread's parentPort, not with the task's return value: wait until
           // one has arrived for every case sent (the thread's own count is not trusted).
           expected = cases.length;
-          settle = () => resolve(finish());
+          settle = () => {
+            // The thread's heap after the chunk comes with the task's answer, which always arrives
+            // (an 'end' message may still be on its way); its slot is known once every result is in.
+            if (typeof heapUsed === 'number' && Number.isFinite(heapUsed) && heapUsed >= 0) events.onHeap?.(heapUsed, slot);
+            resolve(finish());
+          };
           if (results.length >= expected) settle();
           else {
             // Both channels are FIFO, but they are distinct: give late messages a moment, then treat
