@@ -10,6 +10,7 @@
  * one after another and flushes results; `Flusher` groups results into messages.
  */
 import { guardThread } from '../execution/thread-guard.js';
+import { osThreadId } from '../execution/reap.js';
 import { isDeepStrictEqual } from 'node:util';
 import { copyArgs, copyOutput } from './copy.js';
 import { realmLocked } from './realm-lock.js';
@@ -47,6 +48,13 @@ const freeze = Object.freeze;
 // A case process refuses v8.setFlagsFromString to user code once its realm is locked (realm-lock.ts).
 const setV8Flags = setFlagsFromString;
 const apply = Reflect.apply;
+const atomicsStore = Atomics.store;
+/** This thread's kernel id, read before any user module loads (see execution/reap.ts). */
+const OS_TID = osThreadId();
+/** Tells the pool which kernel thread runs its request: the pool kills what this thread starts when it ends the thread. */
+const claim = (req: { tid?: Int32Array }) => {
+  if (req.tid) atomicsStore(req.tid, 0, OS_TID);
+};
 
 /**
  * The runner imports the task under a URL of its own (the bundle's, plus a query no one else knows),
@@ -435,6 +443,7 @@ const postMessage = parentPort ? parentPort.postMessage.bind(parentPort) : undef
  * piscina's answer are not ordered against each other).
  */
 export default async function runChunk(req: ChunkRequest): Promise<number> {
+  claim(req);
   await runCases(req, (m) => postMessage!(m), { threadId, flushMs: FLUSH_MS, compact: true, answers: true });
   return getHeapStatistics().used_heap_size;
 }
@@ -550,7 +559,8 @@ async function runConcurrently(req: Omit<ChunkRequest, 'progress'> & { progress?
  * a module without one or one that fails to load (its cases report that), `invalid` when the
  * description is not plain data.
  */
-export async function describeImplementation(req: { implUrl: string }): Promise<{ kind: 'none' } | { kind: 'http'; http: unknown } | { kind: 'invalid'; message: string }> {
+export async function describeImplementation(req: { implUrl: string; tid?: Int32Array }): Promise<{ kind: 'none' } | { kind: 'http'; http: unknown } | { kind: 'invalid'; message: string }> {
+  claim(req);
   if (isEndpointUrl(req.implUrl)) return { kind: 'none' };
   let mod: Record<string, unknown>;
   try {
@@ -573,7 +583,8 @@ export async function describeImplementation(req: { implUrl: string }): Promise<
  * Loads a task and an implementation and reports what is wrong with them, if anything: the evaluator
  * checks implementations here, in a thread, so user code never runs in the coordinator's thread.
  */
-export async function checkModules(req: { taskUrl: string; implUrl: string }): Promise<{ code: string; message: string; module: 'task' | 'implementation' } | null> {
+export async function checkModules(req: { taskUrl: string; implUrl: string; tid?: Int32Array }): Promise<{ code: string; message: string; module: 'task' | 'implementation' } | null> {
+  claim(req);
   const problem = async (module: 'task' | 'implementation', load: Promise<unknown>) => {
     try {
       await load;
@@ -593,7 +604,8 @@ export async function checkModules(req: { taskUrl: string; implUrl: string }): P
  * Loads the task and generates the evaluation's cases here, in a thread, so that the coordinator's
  * thread never runs user code. Errors come back as `{ ok: false, code, message }` naming `where`.
  */
-export async function generateCases(req: { taskUrl: string; where: string; n: number; seed: number }): Promise<{ ok: true; name: string; bytes: Uint8Array; ends: Uint32Array } | { ok: false; code: string; message: string }> {
+export async function generateCases(req: { taskUrl: string; where: string; n: number; seed: number; tid?: Int32Array }): Promise<{ ok: true; name: string; bytes: Uint8Array; ends: Uint32Array } | { ok: false; code: string; message: string }> {
+  claim(req);
   let task: TaskSpec;
   try {
     task = validateTask((await importModule(req.taskUrl)).default, req.where);
@@ -617,7 +629,8 @@ export async function generateCases(req: { taskUrl: string; where: string; n: nu
  * (`--expose-gc` cannot be given to a worker thread; setting the flag at run time exposes gc to new
  * contexts.)
  */
-export function heapAfterGc(): number {
+export function heapAfterGc(req?: { tid?: Int32Array }): number {
+  if (req) claim(req);
   setV8Flags('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
   gc();

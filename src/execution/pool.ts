@@ -25,11 +25,13 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { availableParallelism } from 'node:os';
+import { existsSync } from 'node:fs';
 import { Piscina } from 'piscina';
 import { MetaguardError, type ErrorInfo } from '../errors.js';
 import { runningFromSource } from '../util/paths.js';
 import type { ChunkExec, ChunkRequest, ThreadMessage } from './protocol.js';
 import { boundResult } from './limits.js';
+import { killThreadChildren } from './reap.js';
 import { PackedCases } from '../codec/serialize.js';
 import { caseEnvironment } from './env.js';
 import { CASE_MEM_MB, CASE_TIMEOUT_S } from '../options/defaults.js';
@@ -223,6 +225,9 @@ export class CasePool extends EventEmitter implements CaseRunner {
   readonly #slotBase: number;
   /** Attempts in flight by token: thread messages are routed here. */
   readonly #attempts = new Map<string, (m: ThreadMessage) => void>();
+  /** Kernel-thread slots of the requests running now, and the kernel ids of threads that ran one (reap.ts). */
+  readonly #tidSlots = new Set<Int32Array>();
+  readonly #tids = new Set<number>();
   #running = 0;
   #closed = false;
   /** When the last chunk finished (for idle eviction by a pool set). */
@@ -295,7 +300,40 @@ export class CasePool extends EventEmitter implements CaseRunner {
     } finally {
       this.#running--;
       this.lastUsed = Date.now();
+      if (this.#running === 0) this.emit('idle');
     }
+  }
+
+  /**
+   * Runs a piscina task that tells which kernel thread took it. Whatever that thread started is
+   * killed if the task is aborted (a case limit, a stop), and when the pool stops (reap.ts).
+   */
+  #run(request: object, options: { name?: string; signal?: AbortSignal; transferList?: ArrayBuffer[] }): Promise<unknown> {
+    const tid = new Int32Array(new SharedArrayBuffer(4));
+    this.#tidSlots.add(tid);
+    const { signal } = options;
+    // Added before piscina's own listener: the children die first, so the thread can be terminated.
+    const onAbort = () => killThreadChildren(Atomics.load(tid, 0));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    (request as { tid?: Int32Array }).tid = tid;
+    return this.#pool.run(request as ChunkRequest, options).finally(() => {
+      signal?.removeEventListener('abort', onAbort);
+      this.#tidSlots.delete(tid);
+      this.#remember(Atomics.load(tid, 0));
+    });
+  }
+
+  #remember(tid: number): void {
+    if (tid <= 0 || this.#tids.has(tid)) return;
+    // Threads are replaced (a case limit, a crash): forget those that are gone before the set grows.
+    if (this.#tids.size >= 4 * this.threads + 4) for (const t of this.#tids) if (!existsSync(`/proc/${process.pid}/task/${t}`)) this.#tids.delete(t);
+    this.#tids.add(tid);
+  }
+
+  /** Kills what this pool's threads started (reap.ts): they are about to stop. */
+  #reapAll(): void {
+    for (const slot of this.#tidSlots) killThreadChildren(Atomics.load(slot, 0));
+    for (const tid of this.#tids) killThreadChildren(tid);
   }
 
   #runChunk(spec: ChunkSpec, events: ChunkEvents): Promise<CaseResult[]> {
@@ -377,7 +415,7 @@ export class CasePool extends EventEmitter implements CaseRunner {
       return fault ? { results, threadId: thread, slot, position, fault } : { results, threadId: thread, slot, position };
     };
     // The packed buffers are this attempt's own (a retry packs again): moved to the thread, not copied.
-    return this.#pool.run(request, { signal: abort.signal, ...(sent ? { transferList: sent.buffers } : {}) }).then(
+    return this.#run(request, { signal: abort.signal, ...(sent ? { transferList: sent.buffers } : {}) }).then(
       (heapUsed: unknown) =>
         new Promise<AttemptOutcome>((resolve) => {
           // Results travel on the thread's parentPort, not with the task's return value: wait until
@@ -448,7 +486,7 @@ export class CasePool extends EventEmitter implements CaseRunner {
   async checkModules(taskUrl: string, implUrl: string): Promise<ErrorInfo | null> {
     const signal = AbortSignal.timeout(importBudgetMs(this.timeoutMs));
     try {
-      return (await this.#pool.run({ taskUrl, implUrl } as unknown as ChunkRequest, { name: 'checkModules', signal })) as unknown as ErrorInfo | null;
+      return (await this.#run({ taskUrl, implUrl }, { name: 'checkModules', signal })) as ErrorInfo | null;
     } catch (err) {
       return this.#classify(err, signal.aborted, false);
     }
@@ -456,13 +494,13 @@ export class CasePool extends EventEmitter implements CaseRunner {
 
   /** Asks a thread what an implementation module's `http` export describes (url, method, header templates). */
   async describeImplementation(implUrl: string): Promise<ImplementationDescription> {
-    const answer: unknown = await this.#pool.run({ implUrl } as unknown as ChunkRequest, { name: 'describeImplementation', signal: AbortSignal.timeout(importBudgetMs(this.timeoutMs)) });
+    const answer: unknown = await this.#run({ implUrl }, { name: 'describeImplementation', signal: AbortSignal.timeout(importBudgetMs(this.timeoutMs)) });
     return answer as ImplementationDescription;
   }
 
   /** A thread's heap after a full collection, in bytes (leak tests and the soak benchmark). */
   async heapAfterGc(): Promise<number> {
-    return (await this.#pool.run({} as ChunkRequest, { name: 'heapAfterGc' })) as unknown as number;
+    return (await this.#run({}, { name: 'heapAfterGc' })) as number;
   }
 
   /**
@@ -478,7 +516,7 @@ export class CasePool extends EventEmitter implements CaseRunner {
   ): Promise<{ ok: true; name: string; cases: PackedCases } | { ok: false; code: string; message: string }> {
     let answer: { ok: true; name: unknown; bytes: unknown; ends: unknown } | { ok: false; code: string; message: string };
     try {
-      answer = (await this.#pool.run({ taskUrl, where, n, seed } as unknown as ChunkRequest, { name: 'generateCases', ...(signal ? { signal } : {}) })) as unknown as typeof answer;
+      answer = (await this.#run({ taskUrl, where, n, seed }, { name: 'generateCases', ...(signal ? { signal } : {}) })) as typeof answer;
     } catch (err) {
       if (signal?.aborted) throw err;
       const e = err as { code?: string; message?: string };
@@ -499,16 +537,21 @@ export class CasePool extends EventEmitter implements CaseRunner {
     }
   }
 
-  /** Waits for running chunks, then stops the threads. Idempotent. */
+  /** Waits for running chunks, then stops the threads and what they started. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    while (this.#running > 0) await new Promise((resolve) => this.once('idle', resolve));
+    // Before the threads exit: Linux hands an exited thread's children to another thread.
+    this.#reapAll();
     await this.#pool.close();
   }
 
-  /** Stops the threads now; running chunks are abandoned. Idempotent. */
+  /** Stops the threads now, and what they started; running chunks are abandoned. Idempotent. */
   async destroy(): Promise<void> {
     this.#closed = true;
+    // First: a thread blocked in a child process (execSync) ends only once that child has.
+    this.#reapAll();
     await this.#pool.destroy();
   }
 }

@@ -33,6 +33,8 @@ export interface ChunkRequest {
    * first. When the parent terminates the thread it blames exactly that case.
    */
   progress: Int32Array;
+  /** Shared with the parent: the thread writes its kernel id here (see execution/reap.ts). */
+  tid?: Int32Array;
   exec?: ChunkExec;
   /**
    * Set instead of `cases` (then empty) when the cases arrived serialized (a worker's batch): the
