@@ -103,6 +103,27 @@ describe('child processes started by case threads', { skip: process.platform !==
     await waitFor('the background children to be gone', () => sleepers(m).length === 0);
   });
 
+  it('what a thread started is killed when the thread dies, and a background job that holds the pipe of an execSync does not hang it', async () => {
+    const m1 = marker(4);
+    const m2 = marker(5);
+    made.push(m1, m2);
+    // Negative first values: start a child, then end the thread. Others: a shell's background job
+    // (handed to init once the shell exits) keeps execSync's pipe open for a minute.
+    const impl = write('orphans.mjs', `import { spawn, execSync } from 'node:child_process';\nexport const solve = (xs) => { if (xs[0] < 0) { spawn('sleep', ['${m1}'], { stdio: 'ignore' }); process.exit(3); } if (xs[0] === 7) execSync("sh -c 'sleep ${m2} &'"); return xs.slice().sort((a, b) => a - b); };`);
+    const pool = new CasePool({ threads: 1, timeoutMs: 400 });
+    try {
+      const cases: CaseInput[] = [[[-1, 2]], [[7, 1]], [[4, 2]]].map((args, index) => ({ index, args }));
+      const started = Date.now();
+      const results = await pool.runChunk({ taskUrl: pathToFileURL(fixture('length-task.mjs')).href, implUrl: impl, seed: 1, cases });
+      const ms = Date.now() - started;
+      assert.deepEqual(results.sort((a, b) => a.index - b.index).map((r) => r.error?.code ?? 'pass'), ['E_CRASH', 'E_TIMEOUT', 'pass']);
+      assert.ok(ms < 10_000, `the chunk took ${ms} ms`);
+      await waitFor('the dead thread\'s child and the background job to be gone', () => sleepers(m1).length + sleepers(m2).length === 0);
+    } finally {
+      await pool.destroy();
+    }
+  });
+
   it('--deadline-s holds against an implementation that blocks in execSync while it loads (exit 2, nothing left)', () => {
     const m = marker(3);
     made.push(m);

@@ -10,7 +10,7 @@
  * one after another and flushes results; `Flusher` groups results into messages.
  */
 import { guardThread } from '../execution/thread-guard.js';
-import { osThreadId } from '../execution/reap.js';
+import { osThreadId, THREAD_MARK } from '../execution/reap.js';
 import { isDeepStrictEqual } from 'node:util';
 import { copyArgs, copyOutput } from './copy.js';
 import { realmLocked } from './realm-lock.js';
@@ -51,6 +51,8 @@ const apply = Reflect.apply;
 const atomicsStore = Atomics.store;
 /** This thread's kernel id, read before any user module loads (see execution/reap.ts). */
 const OS_TID = osThreadId();
+// What this thread starts inherits the pool's mark with this thread's id (a thread's process.env is its own).
+if (process.env[THREAD_MARK] !== undefined && OS_TID > 0) process.env[THREAD_MARK] = `${process.env[THREAD_MARK]}.${OS_TID}`;
 /** Tells the pool which kernel thread runs its request: the pool kills what this thread starts when it ends the thread. */
 const claim = (req: { tid?: Int32Array }) => {
   if (req.tid) atomicsStore(req.tid, 0, OS_TID);

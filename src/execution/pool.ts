@@ -25,13 +25,12 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { availableParallelism } from 'node:os';
-import { existsSync } from 'node:fs';
 import { Piscina } from 'piscina';
 import { MetaguardError, type ErrorInfo } from '../errors.js';
 import { runningFromSource } from '../util/paths.js';
 import type { ChunkExec, ChunkRequest, ThreadMessage } from './protocol.js';
 import { boundResult } from './limits.js';
-import { killThreadChildren } from './reap.js';
+import { killStarted, threadStart, THREAD_MARK } from './reap.js';
 import { PackedCases } from '../codec/serialize.js';
 import { caseEnvironment } from './env.js';
 import { CASE_MEM_MB, CASE_TIMEOUT_S } from '../options/defaults.js';
@@ -225,9 +224,11 @@ export class CasePool extends EventEmitter implements CaseRunner {
   readonly #slotBase: number;
   /** Attempts in flight by token: thread messages are routed here. */
   readonly #attempts = new Map<string, (m: ThreadMessage) => void>();
-  /** Kernel-thread slots of the requests running now, and the kernel ids of threads that ran one (reap.ts). */
+  /** Kernel-thread slots of the requests running now, and the threads that ran one: kernel id → start time (reap.ts). */
   readonly #tidSlots = new Set<Int32Array>();
-  readonly #tids = new Set<number>();
+  readonly #tids = new Map<number, string>();
+  /** This pool's part of the mark its threads' environments carry (reap.ts). */
+  readonly #mark = randomBytes(8).toString('hex');
   #running = 0;
   #closed = false;
   /** When the last chunk finished (for idle eviction by a pool set). */
@@ -245,7 +246,7 @@ export class CasePool extends EventEmitter implements CaseRunner {
       maxThreads: this.threads,
       idleTimeout: (options.idleTimeoutS ?? 60) * 1000,
       // A pool built without one (tests, benches) starts from this process's scrubbed environment.
-      env: options.env ?? caseEnvironment(process.env),
+      env: { ...(options.env ?? caseEnvironment(process.env)), [THREAD_MARK]: this.#mark },
       // Young generation is kept small so the old-generation limit is what a heap hog hits.
       resourceLimits: { maxOldGenerationSizeMb: this.memMb, maxYoungGenerationSizeMb: Math.min(64, Math.max(8, this.memMb / 8)) },
       // Threads need the loader flags (--import tsx when running from source) but reject others
@@ -305,35 +306,56 @@ export class CasePool extends EventEmitter implements CaseRunner {
   }
 
   /**
-   * Runs a piscina task that tells which kernel thread took it. Whatever that thread started is
-   * killed if the task is aborted (a case limit, a stop), and when the pool stops (reap.ts).
+   * Runs a piscina task that tells which kernel thread took it. What that thread started is killed
+   * when the task is aborted (a case limit, a stop) and when the task fails (the thread died), and
+   * what any thread of the pool started, when the pool stops (reap.ts).
    */
   #run(request: object, options: { name?: string; signal?: AbortSignal; transferList?: ArrayBuffer[] }): Promise<unknown> {
     const tid = new Int32Array(new SharedArrayBuffer(4));
     this.#tidSlots.add(tid);
     const { signal } = options;
     // Added before piscina's own listener: the children die first, so the thread can be terminated.
-    const onAbort = () => killThreadChildren(Atomics.load(tid, 0));
+    const onAbort = () => this.#reapThread(Atomics.load(tid, 0));
     signal?.addEventListener('abort', onAbort, { once: true });
     (request as { tid?: Int32Array }).tid = tid;
-    return this.#pool.run(request as ChunkRequest, options).finally(() => {
+    const done = () => {
       signal?.removeEventListener('abort', onAbort);
       this.#tidSlots.delete(tid);
-      this.#remember(Atomics.load(tid, 0));
-    });
+    };
+    return this.#pool.run(request as ChunkRequest, options).then(
+      (value) => {
+        done();
+        this.#remember(Atomics.load(tid, 0));
+        return value;
+      },
+      (err: unknown) => {
+        done();
+        // The thread is gone (or going): what it started is the main thread's or init's now, found by its mark.
+        const t = Atomics.load(tid, 0);
+        if (t > 0) killStarted({ marks: [`${this.#mark}.${t}`] });
+        throw err;
+      },
+    );
+  }
+
+  #reapThread(tid: number): void {
+    if (tid > 0) killStarted({ tids: [tid], marks: [`${this.#mark}.${tid}`] });
   }
 
   #remember(tid: number): void {
     if (tid <= 0 || this.#tids.has(tid)) return;
-    // Threads are replaced (a case limit, a crash): forget those that are gone before the set grows.
-    if (this.#tids.size >= 4 * this.threads + 4) for (const t of this.#tids) if (!existsSync(`/proc/${process.pid}/task/${t}`)) this.#tids.delete(t);
-    this.#tids.add(tid);
+    // Threads are replaced (a case limit, a crash): forget those that are gone (or whose id the
+    // kernel gave to a later thread) before the map grows.
+    if (this.#tids.size >= 4 * this.threads + 4) for (const [t, start] of this.#tids) if (threadStart(t) !== start) this.#tids.delete(t);
+    this.#tids.set(tid, threadStart(tid));
   }
 
   /** Kills what this pool's threads started (reap.ts): they are about to stop. */
   #reapAll(): void {
-    for (const slot of this.#tidSlots) killThreadChildren(Atomics.load(slot, 0));
-    for (const tid of this.#tids) killThreadChildren(tid);
+    const tids = [...this.#tidSlots].map((slot) => Atomics.load(slot, 0));
+    // A remembered id counts only while the thread it names is the one that ran here.
+    for (const [t, start] of this.#tids) if (start !== '' && threadStart(t) === start) tids.push(t);
+    killStarted({ tids, prefixes: [`${this.#mark}.`] });
   }
 
   #runChunk(spec: ChunkSpec, events: ChunkEvents): Promise<CaseResult[]> {
