@@ -444,8 +444,8 @@ export class CasePool extends EventEmitter implements CaseRunner {
           // one has arrived for every case sent (the thread's own count is not trusted).
           expected = cases.length;
           settle = () => {
-            // The thread's heap after the chunk comes with the task's answer, which always arrives
-            // (an 'end' message may still be on its way); its slot is known once every result is in.
+            // The thread's heap after the chunk comes with the task's answer (threads post no 'end'
+            // message: it could arrive after this); the slot is known once every result is in.
             if (typeof heapUsed === 'number' && Number.isFinite(heapUsed) && heapUsed >= 0) events.onHeap?.(heapUsed, slot);
             resolve(finish());
           };
