@@ -30,6 +30,7 @@ const envReaders: Record<string, string> = {
   'src/daemon/daemon.ts': 'startWorker(): the entry point of a programmatic worker',
   'src/execution/pool.ts': 'a case pool built without an environment (tests, benches)',
   'src/execution/process-pool.ts': 'a case pool built without an environment (tests, benches)',
+  'src/case-runner/case-thread.ts': "MG_CASE_THREAD: a case thread's entry point marks its own environment, which what it starts inherits (execution/reap.ts)",
   'src/codec/index.ts': 'METAGUARD_NATIVE: a switch of the process (CI runs the suite with it), read where the codec is made',
   'src/codec/native.ts': 'METAGUARD_NATIVE_PATH and NOTIFY_SOCKET: the native binary is loaded once per process',
   'src/queue/sqs/client.ts': 'AWS_REGION beside the AWS SDK, which reads the environment itself (i14-rest; to pass down through createBackend)',
