@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CasePool } from '../src/execution/pool.js';
 import type { CaseInput } from '../src/core/protocol.js';
+import { tryLoadNativeBinding } from '../src/codec/native.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 const cli = fileURLToPath(new URL('../bin/metaguard.js', import.meta.url));
@@ -32,6 +33,25 @@ function sleepers(marker: string): number[] {
   }
   return out;
 }
+
+/** `sleep` processes that died and that no one collected, left as zombies of this process. */
+function zombieSleeps(): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (stat.includes('(sleep)') && state === 'Z' && Number(ppid) === process.pid) out.push(Number(pid));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out;
+}
+
+/** The addon collects killed children (waitpid); without it they stay zombies, as documented. */
+const collects = tryLoadNativeBinding()?.reapExited !== undefined;
 
 const killAll = (marker: string) => {
   for (const pid of sleepers(marker)) {
@@ -84,6 +104,7 @@ describe('child processes started by case threads', { skip: process.platform !==
       // Two limits and two thread starts; a minute per blocked case before.
       assert.ok(ms < 10_000, `the chunk took ${ms} ms`);
       await waitFor('the blocked children to be gone', () => sleepers(m).length === 0);
+      if (collects) await waitFor('no zombie left', () => zombieSleeps().length === 0);
     } finally {
       await pool.destroy();
     }
@@ -101,6 +122,7 @@ describe('child processes started by case threads', { skip: process.platform !==
     await waitFor('the background children to start', () => sleepers(m).length >= 6);
     await pool.close();
     await waitFor('the background children to be gone', () => sleepers(m).length === 0);
+    if (collects) await waitFor('no zombie left', () => zombieSleeps().length === 0);
   });
 
   it('what a thread started is killed when the thread dies, and a background job that holds the pipe of an execSync does not hang it', async () => {
@@ -119,6 +141,8 @@ describe('child processes started by case threads', { skip: process.platform !==
       assert.deepEqual(results.sort((a, b) => a.index - b.index).map((r) => r.error?.code ?? 'pass'), ['E_CRASH', 'E_TIMEOUT', 'pass']);
       assert.ok(ms < 10_000, `the chunk took ${ms} ms`);
       await waitFor('the dead thread\'s child and the background job to be gone', () => sleepers(m1).length + sleepers(m2).length === 0);
+      // The dead thread's child was this process's: collected, not left a zombie.
+      if (collects) await waitFor('no zombie left', () => zombieSleeps().length === 0);
     } finally {
       await pool.destroy();
     }

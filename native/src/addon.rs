@@ -18,7 +18,7 @@ use crate::crc32c::{crc32c_update, implementation};
 use crate::fail::{Fail, Kind, CODE_CODEC, CODE_NATIVE};
 use crate::frame::{self, FLAG_LZ4, FRAME_HEADER_BYTES, MAX_FRAME_PAYLOADS};
 use crate::napi::*;
-use crate::{lz4, notify};
+use crate::{lz4, notify, wait};
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::null_mut;
@@ -522,6 +522,34 @@ unsafe fn export_function(
     }
 }
 
+/// `reapExited(pid: number): number` — 1 collected, 0 still running, -1 not a child (native/src/wait.rs).
+unsafe extern "C" fn reap_exited(env: napi_env, info: napi_callback_info) -> napi_value {
+    run(env, || {
+        let [pid] = args::<1>(env, info)?;
+        if type_of(env, pid)? != NAPI_NUMBER {
+            return Err(Fail::new(
+                Kind::TypeError,
+                CODE_NATIVE,
+                "reapExited: pid must be a number",
+            ));
+        }
+        let mut value = 0u32;
+        check(
+            env,
+            napi_get_value_uint32(env, pid, &mut value),
+            "napi_get_value_uint32",
+        )?;
+        let state = if value == 0 || value > i32::MAX as u32 {
+            -1
+        } else {
+            wait::reap_exited(value as i32)
+        };
+        let mut out = null_mut();
+        check(env, napi_create_int32(env, state, &mut out), "napi_create_int32")?;
+        Ok(out)
+    })
+}
+
 /// Module entry point (Node-API's `NAPI_MODULE_INIT` symbol), called once per JS context that loads
 /// the addon (main thread and each worker thread). The addon keeps no per-context state.
 #[no_mangle]
@@ -532,6 +560,7 @@ pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_va
     export_function(env, exports, cstr!("openFrame"), open_frame);
     export_function(env, exports, cstr!("sdNotify"), sd_notify);
     export_function(env, exports, cstr!("crc32c"), crc32c);
+    export_function(env, exports, cstr!("reapExited"), reap_exited);
     napi_set_named_property(env, exports, cstr!("lz4Version"), js_string(env, &lz4::version()));
     napi_set_named_property(env, exports, cstr!("crc32cImpl"), js_string(env, implementation()));
     exports

@@ -1,4 +1,5 @@
-//! metaguard's native module: the batch frame codec (liblz4 + hardware CRC-32C) and `sd_notify`.
+//! metaguard's native module: the batch frame codec (liblz4 + hardware CRC-32C), `sd_notify` and
+//! `waitpid` for killed processes.
 //!
 //! No crate dependencies: Node-API, liblz4 and libc are declared by hand. The codec logic
 //! (`frame`, `crc32c`, `lz4`) is plain Rust, tested with `cargo test`; `addon` is the Node-API glue,
@@ -13,6 +14,7 @@ mod fail;
 mod frame;
 mod lz4;
 mod notify;
+mod wait;
 
 #[cfg(not(test))]
 mod addon;

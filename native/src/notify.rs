@@ -62,13 +62,15 @@ fn send(target: &[u8], message: &[u8]) -> Result<bool, Fail> {
             addr.sun_path[..target.len()].copy_from_slice(target);
             PATH_OFFSET + target.len() + 1
         }
-        _ => return Err(Fail::new(
-            Kind::Error,
-            CODE_NATIVE,
-            format!(
+        _ => {
+            return Err(Fail::new(
+                Kind::Error,
+                CODE_NATIVE,
+                format!(
                 "sdNotify: NOTIFY_SOCKET={shown:?} is not an absolute path or an @abstract name of at most 107 bytes"
             ),
-        )),
+            ))
+        }
     };
 
     // SAFETY: plain syscalls on a descriptor this function owns; pointers are valid for the lengths.

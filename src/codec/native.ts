@@ -36,6 +36,8 @@ export interface NativeBinding {
   /** Sends one datagram to $NOTIFY_SOCKET; false when it is unset. Throws MG_ERR_NATIVE when the send fails. */
   sdNotify(message: string): boolean;
   crc32c(data: Uint8Array, seed?: number): number;
+  /** waitpid(pid, WNOHANG): 1 collected, 0 a child still running, -1 not a child. Absent from binaries built before it. */
+  reapExited?(pid: number): number;
   /** liblz4's version string. */
   readonly lz4Version: string;
   /** 'sse4.2' or 'table'. */
@@ -155,6 +157,16 @@ export function sdNotify(message: string): boolean {
     return false;
   }
   return binding.sdNotify(message);
+}
+
+/**
+ * Collects the exit status of `pid` if it is an exited child of this process (src/execution/reap.ts:
+ * a killed process whose thread is gone would otherwise stay a zombie). 1 collected, 0 a child still
+ * running, -1 not a child — or no addon (then nothing can collect it: Node has no waitpid).
+ */
+export function reapExited(pid: number): number {
+  const binding = tryLoadNativeBinding();
+  return binding?.reapExited ? binding.reapExited(pid) : -1;
 }
 
 /** Native errors keep their code and message but become MetaguardErrors, like the JS codec's. */

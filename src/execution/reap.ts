@@ -21,12 +21,14 @@
  * - a process started with `spawn` would outlive the case that started it, and the daemon runs for
  *   months.
  *
- * Out of reach: a process that changed its environment and left the tree (user code can do both), and
- * processes of another user. A killed process whose parent thread is gone stays a zombie of this
- * process (Node cannot wait for a process it did not start). Elsewhere than Linux there is no /proc:
- * nothing is found, nothing is killed.
+ * What was killed and is a child of this process is then collected (waitpid, in the native addon:
+ * Node cannot wait for a process it did not start), or it would stay a zombie of the daemon; without
+ * the addon it does. Out of reach: a process that changed its environment and left the tree (user
+ * code can do both), and processes of another user. Elsewhere than Linux there is no /proc: nothing
+ * is found, nothing is killed.
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { reapExited } from '../codec/native.js';
 
 /** The environment variable that marks what a case thread starts: `<pool>.<kernel thread id>`. */
 export const THREAD_MARK = 'MG_CASE_THREAD';
@@ -111,6 +113,20 @@ export function markedProcesses(mark: string, prefix = false): number[] {
   return out;
 }
 
+/** Waits between the tries to collect killed children: ~6 s in all, for the slowest to die and for exiting threads to hand theirs over. */
+const COLLECT_DELAYS_MS = [10, 40, 100, 200, 400, 800, 1600, 3200];
+
+/**
+ * Collects the exit status of those of `pids` that are this process's children once they have died,
+ * so none stays a zombie (with the addon: Node has no waitpid of its own). Never blocks; the tries
+ * keep no process alive.
+ */
+function collect(pids: number[], attempt = 0): void {
+  const left = pids.filter((pid) => reapExited(pid) === 0);
+  if (left.length === 0 || attempt >= COLLECT_DELAYS_MS.length) return;
+  setTimeout(() => collect(left, attempt + 1), COLLECT_DELAYS_MS[attempt]).unref();
+}
+
 /** Stops `roots` and every descendant, then kills them all. Returns how many were signalled. */
 function reap(roots: number[]): number {
   const found = new Set<number>();
@@ -133,6 +149,8 @@ function reap(roots: number[]): number {
       // Gone already.
     }
   }
+  // Not yet dead, most of them: the first try is a moment later.
+  setTimeout(() => collect([...found]), 0).unref();
   return found.size;
 }
 
